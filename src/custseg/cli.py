@@ -1,0 +1,153 @@
+"""The ``custseg`` command: each subcommand is one library call plus presentation.
+
+Errors raised by the library for bad input (`CustsegError`) are printed as one line on stderr
+with exit code 1; nothing else is caught, so a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from custseg import __version__
+from custseg.errors import CustsegError
+from custseg.pipeline import STAGES, RunResult, run
+from custseg.settings import load_settings, parse_column_map
+
+app = typer.Typer(
+    help="Turn a shop's transaction log into customer segments a marketing team can act on.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_CONFIG = Path("custseg.toml")
+
+
+def _interactive() -> bool:
+    return sys.stdout.isatty()
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except CustsegError as exc:
+        typer.echo(f"custseg: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"custseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Turn a shop's transaction log into customer segments a marketing team can act on."""
+
+
+def _run_with_progress(data: Path, out: Path, settings) -> RunResult:
+    if not _interactive():
+        return run(data, out, settings)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
+        task = progress.add_task("starting", total=len(STAGES))
+
+        def on_stage(name: str) -> None:
+            progress.update(task, description=f"{name}", completed=STAGES.index(name))
+
+        return run(data, out, settings, on_stage=on_stage)
+
+
+def _print_summary(result: RunResult) -> None:
+    manifest = result.manifest
+    if not _interactive():
+        summary = {
+            "out_dir": str(result.out_dir),
+            "rows": manifest["rows"],
+            "reconciliation": manifest["reconciliation"],
+            "lines": manifest["lines"],
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    rows = manifest["rows"]
+    table = Table(title="Cleaning", show_lines=False)
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    table.add_row("input", f"{rows['input_rows']:,}")
+    table.add_row("kept purchase lines", f"{rows['kept_rows']:,}")
+    for reason, count in rows["rejected_by_reason"].items():
+        if count:
+            table.add_row(f"  rejected: {reason}", f"{count:,}")
+    console.print(table)
+    rec = manifest["reconciliation"]
+    money = Table(title="Revenue reconciliation")
+    money.add_column("item")
+    money.add_column("amount", justify="right")
+    money.add_row("gross sales (kept lines)", f"{rec['gross_sales']:,.2f}")
+    money.add_row("returns netted against them", f"-{rec['returns_matched']:,.2f}")
+    money.add_row("net revenue", f"{rec['net_revenue']:,.2f}")
+    for reason, amount in rec["rejected_amount"].items():
+        money.add_row(f"  rejected: {reason}", f"{amount:,.2f}")
+    money.add_row("balanced", "yes" if rec["balanced"] else "NO")
+    console.print(money)
+    lines = manifest["lines"]
+    console.print(
+        f"{lines['customers']:,} customers, {lines['orders']:,} orders, {lines['products']:,} products, "
+        f"{lines['first_invoiced_at']} to {lines['last_invoiced_at']}"
+    )
+    console.print(f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, rejected.parquet, run.json)")
+
+
+@app.command("run")
+def run_command(
+    data: Annotated[Path, typer.Argument(help="Transaction log: .csv, .csv.gz, .parquet or .xlsx.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseg-out"),
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Map a canonical column to a source column: canonical=source (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Settings file (default: ./custseg.toml if it exists).")
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (default: detected).")] = None,
+    date_format: Annotated[
+        str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of every stochastic step (default 0).")] = None,
+) -> None:
+    """Clean a transaction log and write the output folder (tables, run.json)."""
+    with _user_errors():
+        if config is None and DEFAULT_CONFIG.exists():
+            config = DEFAULT_CONFIG
+        settings = load_settings(
+            config,
+            column_map=parse_column_map(column_map or []),
+            encoding=encoding,
+            delimiter=delimiter,
+            timestamp_format=date_format,
+            seed=seed,
+        )
+        result = _run_with_progress(data, out, settings)
+    _print_summary(result)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,292 @@
+"""Read a shop's export (CSV, gzip CSV, Parquet, Excel) into a table, and write tables out.
+
+Users bring files from many systems: this module finds out how a file is encoded and delimited
+and how its timestamps are written, so that nobody has to convert it by hand first, and it turns
+every reading failure into one line naming the file and, where known, the row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io as _io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from custseg.errors import EmptyInputError, EncodingError, InputFileError, InvalidValueError
+from custseg.schema import TIMESTAMP_FORMATS, timestamp_format_counts
+
+SOURCE_ROW = "__custseg_row"
+"""Name of the 1-based row-position column added to every source table."""
+
+_CHUNK = 1 << 24
+_DELIMITERS = (",", ";", "\t", "|")
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source file read into the backend.
+
+    Attributes
+    ----------
+    table : ibis.Table of shape (n_rows, n_columns + 1)
+        The file's columns as read (text for CSV and Excel) plus `SOURCE_ROW`.
+    path : Path
+    file_format : str
+        ``csv``, ``parquet`` or ``xlsx``.
+    columns : list of str
+        The file's own column names, in order.
+    encoding, delimiter : str or None
+        What a CSV was read with (None for other formats).
+    """
+
+    table: ir.Table
+    path: Path
+    file_format: str
+    columns: list[str]
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+def file_format_of(path: Path) -> str:
+    """Return ``parquet``, ``xlsx`` or ``csv`` from the file name (``.gz`` is CSV, compressed)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        return "parquet"
+    if suffixes and suffixes[-1] in (".xlsx", ".xlsm"):
+        return "xlsx"
+    return "csv"
+
+
+def read_source(
+    path: str | Path,
+    backend: ibis.BaseBackend,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> Source:
+    """Read a file into ``backend`` as a table with a row-position column.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.csv`` (any delimiter, UTF-8 with or without BOM, UTF-16 with BOM, or ISO-8859-1),
+        ``.csv.gz``, ``.parquet`` or ``.xlsx`` file.
+    backend : ibis backend
+        Where the table lives (DuckDB by default).
+    encoding, delimiter : str, optional
+        Force a CSV encoding or delimiter instead of detecting it.
+
+    Raises
+    ------
+    InputFileError, EmptyInputError, EncodingError, InvalidValueError
+        With a message naming the file and, where known, the row.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise EmptyInputError(f"{path}: the file is empty")
+    file_format = file_format_of(path)
+    if file_format == "parquet":
+        return _read_parquet(path, backend)
+    if file_format == "xlsx":
+        table = _read_xlsx(path)
+        return _register(path, backend, table, "xlsx")
+    encoding = check_encoding(path, encoding)
+    header = _header_line(path, encoding)
+    if not header.strip():
+        raise EmptyInputError(f"{path}: the file is empty")
+    delimiter = delimiter or detect_delimiter(header)
+    table = _read_csv(path, encoding, delimiter, header)
+    return _register(path, backend, table, "csv", encoding=encoding, delimiter=delimiter)
+
+
+def _register(path: Path, backend, table: pa.Table, file_format: str, **kwargs) -> Source:
+    if table.num_rows == 0:
+        raise EmptyInputError(f"{path}: the file has a header but no data rows")
+    columns = list(table.column_names)
+    table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+    registered = backend.create_table("source", table, temp=True, overwrite=True)
+    return Source(table=registered, path=path, file_format=file_format, columns=columns, **kwargs)
+
+
+def _read_parquet(path: Path, backend) -> Source:
+    try:
+        table = backend.read_parquet(path, file_row_number=True)
+    except Exception as exc:  # the backend's own errors vary by engine and version
+        raise InputFileError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
+    columns = [c for c in table.columns if c != "file_row_number"]
+    if table.count().execute() == 0:
+        raise EmptyInputError(f"{path}: the file has a header but no data rows")
+    table = table.mutate(**{SOURCE_ROW: table.file_row_number + 1}).drop("file_row_number")
+    return Source(table=table, path=path, file_format="parquet", columns=columns)
+
+
+def _read_xlsx(path: Path) -> pa.Table:
+    import pandas as pd
+
+    try:
+        frame = pd.read_excel(path, dtype=str, engine="openpyxl")
+    except Exception as exc:  # openpyxl raises many kinds for a broken workbook
+        raise InputFileError(f"{path}: cannot be read as an Excel workbook: {_first_line(exc)}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return pa.Table.from_pandas(frame.astype("object").where(frame.notna(), None), preserve_index=False)
+
+
+def _open_bytes(path: Path):
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    try:
+        with _open_bytes(path) as stream:
+            while chunk := stream.read(_CHUNK):
+                yield chunk
+    except (OSError, EOFError) as exc:
+        raise InputFileError(f"{path}: cannot be read: {_first_line(exc)}") from None
+
+
+def check_encoding(path: Path, encoding: str | None = None) -> str:
+    """Return the text encoding of a CSV file, checking every byte of it.
+
+    Without ``encoding``: a byte-order mark decides; else UTF-8 if the whole file decodes as
+    UTF-8; else ISO-8859-1. With ``encoding``: the whole file must decode with it.
+
+    Raises
+    ------
+    EncodingError
+        If the encoding is unknown, the file holds NUL bytes (a binary file, or UTF-16 without a
+        byte-order mark), or it does not decode with the given encoding (the message names the row).
+    """
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise EncodingError(f"{path}: unknown encoding {encoding!r}") from None
+    chunks = _chunks(path)
+    first = next(chunks, b"")
+    detected = next((name for bom, name in _BOMS if first.startswith(bom)), None)
+    chosen = encoding or detected or "utf-8"
+    decoder = codecs.getincrementaldecoder(chosen)()
+    rows_before = 0
+    chunk = first
+    while chunk:
+        if b"\x00" in chunk and not chosen.startswith("utf-16"):
+            raise EncodingError(
+                f"{path}: cannot be read as text: it holds NUL bytes "
+                "(a binary file, or UTF-16 without a byte-order mark; give --encoding)"
+            )
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            if encoding is None and chosen == "utf-8":
+                return "iso-8859-1"
+            row = rows_before + chunk.count(b"\n", 0, exc.start)
+            raise EncodingError(
+                f"{path}: row {row} is not valid {chosen} (byte 0x{chunk[exc.start]:02x}); give the right --encoding"
+            ) from None
+        rows_before += chunk.count(b"\n")
+        chunk = next(chunks, b"")
+    return chosen
+
+
+def _header_line(path: Path, encoding: str) -> str:
+    with _open_bytes(path) as raw:
+        text = _io.TextIOWrapper(raw, encoding=encoding, newline="")
+        return text.readline()
+
+
+def detect_delimiter(header: str) -> str:
+    """Return the delimiter among ``, ; TAB |`` that splits the header line most often."""
+    counts = {d: len(next(csv.reader([header], delimiter=d))) for d in _DELIMITERS}
+    return max(_DELIMITERS, key=lambda d: counts[d])
+
+
+def _read_csv(path: Path, encoding: str, delimiter: str, header: str) -> pa.Table:
+    names = [name.strip() for name in next(csv.reader([header.lstrip("\ufeff")], delimiter=delimiter))]
+    malformed: list[pa_csv.InvalidRow] = []
+
+    def keep_malformed(row: pa_csv.InvalidRow) -> str:
+        malformed.append(row)
+        return "skip"
+
+    read_options = pa_csv.ReadOptions(
+        encoding="utf8" if encoding in ("utf-8", "utf-8-sig") else encoding,
+        column_names=names,
+        skip_rows=1,
+        block_size=1 << 24,
+    )
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=keep_malformed)
+    convert_options = pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in names}, strings_can_be_null=False
+    )
+    # The header line, byte-order mark included, is skipped: the names come from `header`.
+    with _open_bytes(path) as stream:
+        try:
+            table = pa_csv.read_csv(
+                stream, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+            )
+        except pa.ArrowInvalid as exc:
+            raise InvalidValueError(f"{path}: cannot be read as CSV: {_first_line(exc)}") from None
+    if malformed:
+        bad = malformed[0]
+        row = _row_of_line(path, encoding, bad.text)
+        raise InvalidValueError(
+            f"{path}: {row} has {bad.actual_columns} fields, the header has {bad.expected_columns} "
+            f"({len(malformed)} such row(s)); check the delimiter (--delimiter) and quoting"
+        )
+    return table
+
+
+def _row_of_line(path: Path, encoding: str, text: str) -> str:
+    """``row N`` for the first data line equal to ``text`` (pyarrow does not number skipped rows)."""
+    with _open_bytes(path) as raw:
+        lines = _io.TextIOWrapper(raw, encoding=encoding, newline="")
+        for number, line in enumerate(lines):
+            if number and line.rstrip("\r\n") == text:
+                return f"row {number}"
+    return "a row"
+
+
+def detect_timestamp_format(table: ir.Table, column: str) -> tuple[str | None, list[str]]:
+    """Find the strptime format that parses the most values of a text timestamp column.
+
+    Returns
+    -------
+    fmt : str or None
+        The best format, or None when the column is already typed or no format parses a value.
+    tied : list of str
+        Other formats that parse as many values (e.g. day-first and month-first on dates whose
+        day is never above 12): the choice is ambiguous and the user may want ``--date-format``.
+    """
+    if not table[column].type().is_string():
+        return None, []
+    counts = timestamp_format_counts(table, column).execute().iloc[0]
+    best = int(counts.max())
+    if best == 0:
+        return None, []
+    winners = [fmt for i, fmt in enumerate(TIMESTAMP_FORMATS) if int(counts[f"f{i}"]) == best]
+    return winners[0], winners[1:]
+
+
+def write_parquet(table: ir.Table, path: Path) -> None:
+    """Write a table to a Parquet file (zstd), executing it in its backend."""
+    table.to_parquet(path, compression="zstd")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

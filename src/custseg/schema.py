@@ -1,0 +1,307 @@
+"""Which column of the user's file means what, and the one typed table every later stage reads.
+
+A shop's export can have any column names, types and timestamp format. This module maps it to the
+canonical transactions table (names and types below), using a preset recognised from the header or
+the user's mapping, and marks every value that cannot be parsed instead of failing on it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from custseg.errors import MissingColumnsError
+
+ROW_ID = "row_id"
+"""Lineage id: the 1-based position of the row among the data rows of the source."""
+
+CANONICAL_COLUMNS: dict[str, dt.DataType] = {
+    ROW_ID: dt.int64,
+    "customer_id": dt.string,
+    "invoice_id": dt.string,
+    "invoiced_at": dt.timestamp,
+    "product_id": dt.string,
+    "description": dt.string,
+    "quantity": dt.float64,
+    "unit_price": dt.float64,
+    "country": dt.string,
+}
+
+MAPPABLE_COLUMNS = (
+    "customer_id",
+    "invoice_id",
+    "invoiced_at",
+    "product_id",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+    "country",
+)
+"""Canonical names a source column can be mapped to; ``amount`` is quantity x unit price."""
+
+PROBLEM_COLUMNS = ("problem_reason", "problem_column", "problem_value")
+"""Columns that `to_canonical` adds: why a row's values could not be parsed, or null."""
+
+PRESETS: dict[str, dict[str, str]] = {
+    "uci_online_retail": {
+        "invoice_id": "InvoiceNo",
+        "product_id": "StockCode",
+        "description": "Description",
+        "quantity": "Quantity",
+        "invoiced_at": "InvoiceDate",
+        "unit_price": "UnitPrice",
+        "customer_id": "CustomerID",
+        "country": "Country",
+    },
+    "uci_online_retail_ii": {
+        "invoice_id": "Invoice",
+        "product_id": "StockCode",
+        "description": "Description",
+        "quantity": "Quantity",
+        "invoiced_at": "InvoiceDate",
+        "unit_price": "Price",
+        "customer_id": "Customer ID",
+        "country": "Country",
+    },
+    "canonical": {name: name for name in MAPPABLE_COLUMNS},
+}
+
+TIMESTAMP_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+)
+"""Text timestamp formats tried when none is given; on a tie the earlier one wins (US before day-first)."""
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """The resolved mapping of a source to the canonical columns.
+
+    Attributes
+    ----------
+    preset : str
+        Name of the preset recognised from the header, or ``"custom"``.
+    columns : dict of str to str
+        Canonical name -> source column name, only for columns that exist in the source.
+    """
+
+    preset: str
+    columns: dict[str, str]
+
+
+def detect_preset(source_columns: Iterable[str]) -> str | None:
+    """Return the name of the preset whose every column is in ``source_columns``, or None."""
+    found = set(source_columns)
+    for name, mapping in PRESETS.items():
+        required = set(mapping.values()) - {"amount"}
+        if name == "canonical":
+            required = {"customer_id", "invoiced_at"}
+        if required <= found:
+            return name
+    return None
+
+
+def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, source_name: str) -> ColumnMapping:
+    """Combine the detected preset and the user's mapping, and check the required columns.
+
+    Parameters
+    ----------
+    source_columns : list of str
+        The column names of the source, in order.
+    user_map : mapping of str to str
+        Canonical name -> source column (``--map`` and ``[columns]``); wins over the preset.
+    source_name : str
+        The file name, for messages.
+
+    Raises
+    ------
+    MissingColumnsError
+        If a mapped source column does not exist, or a required canonical column has no source:
+        customer_id, invoiced_at, and quantity with unit_price or an amount column.
+    """
+    preset = detect_preset(source_columns)
+    columns = {
+        canonical: source for canonical, source in PRESETS.get(preset or "", {}).items() if source in source_columns
+    }
+    found = ", ".join(source_columns)
+    for canonical, source in user_map.items():
+        if source not in source_columns:
+            raise MissingColumnsError(
+                f"{source_name}: --map {canonical}={source}: no column {source!r}; columns found: {found}"
+            )
+        columns[canonical] = source
+    missing = [name for name in ("customer_id", "invoiced_at") if name not in columns]
+    has_amount = "amount" in columns or {"quantity", "unit_price"} <= set(columns)
+    if not has_amount:
+        missing.append("amount (or quantity and unit_price)")
+    if missing:
+        raise MissingColumnsError(
+            f"{source_name}: missing required column(s) {', '.join(missing)}; columns found: {found}; "
+            "map them with --map canonical=source (e.g. --map customer_id=Client) "
+            "or a [columns] table in custseg.toml"
+        )
+    name = preset if preset and not user_map else "custom"
+    return ColumnMapping(preset=name, columns=columns)
+
+
+@ibis.udf.scalar.builtin(name="try_strptime")
+def _try_strptime(value: str, fmt: str) -> datetime.datetime:
+    """Parse text with a strptime format; null where it does not parse."""
+
+
+def _blank_to_null(value: ir.StringValue) -> ir.StringValue:
+    value = value.strip()
+    return ibis.cases((value == "", ibis.null(dt.string)), else_=value)
+
+
+def _as_text(value: ir.Value) -> ir.StringValue:
+    """Canonical text of an id or label; integral floats lose their ``.0`` (CustomerID 17850.0)."""
+    if value.type().is_floating():
+        as_int = value.cast(dt.int64).cast(dt.string)
+        return ibis.cases((value == value.floor(), as_int), else_=value.cast(dt.string))
+    if value.type().is_string():
+        return _blank_to_null(value)
+    return value.cast(dt.string)
+
+
+def _as_number(value: ir.Value) -> ir.FloatingValue:
+    if value.type().is_numeric():
+        return value.cast(dt.float64)
+    text = _blank_to_null(value.cast(dt.string))
+    # A decimal comma ("2,55") is common in European exports; a thousands comma is not accepted.
+    text = text.re_replace(r"^(-?\d+),(\d+)$", r"\1.\2")
+    return text.try_cast(dt.float64)
+
+
+def _as_timestamp(value: ir.Value, timestamp_format: str | None) -> ir.TimestampValue:
+    if value.type().is_timestamp() or value.type().is_date():
+        return value.cast(dt.timestamp)
+    text = _blank_to_null(value.cast(dt.string))
+    if timestamp_format is None:
+        return text.try_cast(dt.timestamp)
+    return _try_strptime(text, timestamp_format).cast(dt.timestamp)
+
+
+def timestamp_format_counts(table: ir.Table, column: str) -> ir.Table:
+    """One-row table: for each of `TIMESTAMP_FORMATS`, how many distinct values of ``column`` it parses."""
+    distinct = table.select(value=table[column].cast(dt.string)).distinct()
+    text = _blank_to_null(distinct.value)
+    return distinct.aggregate(**{f"f{i}": _try_strptime(text, fmt).count() for i, fmt in enumerate(TIMESTAMP_FORMATS)})
+
+
+def to_canonical(raw: ir.Table, mapping: ColumnMapping, *, timestamp_format: str | None, row_id: str) -> ir.Table:
+    """Map a source table to the canonical transactions table.
+
+    Parameters
+    ----------
+    raw : ibis.Table of shape (n_rows, n_source_columns)
+        The source as read, any types.
+    mapping : ColumnMapping
+        From `resolve_mapping`.
+    timestamp_format : str or None
+        strptime format of a text timestamp column; None for typed or ISO timestamps.
+    row_id : str
+        Name of the source's 1-based row-position column.
+
+    Returns
+    -------
+    ibis.Table of shape (n_rows, 12)
+        `CANONICAL_COLUMNS` plus `PROBLEM_COLUMNS`. Values that are missing or do not parse are
+        null; the first such value of a row is named in the problem columns. Without an invoice
+        column an order is one (customer_id, invoiced_at) pair; without a product column the
+        description stands for the product; with only an amount, quantity is its sign and
+        unit_price its absolute value, so that a negative amount is a return.
+    """
+    cols = mapping.columns
+
+    def source(name: str) -> ir.Value | None:
+        return raw[cols[name]] if name in cols else None
+
+    invoiced_at = _as_timestamp(source("invoiced_at"), timestamp_format)
+    numbers = {name: _as_number(source(name)) for name in ("quantity", "unit_price", "amount") if name in cols}
+    quantity, unit_price, amount = (numbers.get(k) for k in ("quantity", "unit_price", "amount"))
+    if quantity is None or unit_price is None:
+        if quantity is not None:
+            unit_price = ibis.cases((quantity != 0, (amount / quantity).abs()), else_=amount.abs())
+        elif unit_price is not None:
+            quantity = ibis.cases((unit_price != 0, amount / unit_price), else_=amount.sign())
+        else:
+            quantity, unit_price = amount.sign(), amount.abs()
+
+    customer_id = _as_text(source("customer_id"))
+    description = _as_text(source("description")) if "description" in cols else ibis.null(dt.string)
+    if "product_id" in cols:
+        product_id = _as_text(source("product_id"))
+    else:
+        product_id = description
+    if "invoice_id" in cols:
+        invoice_id = _as_text(source("invoice_id"))
+    else:
+        invoice_id = customer_id.concat("@", invoiced_at.cast(dt.string))
+    country = _as_text(source("country")) if "country" in cols else ibis.null(dt.string)
+
+    checks = [("invalid_timestamp", "invoiced_at", invoiced_at)]
+    checks += [
+        ("invalid_number", name, numbers[name]) for name in ("quantity", "unit_price", "amount") if name in numbers
+    ]
+    problem_reason = ibis.cases(
+        *[(parsed.isnull(), reason) for reason, _, parsed in checks], else_=ibis.null(dt.string)
+    )
+    problem_column = ibis.cases(
+        *[(parsed.isnull(), cols[name]) for _, name, parsed in checks], else_=ibis.null(dt.string)
+    )
+    problem_value = ibis.cases(
+        *[(parsed.isnull(), raw[cols[name]].cast(dt.string).fill_null("")) for _, name, parsed in checks],
+        else_=ibis.null(dt.string),
+    )
+    return raw.select(
+        row_id=raw[row_id].cast(dt.int64),
+        customer_id=customer_id,
+        invoice_id=invoice_id,
+        invoiced_at=invoiced_at,
+        product_id=product_id,
+        description=description,
+        quantity=quantity.cast(dt.float64),
+        unit_price=unit_price.cast(dt.float64),
+        country=country,
+        problem_reason=problem_reason,
+        problem_column=problem_column,
+        problem_value=problem_value,
+    )
+
+
+def problem_summary(transactions: ir.Table) -> ir.Table:
+    """Per source column with missing or unparseable values: reason, count, first row and value."""
+    problems = transactions.filter(transactions.problem_reason.notnull())
+    return (
+        problems.group_by("problem_reason", "problem_column")
+        .aggregate(
+            rows=problems.count(),
+            first_row=problems.row_id.min(),
+            first_value=problems.problem_value.argmin(problems.row_id),
+        )
+        .order_by("first_row")
+    )

@@ -1,0 +1,148 @@
+"""The settings of a run: one small frozen object, built from custseg.toml and the command line.
+
+Nothing reads settings from a global registry; every stage gets the part it needs as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custseg.clean import CleanRules
+from custseg.errors import ConfigError
+from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How to read the input file.
+
+    Attributes
+    ----------
+    column_map : dict of str to str
+        Canonical column name -> source column name; overrides the detected preset.
+    encoding : str or None
+        Text encoding of a CSV; None detects it (UTF-8 with or without BOM, else ISO-8859-1).
+    delimiter : str or None
+        CSV delimiter; None detects it from the header line.
+    timestamp_format : str or None
+        strptime format of text timestamps; None detects it from the data.
+    max_invalid_share : float
+        Above this share of unparseable values in one column the input is refused as a whole
+        (a wrong mapping or format), below it the rows are rejected one by one.
+    """
+
+    column_map: dict[str, str] = field(default_factory=dict)
+    encoding: str | None = None
+    delimiter: str | None = None
+    timestamp_format: str | None = None
+    max_invalid_share: float = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs besides the input file."""
+
+    input: InputOptions = field(default_factory=InputOptions)
+    clean: CleanRules = field(default_factory=CleanRules)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as plain JSON-ready data (for run.json)."""
+        return dataclasses.asdict(self)
+
+
+def parse_column_map(pairs: list[str]) -> dict[str, str]:
+    """Parse ``canonical=source`` strings (the ``--map`` option) into a mapping.
+
+    Raises
+    ------
+    ConfigError
+        If a pair has no ``=`` or names an unknown canonical column.
+    """
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        canonical, sep, source = pair.partition("=")
+        canonical, source = canonical.strip(), source.strip()
+        if not sep or not canonical or not source:
+            raise ConfigError(f"--map {pair!r} must look like canonical=source, e.g. customer_id=Client")
+        mapping[canonical] = source
+    _check_canonical_names(mapping, "--map")
+    return mapping
+
+
+def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
+    unknown = sorted(set(mapping) - set(MAPPABLE_COLUMNS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown canonical column(s) {', '.join(unknown)}; known: {', '.join(MAPPABLE_COLUMNS)}"
+        )
+
+
+_TOML_SECTIONS = {"columns", "input", "clean", "run"}
+
+
+def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
+    """Build the settings from a custseg.toml file (optional) and command-line overrides.
+
+    Parameters
+    ----------
+    config_path : Path or None
+        A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
+        (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
+        `CleanRules`) and ``[run]`` (seed).
+    **overrides
+        ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``; None means
+        "not given", and a given value wins over the file.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be parsed or holds unknown keys.
+    """
+    doc: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            doc = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{config_path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - _TOML_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{config_path}: unknown table(s) {', '.join(unknown)}")
+    where = str(config_path)
+
+    column_map = {str(k): str(v) for k, v in doc.get("columns", {}).items()}
+    _check_canonical_names(column_map, f"{where} [columns]")
+    column_map.update(overrides.get("column_map") or {})
+
+    input_doc = _known_keys(doc.get("input", {}), InputOptions, f"{where} [input]")
+    input_doc.pop("column_map", None)
+    for key in ("encoding", "delimiter", "timestamp_format"):
+        if overrides.get(key) is not None:
+            input_doc[key] = overrides[key]
+    input_options = InputOptions(column_map=column_map, **input_doc)
+
+    clean_doc = _known_keys(doc.get("clean", {}), CleanRules, f"{where} [clean]")
+    clean_rules = CleanRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in clean_doc.items()})
+
+    run_doc = doc.get("run", {})
+    seed = overrides.get("seed")
+    if seed is None:
+        seed = int(run_doc.get("seed", 0))
+    return Settings(input=input_options, clean=clean_rules, seed=seed)
+
+
+def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dict(table)
+
+
+__all__ = ["CANONICAL_COLUMNS", "InputOptions", "Settings", "load_settings", "parse_column_map"]

@@ -1,0 +1,62 @@
+"""Where a run's tables and files live: one output folder with a DuckDB file, Parquet and JSON.
+
+Analysts want every intermediate table for their own SQL, and a record of how the run was made;
+this module is the only place that creates, overwrites or reads that folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+DATABASE_FILE = "custseg.duckdb"
+MANIFEST_FILE = "run.json"
+
+
+class Workspace:
+    """An output folder: ``custseg.duckdb`` (every table), Parquet and CSV exports, ``run.json``.
+
+    Parameters
+    ----------
+    path : Path
+        The folder; created if missing. An existing ``custseg.duckdb`` in it is replaced.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def open(self) -> ibis.BaseBackend:
+        """Create the folder, start a fresh database file and return its connection."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        database = self.path / DATABASE_FILE
+        for stale in (database, database.with_suffix(".duckdb.wal")):
+            stale.unlink(missing_ok=True)
+        self.backend = ibis.duckdb.connect(database)
+        return self.backend
+
+    def save(self, name: str, table: ir.Table) -> ir.Table:
+        """Compute ``table`` into the database as ``name`` and return the stored table."""
+        return self.backend.create_table(name, table, overwrite=True)
+
+    def write_parquet(self, table: ir.Table, file_name: str) -> Path:
+        """Write ``table`` to ``file_name`` in the folder (Parquet, zstd)."""
+        target = self.path / file_name
+        table.to_parquet(target, compression="zstd")
+        return target
+
+    def write_json(self, data: dict[str, Any], file_name: str = MANIFEST_FILE) -> Path:
+        """Write ``data`` as indented JSON to ``file_name`` in the folder."""
+        target = self.path / file_name
+        target.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        return target
+
+    def close(self) -> None:
+        """Close the database connection (the file stays)."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.disconnect()
+            self.backend = None

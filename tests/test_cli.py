@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from conftest import PROJECT, TEST_DATA
+from custseg.cli import app
+
+runner = CliRunner()
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", TEST_DATA / "small_shop.csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"]["input_rows"] == 22
+    assert summary["rows"]["kept_rows"] == 13
+    assert {k: v for k, v in summary["rows"]["rejected_by_reason"].items() if v} == {
+        "missing_customer_id": 1,
+        "duplicate_row": 1,
+        "non_product": 2,
+        "zero_quantity": 1,
+        "non_positive_price": 1,
+        "matched_return": 1,
+        "partly_matched_return": 1,
+        "unmatched_return": 1,
+    }
+    assert summary["reconciliation"]["balanced"] is True
+    assert {p.name for p in out.iterdir()} >= {"custseg.duckdb", "rejected.parquet", "run.json"}
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["input"]["preset"] == "uci_online_retail"
+    assert manifest["input"]["timestamp_format"] == "%m/%d/%Y %H:%M"
+    assert len(manifest["input"]["sha256"]) == 64
+    assert set(manifest["timings_s"]) == {"read", "clean", "write"}
+    with duckdb.connect(str(out / "custseg.duckdb"), read_only=True) as con:
+        tables = {row[0] for row in con.sql("show tables").fetchall()}
+        assert tables >= {"transactions", "lines", "rejected"}
+        assert con.sql("select count(*) from lines").fetchall() == [(13,)]
+
+
+def test_run_with_a_column_map_and_config_file(tmp_path):
+    data = tmp_path / "shop.csv"
+    data.write_text("Kunde;Zeit;Betrag\nk1;2011-03-01 10:00;12,50\nk2;2011-03-02 11:00;-3\n", encoding="utf-8")
+    result = invoke(
+        "run",
+        data,
+        "--out",
+        tmp_path / "a",
+        "--map",
+        "customer_id=Kunde",
+        "--map",
+        "invoiced_at=Zeit",
+        "--map",
+        "amount=Betrag",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"]["kept_rows"] == 1
+    assert summary["rows"]["rejected_by_reason"]["unmatched_return"] == 1
+    config = tmp_path / "custseg.toml"
+    config.write_text('[columns]\ncustomer_id = "Kunde"\ninvoiced_at = "Zeit"\namount = "Betrag"\n')
+    result = invoke("run", data, "--out", tmp_path / "b", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["reconciliation"]["net_revenue"] == 12.5
+
+
+def bad(tmp_path: Path, text: str | bytes, name: str = "bad.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+CASES = {
+    "missing file": (lambda t: t / "nope.csv", [], "{p}: no such file"),
+    "empty file": (lambda t: bad(t, ""), [], "{p}: the file is empty"),
+    "header only": (lambda t: bad(t, HEADER), [], "{p}: the file has a header but no data rows"),
+    "missing column": (
+        lambda t: bad(t, "Client,Total\na,1\n"),
+        [],
+        "{p}: missing required column(s) customer_id, invoiced_at, amount (or quantity and unit_price); "
+        "columns found: Client, Total; map them with --map canonical=source (e.g. --map customer_id=Client) "
+        "or a [columns] table in custseg.toml",
+    ),
+    "unreadable encoding": (
+        lambda t: bad(t, b"\xff\xfeI\x00n\x00"[2:] + b"\x00,\x00"),
+        [],
+        "{p}: cannot be read as text: it holds NUL bytes (a binary file, or UTF-16 without a byte-order mark; "
+        "give --encoding)",
+    ),
+    "wrong encoding": (
+        lambda t: bad(t, (HEADER + "1,A,CAF\xc9,1,12/1/2010 8:26,1,5,UK\n").encode("latin-1")),
+        ["--encoding", "utf-8"],
+        "{p}: row 1 is not valid utf-8 (byte 0xc9); give the right --encoding",
+    ),
+    "text in a numeric column": (
+        lambda t: bad(t, HEADER + "1,A,X,six,12/1/2010 8:26,1,5,UK\n2,A,X,one,12/1/2010 8:26,1,5,UK\n"),
+        [],
+        "{p}: row 1, column 'Quantity': 'six' is not valid (2 of 2 rows in this column are missing or not "
+        "numbers); check --map, or --date-format for timestamps",
+    ),
+    "no rows left": (
+        lambda t: bad(t, HEADER + "1,A,X,1,12/1/2010 8:26,1,,UK\n2,POST,POSTAGE,1,12/1/2010 8:26,1,5,UK\n"),
+        [],
+        "{p}: no rows left after cleaning; rejected by reason: missing_customer_id 1, non_product 1",
+    ),
+    "bad map option": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--map", "customer_id"],
+        "--map 'customer_id' must look like canonical=source, e.g. customer_id=Client",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_gives_one_line_and_exit_1(tmp_path, case):
+    make, options, message = CASES[case]
+    path = make(tmp_path)
+    result = invoke("run", path, "--out", tmp_path / "out", *options)
+    assert result.exit_code == 1
+    assert result.stderr == "custseg: error: " + message.format(p=path) + "\n"
+    assert "Traceback" not in result.output
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    readme = (PROJECT / "README.md").read_text()
+    commands = [c.name for c in app.registered_commands]
+    assert commands
+    for command in commands:
+        result = invoke(command, "--help")
+        assert result.exit_code == 0
+        assert f"custseg {command}" in readme
+        for option in set(re.findall(r"(--[a-z][a-z-]+)", result.output)) - {"--help"}:
+            assert option in readme, f"README's reference of `custseg {command}` lacks {option}"

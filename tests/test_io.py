@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import ibis
+import pandas as pd
+import pytest
+
+from custseg.errors import EmptyInputError, EncodingError, InputFileError, InvalidValueError
+from custseg.io import SOURCE_ROW, check_encoding, detect_delimiter, detect_timestamp_format, read_source
+
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+ROWS = (
+    "536365,85123A,CAFÉ HEART HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom\n"
+    "536366,71053,WHITE LANTERN,6,12/13/2010 9:01,3.39,,France\n"
+)
+
+
+@pytest.fixture()
+def backend():
+    return ibis.duckdb.connect()
+
+
+def write(path: Path, text: str, encoding: str) -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("encoding", "detected"),
+    [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("iso-8859-1", "iso-8859-1"), ("utf-16", "utf-16")],
+)
+def test_csv_encodings_are_detected_and_read(tmp_path, backend, encoding, detected):
+    path = write(tmp_path / "x.csv", HEADER + ROWS, encoding)
+    source = read_source(path, backend)
+    assert source.encoding == detected
+    assert source.columns[0] == "InvoiceNo"
+    frame = source.table.order_by(SOURCE_ROW).to_pandas()
+    assert frame.Description.tolist() == ["CAFÉ HEART HOLDER", "WHITE LANTERN"]
+    assert frame[SOURCE_ROW].tolist() == [1, 2]
+    assert frame.CustomerID.tolist() == ["17850", ""]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_delimiters_are_detected(tmp_path, backend, delimiter):
+    text = (HEADER + ROWS.replace("2.55", "2_55")).replace(",", delimiter).replace("2_55", "2,55")
+    source = read_source(write(tmp_path / "x.txt", text, "utf-8"), backend)
+    assert source.delimiter == delimiter
+    assert source.table.UnitPrice.to_pandas().tolist() == ["2,55", "3.39"]
+
+
+def test_gzip_csv_parquet_and_xlsx_give_the_same_table(tmp_path, backend):
+    csv_path = write(tmp_path / "x.csv", HEADER + ROWS, "utf-8")
+    gz_path = tmp_path / "x.csv.gz"
+    gz_path.write_bytes(gzip.compress(csv_path.read_bytes()))
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    frame.to_parquet(tmp_path / "x.parquet")
+    frame.to_excel(tmp_path / "x.xlsx", index=False)
+    tables = [
+        read_source(p, backend).table.order_by(SOURCE_ROW).to_pandas().replace({None: ""}).astype(str)
+        for p in (csv_path, gz_path, tmp_path / "x.parquet", tmp_path / "x.xlsx")
+    ]
+    for other in tables[1:]:
+        pd.testing.assert_frame_equal(tables[0], other)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["12/1/2010 8:26", "12/13/2010 9:01"], "%m/%d/%Y %H:%M"),
+        (["1/12/2010 8:26", "13/12/2010 9:01"], "%d/%m/%Y %H:%M"),
+        (["2010-12-01 08:26:00", "2010-12-13 09:01:00"], "%Y-%m-%d %H:%M:%S"),
+        (["2010-12-01T08:26:00", "2010-12-13T09:01:00"], "%Y-%m-%dT%H:%M:%S"),
+        (["13.12.2010 09:01", "01.12.2010 08:26"], "%d.%m.%Y %H:%M"),
+    ],
+)
+def test_timestamp_formats_are_detected_from_all_values(values, expected):
+    fmt, ties = detect_timestamp_format(ibis.memtable({"t": values}), "t")
+    assert (fmt, ties) == (expected, [])
+
+
+def test_ambiguous_dates_choose_month_first_and_report_the_tie():
+    fmt, ties = detect_timestamp_format(ibis.memtable({"t": ["1/2/2011 10:00", "3/4/2011 10:00"]}), "t")
+    assert fmt == "%m/%d/%Y %H:%M"
+    assert ties == ["%d/%m/%Y %H:%M"]
+
+
+def test_delimiter_detection_prefers_the_most_splitting_character():
+    assert detect_delimiter("a;b;c,d\n") == ";"
+
+
+def test_missing_empty_and_header_only_files_are_refused(tmp_path, backend):
+    with pytest.raises(InputFileError, match=r"nope\.csv: no such file"):
+        read_source(tmp_path / "nope.csv", backend)
+    with pytest.raises(EmptyInputError, match=r"empty\.csv: the file is empty"):
+        read_source(write(tmp_path / "empty.csv", "", "utf-8"), backend)
+    with pytest.raises(EmptyInputError, match=r"head\.csv: the file has a header but no data rows"):
+        read_source(write(tmp_path / "head.csv", HEADER, "utf-8"), backend)
+
+
+def test_wrong_encoding_names_the_row(tmp_path):
+    path = write(tmp_path / "x.csv", HEADER + ROWS, "iso-8859-1")
+    with pytest.raises(EncodingError, match=r"x\.csv: row 1 is not valid utf-8 \(byte 0xc9\)"):
+        check_encoding(path, "utf-8")
+
+
+def test_binary_file_is_refused(tmp_path, backend):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(EncodingError, match="holds NUL bytes"):
+        read_source(path, backend)
+
+
+def test_a_row_with_too_many_fields_is_named(tmp_path, backend):
+    path = write(tmp_path / "x.csv", HEADER + ROWS + "1,2,3,4,5,6,7,8,9\n", "utf-8")
+    with pytest.raises(InvalidValueError, match=r"x\.csv: row 3 has 9 fields, the header has 8"):
+        read_source(path, backend)

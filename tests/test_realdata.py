@@ -1,0 +1,108 @@
+"""The foundation on the real UCI Online Retail data (../shared/data)."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+
+from custseg.pipeline import run
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def runs(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real")
+    return {
+        name: run(shared_data / file, out / name)
+        for name, file in (("parquet", "online_retail.parquet"), ("csv", "online_retail.csv.gz"))
+    }
+
+
+def query(result, sql):
+    with duckdb.connect(str(result.out_dir / "custseg.duckdb"), read_only=True) as con:
+        return con.sql(sql).df()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_loader_reproduces_the_facts_of_the_data(runs, fmt):
+    facts = query(
+        runs[fmt],
+        """
+        select count(*) as rows,
+               count(distinct invoice_id) as invoices,
+               count(distinct product_id) as products,
+               count(distinct customer_id) as customers,
+               count(*) filter (where customer_id is null) as without_customer,
+               min(invoiced_at) as first, max(invoiced_at) as last,
+               count(*) filter (where invoice_id like 'C%') as cancellation_rows
+        from transactions""",
+    ).iloc[0]
+    assert facts.rows == 541_909
+    assert facts.invoices == 25_900
+    assert facts.products == 4_070
+    assert facts.customers == 4_372
+    assert facts.without_customer == 135_080
+    assert facts.cancellation_rows == 9_288
+    assert str(facts["first"]) == "2010-12-01 08:26:00"
+    assert str(facts["last"]) == "2011-12-09 12:50:00"
+    columns = "customer_id, invoice_id, invoiced_at, product_id, description, quantity, unit_price, country"
+    distinct = query(
+        runs[fmt],
+        f"""
+        select (select count(*) from (select distinct {columns} from transactions)) as all_rows,
+               (select count(*) from (select distinct {columns} from transactions
+                                      where customer_id is not null)) as with_customer,
+               (select count(distinct invoice_id) from transactions where customer_id is not null) as invoices
+        """,
+    ).iloc[0]
+    # The README counts distinct rows on the raw columns, whose descriptions keep trailing spaces;
+    # canonical descriptions are stripped, which merges no two rows of this file.
+    assert distinct.all_rows == 536_641
+    assert distinct.with_customer == 401_604
+    assert distinct.invoices == 22_190
+
+
+def test_parquet_and_csv_give_identical_canonical_tables(runs):
+    sql = "select * from transactions order by row_id"
+    pd.testing.assert_frame_equal(query(runs["parquet"], sql), query(runs["csv"], sql))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_every_row_is_kept_or_rejected_with_a_reported_reason(runs, fmt):
+    rows = runs[fmt].manifest["rows"]
+    assert rows["input_rows"] == 541_909
+    assert rows["kept_rows"] + rows["rejected_rows"] == 541_909
+    assert sum(rows["rejected_by_reason"].values()) == rows["rejected_rows"]
+    by_reason = rows["rejected_by_reason"]
+    assert by_reason["missing_customer_id"] == 135_080
+    assert by_reason["duplicate_row"] == 406_829 - 401_604
+    returns = by_reason["matched_return"] + by_reason["partly_matched_return"] + by_reason["unmatched_return"]
+    assert returns > 8_000
+    assert by_reason["unmatched_return"] > 0
+    assert runs[fmt].manifest["reconciliation"]["balanced"] is True
+    counts = query(runs[fmt], "select reason, count(*) as n from rejected group by reason")
+    assert dict(zip(counts.reason, counts.n, strict=True)) == {k: v for k, v in by_reason.items() if v}
+
+
+def test_at_least_4300_customers_keep_a_purchase_line(runs):
+    customers = query(runs["parquet"], "select count(distinct customer_id) as n from lines").n.iloc[0]
+    assert customers >= 4_300
+    assert customers == runs["parquet"].manifest["lines"]["customers"]
+
+
+def test_lines_net_revenue_matches_an_independent_pandas_netting(runs, shared_data):
+    """Net quantity per (customer, product) equals purchases minus matched returns, never below 0."""
+    lines = query(
+        runs["parquet"],
+        "select customer_id, product_id, sum(quantity) as bought, sum(net_quantity) as net from lines group by all",
+    )
+    matched = query(
+        runs["parquet"],
+        "select customer_id, product_id, sum(matched_quantity) as matched "
+        "from rejected where reason like '%matched_return' group by all",
+    )
+    both = lines.merge(matched, on=["customer_id", "product_id"], how="left").fillna({"matched": 0.0})
+    assert (both.net >= 0).all()
+    pd.testing.assert_series_equal(both.net, both.bought - both.matched, check_names=False)
