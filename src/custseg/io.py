@@ -12,7 +12,7 @@ import csv
 import gzip
 import io as _io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ibis
@@ -46,6 +46,9 @@ class Source:
         The file's own column names, in order.
     encoding, delimiter : str or None
         What a CSV was read with (None for other formats).
+    arrow : pyarrow.Table or None
+        The data a CSV or Excel file was read into; held so that its buffers outlive every query
+        of ``table`` (the backend may scan them without copying).
     """
 
     table: ir.Table
@@ -54,6 +57,7 @@ class Source:
     columns: list[str]
     encoding: str | None = None
     delimiter: str | None = None
+    arrow: pa.Table | None = field(default=None, repr=False)
 
 
 def file_format_of(path: Path) -> str:
@@ -118,7 +122,7 @@ def _register(path: Path, backend, table: pa.Table, file_format: str, **kwargs) 
     columns = list(table.column_names)
     table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
     registered = backend.create_table("source", table, temp=True, overwrite=True)
-    return Source(table=registered, path=path, file_format=file_format, columns=columns, **kwargs)
+    return Source(table=registered, path=path, file_format=file_format, columns=columns, arrow=table, **kwargs)
 
 
 def _read_parquet(path: Path, backend) -> Source:
