@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/custseg run tests/data/small_shop.csv --out demo-out
+	$(BIN)/custseg demo --out demo-out
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

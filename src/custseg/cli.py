@@ -21,6 +21,7 @@ from custseg import __version__
 from custseg.errors import CustsegError
 from custseg.pipeline import STAGES, RunResult, run
 from custseg.settings import load_settings, parse_column_map
+from custseg.simulate import simulate_to_files
 
 app = typer.Typer(
     help="Turn a shop's transaction log into customer segments a marketing team can act on.",
@@ -147,6 +148,52 @@ def run_command(
         )
         result = _run_with_progress(data, out, settings)
     _print_summary(result)
+
+
+@app.command("simulate")
+def simulate_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Log file to write: .parquet, .csv or .csv.gz.")],
+    customers: Annotated[int, typer.Option("--customers", "-n", help="Customers with an id.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same bytes.")] = 0,
+) -> None:
+    """Write a simulated gift-shop log with planted segments (NAME.customers.*, NAME.products.*)."""
+    with _user_errors():
+        written = simulate_to_files(out, customers, seed)
+    if _interactive():
+        Console().print(
+            f"{written.rows:,} rows for {written.customers_with_id:,} customers (plus guests) in [bold]{written.log}"
+            f"[/bold]; planted segments in {written.customers}, product kinds in {written.products}"
+        )
+    else:
+        typer.echo(
+            json.dumps(
+                {
+                    "log": str(written.log),
+                    "customers_file": str(written.customers),
+                    "products_file": str(written.products),
+                    "rows": written.rows,
+                    "customers": written.customers_with_id,
+                }
+            )
+        )
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
+    customers: Annotated[int, typer.Option("--customers", "-n", help="Simulated customers.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Simulate a gift shop with planted segments and run the whole pipeline on it."""
+    with _user_errors():
+        written = simulate_to_files(out / "simulated_shop.parquet", customers, seed)
+        result = _run_with_progress(written.log, out, load_settings(None, seed=seed))
+    _print_summary(result)
+    if _interactive():
+        Console().print(
+            f"Simulated log: {written.log} ({written.rows:,} rows); planted truth: {written.customers}, "
+            f"{written.products}"
+        )
 
 
 if __name__ == "__main__":
