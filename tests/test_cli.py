@@ -37,15 +37,29 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
         "unmatched_return": 1,
     }
     assert summary["reconciliation"]["balanced"] is True
-    assert {p.name for p in out.iterdir()} >= {"custseg.duckdb", "rejected.parquet", "run.json"}
+    assert {p.name for p in out.iterdir()} >= {
+        "custseg.duckdb",
+        "rejected.parquet",
+        "run.json",
+        "customers.parquet",
+        "segments.csv",
+    }
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["input"]["preset"] == "uci_online_retail"
     assert manifest["input"]["timestamp_format"] == "%m/%d/%Y %H:%M"
     assert len(manifest["input"]["sha256"]) == 64
-    assert set(manifest["timings_s"]) == {"read", "clean", "write"}
+    assert set(manifest["timings_s"]) == {"read", "clean", "features", "rfm", "write"}
+    assert manifest["customers"]["count"] == 4
+    assert sum(summary["rfm_segments"].values()) == 4
+    segments = (out / "segments.csv").read_text().splitlines()
+    assert segments[0] == (
+        "kind,segment,customers,share,revenue_share,median_recency_days,median_frequency,median_monetary,"
+        "description,action"
+    )
+    assert len(segments) == 1 + 11
     with duckdb.connect(str(out / "custseg.duckdb"), read_only=True) as con:
         tables = {row[0] for row in con.sql("show tables").fetchall()}
-        assert tables >= {"transactions", "lines", "rejected"}
+        assert tables >= {"transactions", "lines", "rejected", "customers", "segments"}
         assert con.sql("select count(*) from lines").fetchall() == [(13,)]
 
 

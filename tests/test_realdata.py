@@ -106,3 +106,49 @@ def test_lines_net_revenue_matches_an_independent_pandas_netting(runs, shared_da
     both = lines.merge(matched, on=["customer_id", "product_id"], how="left").fillna({"matched": 0.0})
     assert (both.net >= 0).all()
     pd.testing.assert_series_equal(both.net, both.bought - both.matched, check_names=False)
+
+
+def test_every_customer_of_lines_has_a_row_or_is_listed_as_fully_returned(runs):
+    result = runs["parquet"]
+    in_lines = set(query(result, "select distinct customer_id from lines").customer_id)
+    scored = query(result, "select customer_id, rfm_segment from customers")
+    returned = result.manifest["customers"]["fully_returned"]
+    assert set(scored.customer_id) | set(returned["customer_ids"]) == in_lines
+    assert not set(scored.customer_id) & set(returned["customer_ids"])
+    assert returned["count"] == len(returned["customer_ids"]) > 0
+    assert scored.customer_id.is_unique
+    assert scored.rfm_segment.notna().all()
+
+
+def test_rfm_equals_an_independent_pandas_computation(runs):
+    result = runs["parquet"]
+    lines = query(result, "select customer_id, invoice_id, invoiced_at, net_revenue from lines")
+    as_of = pd.Timestamp(result.manifest["customers"]["as_of"])
+    assert as_of == pd.Timestamp("2011-12-10")
+    orders = lines.groupby(["customer_id", "invoice_id"]).agg(at=("invoiced_at", "min"), revenue=("net_revenue", "sum"))
+    orders = orders[orders.revenue > 0].reset_index()
+    expected = orders.groupby("customer_id").agg(
+        last=("at", "max"), frequency=("invoice_id", "count"), monetary=("revenue", "sum")
+    )
+    expected["recency_days"] = ((as_of - expected["last"]).dt.total_seconds() // 86400).astype("int64")
+    got = query(result, "select customer_id, recency_days, frequency, monetary from customers").set_index("customer_id")
+    expected = expected.loc[got.index]
+    pd.testing.assert_series_equal(got.recency_days, expected.recency_days, check_dtype=False)
+    pd.testing.assert_series_equal(got.frequency, expected.frequency, check_dtype=False)
+    pd.testing.assert_series_equal(got.monetary, expected.monetary, check_dtype=False, rtol=1e-9)
+
+
+def test_rfm_segment_sizes_are_reported_and_add_up(runs):
+    result = runs["parquet"]
+    segments = result.manifest["rfm"]["segments"]
+    assert len(segments) == 11
+    assert sum(s["customers"] for s in segments) == result.manifest["customers"]["count"]
+    assert abs(sum(s["revenue_share"] for s in segments) - 1) < 0.001
+    sizes = query(result, "select rfm_segment, count(*) as n from customers group by all")
+    assert dict(zip(sizes.rfm_segment, sizes.n, strict=True)) == {
+        s["segment"]: s["customers"] for s in segments if s["customers"]
+    }
+    champions = next(s for s in segments if s["segment"] == "Champions")
+    lost = next(s for s in segments if s["segment"] == "Lost")
+    assert champions["median_monetary"] > 5 * lost["median_monetary"]
+    assert champions["median_recency_days"] < lost["median_recency_days"]

@@ -6,6 +6,7 @@ with exit code 1; nothing else is caught, so a bug still shows its traceback.
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Iterator
@@ -83,10 +84,13 @@ def _print_summary(result: RunResult) -> None:
             "rows": manifest["rows"],
             "reconciliation": manifest["reconciliation"],
             "lines": manifest["lines"],
+            "customers": {k: v for k, v in manifest["customers"].items() if k != "fully_returned"},
+            "fully_returned_customers": manifest["customers"]["fully_returned"]["count"],
+            "rfm_segments": {s["segment"]: s["customers"] for s in manifest["rfm"]["segments"]},
         }
         typer.echo(json.dumps(summary, indent=2))
         return
-    console = Console()
+    console = Console(highlight=False)
     rows = manifest["rows"]
     table = Table(title="Cleaning", show_lines=False)
     table.add_column("rows")
@@ -113,7 +117,42 @@ def _print_summary(result: RunResult) -> None:
         f"{lines['customers']:,} customers, {lines['orders']:,} orders, {lines['products']:,} products, "
         f"{lines['first_invoiced_at']} to {lines['last_invoiced_at']}"
     )
-    console.print(f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, rejected.parquet, run.json)")
+    customers = manifest["customers"]
+    rfm = Table(title=f"RFM segments ({customers['count']:,} customers as of {customers['as_of'][:10]})")
+    for column, justify in (
+        ("segment", "left"),
+        ("customers", "right"),
+        ("share", "right"),
+        ("revenue", "right"),
+        ("median R days", "right"),
+        ("median F", "right"),
+        ("median M", "right"),
+    ):
+        rfm.add_column(column, justify=justify)
+    for segment in manifest["rfm"]["segments"]:
+        rfm.add_row(
+            segment["segment"],
+            f"{segment['customers']:,}",
+            f"{segment['share']:.1%}",
+            f"{segment['revenue_share']:.1%}",
+            _number(segment["median_recency_days"]),
+            _number(segment["median_frequency"]),
+            _number(segment["median_monetary"], 2),
+        )
+    console.print(rfm)
+    if customers["fully_returned"]["count"]:
+        console.print(
+            f"{customers['fully_returned']['count']} customer(s) returned every order: no RFM segment "
+            "(listed in run.json)"
+        )
+    console.print(
+        f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, customers.parquet, segments.csv, "
+        "rejected.parquet, run.json)"
+    )
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None or value != value else f"{value:,.{digits}f}"
 
 
 @app.command("run")
@@ -132,9 +171,19 @@ def run_command(
     date_format: Annotated[
         str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
     ] = None,
+    as_of: Annotated[
+        datetime.datetime | None,
+        typer.Option(
+            "--as-of", formats=["%Y-%m-%d"], help="Reference date (default: the day after the last transaction)."
+        ),
+    ] = None,
+    rfm_bins: Annotated[int | None, typer.Option("--rfm-bins", help="RFM score levels: 3, 4 or 5 (default 5).")] = None,
+    rfm_map: Annotated[
+        str | None, typer.Option("--rfm-map", help="RFM segment map: rfm, rf_grid or custom (default rfm).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stochastic step (default 0).")] = None,
 ) -> None:
-    """Clean a transaction log and write the output folder (tables, run.json)."""
+    """Clean a transaction log, profile every customer and write the output folder."""
     with _user_errors():
         if config is None and DEFAULT_CONFIG.exists():
             config = DEFAULT_CONFIG
@@ -145,6 +194,9 @@ def run_command(
             delimiter=delimiter,
             timestamp_format=date_format,
             seed=seed,
+            as_of=as_of.date() if as_of else None,
+            rfm_bins=rfm_bins,
+            rfm_map=rfm_map,
         )
         result = _run_with_progress(data, out, settings)
     _print_summary(result)
@@ -160,7 +212,7 @@ def simulate_command(
     with _user_errors():
         written = simulate_to_files(out, customers, seed)
     if _interactive():
-        Console().print(
+        Console(highlight=False).print(
             f"{written.rows:,} rows for {written.customers_with_id:,} customers (plus guests) in [bold]{written.log}"
             f"[/bold]; planted segments in {written.customers}, product kinds in {written.products}"
         )
@@ -190,7 +242,7 @@ def demo_command(
         result = _run_with_progress(written.log, out, load_settings(None, seed=seed))
     _print_summary(result)
     if _interactive():
-        Console().print(
+        Console(highlight=False).print(
             f"Simulated log: {written.log} ({written.rows:,} rows); planted truth: {written.customers}, "
             f"{written.products}"
         )

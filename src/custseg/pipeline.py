@@ -6,6 +6,7 @@ their checksum, settings, row counts per rule, the revenue reconciliation, timin
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import platform
 import time
@@ -21,12 +22,14 @@ import ibis.expr.types as ir
 from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.errors import InvalidValueError, NoRowsLeftError
+from custseg.features import customer_features, fully_returned_customers, reference_date
 from custseg.io import SOURCE_ROW, Source, detect_timestamp_format, read_source
+from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
 from custseg.workspace import Workspace
 
-STAGES = ("read", "clean", "write")
+STAGES = ("read", "clean", "features", "rfm", "write")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 
 
@@ -187,8 +190,31 @@ def run(
                 .iloc[0]
             )
 
+        with timings.stage("features"):
+            last_at = transactions.invoiced_at.max().execute()
+            as_of = (
+                datetime.datetime.combine(settings.as_of, datetime.time())
+                if settings.as_of
+                else reference_date(last_at)
+            )
+            features = workspace.save("customer_features", customer_features(lines, as_of), temp=True)
+            all_returned = fully_returned_customers(lines, as_of).order_by("customer_id").execute()
+            if int(features.count().execute()) == 0:
+                raise NoRowsLeftError(f"{data}: no customer has an order with positive net revenue before {as_of}")
+
+        with timings.stage("rfm"):
+            scorer = RFMScorer.from_options(settings.rfm)
+            scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
+            customers = workspace.save("customers", scorer.transform(features).order_by("customer_id"))
+            customer_frame = customers.execute()
+            rfm_segments = segment_summary(customer_frame, scorer.segment_rules())
+
         with timings.stage("write"):
             workspace.write_parquet(rejected, "rejected.parquet")
+            workspace.write_parquet(customers, "customers.parquet")
+            segments_table = rfm_segments.assign(kind="rfm")[["kind", *rfm_segments.columns]]
+            workspace.write_csv(segments_table, "segments.csv")
+            workspace.save("segments", segments_table)
 
         manifest = {
             "custseg_version": __version__,
@@ -203,6 +229,20 @@ def run(
                 "last_invoiced_at": str(span["last"]),
             },
             "reconciliation": reconciliation,
+            "customers": {
+                "as_of": as_of.isoformat(sep=" "),
+                "count": len(customer_frame),
+                "fully_returned": {
+                    "count": len(all_returned),
+                    "customer_ids": all_returned.customer_id.tolist(),
+                },
+            },
+            "rfm": {
+                "bins": scorer.bins,
+                "cut_points": scorer.cut_points_,
+                "segment_map": settings.rfm.segment_map,
+                "segments": rfm_segments.drop(columns=["description", "action"]).to_dict(orient="records"),
+            },
             "timings_s": timings.seconds,
             "versions": package_versions(),
         }

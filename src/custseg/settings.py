@@ -6,6 +6,7 @@ Nothing reads settings from a global registry; every stage gets the part it need
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from custseg.clean import CleanRules
 from custseg.errors import ConfigError
+from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
 
 
@@ -48,6 +50,8 @@ class Settings:
 
     input: InputOptions = field(default_factory=InputOptions)
     clean: CleanRules = field(default_factory=CleanRules)
+    rfm: RFMOptions = field(default_factory=RFMOptions)
+    as_of: datetime.date | None = None
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +86,7 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "run"}
+_TOML_SECTIONS = {"columns", "input", "clean", "rfm", "run"}
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -93,10 +97,10 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     config_path : Path or None
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
-        `CleanRules`) and ``[run]`` (seed).
+        `CleanRules`), ``[rfm]`` (the fields of `RFMOptions`) and ``[run]`` (seed, as_of).
     **overrides
-        ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``; None means
-        "not given", and a given value wins over the file.
+        ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
+        ``rfm_bins``, ``rfm_map``; None means "not given", and a given value wins over the file.
 
     Raises
     ------
@@ -130,11 +134,33 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     clean_doc = _known_keys(doc.get("clean", {}), CleanRules, f"{where} [clean]")
     clean_rules = CleanRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in clean_doc.items()})
 
-    run_doc = doc.get("run", {})
+    rfm_doc = _known_keys(doc.get("rfm", {}), RFMOptions, f"{where} [rfm]")
+    if overrides.get("rfm_bins") is not None:
+        rfm_doc["bins"] = overrides["rfm_bins"]
+    if overrides.get("rfm_map") is not None:
+        rfm_doc["segment_map"] = overrides["rfm_map"]
+    rfm_options = RFMOptions(**rfm_doc)
+    rfm_options.rules()
+
+    run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
     if seed is None:
         seed = int(run_doc.get("seed", 0))
-    return Settings(input=input_options, clean=clean_rules, seed=seed)
+    as_of = overrides.get("as_of") or run_doc.get("as_of")
+    if isinstance(as_of, str):
+        try:
+            as_of = datetime.date.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError(f"as_of={as_of!r} must be a date like 2011-12-10") from None
+    if isinstance(as_of, datetime.datetime):
+        as_of = as_of.date()
+    return Settings(input=input_options, clean=clean_rules, rfm=rfm_options, as_of=as_of, seed=seed)
+
+
+@dataclass(frozen=True)
+class _RunTable:
+    seed: int = 0
+    as_of: str | None = None
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:

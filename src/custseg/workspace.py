@@ -12,6 +12,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
 DATABASE_FILE = "custseg.duckdb"
 MANIFEST_FILE = "run.json"
@@ -38,14 +39,23 @@ class Workspace:
         self.backend = ibis.duckdb.connect(database)
         return self.backend
 
-    def save(self, name: str, table: ir.Table) -> ir.Table:
-        """Compute ``table`` into the database as ``name`` and return the stored table."""
-        return self.backend.create_table(name, table, overwrite=True)
+    def save(self, name: str, table: ir.Table, *, temp: bool = False) -> ir.Table:
+        """Compute ``table`` into the database as ``name`` and return the stored table.
+
+        A ``temp`` table lives only while the run's connection is open.
+        """
+        return self.backend.create_table(name, table, overwrite=True, temp=temp)
 
     def write_parquet(self, table: ir.Table, file_name: str) -> Path:
         """Write ``table`` to ``file_name`` in the folder (Parquet, zstd)."""
         target = self.path / file_name
         table.to_parquet(target, compression="zstd")
+        return target
+
+    def write_csv(self, frame: pd.DataFrame, file_name: str) -> Path:
+        """Write a DataFrame as UTF-8 CSV (no index) to ``file_name`` in the folder."""
+        target = self.path / file_name
+        frame.to_csv(target, index=False, encoding="utf-8")
         return target
 
     def write_json(self, data: dict[str, Any], file_name: str = MANIFEST_FILE) -> Path:

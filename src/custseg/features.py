@@ -1,0 +1,152 @@
+"""What each customer has done: recency, frequency, monetary value and how they buy.
+
+Every later stage (RFM, clustering, profiles, prediction) reads one row per customer. This module
+computes it from the kept purchase lines with the definitions stated in the README, as Ibis
+expressions, so that the same code runs on DuckDB and on Spark.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+SECONDS_PER_DAY = 86_400
+RECENT_WINDOW_DAYS = 90
+
+FEATURE_COLUMNS = (
+    "customer_id",
+    "first_order_at",
+    "last_order_at",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "distinct_products",
+    "lines",
+    "returned_share",
+    "main_country",
+    "mean_days_between_orders",
+    "orders_90d",
+    "revenue_90d",
+)
+
+
+def reference_date(last_transaction_at: datetime.datetime) -> datetime.datetime:
+    """Return the default reference date: midnight of the day after the last transaction."""
+    day = last_transaction_at.date() + datetime.timedelta(days=1)
+    return datetime.datetime(day.year, day.month, day.day)
+
+
+def whole_days(later: ir.TimestampValue | datetime.datetime, earlier: ir.TimestampValue) -> ir.IntegerValue:
+    """Whole days (floor) from ``earlier`` to ``later``, on any engine."""
+    later_seconds = (
+        ibis.timestamp(later).epoch_seconds() if isinstance(later, datetime.datetime) else later.epoch_seconds()
+    )
+    return ((later_seconds - earlier.epoch_seconds()) / SECONDS_PER_DAY).floor().cast(dt.int64)
+
+
+def orders(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
+    """One row per order placed before ``as_of``.
+
+    Returns
+    -------
+    ibis.Table of shape (n_orders, 6)
+        customer_id, invoice_id, ordered_at (the order's first timestamp), revenue (net), lines
+        (with net quantity above 0) and quantity (net).
+    """
+    before = lines.filter(lines.invoiced_at < ibis.timestamp(as_of))
+    return before.group_by("customer_id", "invoice_id").aggregate(
+        ordered_at=before.invoiced_at.min(),
+        revenue=before.net_revenue.sum(),
+        lines=(before.net_quantity > 0).sum().cast(dt.int64),
+        quantity=before.net_quantity.sum(),
+    )
+
+
+def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
+    """One row per customer with at least one order of positive net revenue before ``as_of``.
+
+    Parameters
+    ----------
+    lines : ibis.Table
+        Kept purchase lines from `custseg.clean.clean`.
+    as_of : datetime
+        The reference date; lines at or after it are ignored.
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, 15)
+        `FEATURE_COLUMNS`: recency_days and tenure_days are whole days from the last and first
+        order to ``as_of``; frequency counts orders with positive net revenue; monetary is the
+        total net revenue and avg_order_value = monetary / frequency; distinct_products and lines
+        count lines with net quantity above 0; returned_share is returned / purchased quantity;
+        main_country is the country with the most revenue (ties: first by name);
+        mean_days_between_orders = (last - first order) / (frequency - 1) in days, null for one
+        order; orders_90d and revenue_90d cover the 90 days before ``as_of``.
+    """
+    per_order = orders(lines, as_of)
+    valid = per_order.filter(per_order.revenue > 0)
+    recent = valid.ordered_at >= ibis.timestamp(as_of - datetime.timedelta(days=RECENT_WINDOW_DAYS))
+    by_customer = valid.group_by("customer_id").aggregate(
+        first_order_at=valid.ordered_at.min(),
+        last_order_at=valid.ordered_at.max(),
+        frequency=valid.count(),
+        monetary=valid.revenue.sum(),
+        orders_90d=recent.sum().cast(dt.int64),
+        revenue_90d=ibis.cases((recent, valid.revenue), else_=0.0).sum(),
+    )
+
+    before = lines.filter(lines.invoiced_at < ibis.timestamp(as_of))
+    bought = before.net_quantity > 0
+    activity = before.group_by("customer_id").aggregate(
+        distinct_products=before.product_id.nunique(where=bought),
+        lines=bought.sum().cast(dt.int64),
+        returned_share=before.returned_quantity.sum() / before.quantity.sum(),
+    )
+
+    by_country = before.group_by("customer_id", "country").aggregate(revenue=before.net_revenue.sum())
+    rank = ibis.row_number().over(
+        group_by=by_country.customer_id, order_by=[by_country.revenue.desc(), by_country.country.asc()]
+    )
+    main_country = (
+        by_country.mutate(rank=rank).filter(lambda t: t["rank"] == 0).select("customer_id", main_country="country")
+    )
+
+    span_days = (by_customer.last_order_at.epoch_seconds() - by_customer.first_order_at.epoch_seconds()) / (
+        SECONDS_PER_DAY
+    )
+    features = (
+        by_customer.inner_join(activity, "customer_id")
+        .left_join(main_country, "customer_id")
+        .select(
+            "customer_id",
+            "first_order_at",
+            "last_order_at",
+            recency_days=whole_days(as_of, by_customer.last_order_at),
+            frequency=by_customer.frequency.cast(dt.int64),
+            monetary=by_customer.monetary,
+            avg_order_value=by_customer.monetary / by_customer.frequency,
+            tenure_days=whole_days(as_of, by_customer.first_order_at),
+            distinct_products=activity.distinct_products.cast(dt.int64),
+            lines=activity.lines,
+            returned_share=activity.returned_share,
+            main_country=main_country.main_country,
+            mean_days_between_orders=ibis.cases(
+                (by_customer.frequency > 1, span_days / (by_customer.frequency - 1)), else_=ibis.null(dt.float64)
+            ),
+            orders_90d=by_customer.orders_90d,
+            revenue_90d=by_customer.revenue_90d,
+        )
+    )
+    return features
+
+
+def fully_returned_customers(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
+    """Select customers with kept lines before ``as_of`` but no order of positive net revenue."""
+    per_order = orders(lines, as_of)
+    per_customer = per_order.group_by("customer_id").aggregate(best=per_order.revenue.max())
+    return per_customer.filter(per_customer.best <= 0).select("customer_id")
