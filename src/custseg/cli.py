@@ -182,6 +182,9 @@ def run_command(
         str | None, typer.Option("--rfm-map", help="RFM segment map: rfm, rf_grid or custom (default rfm).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stochastic step (default 0).")] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 3GB (default: 80% of RAM).")
+    ] = None,
 ) -> None:
     """Clean a transaction log, profile every customer and write the output folder."""
     with _user_errors():
@@ -197,6 +200,7 @@ def run_command(
             as_of=as_of.date() if as_of else None,
             rfm_bins=rfm_bins,
             rfm_map=rfm_map,
+            memory_limit=memory_limit,
         )
         result = _run_with_progress(data, out, settings)
     _print_summary(result)

@@ -124,14 +124,125 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@dataclass
+class _State:
+    """What the stages of one run share: inputs, the workspace, stored tables and the manifest."""
+
+    data: Path
+    settings: Settings
+    workspace: Workspace
+    tables: dict[str, ir.Table] = field(default_factory=dict)
+    frames: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _read(state: _State) -> None:
+    data, settings, workspace = state.data, state.settings, state.workspace
+    source = read_source(data, workspace.backend, encoding=settings.input.encoding, delimiter=settings.input.delimiter)
+    canonical, _, described = load_transactions(source, settings)
+    transactions = workspace.save("transactions", canonical)
+    check_problems(transactions, source, settings.input.max_invalid_share)
+    described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
+    state.tables["transactions"] = transactions
+    state.manifest["input"] = described
+
+
+def _clean(state: _State) -> None:
+    transactions, workspace = state.tables["transactions"], state.workspace
+    result = clean(transactions, state.settings.clean)
+    lines = workspace.save("lines", result.lines)
+    rejected = workspace.save("rejected", result.rejected.order_by("row_id"))
+    rows = check_partition(transactions, lines, rejected)
+    rows["rejected_by_reason"] = reason_counts(rejected)
+    if rows["kept_rows"] == 0:
+        raise NoRowsLeftError(
+            f"{state.data}: no rows left after cleaning; rejected by reason: "
+            + ", ".join(f"{k} {v}" for k, v in rows["rejected_by_reason"].items() if v)
+        )
+    span = (
+        lines.aggregate(
+            first=lines.invoiced_at.min(),
+            last=lines.invoiced_at.max(),
+            customers=lines.customer_id.nunique(),
+            orders=lines.invoice_id.nunique(),
+            products=lines.product_id.nunique(),
+        )
+        .execute()
+        .iloc[0]
+    )
+    state.tables.update(lines=lines, rejected=rejected)
+    state.manifest["rows"] = rows
+    state.manifest["lines"] = {
+        "customers": int(span.customers),
+        "orders": int(span.orders),
+        "products": int(span.products),
+        "first_invoiced_at": str(span["first"]),
+        "last_invoiced_at": str(span["last"]),
+    }
+    state.manifest["reconciliation"] = reconcile(transactions, lines, rejected)
+
+
+def _features(state: _State) -> None:
+    lines, settings = state.tables["lines"], state.settings
+    if settings.as_of:
+        as_of = datetime.datetime.combine(settings.as_of, datetime.time())
+    else:
+        as_of = reference_date(state.tables["transactions"].invoiced_at.max().execute())
+    features = state.workspace.save("customer_features", customer_features(lines, as_of), temp=True)
+    customers = int(features.count().execute())
+    if customers == 0:
+        raise NoRowsLeftError(f"{state.data}: no customer has an order with positive net revenue before {as_of}")
+    all_returned = fully_returned_customers(lines, as_of).order_by("customer_id").execute()
+    state.tables["features"] = features
+    state.manifest["customers"] = {
+        "as_of": as_of.isoformat(sep=" "),
+        "count": customers,
+        "fully_returned": {"count": len(all_returned), "customer_ids": all_returned.customer_id.tolist()},
+    }
+
+
+def _rfm(state: _State) -> None:
+    features, settings = state.tables["features"], state.settings
+    scorer = RFMScorer.from_options(settings.rfm)
+    scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
+    customers = state.workspace.save("customers", scorer.transform(features).order_by("customer_id"))
+    segments = segment_summary(customers.execute(), scorer.segment_rules())
+    state.tables["customers"] = customers
+    state.frames["segments"] = segments.assign(kind="rfm")[["kind", *segments.columns]]
+    state.manifest["rfm"] = {
+        "bins": scorer.bins,
+        "cut_points": scorer.cut_points_,
+        "segment_map": settings.rfm.segment_map,
+        "segments": segments.drop(columns=["description", "action"]).to_dict(orient="records"),
+    }
+
+
+def _write(state: _State) -> None:
+    workspace = state.workspace
+    workspace.write_parquet(state.tables["rejected"], "rejected.parquet")
+    workspace.write_parquet(state.tables["customers"], "customers.parquet")
+    workspace.write_csv(state.frames["segments"], "segments.csv")
+    workspace.save("segments", state.frames["segments"])
+
+
+_STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
+    "read": _read,
+    "clean": _clean,
+    "features": _features,
+    "rfm": _rfm,
+    "write": _write,
+}
+
+
 def run(
     data: str | Path,
     out_dir: str | Path,
     settings: Settings | None = None,
     *,
     on_stage: Callable[[str], None] | None = None,
+    until: str | None = None,
 ) -> RunResult:
-    """Run every stage on ``data`` and fill ``out_dir``.
+    """Run the stages on ``data`` and fill ``out_dir``.
 
     Parameters
     ----------
@@ -143,6 +254,8 @@ def run(
         Defaults to `Settings()`.
     on_stage : callable, optional
         Called with each stage's name (`STAGES`) as it starts, for progress display.
+    until : str, optional
+        Stop after this stage (for benchmarks and debugging); run.json then covers the stages run.
 
     Returns
     -------
@@ -153,100 +266,23 @@ def run(
     CustsegError
         For any problem with the input or the settings.
     """
+    if until is not None and until not in STAGES:
+        raise ValueError(f"until={until!r} must be one of {', '.join(STAGES)}")
     settings = settings or Settings()
-    data = Path(data)
     timings = _Timings(on_stage)
-    workspace = Workspace(out_dir)
-    backend = workspace.open()
+    workspace = Workspace(out_dir, memory_limit=settings.memory_limit)
+    workspace.open()
+    state = _State(data=Path(data), settings=settings, workspace=workspace)
+    state.manifest.update(custseg_version=__version__, settings=settings.to_dict())
     try:
-        with timings.stage("read"):
-            source = read_source(data, backend, encoding=settings.input.encoding, delimiter=settings.input.delimiter)
-            canonical, _, described = load_transactions(source, settings)
-            transactions = workspace.save("transactions", canonical)
-            check_problems(transactions, source, settings.input.max_invalid_share)
-            described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
-
-        with timings.stage("clean"):
-            result = clean(transactions, settings.clean)
-            lines = workspace.save("lines", result.lines)
-            rejected = workspace.save("rejected", result.rejected.order_by("row_id"))
-            rows = check_partition(transactions, lines, rejected)
-            rows["rejected_by_reason"] = reason_counts(rejected)
-            if rows["kept_rows"] == 0:
-                raise NoRowsLeftError(
-                    f"{data}: no rows left after cleaning; rejected by reason: "
-                    + ", ".join(f"{k} {v}" for k, v in rows["rejected_by_reason"].items() if v)
-                )
-            reconciliation = reconcile(transactions, lines, rejected)
-            span = (
-                lines.aggregate(
-                    first=lines.invoiced_at.min(),
-                    last=lines.invoiced_at.max(),
-                    customers=lines.customer_id.nunique(),
-                    orders=lines.invoice_id.nunique(),
-                    products=lines.product_id.nunique(),
-                )
-                .execute()
-                .iloc[0]
-            )
-
-        with timings.stage("features"):
-            last_at = transactions.invoiced_at.max().execute()
-            as_of = (
-                datetime.datetime.combine(settings.as_of, datetime.time())
-                if settings.as_of
-                else reference_date(last_at)
-            )
-            features = workspace.save("customer_features", customer_features(lines, as_of), temp=True)
-            all_returned = fully_returned_customers(lines, as_of).order_by("customer_id").execute()
-            if int(features.count().execute()) == 0:
-                raise NoRowsLeftError(f"{data}: no customer has an order with positive net revenue before {as_of}")
-
-        with timings.stage("rfm"):
-            scorer = RFMScorer.from_options(settings.rfm)
-            scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
-            customers = workspace.save("customers", scorer.transform(features).order_by("customer_id"))
-            customer_frame = customers.execute()
-            rfm_segments = segment_summary(customer_frame, scorer.segment_rules())
-
-        with timings.stage("write"):
-            workspace.write_parquet(rejected, "rejected.parquet")
-            workspace.write_parquet(customers, "customers.parquet")
-            segments_table = rfm_segments.assign(kind="rfm")[["kind", *rfm_segments.columns]]
-            workspace.write_csv(segments_table, "segments.csv")
-            workspace.save("segments", segments_table)
-
-        manifest = {
-            "custseg_version": __version__,
-            "input": described,
-            "settings": settings.to_dict(),
-            "rows": rows,
-            "lines": {
-                "customers": int(span.customers),
-                "orders": int(span.orders),
-                "products": int(span.products),
-                "first_invoiced_at": str(span["first"]),
-                "last_invoiced_at": str(span["last"]),
-            },
-            "reconciliation": reconciliation,
-            "customers": {
-                "as_of": as_of.isoformat(sep=" "),
-                "count": len(customer_frame),
-                "fully_returned": {
-                    "count": len(all_returned),
-                    "customer_ids": all_returned.customer_id.tolist(),
-                },
-            },
-            "rfm": {
-                "bins": scorer.bins,
-                "cut_points": scorer.cut_points_,
-                "segment_map": settings.rfm.segment_map,
-                "segments": rfm_segments.drop(columns=["description", "action"]).to_dict(orient="records"),
-            },
-            "timings_s": timings.seconds,
-            "versions": package_versions(),
-        }
-        workspace.write_json(manifest)
+        for name in STAGES:
+            with timings.stage(name):
+                _STAGE_FUNCTIONS[name](state)
+            if name == until:
+                break
+        state.manifest["timings_s"] = timings.seconds
+        state.manifest["versions"] = package_versions()
+        workspace.write_json(state.manifest)
     finally:
         workspace.close()
-    return RunResult(out_dir=Path(out_dir), manifest=manifest)
+    return RunResult(out_dir=Path(out_dir), manifest=state.manifest)

@@ -53,6 +53,7 @@ class Settings:
     rfm: RFMOptions = field(default_factory=RFMOptions)
     as_of: datetime.date | None = None
     seed: int = 0
+    memory_limit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain JSON-ready data (for run.json)."""
@@ -97,10 +98,11 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     config_path : Path or None
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
-        `CleanRules`), ``[rfm]`` (the fields of `RFMOptions`) and ``[run]`` (seed, as_of).
+        `CleanRules`), ``[rfm]`` (the fields of `RFMOptions`) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
-        ``rfm_bins``, ``rfm_map``; None means "not given", and a given value wins over the file.
+        ``rfm_bins``, ``rfm_map``, ``memory_limit``; None means "not given", and a given value wins
+        over the file.
 
     Raises
     ------
@@ -154,13 +156,17 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             raise ConfigError(f"as_of={as_of!r} must be a date like 2011-12-10") from None
     if isinstance(as_of, datetime.datetime):
         as_of = as_of.date()
-    return Settings(input=input_options, clean=clean_rules, rfm=rfm_options, as_of=as_of, seed=seed)
+    memory_limit = overrides.get("memory_limit") or run_doc.get("memory_limit")
+    return Settings(
+        input=input_options, clean=clean_rules, rfm=rfm_options, as_of=as_of, seed=seed, memory_limit=memory_limit
+    )
 
 
 @dataclass(frozen=True)
 class _RunTable:
     seed: int = 0
     as_of: str | None = None
+    memory_limit: str | None = None
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:

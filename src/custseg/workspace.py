@@ -25,10 +25,14 @@ class Workspace:
     ----------
     path : Path
         The folder; created if missing. An existing ``custseg.duckdb`` in it is replaced.
+    memory_limit : str, optional
+        The most memory DuckDB may use (e.g. ``"3GB"``); beyond it, it spills to the folder.
+        Default: DuckDB's own (80% of the machine's memory).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, memory_limit: str | None = None) -> None:
         self.path = Path(path)
+        self.memory_limit = memory_limit
 
     def open(self) -> ibis.BaseBackend:
         """Create the folder, start a fresh database file and return its connection."""
@@ -36,7 +40,12 @@ class Workspace:
         database = self.path / DATABASE_FILE
         for stale in (database, database.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
-        self.backend = ibis.duckdb.connect(database)
+        config = {"temp_directory": str(self.path / "spill")}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        self.backend = ibis.duckdb.connect(database, **config)
+        # DuckDB draws its own progress bar on long queries, through custseg's output.
+        self.backend.raw_sql("SET enable_progress_bar = false")
         return self.backend
 
     def save(self, name: str, table: ir.Table, *, temp: bool = False) -> ir.Table:
