@@ -152,3 +152,43 @@ def test_rfm_segment_sizes_are_reported_and_add_up(runs):
     lost = next(s for s in segments if s["segment"] == "Lost")
     assert champions["median_monetary"] > 5 * lost["median_monetary"]
     assert champions["median_recency_days"] < lost["median_recency_days"]
+
+
+def test_product_categories_are_labelled_and_do_not_follow_price(runs):
+    import numpy as np
+    from sklearn.metrics import normalized_mutual_info_score
+
+    result = runs["parquet"]
+    products = query(result, "select * from products")
+    categories = pd.read_csv(result.out_dir / "categories.csv")
+    summary = result.manifest["products"]
+    assert 6 <= summary["chosen"] <= 20
+    assert len(summary["candidates"]) == 15
+    assert len(categories) == summary["chosen"]
+    assert categories.label.str.len().gt(0).all() and categories.examples.str.count(r" \| ").eq(2).all()
+    assert categories.products.sum() == len(products) == result.manifest["lines"]["products"]
+    bands = pd.cut(products.median_price, [0, 1, 2, 3, 5, 10, np.inf], include_lowest=True, labels=False)
+    assert normalized_mutual_info_score(products.category, bands) < 0.15
+    described = products.description.fillna("").str.strip() != ""
+    assert (products.category[described] != "unknown").all()
+
+
+def test_product_categories_are_the_same_for_another_seed(runs):
+    from sklearn.metrics import adjusted_rand_score
+
+    from custseg.products import categorize
+
+    result = runs["parquet"]
+    stored = query(result, "select * from products order by product_id")
+    again, _ = categorize(stored[["product_id", "description", "median_price", "units", "revenue"]], seed=1)
+    assert adjusted_rand_score(stored.category, again.category) >= 0.9
+
+
+def test_interest_shares_sum_to_one_for_every_customer(runs):
+    result = runs["parquet"]
+    customers = query(result, "select * from customers")
+    shares = customers.filter(like="share_c")
+    assert shares.shape[1] == result.manifest["products"]["chosen"]
+    assert ((shares.sum(axis=1) - 1).abs() < 1e-9).all()
+    assert customers.breadth.between(0, 1).all()
+    assert (customers.dominant_category == shares.idxmax(axis=1).str.removeprefix("share_")).all()

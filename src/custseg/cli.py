@@ -87,6 +87,7 @@ def _print_summary(result: RunResult) -> None:
             "customers": {k: v for k, v in manifest["customers"].items() if k != "fully_returned"},
             "fully_returned_customers": manifest["customers"]["fully_returned"]["count"],
             "rfm_segments": {s["segment"]: s["customers"] for s in manifest["rfm"]["segments"]},
+            "categories": {c["category"]: c["label"] for c in manifest["products"]["categories"]},
         }
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -117,6 +118,28 @@ def _print_summary(result: RunResult) -> None:
         f"{lines['customers']:,} customers, {lines['orders']:,} orders, {lines['products']:,} products, "
         f"{lines['first_invoiced_at']} to {lines['last_invoiced_at']}"
     )
+    products = manifest["products"]
+    categories = Table(
+        title=f"Product categories ({products['chosen']} chosen by {products['criterion']}; "
+        f"{products['products']:,} products)"
+    )
+    for column, justify in (
+        ("category", "left"),
+        ("label", "left"),
+        ("products", "right"),
+        ("revenue", "right"),
+        ("examples", "left"),
+    ):
+        categories.add_column(column, justify=justify)
+    for category in products["categories"]:
+        categories.add_row(
+            category["category"],
+            category["label"],
+            f"{category['products']:,}",
+            f"{category['revenue_share']:.1%}",
+            category["examples"],
+        )
+    console.print(categories)
     customers = manifest["customers"]
     rfm = Table(title=f"RFM segments ({customers['count']:,} customers as of {customers['as_of'][:10]})")
     for column, justify in (
@@ -147,7 +170,7 @@ def _print_summary(result: RunResult) -> None:
         )
     console.print(
         f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, customers.parquet, segments.csv, "
-        "rejected.parquet, run.json)"
+        "categories.csv, rejected.parquet, run.json)"
     )
 
 
@@ -182,6 +205,10 @@ def run_command(
         str | None, typer.Option("--rfm-map", help="RFM segment map: rfm, rf_grid or custom (default rfm).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stochastic step (default 0).")] = None,
+    category_map: Annotated[
+        Path | None,
+        typer.Option("--categories", help="CSV of product_id,category that overrides the learned categories."),
+    ] = None,
     memory_limit: Annotated[
         str | None, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 3GB (default: 80% of RAM).")
     ] = None,
@@ -201,6 +228,7 @@ def run_command(
             rfm_bins=rfm_bins,
             rfm_map=rfm_map,
             memory_limit=memory_limit,
+            category_map=category_map,
         )
         result = _run_with_progress(data, out, settings)
     _print_summary(result)

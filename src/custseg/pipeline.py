@@ -24,12 +24,13 @@ from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import customer_features, fully_returned_customers, reference_date
 from custseg.io import SOURCE_ROW, Source, detect_timestamp_format, read_source
+from custseg.products import categorize, category_table, customer_interests, product_summary
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
 from custseg.workspace import Workspace
 
-STAGES = ("read", "clean", "features", "rfm", "write")
+STAGES = ("read", "clean", "products", "features", "rfm", "write")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 
 
@@ -182,13 +183,27 @@ def _clean(state: _State) -> None:
     state.manifest["reconciliation"] = reconcile(transactions, lines, rejected)
 
 
+def _products(state: _State) -> None:
+    summary = product_summary(state.tables["lines"]).execute()
+    products, described = categorize(summary, state.settings.products, seed=state.settings.seed)
+    state.tables["products"] = state.workspace.save("products", products)
+    state.frames["categories"] = category_table(
+        products, {c["category"]: c["top_words"].split(", ") for c in described["categories"]}
+    )
+    state.manifest["products"] = {"products": len(products), **described}
+
+
 def _features(state: _State) -> None:
     lines, settings = state.tables["lines"], state.settings
     if settings.as_of:
         as_of = datetime.datetime.combine(settings.as_of, datetime.time())
     else:
         as_of = reference_date(state.tables["transactions"].invoiced_at.max().execute())
-    features = state.workspace.save("customer_features", customer_features(lines, as_of), temp=True)
+    categories = sorted(state.frames["categories"].category)
+    interests = customer_interests(lines, state.tables["products"], categories, as_of)
+    base = customer_features(lines, as_of)
+    joined = base.left_join(interests, "customer_id").drop("customer_id_right")
+    features = state.workspace.save("customer_features", joined, temp=True)
     customers = int(features.count().execute())
     if customers == 0:
         raise NoRowsLeftError(f"{state.data}: no customer has an order with positive net revenue before {as_of}")
@@ -222,12 +237,14 @@ def _write(state: _State) -> None:
     workspace.write_parquet(state.tables["rejected"], "rejected.parquet")
     workspace.write_parquet(state.tables["customers"], "customers.parquet")
     workspace.write_csv(state.frames["segments"], "segments.csv")
+    workspace.write_csv(state.frames["categories"], "categories.csv")
     workspace.save("segments", state.frames["segments"])
 
 
 _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
     "read": _read,
     "clean": _clean,
+    "products": _products,
     "features": _features,
     "rfm": _rfm,
     "write": _write,

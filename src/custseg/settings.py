@@ -14,6 +14,7 @@ from typing import Any
 
 from custseg.clean import CleanRules
 from custseg.errors import ConfigError
+from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
 
@@ -50,6 +51,7 @@ class Settings:
 
     input: InputOptions = field(default_factory=InputOptions)
     clean: CleanRules = field(default_factory=CleanRules)
+    products: ProductOptions = field(default_factory=ProductOptions)
     rfm: RFMOptions = field(default_factory=RFMOptions)
     as_of: datetime.date | None = None
     seed: int = 0
@@ -87,7 +89,7 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "rfm", "run"}
+_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "run"}
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -98,10 +100,11 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     config_path : Path or None
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
-        `CleanRules`), ``[rfm]`` (the fields of `RFMOptions`) and ``[run]`` (seed, as_of, memory_limit).
+        `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
+        `RFMOptions`) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
-        ``rfm_bins``, ``rfm_map``, ``memory_limit``; None means "not given", and a given value wins
+        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``; None means "not given", and a given value wins
         over the file.
 
     Raises
@@ -144,6 +147,16 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     rfm_options = RFMOptions(**rfm_doc)
     rfm_options.rules()
 
+    products_doc = _known_keys(doc.get("products", {}), ProductOptions, f"{where} [products]")
+    if overrides.get("category_map") is not None:
+        products_doc["mapping_file"] = str(overrides["category_map"])
+    product_options = ProductOptions(**products_doc)
+    if not 2 <= product_options.min_categories <= product_options.max_categories:
+        raise ConfigError(
+            f"[products] min_categories={product_options.min_categories} and max_categories="
+            f"{product_options.max_categories} must satisfy 2 <= min <= max"
+        )
+
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
     if seed is None:
@@ -158,7 +171,13 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         as_of = as_of.date()
     memory_limit = overrides.get("memory_limit") or run_doc.get("memory_limit")
     return Settings(
-        input=input_options, clean=clean_rules, rfm=rfm_options, as_of=as_of, seed=seed, memory_limit=memory_limit
+        input=input_options,
+        clean=clean_rules,
+        products=product_options,
+        rfm=rfm_options,
+        as_of=as_of,
+        seed=seed,
+        memory_limit=memory_limit,
     )
 
 

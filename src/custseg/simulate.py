@@ -32,20 +32,20 @@ CUSTOMERS_PER_CHUNK = 20_000
 # shared by every kind, so that they say nothing about what a product is.
 # ---------------------------------------------------------------------------------------------
 PRODUCT_KINDS: dict[str, tuple[tuple[str, ...], tuple[float, float]]] = {
+    # Each kind is a family of item nouns that share words, as real product families do
+    # ("LUNCH BAG", "JUMBO BAG"), so that the kind is recoverable from the text alone.
     "christmas": (
         (
             "CHRISTMAS BAUBLE",
             "CHRISTMAS TREE DECORATION",
-            "ADVENT CALENDAR",
+            "CHRISTMAS ADVENT CALENDAR",
             "CHRISTMAS STOCKING",
             "CHRISTMAS WREATH",
-            "NATIVITY SET",
-            "SANTA FIGURE",
-            "REINDEER ORNAMENT",
-            "CHRISTMAS STAR TOPPER",
+            "CHRISTMAS TREE STAR",
             "CHRISTMAS CRACKERS",
-            "SNOWMAN DECORATION",
             "CHRISTMAS GARLAND",
+            "CHRISTMAS HANGING DECORATION",
+            "CHRISTMAS TREE BAUBLE",
         ),
         (0.4, 9.0),
     ),
@@ -60,129 +60,127 @@ PRODUCT_KINDS: dict[str, tuple[tuple[str, ...], tuple[float, float]]] = {
             "DRAWSTRING BAG",
             "WASH BAG",
             "BEACH BAG",
-            "COSMETIC BAG",
+            "SHOULDER BAG",
         ),
         (0.8, 6.0),
     ),
     "candles_lights": (
         (
             "T-LIGHT HOLDER",
-            "CANDLE",
-            "LANTERN",
+            "CANDLE HOLDER",
+            "LANTERN CANDLE HOLDER",
             "FAIRY LIGHTS",
             "NIGHT LIGHT",
-            "CANDLESTICK",
-            "TEA LIGHTS",
             "SCENTED CANDLE",
+            "TEA LIGHT CANDLES",
+            "PILLAR CANDLE",
             "LIGHT GARLAND",
-            "CANDLE POT",
+            "HANGING T-LIGHT HOLDER",
         ),
         (0.3, 12.0),
     ),
     "cards_wrap": (
         (
             "GREETING CARD",
-            "WRAPPING PAPER",
-            "GIFT TAGS",
-            "RIBBON REEL",
             "BIRTHDAY CARD",
+            "WRAPPING PAPER",
             "GIFT WRAP",
+            "GIFT TAGS",
             "TISSUE PAPER",
-            "PAPER BUNTING",
-            "CARD HOLDER",
-            "ENVELOPES",
+            "WRAP SHEET",
+            "GIFT CARD",
+            "PAPER GIFT TAGS",
+            "CARD WITH ENVELOPE",
         ),
         (0.2, 3.5),
     ),
     "kitchen": (
         (
             "CAKE STAND",
-            "BAKING SET",
-            "TEA TOWEL",
-            "MUG",
-            "JAM JAR",
+            "CAKE TIN",
             "CAKE CASES",
-            "LUNCH BOX",
-            "TEAPOT",
-            "BISCUIT TIN",
-            "EGG CUP",
-            "CHOPPING BOARD",
-            "APRON",
+            "CAKE PLATE",
+            "BAKING CAKE MOULD",
+            "TEA CAKE PLATE",
+            "KITCHEN TEA TOWEL",
+            "KITCHEN TIN",
+            "KITCHEN SCALES",
+            "TEA TOWEL",
         ),
         (0.5, 15.0),
     ),
     "home_decor": (
         (
-            "CUSHION COVER",
-            "PHOTO FRAME",
             "WALL CLOCK",
-            "DOORSTOP",
-            "HANGING SIGN",
-            "MIRROR",
-            "COAT HANGER",
-            "DOOR MAT",
-            "WALL ART",
-            "KEY HOLDER",
+            "WALL SIGN",
+            "WALL MIRROR",
+            "WALL FRAME",
+            "PHOTO FRAME",
+            "PICTURE FRAME",
+            "DOOR SIGN",
+            "DOOR STOP",
+            "WALL HOOK",
+            "DOOR HOOK",
         ),
         (1.0, 20.0),
     ),
     "garden": (
         (
-            "PLANT POT",
-            "WATERING CAN",
-            "BIRD FEEDER",
-            "GARDEN SIGN",
-            "BIRD HOUSE",
+            "GARDEN PLANT POT",
+            "GARDEN WATERING CAN",
+            "GARDEN TROWEL",
             "PLANT LABELS",
             "GARDEN GLOVES",
-            "SEED TIN",
-            "WIND CHIME",
-            "HERB MARKERS",
+            "GARDEN KNEELER",
+            "HANGING PLANT POT",
+            "SEED TIN GARDEN",
+            "GARDEN SIGN",
+            "PLANT MARKERS",
         ),
         (0.6, 14.0),
     ),
     "toys": (
         (
-            "SPINNING TOP",
-            "JIGSAW PUZZLE",
-            "SKIPPING ROPE",
             "TOY CAR",
-            "DOLLS HOUSE",
+            "TOY SOLDIER",
+            "SPINNING TOP TOY",
+            "JIGSAW PUZZLE",
+            "PUZZLE GAME",
             "MEMORY GAME",
-            "PLAYING CARDS",
-            "KITE",
-            "MARBLES",
+            "SKIPPING ROPE TOY",
             "SOFT TOY",
+            "BOARD GAME",
+            "TOY THEATRE",
         ),
         (0.3, 10.0),
     ),
     "stationery": (
         (
-            "NOTEBOOK",
+            "NOTE BOOK",
+            "NOTE PAD",
             "PENCIL SET",
-            "ERASERS",
-            "RULER",
-            "PEN",
-            "STICKER SHEET",
-            "MEMO PAD",
-            "ADDRESS BOOK",
             "PENCIL CASE",
-            "JOURNAL",
+            "PEN AND PENCIL SET",
+            "NOTE STICKERS",
+            "PENCIL ERASERS",
+            "MEMO NOTE PAD",
+            "POCKET NOTE BOOK",
+            "PENCIL SHARPENER",
         ),
         (0.2, 5.0),
     ),
     "jewellery": (
         (
-            "NECKLACE",
-            "BRACELET",
-            "EARRINGS",
-            "HAIR CLIP",
-            "BROOCH",
-            "RING",
-            "HAIR BAND",
-            "TRINKET BOX",
-            "JEWELLERY STAND",
-            "CHARM",
+            "BEAD NECKLACE",
+            "CHARM NECKLACE",
+            "CHARM BRACELET",
+            "BEAD BRACELET",
+            "BEAD EARRINGS",
+            "DROP EARRINGS",
+            "BEAD HAIR CLIP",
+            "JEWELLERY BOX",
+            "JEWELLERY CHARM",
+            "NECKLACE JEWELLERY STAND",
         ),
         (0.4, 8.0),
     ),
@@ -194,15 +192,15 @@ MOTIFS = (
     "HEART",
     "SPOTTY",
     "FLORAL",
-    "BIRD",
     "PAISLEY",
     "STRIPE",
     "ROSE",
     "POLKADOT",
     "OWL",
     "DOILY",
+    "SKULL",
 )
-MATERIALS = ("GLASS", "WOODEN", "METAL", "CERAMIC", "ENAMEL", "ZINC", "PAPER", "FELT", "CHALK")
+MATERIALS = ("GLASS", "WOODEN", "METAL", "CERAMIC", "ENAMEL", "ZINC", "FELT", "CHALK")
 SIZES = ("SMALL", "LARGE", "MINI", "JUMBO", "SET OF 3", "SET OF 6")
 PRODUCTS_PER_KIND = 40
 
@@ -381,14 +379,16 @@ def make_catalogue(rng: np.random.Generator) -> Catalogue:
     ids, descriptions, kinds, prices = [], [], [], []
     seen: set[str] = set()
     for kind_index, (kind, (nouns, (low, high))) in enumerate(PRODUCT_KINDS.items()):
+        # As in a real range, a motif runs through a few product lines, not through all of them.
+        motifs = [MOTIFS[(kind_index * 5 + offset) % len(MOTIFS)] for offset in range(4)]
         made = 0
         while made < PRODUCTS_PER_KIND:
             words = []
             if rng.random() < 0.7:
                 words.append(COLOURS[rng.integers(len(COLOURS))])
-            if rng.random() < 0.6:
-                words.append(MOTIFS[rng.integers(len(MOTIFS))])
-            if rng.random() < 0.35:
+            if rng.random() < 0.4:
+                words.append(motifs[rng.integers(len(motifs))])
+            if rng.random() < 0.25:
                 words.append(MATERIALS[rng.integers(len(MATERIALS))])
             if kind != "christmas" and rng.random() < 0.04:
                 words.insert(0, "CHRISTMAS")
