@@ -48,7 +48,8 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
     assert manifest["input"]["preset"] == "uci_online_retail"
     assert manifest["input"]["timestamp_format"] == "%m/%d/%Y %H:%M"
     assert len(manifest["input"]["sha256"]) == 64
-    assert set(manifest["timings_s"]) == {"read", "clean", "products", "features", "rfm", "write"}
+    assert set(manifest["timings_s"]) == {"read", "clean", "products", "features", "rfm", "segments", "write"}
+    assert manifest["segments"] == {"skipped": "4 customers; learned segments need 15"}
     assert manifest["customers"]["count"] == 4
     assert sum(summary["rfm_segments"].values()) == 4
     segments = (out / "segments.csv").read_text().splitlines()

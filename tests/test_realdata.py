@@ -14,9 +14,10 @@ pytestmark = pytest.mark.realdata
 @pytest.fixture(scope="module")
 def runs(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
+    # The CSV run stops before the learned segments: it is there to compare ingest and cleaning.
     return {
-        name: run(shared_data / file, out / name)
-        for name, file in (("parquet", "online_retail.parquet"), ("csv", "online_retail.csv.gz"))
+        "parquet": run(shared_data / "online_retail.parquet", out / "parquet"),
+        "csv": run(shared_data / "online_retail.csv.gz", out / "csv", until="rfm"),
     }
 
 
@@ -192,3 +193,22 @@ def test_interest_shares_sum_to_one_for_every_customer(runs):
     assert ((shares.sum(axis=1) - 1).abs() < 1e-9).all()
     assert customers.breadth.between(0, 1).all()
     assert (customers.dominant_category == shares.idxmax(axis=1).str.removeprefix("share_")).all()
+
+
+def test_learned_segments_cover_every_customer_with_unique_names(runs):
+    result = runs["parquet"]
+    segments = result.manifest["segments"]
+    customers = query(result, "select segment, segment_name, segment_noise from customers")
+    assert customers.segment.notna().all() and customers.segment_name.notna().all()
+    assert len(customers) == result.manifest["customers"]["count"]
+    names = [p["name"] for p in segments["profiles"]]
+    assert len(set(names)) == len(names) == segments["chosen"]["n_segments"]
+    assert sum(p["customers"] for p in segments["profiles"]) == len(customers)
+    candidates = pd.DataFrame(segments["candidates"])
+    assert set(candidates.model) == {"kmeans", "gmm", "ward", "hdbscan"}
+    assert set(candidates.space) == {"features", "tsne"}
+    assert candidates.chosen.sum() == 1
+    assert segments["chosen"]["stability"] >= 0.8
+    table = pd.read_csv(result.out_dir / "segments.csv")
+    assert set(table.kind) == {"rfm", "learned"}
+    assert table[table.kind == "learned"].description.str.len().gt(100).all()

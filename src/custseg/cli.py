@@ -88,6 +88,10 @@ def _print_summary(result: RunResult) -> None:
             "fully_returned_customers": manifest["customers"]["fully_returned"]["count"],
             "rfm_segments": {s["segment"]: s["customers"] for s in manifest["rfm"]["segments"]},
             "categories": {c["category"]: c["label"] for c in manifest["products"]["categories"]},
+            "learned_segments": {
+                p["segment"]: [p["name"], p["customers"]] for p in manifest["segments"].get("profiles", [])
+            },
+            "segmentation": manifest["segments"].get("chosen", manifest["segments"].get("skipped")),
         }
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -163,6 +167,7 @@ def _print_summary(result: RunResult) -> None:
             _number(segment["median_monetary"], 2),
         )
     console.print(rfm)
+    _print_learned(console, manifest["segments"])
     if customers["fully_returned"]["count"]:
         console.print(
             f"{customers['fully_returned']['count']} customer(s) returned every order: no RFM segment "
@@ -172,6 +177,42 @@ def _print_summary(result: RunResult) -> None:
         f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, customers.parquet, segments.csv, "
         "categories.csv, rejected.parquet, run.json)"
     )
+
+
+def _print_learned(console: Console, segments: dict) -> None:
+    if "skipped" in segments:
+        console.print(f"Learned segments skipped: {segments['skipped']}")
+        return
+    chosen = segments["chosen"]
+    learned = Table(
+        title=(
+            f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments, "
+            f"silhouette {chosen['silhouette']}, stability {chosen['stability']}"
+        )
+    )
+    for column, justify in (
+        ("id", "left"),
+        ("name", "left"),
+        ("customers", "right"),
+        ("share", "right"),
+        ("revenue", "right"),
+        ("median R days", "right"),
+        ("median F", "right"),
+        ("median M", "right"),
+    ):
+        learned.add_column(column, justify=justify)
+    for profile in segments["profiles"]:
+        learned.add_row(
+            profile["segment"],
+            profile["name"],
+            f"{profile['customers']:,}",
+            f"{profile['share']:.1%}",
+            f"{profile['revenue_share']:.1%}",
+            _number(profile["median_recency_days"]),
+            _number(profile["median_frequency"]),
+            _number(profile["median_monetary"], 2),
+        )
+    console.print(learned)
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -205,6 +246,10 @@ def run_command(
         str | None, typer.Option("--rfm-map", help="RFM segment map: rfm, rf_grid or custom (default rfm).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stochastic step (default 0).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Force the segmentation model: kmeans, gmm, ward or hdbscan.")
+    ] = None,
+    n_segments: Annotated[int | None, typer.Option("--segments", help="Force the number of learned segments.")] = None,
     category_map: Annotated[
         Path | None,
         typer.Option("--categories", help="CSV of product_id,category that overrides the learned categories."),
@@ -229,6 +274,8 @@ def run_command(
             rfm_map=rfm_map,
             memory_limit=memory_limit,
             category_map=category_map,
+            model=model,
+            n_segments=n_segments,
         )
         result = _run_with_progress(data, out, settings)
     _print_summary(result)

@@ -18,19 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
 
 from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
+from custseg.cluster import Segmentation, min_customers
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import customer_features, fully_returned_customers, reference_date
 from custseg.io import SOURCE_ROW, Source, detect_timestamp_format, read_source
 from custseg.products import categorize, category_table, customer_interests, product_summary
+from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
 from custseg.workspace import Workspace
 
-STAGES = ("read", "clean", "products", "features", "rfm", "write")
+STAGES = ("read", "clean", "products", "features", "rfm", "segments", "write")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 
 
@@ -223,13 +227,56 @@ def _rfm(state: _State) -> None:
     customers = state.workspace.save("customers", scorer.transform(features).order_by("customer_id"))
     segments = segment_summary(customers.execute(), scorer.segment_rules())
     state.tables["customers"] = customers
-    state.frames["segments"] = segments.assign(kind="rfm")[["kind", *segments.columns]]
+    state.frames["rfm_segments"] = segments
+    state.frames["rfm_rules"] = scorer.segment_rules()
     state.manifest["rfm"] = {
         "bins": scorer.bins,
         "cut_points": scorer.cut_points_,
         "segment_map": settings.rfm.segment_map,
         "segments": segments.drop(columns=["description", "action"]).to_dict(orient="records"),
     }
+
+
+def _segments(state: _State) -> None:
+    customers = state.tables["customers"].execute()
+    needed = min_customers(state.settings.cluster)
+    if len(customers) < needed:
+        state.frames["segments"] = rfm_segment_rows(state.frames["rfm_segments"])
+        state.manifest["segments"] = {"skipped": f"{len(customers)} customers; learned segments need {needed}"}
+        return
+    segmentation = Segmentation(options=state.settings.cluster, random_state=state.settings.seed).fit(customers)
+    ids = segment_ids(segmentation.n_segments_)
+    customers["segment"] = [ids[i] for i in segmentation.labels_]
+    customers["segment_noise"] = segmentation.noise_
+    if segmentation.embedding_ is not None:
+        customers["tsne_x"], customers["tsne_y"] = segmentation.embedding_[:, 0], segmentation.embedding_[:, 1]
+    labels = dict(zip(state.frames["categories"].category, state.frames["categories"].label, strict=True))
+    profiles = profile_segments(customers, state.frames["rfm_rules"], labels)
+    customers["segment_name"] = customers.segment.map(dict(zip(profiles.segment, profiles.name, strict=True)))
+    state.tables["customers"] = state.workspace.save("customers", customers)
+    state.frames["segments"] = pd.concat([rfm_segment_rows(state.frames["rfm_segments"]), profiles], ignore_index=True)
+    state.frames["segmentation"] = segmentation
+    chosen = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in segmentation.chosen_.items()}
+    state.manifest["segments"] = {
+        "rule": (
+            f"eligible: stability >= {segmentation.options.min_stability} and smallest segment >= "
+            f"{segmentation.options.min_share:.0%}; among eligible candidates within "
+            f"{segmentation.options.silhouette_tolerance:.0%} of the best silhouette, the most segments"
+        ),
+        "features": segmentation.columns_,
+        "chosen": chosen,
+        "classifier_agreement": segmentation.classifier_agreement_,
+        "candidates": json_records(segmentation.candidates_),
+        "profiles": json_records(profiles.drop(columns=["description", "action"])),
+    }
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows of a DataFrame as JSON-ready dicts (NaN becomes null)."""
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def _write(state: _State) -> None:
@@ -247,6 +294,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
     "products": _products,
     "features": _features,
     "rfm": _rfm,
+    "segments": _segments,
     "write": _write,
 }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from custseg.clean import CleanRules
+from custseg.cluster import ClusterOptions
 from custseg.errors import ConfigError
 from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
@@ -53,6 +54,7 @@ class Settings:
     clean: CleanRules = field(default_factory=CleanRules)
     products: ProductOptions = field(default_factory=ProductOptions)
     rfm: RFMOptions = field(default_factory=RFMOptions)
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     as_of: datetime.date | None = None
     seed: int = 0
     memory_limit: str | None = None
@@ -89,7 +91,7 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "run"}
+_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "run"}
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -101,11 +103,12 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
-        `RFMOptions`) and ``[run]`` (seed, as_of, memory_limit).
+        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`) and ``[run]`` (seed, as_of,
+        memory_limit).
     **overrides
         ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
-        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``; None means "not given", and a given value wins
-        over the file.
+        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``;
+        None means "not given", and a given value wins over the file.
 
     Raises
     ------
@@ -157,6 +160,17 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             f"{product_options.max_categories} must satisfy 2 <= min <= max"
         )
 
+    cluster_doc = _known_keys(doc.get("cluster", {}), ClusterOptions, f"{where} [cluster]")
+    for key in ("model", "n_segments"):
+        if overrides.get(key) is not None:
+            cluster_doc[key] = overrides[key]
+    cluster_options = ClusterOptions(**cluster_doc)
+    if not 2 <= cluster_options.min_segments <= cluster_options.max_segments:
+        raise ConfigError(
+            f"[cluster] min_segments={cluster_options.min_segments} and max_segments="
+            f"{cluster_options.max_segments} must satisfy 2 <= min <= max"
+        )
+
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
     if seed is None:
@@ -175,6 +189,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         clean=clean_rules,
         products=product_options,
         rfm=rfm_options,
+        cluster=cluster_options,
         as_of=as_of,
         seed=seed,
         memory_limit=memory_limit,

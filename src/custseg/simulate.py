@@ -274,7 +274,7 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "one_off_buyers",
         0.27,
-        (0.25, 0.75),
+        (0.3, 0.65),
         (0, 0),
         0.0,
         1,
@@ -300,7 +300,7 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "lost_customers",
         0.28,
-        (0.0, 0.3),
+        (0.0, 0.22),
         (0, 40),
         1.5,
         3,

@@ -1,0 +1,353 @@
+"""Which groups of customers behave alike: learned segments with a principled number of them.
+
+Course solutions drop the top 5% of customers, scale R, F and M, and pick k by silhouette alone.
+This module keeps every customer (log transform and robust scaling tame the extremes), tries
+several models and numbers of segments on the features and on a t-SNE embedding, measures each
+candidate (silhouette, Calinski-Harabasz, Davies-Bouldin, BIC, bootstrap stability, smallest
+segment) and picks one by a stated rule. The fitted `Segmentation` assigns new customers too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import HDBSCAN, KMeans
+from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import RobustScaler
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from custseg.errors import ConfigError
+
+MODELS = ("kmeans", "gmm", "ward", "hdbscan")
+SPACES = ("features", "tsne")
+LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "tenure_days", "avg_order_value"})
+"""Features that are log-transformed (log1p) before scaling: counts and amounts with long tails."""
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Settings of the learned segmentation.
+
+    Attributes
+    ----------
+    features : list of str
+        Customer columns to cluster on; those in `LOG_FEATURES` are log1p-transformed, all are
+        scaled by median and interquartile range.
+    interests : bool
+        Also cluster on the category shares (``share_*`` columns).
+    min_segments, max_segments : int
+        Range of numbers of segments to try (HDBSCAN finds its own).
+    models, spaces : list of str
+        Candidate models (`MODELS`) and spaces (`SPACES`: the scaled features, a 2-D t-SNE of them).
+    stability_resamples : int
+        Subsamples (80% of customers, at most 1,500) for bootstrap stability, the same for every
+        candidate.
+    silhouette_sample : int
+        Silhouette is computed on at most this many customers.
+    min_stability, min_share, silhouette_tolerance : float
+        The selection rule's thresholds (see `Segmentation`).
+    model, n_segments : str or None, int or None
+        Force a model and/or a number of segments (the rule picks among what is left).
+    max_fit_customers : int
+        Above this, models are fitted on a random sample and every customer is assigned by the
+        fitted segmentation.
+    """
+
+    features: list[str] = field(default_factory=lambda: ["recency_days", "frequency", "monetary", "tenure_days"])
+    interests: bool = False
+    min_segments: int = 3
+    max_segments: int = 10
+    models: list[str] = field(default_factory=lambda: list(MODELS))
+    spaces: list[str] = field(default_factory=lambda: list(SPACES))
+    stability_resamples: int = 20
+    silhouette_sample: int = 10_000
+    min_stability: float = 0.8
+    min_share: float = 0.02
+    silhouette_tolerance: float = 0.10
+    model: str | None = None
+    n_segments: int | None = None
+    max_fit_customers: int = 20_000
+
+
+def min_customers(options: ClusterOptions) -> int:
+    """Return the fewest customers a segmentation is learned from (five per segment, at least 10)."""
+    return max(options.min_segments * 5, 10)
+
+
+def _fit_labels(model: str, points: np.ndarray, k: int | None, seed: int) -> np.ndarray:
+    """Labels of one model on ``points`` (0..k-1; HDBSCAN noise is -1)."""
+    if model == "kmeans":
+        return KMeans(k, n_init=4, random_state=seed).fit_predict(points)
+    if model == "gmm":
+        return GaussianMixture(k, n_init=1, random_state=seed).fit(points).predict(points)
+    if model == "ward":
+        return fcluster(linkage(points, "ward"), k, "maxclust") - 1
+    if model == "hdbscan":
+        return HDBSCAN(min_cluster_size=max(10, len(points) // 50), copy=True).fit_predict(points)
+    raise ConfigError(f"model={model!r} must be one of {', '.join(MODELS)}")
+
+
+def _attach_noise(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Give HDBSCAN's noise points the label of the nearest segment centre."""
+    found = np.unique(labels[labels >= 0])
+    if len(found) == 0:
+        return np.zeros(len(labels), dtype=int)
+    centres = np.array([points[labels == c].mean(axis=0) for c in found])
+    noise = labels < 0
+    nearest = ((points[noise, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    labels = labels.copy()
+    labels[noise] = found[nearest]
+    return np.searchsorted(found, labels)
+
+
+class Segmentation(ClusterMixin, BaseEstimator):
+    """Learned customer segments: model search, selection rule, and assignment of new customers.
+
+    Every candidate (model x number of segments x space) is fitted on all customers (or a sample
+    above ``max_fit_customers``) and measured in the scaled feature space, the same space for all,
+    so that candidates from the t-SNE embedding compare fairly. The rule: a candidate is eligible
+    when its bootstrap stability (mean adjusted Rand index between its labels and a refit on each
+    of ``stability_resamples`` subsamples) is at least ``min_stability`` and its smallest segment
+    holds at least ``min_share`` of customers. Among eligible candidates, those whose silhouette is
+    within ``silhouette_tolerance`` (relative) of the best are equally good, and the one with the
+    most segments wins (more segments are more actionable); ties go to the higher silhouette.
+    Without an eligible candidate the most stable one wins.
+
+    Parameters
+    ----------
+    options : ClusterOptions
+    random_state : int, default 0
+
+    Attributes
+    ----------
+    candidates_ : DataFrame of shape (n_candidates, 11)
+        space, model, n_segments, silhouette, calinski_harabasz, davies_bouldin, bic, stability,
+        smallest_share, noise_share, eligible, chosen.
+    chosen_ : dict
+        The chosen candidate's row.
+    labels_ : ndarray of shape (n_customers,)
+        Segment of every fitted customer, 0..n_segments_-1, ordered by falling mean monetary value.
+    noise_ : ndarray of shape (n_customers,)
+        True where HDBSCAN called the customer noise (then in the nearest segment).
+    embedding_ : ndarray of shape (n_customers, 2) or None
+        The t-SNE coordinates of every customer, when the t-SNE space was searched.
+    classifier_agreement_ : float
+        Share of held-out customers (a fifth) on which the assignment classifier agrees with the
+        chosen model's labels.
+    """
+
+    def __init__(self, *, options: ClusterOptions | None = None, random_state: int = 0) -> None:
+        self.options = options
+        self.random_state = random_state
+
+    # -- features ---------------------------------------------------------------------------
+    def _columns(self, customers: pd.DataFrame) -> list[str]:
+        options = self.options or ClusterOptions()
+        columns = list(options.features)
+        if options.interests:
+            columns += sorted(c for c in customers.columns if c.startswith("share_"))
+        missing = [c for c in columns if c not in customers.columns]
+        if missing:
+            raise ConfigError(f"[cluster] features: no customer column {', '.join(missing)}")
+        return columns
+
+    def _raw(self, customers: pd.DataFrame) -> np.ndarray:
+        values = customers[self.columns_].to_numpy(dtype=float, na_value=0.0)
+        logged = [i for i, c in enumerate(self.columns_) if c in LOG_FEATURES]
+        values[:, logged] = np.log1p(np.clip(values[:, logged], 0, None))
+        return values
+
+    def transform(self, customers: pd.DataFrame) -> np.ndarray:
+        """Return the scaled feature matrix of shape (n_customers, n_features)."""
+        check_is_fitted(self, "scaler_")
+        return self.scaler_.transform(self._raw(customers))
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, customers: pd.DataFrame, y=None) -> Segmentation:
+        """Search the candidates on ``customers`` (DataFrame of shape (n_customers, n_columns))."""
+        options = self.options or ClusterOptions()
+        rng = np.random.default_rng(self.random_state)
+        n = len(customers)
+        if n < min_customers(options):
+            raise ConfigError(f"n_customers={n} is too few to learn segments (at least {min_customers(options)})")
+        unknown = set(options.models) - set(MODELS) | set(options.spaces) - set(SPACES)
+        if unknown:
+            raise ConfigError(f"[cluster] unknown model or space: {', '.join(sorted(unknown))}")
+        self.columns_ = self._columns(customers)
+        self.scaler_ = RobustScaler().fit(self._raw(customers))
+        points = self.transform(customers)
+        fit_rows = (
+            np.sort(rng.choice(n, options.max_fit_customers, replace=False))
+            if n > options.max_fit_customers
+            else np.arange(n)
+        )
+        fitted = points[fit_rows]
+        spaces = {"features": fitted}
+        self.embedding_ = None
+        if "tsne" in options.spaces:
+            embedding = _tsne(fitted, self.random_state)
+            spaces["tsne"] = embedding
+            self.embedding_ = embedding
+        ks = [options.n_segments] if options.n_segments else list(range(options.min_segments, options.max_segments + 1))
+        ks = [k for k in ks if k < len(fitted)]
+        models = [options.model] if options.model else list(options.models)
+        evaluation = _sample(len(fitted), options.silhouette_sample, self.random_state)
+        size = min(1500, int(0.8 * len(fitted)))
+        resamples = [np.sort(rng.choice(len(fitted), size, replace=False)) for _ in range(options.stability_resamples)]
+        with threadpool_limits(limits=1, user_api="blas"):
+            groups = Parallel(n_jobs=-1, prefer="threads")(
+                delayed(self._model_candidates)(spaces[space], fitted, space, model, ks, resamples, evaluation)
+                for space in options.spaces
+                for model in models
+            )
+        results = [result for group in groups for result in group]
+        table = pd.DataFrame([row for row, _ in results])
+        labels_by_candidate = [labels for _, labels in results]
+        table = self._choose(table, options)
+        chosen = int(np.flatnonzero(table.chosen)[0])
+        self.chosen_ = table.iloc[chosen].to_dict()
+        raw_labels = labels_by_candidate[chosen]
+        self.noise_ = raw_labels < 0
+        labels = _attach_noise(spaces[self.chosen_["space"]], raw_labels)
+        order = _value_order(customers.iloc[fit_rows], labels)
+        labels = order[labels]
+        self.n_segments_ = int(labels.max() + 1)
+        self.candidates_ = table
+        self._fit_assignment(fitted, labels, raw_model=self.chosen_["model"], space=self.chosen_["space"], order=order)
+        if len(fit_rows) < n:
+            self.labels_ = self.predict(customers)
+            self.noise_ = np.zeros(n, dtype=bool)
+            if self.embedding_ is not None:
+                self.embedding_ = None
+        else:
+            self.labels_ = labels
+        return self
+
+    def _model_candidates(self, space_points, fitted, space, model, ks, resamples, evaluation_rows):
+        """Every candidate of one model in one space: labels, metrics and bootstrap stability."""
+        seed = self.random_state
+        if model == "ward":
+            tree = linkage(space_points, "ward")
+            full = {k: fcluster(tree, k, "maxclust") - 1 for k in ks}
+            again = [
+                {k: fcluster(t, k, "maxclust") - 1 for k in ks}
+                for t in (linkage(space_points[r], "ward") for r in resamples)
+            ]
+        elif model == "hdbscan":
+            full = {None: _fit_labels(model, space_points, None, seed)}
+            again = [{None: _fit_labels(model, space_points[r], None, seed)} for r in resamples]
+        else:
+            full = {k: _fit_labels(model, space_points, k, seed) for k in ks}
+            again = [{k: _fit_labels(model, space_points[r], k, seed) for k in ks} for r in resamples]
+        results = []
+        for k, labels in full.items():
+            stability = np.mean(
+                [adjusted_rand_score(labels[r], refit[k]) for r, refit in zip(resamples, again, strict=True)]
+            )
+            results.append(
+                (self._metrics(space_points, fitted, space, model, k, labels, stability, evaluation_rows), labels)
+            )
+        return results
+
+    def _metrics(self, space_points, fitted, space, model, k, labels, stability, evaluation_rows) -> dict:
+        assigned = _attach_noise(space_points, labels) if model == "hdbscan" else labels
+        segments = int(assigned.max() + 1)
+        row = {
+            "space": space,
+            "model": model,
+            "n_segments": segments,
+            "silhouette": np.nan,
+            "calinski_harabasz": np.nan,
+            "davies_bouldin": np.nan,
+            "bic": np.nan,
+            "stability": round(float(stability), 4),
+            "smallest_share": round(float(np.bincount(assigned).min() / len(assigned)), 4),
+            "noise_share": round(float((labels < 0).mean()), 4),
+        }
+        if segments >= 2:
+            row["silhouette"] = round(float(silhouette_score(fitted[evaluation_rows], assigned[evaluation_rows])), 4)
+            row["calinski_harabasz"] = round(float(calinski_harabasz_score(fitted, assigned)), 1)
+            row["davies_bouldin"] = round(float(davies_bouldin_score(fitted, assigned)), 4)
+        if model == "gmm":
+            gmm = GaussianMixture(k, n_init=1, random_state=self.random_state).fit(space_points)
+            row["bic"] = round(float(gmm.bic(space_points)), 1)
+        return row
+
+    @staticmethod
+    def _choose(table: pd.DataFrame, options: ClusterOptions) -> pd.DataFrame:
+        table = table.copy()
+        table["eligible"] = (table.stability >= options.min_stability) & (table.smallest_share >= options.min_share)
+        table["eligible"] &= table.silhouette.notna() & (table.n_segments >= 2)
+        table["chosen"] = False
+        eligible = table[table.eligible]
+        if len(eligible):
+            best = eligible.silhouette.max()
+            good = eligible[eligible.silhouette >= best - options.silhouette_tolerance * abs(best)]
+            pick = good.sort_values(["n_segments", "silhouette"], ascending=[False, False], kind="mergesort").index[0]
+        else:
+            pick = table.sort_values(["stability", "silhouette"], ascending=False, kind="mergesort").index[0]
+        table.loc[pick, "chosen"] = True
+        return table
+
+    def _fit_assignment(self, fitted, labels, *, raw_model, space, order) -> None:
+        """Keep what assigns new customers: the model itself (k-means, GMM) or a classifier."""
+        self.model_ = None
+        if space == "features" and raw_model in ("kmeans", "gmm"):
+            k = int(labels.max() + 1)
+            if raw_model == "kmeans":
+                self.model_ = KMeans(k, n_init=4, random_state=self.random_state).fit(fitted)
+            else:
+                self.model_ = GaussianMixture(k, n_init=1, random_state=self.random_state).fit(fitted)
+            mapping = np.zeros(k, dtype=int)
+            predicted = self.model_.predict(fitted)
+            for cluster in range(k):
+                members = labels[predicted == cluster]
+                mapping[cluster] = np.bincount(members, minlength=k).argmax() if len(members) else cluster
+            self.model_labels_ = mapping
+        rng = np.random.default_rng(self.random_state)
+        held_out = rng.random(len(fitted)) < 0.2
+        check = KNeighborsClassifier(n_neighbors=15).fit(fitted[~held_out], labels[~held_out])
+        agreement = (check.predict(fitted[held_out]) == labels[held_out]).mean() if held_out.any() else 1.0
+        self.classifier_agreement_ = round(float(agreement), 4)
+        self.classifier_ = KNeighborsClassifier(n_neighbors=15).fit(fitted, labels)
+
+    def predict(self, customers: pd.DataFrame) -> np.ndarray:
+        """Assign segments to customers (DataFrame with the feature columns)."""
+        check_is_fitted(self, "classifier_")
+        points = self.transform(customers)
+        if self.model_ is not None:
+            return self.model_labels_[self.model_.predict(points)]
+        return self.classifier_.predict(points)
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _value_order(customers: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
+    """Map raw labels to 0.. by falling mean monetary value (ties: lower raw label first)."""
+    means = pd.Series(customers.monetary.to_numpy()).groupby(labels).mean()
+    ranked = sorted(means.index, key=lambda c: (-means[c], c))
+    order = np.zeros(int(labels.max()) + 1, dtype=int)
+    for position, cluster in enumerate(ranked):
+        order[cluster] = position
+    return order
+
+
+def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
+    """Embed in 2-D with openTSNE (perplexity 50 as in the course, capped for small data)."""
+    from openTSNE import TSNE
+
+    perplexity = float(min(50, max(5, (len(points) - 1) // 3)))
+    embedding = TSNE(perplexity=perplexity, n_jobs=2, random_state=seed, n_iter=500).fit(points)
+    return np.asarray(embedding)
