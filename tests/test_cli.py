@@ -53,10 +53,9 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
     assert manifest["customers"]["count"] == 4
     assert sum(summary["rfm_segments"].values()) == 4
     segments = (out / "segments.csv").read_text().splitlines()
-    assert segments[0] == (
-        "kind,segment,customers,share,revenue_share,median_recency_days,median_frequency,median_monetary,"
-        "description,action"
-    )
+    from custseg.profile import SEGMENT_COLUMNS
+
+    assert segments[0] == ",".join(SEGMENT_COLUMNS)
     assert len(segments) == 1 + 11
     with duckdb.connect(str(out / "custseg.duckdb"), read_only=True) as con:
         tables = {row[0] for row in con.sql("show tables").fetchall()}
