@@ -20,7 +20,7 @@ from rich.table import Table
 
 from custseg import __version__
 from custseg.errors import CustsegError
-from custseg.pipeline import STAGES, RunResult, run
+from custseg.pipeline import COURSE_STAGES, STAGES, RunResult, run
 from custseg.settings import load_settings, parse_column_map
 from custseg.simulate import simulate_to_files
 
@@ -63,21 +63,59 @@ def main(
 
 
 def _run_with_progress(data: Path, out: Path, settings) -> RunResult:
+    stages = COURSE_STAGES if settings.recipe == "course" else STAGES
     if not _interactive():
         return run(data, out, settings)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
-        task = progress.add_task("starting", total=len(STAGES))
+        task = progress.add_task("starting", total=len(stages))
 
         def on_stage(name: str) -> None:
-            progress.update(task, description=f"{name}", completed=STAGES.index(name))
+            progress.update(task, description=f"{name}", completed=stages.index(name))
 
         return run(data, out, settings, on_stage=on_stage)
 
 
+def _print_course(result: RunResult) -> None:
+    report = result.manifest["course"]
+    if not _interactive():
+        typer.echo(json.dumps({"out_dir": str(result.out_dir), **report}, indent=2, default=str))
+        return
+    console = Console(highlight=False)
+    table = Table(title="The course pipeline, reproduced (../shared/REFERENCE.md, analysis A)")
+    for column in ("figure", "published", "reproduced", "tolerance", "holds"):
+        table.add_column(column)
+    for row in report["comparison"]:
+        table.add_row(
+            row["figure"],
+            str(row["published"]),
+            str(row["reproduced"]),
+            row["tolerance"],
+            "yes" if row["holds"] else "NO",
+        )
+    console.print(table)
+    for key, title in (("pca_segment_means", "PCA + k-means"), ("tsne_segment_means", "t-SNE + k-means")):
+        if key in report:
+            console.print(
+                title
+                + " segment means (R days, F, M): "
+                + "; ".join(
+                    f"({m['recency']:.0f}, {m['frequency']:.1f}, {m['monetary']:,.0f}) x {m['customers']}"
+                    for m in report[key]
+                )
+            )
+    console.print(
+        f"The course drops {report['counts']['customers'] - report['counts']['customers_after_trim']} customers "
+        "above the 95th percentile; custseg's own run keeps and segments every customer."
+    )
+
+
 def _print_summary(result: RunResult) -> None:
     manifest = result.manifest
+    if "course" in manifest:
+        _print_course(result)
+        return
     if not _interactive():
         summary = {
             "out_dir": str(result.out_dir),
@@ -246,6 +284,10 @@ def run_command(
         str | None, typer.Option("--rfm-map", help="RFM segment map: rfm, rf_grid or custom (default rfm).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stochastic step (default 0).")] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option("--recipe", help="custseg (default) or course: the published course pipeline, for comparison."),
+    ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="Force the segmentation model: kmeans, gmm, ward or hdbscan.")
     ] = None,
@@ -276,6 +318,7 @@ def run_command(
             category_map=category_map,
             model=model,
             n_segments=n_segments,
+            recipe=recipe,
         )
         result = _run_with_progress(data, out, settings)
     _print_summary(result)

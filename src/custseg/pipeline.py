@@ -24,6 +24,7 @@ import pandas as pd
 from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.cluster import Segmentation, min_customers
+from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import customer_features, fully_returned_customers, reference_date
 from custseg.io import SOURCE_ROW, Source, detect_timestamp_format, read_source
@@ -36,6 +37,8 @@ from custseg.workspace import Workspace
 
 STAGES = ("read", "clean", "products", "features", "rfm", "segments", "write")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
+COURSE_STAGES = ("read", "course")
+"""Stages of ``--recipe course``: the published course pipeline instead of custseg's."""
 
 
 @dataclass
@@ -271,6 +274,14 @@ def _segments(state: _State) -> None:
     }
 
 
+def _course(state: _State) -> None:
+    customers, report = run_course(state.tables["transactions"].execute())
+    customers = customers.reset_index()
+    state.workspace.save("course_customers", customers)
+    customers.to_parquet(state.workspace.path / "course_customers.parquet", index=False)
+    state.manifest["course"] = report
+
+
 def json_records(frame: pd.DataFrame) -> list[dict]:
     """Rows of a DataFrame as JSON-ready dicts (NaN becomes null)."""
     return [
@@ -296,6 +307,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
     "rfm": _rfm,
     "segments": _segments,
     "write": _write,
+    "course": _course,
 }
 
 
@@ -331,16 +343,17 @@ def run(
     CustsegError
         For any problem with the input or the settings.
     """
-    if until is not None and until not in STAGES:
-        raise ValueError(f"until={until!r} must be one of {', '.join(STAGES)}")
     settings = settings or Settings()
+    stages = COURSE_STAGES if settings.recipe == "course" else STAGES
+    if until is not None and until not in stages:
+        raise ValueError(f"until={until!r} must be one of {', '.join(stages)}")
     timings = _Timings(on_stage)
     workspace = Workspace(out_dir, memory_limit=settings.memory_limit)
     workspace.open()
     state = _State(data=Path(data), settings=settings, workspace=workspace)
     state.manifest.update(custseg_version=__version__, settings=settings.to_dict())
     try:
-        for name in STAGES:
+        for name in stages:
             with timings.stage(name):
                 _STAGE_FUNCTIONS[name](state)
             if name == until:

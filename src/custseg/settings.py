@@ -58,6 +58,7 @@ class Settings:
     as_of: datetime.date | None = None
     seed: int = 0
     memory_limit: str | None = None
+    recipe: str = "custseg"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain JSON-ready data (for run.json)."""
@@ -107,7 +108,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         memory_limit).
     **overrides
         ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
-        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``;
+        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``;
         None means "not given", and a given value wins over the file.
 
     Raises
@@ -184,6 +185,9 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     if isinstance(as_of, datetime.datetime):
         as_of = as_of.date()
     memory_limit = overrides.get("memory_limit") or run_doc.get("memory_limit")
+    recipe = overrides.get("recipe") or run_doc.get("recipe") or "custseg"
+    if recipe not in ("custseg", "course"):
+        raise ConfigError(f"recipe={recipe!r} must be custseg or course")
     return Settings(
         input=input_options,
         clean=clean_rules,
@@ -193,6 +197,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         as_of=as_of,
         seed=seed,
         memory_limit=memory_limit,
+        recipe=recipe,
     )
 
 
@@ -201,6 +206,7 @@ class _RunTable:
     seed: int = 0
     as_of: str | None = None
     memory_limit: str | None = None
+    recipe: str = "custseg"
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
