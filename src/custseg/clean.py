@@ -110,10 +110,21 @@ class CleanResult:
         and ``net_revenue = net_quantity * unit_price``.
     rejected : ibis.Table of shape (n_rejected, 12)
         Every other input row, `REJECTED_COLUMNS`, with its ``reason`` (a key of `REASONS`).
+    screened : ibis.Table
+        The cached table both are built from (call `release` when they are stored).
     """
 
     lines: ir.Table
     rejected: ir.Table
+    screened: ir.Table | None = None
+
+    def release(self) -> None:
+        """Drop the cached screening table once ``lines`` and ``rejected`` are stored.
+
+        Left to the garbage collector, its finalizer may run after the connection is closed.
+        """
+        if self.screened is not None and hasattr(self.screened, "release"):
+            self.screened.release()
 
 
 def _full_match(value: ir.StringValue, pattern: str) -> ir.BooleanValue:
@@ -305,7 +316,7 @@ def clean(transactions: ir.Table, rules: CleanRules | None = None) -> CleanResul
         screened_out.select(*REJECTED_COLUMNS),
         returns.mutate(reason=return_reason).select(*REJECTED_COLUMNS),
     )
-    return CleanResult(lines=lines, rejected=rejected)
+    return CleanResult(lines=lines, rejected=rejected, screened=screened)
 
 
 def check_partition(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> dict[str, int]:

@@ -160,6 +160,7 @@ def _clean(state: _State) -> None:
     result = clean(transactions, state.settings.clean)
     lines = workspace.save("lines", result.lines)
     rejected = workspace.save("rejected", result.rejected.order_by("row_id"))
+    result.release()
     rows = check_partition(transactions, lines, rejected)
     rows["rejected_by_reason"] = reason_counts(rejected)
     if rows["kept_rows"] == 0:

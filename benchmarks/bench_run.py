@@ -1,0 +1,83 @@
+"""Benchmark: a full ``custseg run`` on the real UCI data, stage by stage, against the course notebook.
+
+The course-style pandas notebook (its cleaning with the row-by-row cancellation loop, then R, F,
+M) is timed in the same run as the baseline; it does far less than custseg (no product
+categories, features, RFM segments, model search or profiles).
+
+    python benchmarks/bench_run.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from measure import measure  # noqa: E402
+
+DATA = HERE.parent.parent / "shared" / "data" / "online_retail.parquet"
+RESULTS = HERE / "results"
+CHILD = """
+import json, sys, time
+from custseg.pipeline import run
+from measure import peak_mb
+start = time.perf_counter()
+result = run(sys.argv[1], sys.argv[2])
+print(json.dumps({"seconds": time.perf_counter() - start, "stages": result.manifest["timings_s"]}))
+print(f"{peak_mb():.0f}")
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for repeat in range(args.repeats):
+            measured = measure([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r})\n" + CHILD,
+                                str(DATA), f"{folder}/run{repeat}"])
+            runs.append({**json.loads(measured.stdout.splitlines()[0]), "peak_mb": measured.peak_mb})
+    stages = {name: statistics.median(r["stages"][name] for r in runs) for name in runs[0]["stages"]}
+    total = statistics.median(r["seconds"] for r in runs)
+    notebook = measure([sys.executable, str(HERE / "pandas_baseline.py"), "course_notebook", str(DATA)])
+    notebook_seconds = float(notebook.stdout.split()[0])
+    report = {
+        "benchmark": "full custseg run on online_retail.parquet (541,909 rows)",
+        "command": f"python benchmarks/bench_run.py --repeats {args.repeats}",
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+        "custseg_seconds_median": round(total, 2),
+        "custseg_peak_mb": round(max(r["peak_mb"] for r in runs)),
+        "stages_seconds_median": {k: round(v, 3) for k, v in stages.items()},
+        "course_notebook_seconds": round(notebook_seconds, 2),
+        "course_notebook_peak_mb": round(notebook.peak_mb),
+        "ratio_notebook_over_custseg": round(notebook_seconds / total, 2),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "run.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# {report['benchmark']}",
+        "",
+        f"`{report['command']}`, {report['measured_at']}. Median of {args.repeats} runs, each in a fresh process.",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {name} | {seconds:.2f} |" for name, seconds in report["stages_seconds_median"].items()],
+        f"| **whole run (process)** | **{total:.2f}** (peak {report['custseg_peak_mb']:,} MB) |",
+        "",
+        f"Course notebook (pandas, cleaning with its row loop + R, F, M only): {notebook_seconds:.2f} s, "
+        f"peak {report['course_notebook_peak_mb']:,} MB; ratio notebook / custseg = "
+        f"{report['ratio_notebook_over_custseg']}.",
+    ]
+    (RESULTS / "run.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
