@@ -212,3 +212,16 @@ def test_learned_segments_cover_every_customer_with_unique_names(runs):
     table = pd.read_csv(result.out_dir / "segments.csv")
     assert set(table.kind) == {"rfm", "learned"}
     assert table[table.kind == "learned"].description.str.len().gt(100).all()
+
+
+def test_assign_reproduces_the_segments_of_run_for_every_customer(runs, shared_data, tmp_path):
+    from custseg.pipeline import assign
+
+    result = runs["parquet"]
+    assign(shared_data / "online_retail.parquet", result.out_dir, tmp_path / "assigned.parquet")
+    assigned = pd.read_parquet(tmp_path / "assigned.parquet")
+    customers = pd.read_parquet(result.out_dir / "customers.parquet")
+    merged = customers.merge(assigned, on="customer_id", suffixes=("_run", "_assign"))
+    assert len(merged) == len(customers) == len(assigned)
+    assert (merged.segment_run == merged.segment_assign).all()
+    assert (merged.rfm_segment_run == merged.rfm_segment_assign).all()

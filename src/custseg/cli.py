@@ -324,6 +324,58 @@ def run_command(
     _print_summary(result)
 
 
+@app.command("assign")
+def assign_command(
+    data: Annotated[Path, typer.Argument(help="Transactions of any customers: .csv, .csv.gz, .parquet or .xlsx.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Output folder of custseg run (or its model/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write: .parquet, or CSV otherwise.")] = Path(
+        "assigned.parquet"
+    ),
+    as_of: Annotated[
+        datetime.datetime | None,
+        typer.Option(
+            "--as-of", formats=["%Y-%m-%d"], help="Reference date (default: the day after the last transaction)."
+        ),
+    ] = None,
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Map a canonical column to a source column: canonical=source (repeatable)."),
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (default: detected).")] = None,
+    date_format: Annotated[
+        str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
+    ] = None,
+) -> None:
+    """Give customers their RFM and learned segments with a model written by custseg run."""
+    from custseg.pipeline import assign
+    from custseg.settings import InputOptions
+
+    with _user_errors():
+        options = InputOptions(
+            column_map=parse_column_map(column_map or []),
+            encoding=encoding,
+            delimiter=delimiter,
+            timestamp_format=date_format,
+        )
+        result = assign(data, model, out, input_options=options, as_of=as_of.date() if as_of else None)
+    summary = {
+        "out": str(out),
+        "customers": result.manifest["customers"]["count"],
+        "as_of": result.manifest["customers"]["as_of"],
+        "with_learned_segment": result.manifest["segments"].get("assigned", 0),
+        "products_unknown_to_the_model": result.manifest["products"]["unknown_to_the_model"],
+    }
+    if _interactive():
+        Console(highlight=False).print(
+            f"{summary['customers']:,} customers as of {summary['as_of'][:10]} -> [bold]{out}[/bold] "
+            f"({summary['with_learned_segment']:,} with a learned segment; "
+            f"{summary['products_unknown_to_the_model']:,} products the model had not seen)"
+        )
+    else:
+        typer.echo(json.dumps(summary))
+
+
 @app.command("simulate")
 def simulate_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Log file to write: .parquet, .csv or .csv.gz.")],

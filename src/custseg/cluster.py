@@ -134,7 +134,8 @@ class Segmentation(ClusterMixin, BaseEstimator):
     chosen_ : dict
         The chosen candidate's row.
     labels_ : ndarray of shape (n_customers,)
-        Segment of every fitted customer, 0..n_segments_-1, ordered by falling mean monetary value.
+        Segment of every customer as `predict` assigns it, 0..n_segments_-1, ordered by falling
+        mean monetary value.
     noise_ : ndarray of shape (n_customers,)
         True where HDBSCAN called the customer noise (then in the nearest segment).
     embedding_ : ndarray of shape (n_customers, 2) or None
@@ -142,6 +143,9 @@ class Segmentation(ClusterMixin, BaseEstimator):
     classifier_agreement_ : float
         Share of held-out customers (a fifth) on which the assignment classifier agrees with the
         chosen model's labels.
+    cluster_agreement_ : float
+        Share of customers whose assigned segment (``labels_``, what `predict` gives) equals the
+        chosen model's own label: 1 for k-means and mixtures, the classifier's fit otherwise.
     """
 
     def __init__(self, *, options: ClusterOptions | None = None, random_state: int = 0) -> None:
@@ -222,13 +226,13 @@ class Segmentation(ClusterMixin, BaseEstimator):
         self.n_segments_ = int(labels.max() + 1)
         self.candidates_ = table
         self._fit_assignment(fitted, labels, raw_model=self.chosen_["model"], space=self.chosen_["space"], order=order)
+        # Every customer's segment is what the fitted segmentation assigns, so that a customer
+        # scored again later (custseg assign) gets the same segment as in this run.
+        self.labels_ = self.predict(customers)
         if len(fit_rows) < n:
-            self.labels_ = self.predict(customers)
             self.noise_ = np.zeros(n, dtype=bool)
-            if self.embedding_ is not None:
-                self.embedding_ = None
-        else:
-            self.labels_ = labels
+            self.embedding_ = None
+        self.cluster_agreement_ = round(float((self.labels_[fit_rows] == labels).mean()), 4)
         return self
 
     def _model_candidates(self, space_points, fitted, space, model, ks, resamples, evaluation_rows):
@@ -318,6 +322,16 @@ class Segmentation(ClusterMixin, BaseEstimator):
         agreement = (check.predict(fitted[held_out]) == labels[held_out]).mean() if held_out.any() else 1.0
         self.classifier_agreement_ = round(float(agreement), 4)
         self.classifier_ = KNeighborsClassifier(n_neighbors=15).fit(fitted, labels)
+
+    def portable(self) -> Segmentation:
+        """Return a copy with only what `predict` needs, ready for skops (no DataFrames, no embedding)."""
+        check_is_fitted(self, "classifier_")
+        copy = Segmentation(options=self.options, random_state=self.random_state)
+        for name in ("columns_", "scaler_", "model_", "classifier_", "n_segments_", "classifier_agreement_"):
+            setattr(copy, name, getattr(self, name))
+        if self.model_ is not None:
+            copy.model_labels_ = self.model_labels_
+        return copy
 
     def predict(self, customers: pd.DataFrame) -> np.ndarray:
         """Assign segments to customers (DataFrame with the feature columns)."""

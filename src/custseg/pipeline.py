@@ -28,6 +28,7 @@ from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import customer_features, fully_returned_customers, reference_date
 from custseg.io import SOURCE_ROW, Source, detect_timestamp_format, read_source
+from custseg.predict import FittedModel, model_manifest
 from custseg.products import categorize, category_table, customer_interests, product_summary
 from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
 from custseg.rfm import RFMScorer, segment_summary
@@ -142,6 +143,8 @@ class _State:
     tables: dict[str, ir.Table] = field(default_factory=dict)
     frames: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    fitted: FittedModel | None = None
+    assign_out: Path | None = None
 
 
 def _read(state: _State) -> None:
@@ -193,11 +196,24 @@ def _clean(state: _State) -> None:
 
 def _products(state: _State) -> None:
     summary = product_summary(state.tables["lines"]).execute()
+    if state.fitted is not None:
+        products = state.fitted.categorize(summary)
+        state.tables["products"] = state.workspace.save("products", products)
+        state.frames["category_order"] = state.fitted.manifest["products"]["category_order"]
+        state.manifest["products"] = {
+            "products": len(products),
+            "unknown_to_the_model": int(
+                (~summary.product_id.isin(state.fitted.manifest["products"]["categories"])).sum()
+            ),
+        }
+        return
     products, described = categorize(summary, state.settings.products, seed=state.settings.seed)
     state.tables["products"] = state.workspace.save("products", products)
+    state.frames["products"] = products
     state.frames["categories"] = category_table(
         products, {c["category"]: c["top_words"].split(", ") for c in described["categories"]}
     )
+    state.frames["category_order"] = sorted(state.frames["categories"].category)
     state.manifest["products"] = {"products": len(products), **described}
 
 
@@ -207,8 +223,7 @@ def _features(state: _State) -> None:
         as_of = datetime.datetime.combine(settings.as_of, datetime.time())
     else:
         as_of = reference_date(state.tables["transactions"].invoiced_at.max().execute())
-    categories = sorted(state.frames["categories"].category)
-    interests = customer_interests(lines, state.tables["products"], categories, as_of)
+    interests = customer_interests(lines, state.tables["products"], state.frames["category_order"], as_of)
     base = customer_features(lines, as_of)
     joined = base.left_join(interests, "customer_id").drop("customer_id_right")
     features = state.workspace.save("customer_features", joined, temp=True)
@@ -226,8 +241,12 @@ def _features(state: _State) -> None:
 
 def _rfm(state: _State) -> None:
     features, settings = state.tables["features"], state.settings
-    scorer = RFMScorer.from_options(settings.rfm)
-    scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
+    if state.fitted is not None:
+        scorer = state.fitted.scorer()
+    else:
+        scorer = RFMScorer.from_options(settings.rfm)
+        scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
+    state.frames["scorer"] = scorer
     customers = state.workspace.save("customers", scorer.transform(features).order_by("customer_id"))
     segments = segment_summary(customers.execute(), scorer.segment_rules())
     state.tables["customers"] = customers
@@ -243,6 +262,11 @@ def _rfm(state: _State) -> None:
 
 def _segments(state: _State) -> None:
     customers = state.tables["customers"].execute()
+    if state.fitted is not None:
+        assigned = pd.concat([customers, state.fitted.assign(customers)], axis=1)
+        state.tables["customers"] = state.workspace.save("customers", assigned)
+        state.manifest["segments"] = {"assigned": int(assigned.segment.notna().sum())}
+        return
     needed = min_customers(state.settings.cluster)
     if len(customers) < needed:
         state.frames["segments"] = rfm_segment_rows(state.frames["rfm_segments"])
@@ -260,6 +284,7 @@ def _segments(state: _State) -> None:
     state.tables["customers"] = state.workspace.save("customers", customers)
     state.frames["segments"] = pd.concat([rfm_segment_rows(state.frames["rfm_segments"]), profiles], ignore_index=True)
     state.frames["segmentation"] = segmentation
+    state.frames["profiles"] = profiles
     chosen = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in segmentation.chosen_.items()}
     state.manifest["segments"] = {
         "rule": (
@@ -291,13 +316,53 @@ def json_records(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
+ASSIGN_COLUMNS = (
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "segment",
+    "segment_name",
+    "action",
+)
+
+
 def _write(state: _State) -> None:
     workspace = state.workspace
+    if state.fitted is not None:
+        assigned = state.tables["customers"].select(*ASSIGN_COLUMNS).order_by("customer_id").execute()
+        assigned["as_of"] = state.manifest["customers"]["as_of"]
+        out = state.assign_out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".parquet":
+            assigned.to_parquet(out, index=False)
+        else:
+            assigned.to_csv(out, index=False)
+        return
     workspace.write_parquet(state.tables["rejected"], "rejected.parquet")
     workspace.write_parquet(state.tables["customers"], "customers.parquet")
     workspace.write_csv(state.frames["segments"], "segments.csv")
     workspace.write_csv(state.frames["categories"], "categories.csv")
     workspace.save("segments", state.frames["segments"])
+    segmentation = state.frames.get("segmentation")
+    manifest = model_manifest(
+        version=__version__,
+        trained_on={k: state.manifest["input"][k] for k in ("path", "sha256", "bytes")},
+        settings=state.settings.to_dict(),
+        as_of=state.manifest["customers"]["as_of"],
+        scorer=state.frames["scorer"],
+        products=state.frames["products"],
+        profiles=state.frames.get("profiles"),
+        features=segmentation.columns_ if segmentation is not None else None,
+    )
+    workspace.write_model(manifest, segmentation)
 
 
 _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
@@ -319,6 +384,8 @@ def run(
     *,
     on_stage: Callable[[str], None] | None = None,
     until: str | None = None,
+    fitted: FittedModel | None = None,
+    assign_out: Path | None = None,
 ) -> RunResult:
     """Run the stages on ``data`` and fill ``out_dir``.
 
@@ -334,6 +401,10 @@ def run(
         Called with each stage's name (`STAGES`) as it starts, for progress display.
     until : str, optional
         Stop after this stage (for benchmarks and debugging); run.json then covers the stages run.
+    fitted : FittedModel, optional
+        Apply this model instead of learning (`assign`); the result goes to ``assign_out``.
+    assign_out : Path, optional
+        With ``fitted``: the Parquet or CSV file of assigned customers.
 
     Returns
     -------
@@ -351,7 +422,7 @@ def run(
     timings = _Timings(on_stage)
     workspace = Workspace(out_dir, memory_limit=settings.memory_limit)
     workspace.open()
-    state = _State(data=Path(data), settings=settings, workspace=workspace)
+    state = _State(data=Path(data), settings=settings, workspace=workspace, fitted=fitted, assign_out=assign_out)
     state.manifest.update(custseg_version=__version__, settings=settings.to_dict())
     try:
         for name in stages:
@@ -365,3 +436,37 @@ def run(
     finally:
         workspace.close()
     return RunResult(out_dir=Path(out_dir), manifest=state.manifest)
+
+
+def assign(
+    data: str | Path,
+    model_folder: str | Path,
+    out: str | Path,
+    *,
+    input_options=None,
+    as_of: datetime.date | None = None,
+) -> RunResult:
+    """Assign RFM and learned segments to the customers of ``data`` with a stored model.
+
+    The transactions are cleaned with the model's rules, products get the model's categories,
+    features are computed as of ``as_of`` (default: the day after the data's last transaction),
+    RFM is scored with the stored cut points and the learned segment comes from the stored
+    segmentation. Writes ``out`` (Parquet, or CSV for any other extension).
+
+    Raises
+    ------
+    CustsegError
+        For a bad input file, a missing or untrusted model.
+    """
+    import dataclasses
+    import tempfile
+
+    from custseg.settings import settings_from_dict
+    from custseg.workspace import load_model
+
+    fitted = load_model(model_folder)
+    settings = settings_from_dict(fitted.manifest["settings"])
+    settings = dataclasses.replace(settings, as_of=as_of, input=input_options or settings.input)
+    with tempfile.TemporaryDirectory(prefix="custseg-assign-") as folder:
+        result = run(data, folder, settings, fitted=fitted, assign_out=Path(out))
+    return RunResult(out_dir=Path(out), manifest=result.manifest)

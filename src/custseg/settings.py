@@ -218,3 +218,19 @@ def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
 
 
 __all__ = ["CANONICAL_COLUMNS", "InputOptions", "Settings", "load_settings", "parse_column_map"]
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Rebuild `Settings` from `Settings.to_dict` output (e.g. a model's model.json)."""
+    as_of = data.get("as_of")
+    return Settings(
+        input=InputOptions(**data["input"]),
+        clean=CleanRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["clean"].items()}),
+        products=ProductOptions(**data["products"]),
+        rfm=RFMOptions(**data["rfm"]),
+        cluster=ClusterOptions(**data["cluster"]),
+        as_of=datetime.date.fromisoformat(as_of) if isinstance(as_of, str) else as_of,
+        seed=data.get("seed", 0),
+        memory_limit=data.get("memory_limit"),
+        recipe=data.get("recipe", "custseg"),
+    )

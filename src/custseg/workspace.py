@@ -16,6 +16,19 @@ import pandas as pd
 
 DATABASE_FILE = "custseg.duckdb"
 MANIFEST_FILE = "run.json"
+MODEL_FOLDER = "model"
+MODEL_FILE = "model.json"
+SEGMENTATION_FILE = "segmentation.skops"
+TRUSTED_TYPES = frozenset(
+    {
+        "custseg.cluster.ClusterOptions",
+        "custseg.cluster.Segmentation",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+    }
+)
+"""Types beyond skops' defaults that a custseg model file may hold; anything else is refused."""
 
 
 class Workspace:
@@ -73,9 +86,55 @@ class Workspace:
         target.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
         return target
 
+    def write_model(self, manifest: dict[str, Any], segmentation) -> Path:
+        """Write the model folder: model.json and, when segments were learned, segmentation.skops."""
+        import skops.io as sio
+
+        folder = self.path / MODEL_FOLDER
+        folder.mkdir(exist_ok=True)
+        (folder / MODEL_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        target = folder / SEGMENTATION_FILE
+        target.unlink(missing_ok=True)
+        if segmentation is not None:
+            sio.dump(segmentation.portable(), target)
+        return folder
+
     def close(self) -> None:
         """Close the database connection (the file stays)."""
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.disconnect()
             self.backend = None
+
+
+def load_model(folder: str | Path):
+    """Load a model folder written by `Workspace.write_model`, checking every stored type.
+
+    Raises
+    ------
+    InputFileError
+        If the folder or model.json is missing, or the model file holds a type that is not trusted.
+    """
+    import skops.io as sio
+
+    from custseg.errors import InputFileError
+    from custseg.predict import MODEL_VERSION, FittedModel
+
+    folder = Path(folder)
+    if (folder / MODEL_FOLDER / MODEL_FILE).exists():
+        folder = folder / MODEL_FOLDER
+    manifest_path = folder / MODEL_FILE
+    if not manifest_path.exists():
+        raise InputFileError(f"{folder}: no {MODEL_FILE}; give the output folder of custseg run (or its model/)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("model_version") != MODEL_VERSION:
+        raise InputFileError(f"{manifest_path}: model version {manifest.get('model_version')} is not {MODEL_VERSION}")
+    segmentation = None
+    stored = folder / SEGMENTATION_FILE
+    if stored.exists():
+        untrusted = set(sio.get_untrusted_types(file=stored))
+        refused = sorted(untrusted - TRUSTED_TYPES)
+        if refused:
+            raise InputFileError(f"{stored}: refusing untrusted types {', '.join(refused)}")
+        segmentation = sio.load(stored, trusted=sorted(untrusted))
+    return FittedModel(manifest=manifest, segmentation=segmentation)
