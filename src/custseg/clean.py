@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from custseg.schema import ROW_ID
+from custseg.schema import ROW_ID, SOURCE_COLUMNS
 
 REASONS: dict[str, str] = {
     "invalid_timestamp": "timestamp missing or not parseable",
@@ -150,18 +150,8 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
     The screening rules are every rule of `REASONS` before the returns.
     """
     t = transactions
-    same_row = [
-        "customer_id",
-        "invoice_id",
-        "invoiced_at",
-        "product_id",
-        "description",
-        "quantity",
-        "unit_price",
-        "country",
-    ]
     # The first copy of each distinct row, by a hash aggregation: cheaper than a window sorted by row.
-    first_copies = t.group_by(same_row).aggregate(first_row=t[ROW_ID].min())
+    first_copies = t.group_by(list(SOURCE_COLUMNS)).aggregate(first_row=t[ROW_ID].min())
     reason = ibis.cases(
         (t.problem_reason.notnull(), t.problem_reason),
         (t.customer_id.isnull(), "missing_customer_id"),

@@ -83,9 +83,10 @@ def _print_course(result: RunResult) -> None:
         typer.echo(json.dumps({"out_dir": str(result.out_dir), **report}, indent=2, default=str))
         return
     console = Console(highlight=False)
-    table = Table(title="The course pipeline, reproduced (../shared/REFERENCE.md, analysis A)")
-    for column in ("figure", "published", "reproduced", "tolerance", "holds"):
-        table.add_column(column)
+    table = _table(
+        "The course pipeline, reproduced (../shared/REFERENCE.md, analysis A)",
+        tuple((column, "left") for column in ("figure", "published", "reproduced", "tolerance", "holds")),
+    )
     for row in report["comparison"]:
         table.add_row(
             row["figure"],
@@ -161,18 +162,11 @@ def _print_summary(result: RunResult) -> None:
         f"{lines['first_invoiced_at']} to {lines['last_invoiced_at']}"
     )
     products = manifest["products"]
-    categories = Table(
-        title=f"Product categories ({products['chosen']} chosen by {products['criterion']}; "
-        f"{products['products']:,} products)"
+    categories = _table(
+        f"Product categories ({products['chosen']} chosen by {products['criterion']}; "
+        f"{products['products']:,} products)",
+        (("category", "left"), ("label", "left"), ("products", "right"), ("revenue", "right"), ("examples", "left")),
     )
-    for column, justify in (
-        ("category", "left"),
-        ("label", "left"),
-        ("products", "right"),
-        ("revenue", "right"),
-        ("examples", "left"),
-    ):
-        categories.add_column(column, justify=justify)
     for category in products["categories"]:
         categories.add_row(
             category["category"],
@@ -183,17 +177,10 @@ def _print_summary(result: RunResult) -> None:
         )
     console.print(categories)
     customers = manifest["customers"]
-    rfm = Table(title=f"RFM segments ({customers['count']:,} customers as of {customers['as_of'][:10]})")
-    for column, justify in (
-        ("segment", "left"),
-        ("customers", "right"),
-        ("share", "right"),
-        ("revenue", "right"),
-        ("median R days", "right"),
-        ("median F", "right"),
-        ("median M", "right"),
-    ):
-        rfm.add_column(column, justify=justify)
+    rfm = _table(
+        f"RFM segments ({customers['count']:,} customers as of {customers['as_of'][:10]})",
+        (("segment", "left"), ("customers", "right"), ("share", "right"), ("revenue", "right"), *RFM_COLUMNS),
+    )
     for segment in manifest["rfm"]["segments"]:
         rfm.add_row(
             segment["segment"],
@@ -213,7 +200,7 @@ def _print_summary(result: RunResult) -> None:
         )
     console.print(
         f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, customers.parquet, segments.csv, "
-        "categories.csv, rejected.parquet, run.json)"
+        "categories.csv, rejected.parquet, model/, run.json)"
     )
 
 
@@ -222,23 +209,18 @@ def _print_learned(console: Console, segments: dict) -> None:
         console.print(f"Learned segments skipped: {segments['skipped']}")
         return
     chosen = segments["chosen"]
-    learned = Table(
-        title=(
-            f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments, "
-            f"silhouette {chosen['silhouette']}, stability {chosen['stability']}"
-        )
+    learned = _table(
+        f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments, "
+        f"silhouette {chosen['silhouette']}, stability {chosen['stability']}",
+        (
+            ("id", "left"),
+            ("name", "left"),
+            ("customers", "right"),
+            ("share", "right"),
+            ("revenue", "right"),
+            *RFM_COLUMNS,
+        ),
     )
-    for column, justify in (
-        ("id", "left"),
-        ("name", "left"),
-        ("customers", "right"),
-        ("share", "right"),
-        ("revenue", "right"),
-        ("median R days", "right"),
-        ("median F", "right"),
-        ("median M", "right"),
-    ):
-        learned.add_column(column, justify=justify)
     for profile in segments["profiles"]:
         learned.add_row(
             profile["segment"],
@@ -251,6 +233,16 @@ def _print_learned(console: Console, segments: dict) -> None:
             _number(profile["median_monetary"], 2),
         )
     console.print(learned)
+
+
+RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
+
+
+def _table(title: str, columns: tuple[tuple[str, str], ...]) -> Table:
+    table = Table(title=title)
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
+    return table
 
 
 def _number(value: float | None, digits: int = 0) -> str:

@@ -15,6 +15,8 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
+from custseg.schema import SOURCE_COLUMNS
+
 REFERENCE_DATE = pd.Timestamp("2011-12-10")
 
 PUBLISHED = {
@@ -53,17 +55,7 @@ def course_cleaning(transactions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str,
     counts = {"rows_raw": len(transactions)}
     frame = transactions[transactions.customer_id.notna()]
     counts["rows_with_customer"] = len(frame)
-    columns = [
-        "customer_id",
-        "invoice_id",
-        "invoiced_at",
-        "product_id",
-        "description",
-        "quantity",
-        "unit_price",
-        "country",
-    ]
-    frame = frame[~frame.duplicated(subset=columns, keep="first")].copy()
+    frame = frame[~frame.duplicated(subset=list(SOURCE_COLUMNS), keep="first")].copy()
     counts["rows_without_duplicates"] = len(frame)
     frame["quantity_canceled"] = _quantity_canceled(frame)
     frame = frame[frame.quantity >= 0]

@@ -32,6 +32,9 @@ CANONICAL_COLUMNS: dict[str, dt.DataType] = {
     "country": dt.string,
 }
 
+SOURCE_COLUMNS = tuple(name for name in CANONICAL_COLUMNS if name != ROW_ID)
+"""The canonical columns that come from the source: two rows equal on all of them are duplicates."""
+
 MAPPABLE_COLUMNS = (
     "customer_id",
     "invoice_id",
