@@ -53,3 +53,10 @@ def test_profiles_have_sizes_shares_quartiles_interests_and_actions():
     assert "10 customers (25% of customers" in row.description
     assert row.action.startswith("Reward them") and row.action.endswith("Lead with bags.")
     assert profiles.revenue_share.sum() == 1.0 or abs(profiles.revenue_share.sum() - 1) < 0.001
+
+
+def test_segments_alike_on_every_tertile_are_ranked_by_spend():
+    data = customers()
+    data.loc[data.segment == "S3", ["monetary", "recency_days", "frequency", "tenure_days"]] = [3500.0, 200, 6, 350]
+    names = name_segments(data)
+    assert (names["S2"], names["S3"]) == ("At Risk high spenders", "At Risk top spenders")

@@ -69,7 +69,8 @@ def name_segments(customers: pd.DataFrame, column: str = "segment") -> dict[str,
 
     The base name is the RFM segment most of its members are in ("Champions", "At Risk"). Where
     two segments share a base name, each gets the word on which it differs from the other(s):
-    spend, then recency, frequency, tenure ("At Risk big spenders"); a number is the last resort.
+    spend, then recency, frequency, tenure tertile ("At Risk big spenders"); when all of those
+    coincide, their rank by median spend ("Champions top spenders", "Champions high spenders").
 
     Parameters
     ----------
@@ -98,9 +99,15 @@ def name_segments(customers: pd.DataFrame, column: str = "segment") -> dict[str,
                     names[s] = f"{name} {position[s][aspect]}"
                 break
         else:
-            for s in sharing:
-                names[s] = f"{name} {position[s]['spend']} ({s})"
+            # The same on every tertile word: rank them by median spend instead.
+            spend = {s: customers.loc[customers[column] == s, "monetary"].median() for s in sharing}
+            ranked = sorted(sharing, key=lambda s: (-spend[s], _segment_order(s)))
+            for rank, s in enumerate(ranked):
+                names[s] = f"{name} {SPEND_RANKS[rank]}" if rank < len(SPEND_RANKS) else f"{name} ({s})"
     return names
+
+
+SPEND_RANKS = ("top spenders", "high spenders", "steady spenders", "modest spenders")
 
 
 def _segment_order(segment: str) -> tuple[int, str]:
