@@ -5,10 +5,18 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from custseg.errors import EmptyInputError, EncodingError, InputFileError, InvalidValueError
-from custseg.io import SOURCE_ROW, check_encoding, detect_delimiter, detect_timestamp_format, read_source
+from custseg.io import (
+    SOURCE_ROW,
+    check_encoding,
+    detect_delimiter,
+    detect_text_timestamp_format,
+    detect_timestamp_format,
+    read_source,
+)
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 ROWS = (
@@ -78,12 +86,18 @@ def test_gzip_csv_parquet_and_xlsx_give_the_same_table(tmp_path, backend):
 def test_timestamp_formats_are_detected_from_all_values(values, expected):
     fmt, ties = detect_timestamp_format(ibis.memtable({"t": values}), "t")
     assert (fmt, ties) == (expected, [])
+    assert detect_text_timestamp_format(pa.array(values)) == (expected, [])
 
 
 def test_ambiguous_dates_choose_month_first_and_report_the_tie():
     fmt, ties = detect_timestamp_format(ibis.memtable({"t": ["1/2/2011 10:00", "3/4/2011 10:00"]}), "t")
     assert fmt == "%m/%d/%Y %H:%M"
     assert ties == ["%d/%m/%Y %H:%M"]
+    assert detect_text_timestamp_format(pa.array(["1/2/2011 10:00", "3/4/2011 10:00"])) == (fmt, ties)
+
+
+def test_fractional_seconds_are_read_as_whole_seconds():
+    assert detect_text_timestamp_format(pa.array(["2011-01-02 10:00:01.250"])) == ("%Y-%m-%d %H:%M:%S", [])
 
 
 def test_delimiter_detection_prefers_the_most_splitting_character():

@@ -18,6 +18,7 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from custseg.errors import EmptyInputError, EncodingError, InputFileError, InvalidValueError
@@ -25,6 +26,8 @@ from custseg.schema import TIMESTAMP_FORMATS, timestamp_format_counts
 
 SOURCE_ROW = "__custseg_row"
 """Name of the 1-based row-position column added to every source table."""
+RAW_TIMESTAMP = "__custseg_raw_timestamp"
+"""The original text of a timestamp column that `parse_text_timestamps` turned into timestamps."""
 
 _CHUNK = 1 << 24
 _DELIMITERS = (",", ";", "\t", "|")
@@ -284,6 +287,52 @@ def detect_timestamp_format(table: ir.Table, column: str) -> tuple[str | None, l
         return None, []
     winners = [fmt for i, fmt in enumerate(TIMESTAMP_FORMATS) if int(counts[f"f{i}"]) == best]
     return winners[0], winners[1:]
+
+
+def _without_fraction(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    return pc.replace_substring_regex(text, pattern=r"\.\d+$", replacement="")
+
+
+def detect_text_timestamp_format(values: pa.ChunkedArray | pa.Array) -> tuple[str | None, list[str]]:
+    """Find the strptime format that parses the most distinct values of a text column (in Arrow).
+
+    Fractional seconds are ignored. Returns the best format (None when no format parses a value)
+    and the other formats that parse as many, as `detect_timestamp_format` does.
+    """
+    distinct = _without_fraction(pc.unique(values.cast(pa.string())))
+    counts = [
+        int(pc.count(pc.strptime(distinct, format=fmt, unit="us", error_is_null=True)).as_py())
+        for fmt in TIMESTAMP_FORMATS
+    ]
+    best = max(counts)
+    if best == 0:
+        return None, []
+    winners = [fmt for fmt, count in zip(TIMESTAMP_FORMATS, counts, strict=True) if count == best]
+    return winners[0], winners[1:]
+
+
+def parse_text_timestamps(source: Source, column: str, fmt: str | None, backend: ibis.BaseBackend) -> Source:
+    """Turn a text timestamp column of a CSV or Excel source into timestamps, in Arrow.
+
+    The original text is kept in `RAW_TIMESTAMP`, so that a value that does not parse can be
+    reported as it was written. Values that do not parse become null.
+    """
+    text = source.arrow.column(column)
+    parsed = pc.strptime(_without_fraction(text), format=fmt or "%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+    table = source.arrow.drop_columns([SOURCE_ROW]) if SOURCE_ROW in source.arrow.column_names else source.arrow
+    table = table.set_column(table.column_names.index(column), column, parsed).append_column(RAW_TIMESTAMP, text)
+    table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+    registered = backend.create_table("source", table, temp=True, overwrite=True)
+    return Source(
+        table=registered,
+        path=source.path,
+        file_format=source.file_format,
+        columns=source.columns,
+        encoding=source.encoding,
+        delimiter=source.delimiter,
+        arrow=table,
+    )
 
 
 def write_parquet(table: ir.Table, path: Path) -> None:

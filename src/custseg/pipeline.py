@@ -17,9 +17,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
@@ -27,7 +29,14 @@ from custseg.cluster import Segmentation, min_customers
 from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import customer_features, fully_returned_customers, reference_date
-from custseg.io import SOURCE_ROW, Source, detect_timestamp_format, read_source
+from custseg.io import (
+    SOURCE_ROW,
+    Source,
+    detect_text_timestamp_format,
+    detect_timestamp_format,
+    parse_text_timestamps,
+    read_source,
+)
 from custseg.predict import FittedModel, model_manifest
 from custseg.products import categorize, category_table, customer_interests, product_summary
 from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
@@ -73,7 +82,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
+def load_transactions(
+    source: Source, settings: Settings, backend: ibis.BaseBackend
+) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
     """Map a read source to the canonical transactions table and describe how it was read.
 
     Raises
@@ -85,10 +96,19 @@ def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, Col
     """
     options = settings.input
     mapping = resolve_mapping(source.columns, options.column_map, source_name=str(source.path))
+    column = mapping.columns["invoiced_at"]
     timestamp_format, tied = options.timestamp_format, []
-    if timestamp_format is None:
-        timestamp_format, tied = detect_timestamp_format(source.table, mapping.columns["invoiced_at"])
-    transactions = to_canonical(source.table, mapping, timestamp_format=timestamp_format, row_id=SOURCE_ROW)
+    if source.arrow is not None and pa.types.is_string(source.arrow.schema.field(column).type):
+        # Text timestamps of a CSV or Excel file are parsed in Arrow, where the file already is.
+        if timestamp_format is None:
+            timestamp_format, tied = detect_text_timestamp_format(source.arrow.column(column))
+        source = parse_text_timestamps(source, column, timestamp_format, backend)
+        parse_format = None
+    else:
+        if timestamp_format is None:
+            timestamp_format, tied = detect_timestamp_format(source.table, column)
+        parse_format = timestamp_format
+    transactions = to_canonical(source.table, mapping, timestamp_format=parse_format, row_id=SOURCE_ROW)
     described = {
         "path": str(source.path),
         "format": source.file_format,
@@ -150,7 +170,7 @@ class _State:
 def _read(state: _State) -> None:
     data, settings, workspace = state.data, state.settings, state.workspace
     source = read_source(data, workspace.backend, encoding=settings.input.encoding, delimiter=settings.input.delimiter)
-    canonical, _, described = load_transactions(source, settings)
+    canonical, _, described = load_transactions(source, settings, workspace.backend)
     transactions = workspace.save("transactions", canonical)
     check_problems(transactions, source, settings.input.max_invalid_share)
     described.update(bytes=data.stat().st_size, sha256=file_sha256(data))

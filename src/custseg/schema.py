@@ -77,9 +77,7 @@ PRESETS: dict[str, dict[str, str]] = {
 
 TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%d %H:%M:%S.%f",
     "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S.%f",
     "%Y-%m-%d %H:%M",
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d",
@@ -215,7 +213,14 @@ def timestamp_format_counts(table: ir.Table, column: str) -> ir.Table:
     return distinct.aggregate(**{f"f{i}": _try_strptime(text, fmt).count() for i, fmt in enumerate(TIMESTAMP_FORMATS)})
 
 
-def to_canonical(raw: ir.Table, mapping: ColumnMapping, *, timestamp_format: str | None, row_id: str) -> ir.Table:
+def to_canonical(
+    raw: ir.Table,
+    mapping: ColumnMapping,
+    *,
+    timestamp_format: str | None,
+    row_id: str,
+    raw_timestamp: str = "__custseg_raw_timestamp",
+) -> ir.Table:
     """Map a source table to the canonical transactions table.
 
     Parameters
@@ -228,6 +233,12 @@ def to_canonical(raw: ir.Table, mapping: ColumnMapping, *, timestamp_format: str
         strptime format of a text timestamp column; None for typed or ISO timestamps.
     row_id : str
         Name of the source's 1-based row-position column.
+    raw_timestamp : str
+        Name of the column with the original text of a timestamp column parsed while reading,
+        if there is one (for reporting values that did not parse).
+    raw_timestamp : str
+        Name of the column with the original text of a timestamp column parsed while reading,
+        if there is one (for reporting values that did not parse).
 
     Returns
     -------
@@ -276,8 +287,15 @@ def to_canonical(raw: ir.Table, mapping: ColumnMapping, *, timestamp_format: str
     problem_column = ibis.cases(
         *[(parsed.isnull(), cols[name]) for _, name, parsed in checks], else_=ibis.null(dt.string)
     )
+
+    def written(name: str) -> ir.StringValue:
+        # A timestamp parsed while reading keeps its original text beside it.
+        if name == "invoiced_at" and raw_timestamp in raw.columns:
+            return raw[raw_timestamp].fill_null("")
+        return raw[cols[name]].cast(dt.string).fill_null("")
+
     problem_value = ibis.cases(
-        *[(parsed.isnull(), raw[cols[name]].cast(dt.string).fill_null("")) for _, name, parsed in checks],
+        *[(parsed.isnull(), written(name)) for _, name, parsed in checks],
         else_=ibis.null(dt.string),
     )
     return raw.select(
