@@ -249,28 +249,34 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None or value != value else f"{value:,.{digits}f}"
 
 
+ColumnMapOption = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="Map a canonical column to a source column: canonical=source (repeatable)."),
+]
+EncodingOption = Annotated[str | None, typer.Option("--encoding", help="CSV text encoding (default: detected).")]
+DelimiterOption = Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter (default: detected).")]
+DateFormatOption = Annotated[
+    str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
+]
+AsOfOption = Annotated[
+    datetime.datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Reference date (default: the day after the last transaction)."),
+]
+"""Options that `run` and `assign` share."""
+
+
 @app.command("run")
 def run_command(
     data: Annotated[Path, typer.Argument(help="Transaction log: .csv, .csv.gz, .parquet or .xlsx.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseg-out"),
-    column_map: Annotated[
-        list[str] | None,
-        typer.Option("--map", help="Map a canonical column to a source column: canonical=source (repeatable)."),
-    ] = None,
+    column_map: ColumnMapOption = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Settings file (default: ./custseg.toml if it exists).")
     ] = None,
-    encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
-    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (default: detected).")] = None,
-    date_format: Annotated[
-        str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
-    ] = None,
-    as_of: Annotated[
-        datetime.datetime | None,
-        typer.Option(
-            "--as-of", formats=["%Y-%m-%d"], help="Reference date (default: the day after the last transaction)."
-        ),
-    ] = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    date_format: DateFormatOption = None,
+    as_of: AsOfOption = None,
     rfm_bins: Annotated[int | None, typer.Option("--rfm-bins", help="RFM score levels: 3, 4 or 5 (default 5).")] = None,
     rfm_map: Annotated[
         str | None, typer.Option("--rfm-map", help="RFM segment map: rfm, rf_grid or custom (default rfm).")
@@ -323,21 +329,11 @@ def assign_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write: .parquet, or CSV otherwise.")] = Path(
         "assigned.parquet"
     ),
-    as_of: Annotated[
-        datetime.datetime | None,
-        typer.Option(
-            "--as-of", formats=["%Y-%m-%d"], help="Reference date (default: the day after the last transaction)."
-        ),
-    ] = None,
-    column_map: Annotated[
-        list[str] | None,
-        typer.Option("--map", help="Map a canonical column to a source column: canonical=source (repeatable)."),
-    ] = None,
-    encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
-    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (default: detected).")] = None,
-    date_format: Annotated[
-        str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
-    ] = None,
+    as_of: AsOfOption = None,
+    column_map: ColumnMapOption = None,
+    encoding: EncodingOption = None,
+    delimiter: DelimiterOption = None,
+    date_format: DateFormatOption = None,
 ) -> None:
     """Give customers their RFM and learned segments with a model written by custseg run."""
     from custseg.pipeline import assign

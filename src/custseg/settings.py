@@ -155,22 +155,14 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     if overrides.get("category_map") is not None:
         products_doc["mapping_file"] = str(overrides["category_map"])
     product_options = ProductOptions(**products_doc)
-    if not 2 <= product_options.min_categories <= product_options.max_categories:
-        raise ConfigError(
-            f"[products] min_categories={product_options.min_categories} and max_categories="
-            f"{product_options.max_categories} must satisfy 2 <= min <= max"
-        )
+    _check_range("[products]", "categories", product_options.min_categories, product_options.max_categories)
 
     cluster_doc = _known_keys(doc.get("cluster", {}), ClusterOptions, f"{where} [cluster]")
     for key in ("model", "n_segments"):
         if overrides.get(key) is not None:
             cluster_doc[key] = overrides[key]
     cluster_options = ClusterOptions(**cluster_doc)
-    if not 2 <= cluster_options.min_segments <= cluster_options.max_segments:
-        raise ConfigError(
-            f"[cluster] min_segments={cluster_options.min_segments} and max_segments="
-            f"{cluster_options.max_segments} must satisfy 2 <= min <= max"
-        )
+    _check_range("[cluster]", "segments", cluster_options.min_segments, cluster_options.max_segments)
 
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
@@ -207,6 +199,11 @@ class _RunTable:
     as_of: str | None = None
     memory_limit: str | None = None
     recipe: str = "custseg"
+
+
+def _check_range(section: str, what: str, low: int, high: int) -> None:
+    if not 2 <= low <= high:
+        raise ConfigError(f"{section} min_{what}={low} and max_{what}={high} must satisfy 2 <= min <= max")
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
