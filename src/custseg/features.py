@@ -82,7 +82,7 @@ def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
     ibis.Table of shape (n_customers, 15)
         `FEATURE_COLUMNS`: recency_days and tenure_days are whole days from the last and first
         order to ``as_of``; frequency counts orders with positive net revenue; monetary is the
-        total net revenue and avg_order_value = monetary / frequency; distinct_products and lines
+        total net revenue (to the cent) and avg_order_value = monetary / frequency; distinct_products and lines
         count lines with net quantity above 0; returned_share is returned / purchased quantity;
         main_country is the country with the most revenue (ties: first by name);
         mean_days_between_orders = (last - first order) / (frequency - 1) in days, null for one
@@ -91,13 +91,15 @@ def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
     per_order = orders(lines, as_of)
     valid = per_order.filter(per_order.revenue > 0)
     recent = valid.ordered_at >= ibis.timestamp(as_of - datetime.timedelta(days=RECENT_WINDOW_DAYS))
+    # Money is rounded to cents: a parallel sum's last bits depend on the order the engine adds
+    # in, and a customer whose spend sits on an RFM cut point must score the same every time.
     by_customer = valid.group_by("customer_id").aggregate(
         first_order_at=valid.ordered_at.min(),
         last_order_at=valid.ordered_at.max(),
         frequency=valid.count(),
-        monetary=valid.revenue.sum(),
+        monetary=valid.revenue.sum().round(2),
         orders_90d=recent.sum().cast(dt.int64),
-        revenue_90d=ibis.cases((recent, valid.revenue), else_=0.0).sum(),
+        revenue_90d=ibis.cases((recent, valid.revenue), else_=0.0).sum().round(2),
     )
 
     before = lines.filter(lines.invoiced_at < ibis.timestamp(as_of))
