@@ -335,11 +335,6 @@ def parse_text_timestamps(source: Source, column: str, fmt: str | None, backend:
     )
 
 
-def write_parquet(table: ir.Table, path: Path) -> None:
-    """Write a table to a Parquet file (zstd), executing it in its backend."""
-    table.to_parquet(path, compression="zstd")
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

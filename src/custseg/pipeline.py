@@ -19,7 +19,6 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -43,7 +42,7 @@ from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
-from custseg.workspace import Workspace
+from custseg.workspace import Workspace, json_records
 
 STAGES = ("read", "clean", "products", "features", "rfm", "segments", "write")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
@@ -305,7 +304,7 @@ def _segments(state: _State) -> None:
     state.frames["segments"] = pd.concat([rfm_segment_rows(state.frames["rfm_segments"]), profiles], ignore_index=True)
     state.frames["segmentation"] = segmentation
     state.frames["profiles"] = profiles
-    chosen = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in segmentation.chosen_.items()}
+    chosen = json_records(pd.DataFrame([segmentation.chosen_]))[0]
     state.manifest["segments"] = {
         "rule": (
             f"eligible: stability >= {segmentation.options.min_stability} and smallest segment >= "
@@ -322,18 +321,9 @@ def _segments(state: _State) -> None:
 
 def _course(state: _State) -> None:
     customers, report = run_course(state.tables["transactions"].execute())
-    customers = customers.reset_index()
-    state.workspace.save("course_customers", customers)
-    customers.to_parquet(state.workspace.path / "course_customers.parquet", index=False)
+    saved = state.workspace.save("course_customers", customers.reset_index())
+    state.workspace.write_parquet(saved, "course_customers.parquet")
     state.manifest["course"] = report
-
-
-def json_records(frame: pd.DataFrame) -> list[dict]:
-    """Rows of a DataFrame as JSON-ready dicts (NaN becomes null)."""
-    return [
-        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-        for row in frame.to_dict(orient="records")
-    ]
 
 
 ASSIGN_COLUMNS = (

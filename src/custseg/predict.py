@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from custseg.cluster import Segmentation
 from custseg.rfm import RFMScorer, SegmentRule
+from custseg.workspace import json_records
 
 MODEL_VERSION = 1
 """Layout version of the model folder (model.json and segmentation.skops)."""
@@ -102,10 +102,5 @@ def model_manifest(
             "category_order": sorted(products.category.unique()),
         },
         "segment_features": features,
-        "segments": None
-        if profiles is None
-        else [
-            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-            for row in profiles[["segment", "name", "description", "action"]].to_dict(orient="records")
-        ],
+        "segments": None if profiles is None else json_records(profiles[["segment", "name", "description", "action"]]),
     }

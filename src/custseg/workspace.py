@@ -31,6 +31,14 @@ TRUSTED_TYPES = frozenset(
 """Types beyond skops' defaults that a custseg model file may hold; anything else is refused."""
 
 
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a DataFrame as JSON-ready dicts (NaN becomes null)."""
+    return [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
 class Workspace:
     """An output folder: ``custseg.duckdb`` (every table), Parquet and CSV exports, ``run.json``.
 
