@@ -85,11 +85,13 @@ def main() -> None:
         log, lines, rows = prepare(size, args.memory_limit)
         line_rows = duckdb.sql(f"SELECT count(*) FROM '{lines}'").fetchone()[0]
         entry = {"size": size, "log_rows": rows, "line_rows": line_rows}
-        entry["features_custseg"] = side([PYTHON, str(HERE / "custseg_features.py"), "lines", str(lines),
-                                          args.memory_limit])
+        entry["features_custseg"] = side(
+            [PYTHON, str(HERE / "custseg_features.py"), "lines", str(lines), args.memory_limit]
+        )
         work = DATA / f"bench_{size}"
-        entry["log_to_features_custseg"] = side([PYTHON, str(HERE / "custseg_features.py"), "log", str(log),
-                                                 str(work), args.memory_limit])
+        entry["log_to_features_custseg"] = side(
+            [PYTHON, str(HERE / "custseg_features.py"), "log", str(log), str(work), args.memory_limit]
+        )
         shutil.rmtree(work, ignore_errors=True)
         if rows <= args.pandas_max_rows:
             entry["features_pandas"] = side([PYTHON, str(HERE / "pandas_baseline.py"), "lines_features", str(lines)])

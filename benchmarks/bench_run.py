@@ -41,8 +41,15 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(args.repeats):
-            measured = measure([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r})\n" + CHILD,
-                                str(DATA), f"{folder}/run{repeat}"])
+            measured = measure(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import sys; sys.path.insert(0, {str(HERE)!r})\n" + CHILD,
+                    str(DATA),
+                    f"{folder}/run{repeat}",
+                ]
+            )
             runs.append({**json.loads(measured.stdout.splitlines()[0]), "peak_mb": measured.peak_mb})
     stages = {name: statistics.median(r["stages"][name] for r in runs) for name in runs[0]["stages"]}
     total = statistics.median(r["seconds"] for r in runs)

@@ -1,15 +1,29 @@
 from __future__ import annotations
 
+import datetime
 import json
 
+import duckdb
+import ibis
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_transactions
 from custseg import workspace
+from custseg.clean import clean
 from custseg.cli import app
 from custseg.errors import InputFileError
+from custseg.features import customer_features
 from custseg.pipeline import assign, run
+from custseg.predict import (
+    EARLY_COLUMNS,
+    LookupClassifier,
+    early_features,
+    holdout_split,
+    horizon_features,
+)
 from custseg.simulate import simulate_to_files
 from custseg.workspace import load_model
 
@@ -74,3 +88,128 @@ def test_assign_command_reports_a_missing_model_in_one_line(tmp_path, trained):
     assert outcome.stderr == (
         f"custseg: error: {tmp_path}: no model.json; give the output folder of custseg run (or its model/)\n"
     )
+
+
+# -- early prediction ---------------------------------------------------------------------------
+
+EARLY_ROWS = [
+    # A: three orders; the first is partly returned later, which the early view must not know
+    {"customer_id": "A", "invoice_id": "a1", "invoiced_at": "2011-01-01 10:00", "quantity": 4, "unit_price": 5.0},
+    {
+        "customer_id": "A",
+        "invoice_id": "a2",
+        "invoiced_at": "2011-01-03 09:00",
+        "quantity": 1,
+        "unit_price": 8.0,
+        "product_id": "p2",
+    },
+    {"customer_id": "A", "invoice_id": "CA", "invoiced_at": "2011-01-04 09:00", "quantity": -2, "unit_price": 5.0},
+    {"customer_id": "A", "invoice_id": "a3", "invoiced_at": "2011-05-01 09:00", "quantity": 1, "unit_price": 30.0},
+    # B: one order only
+    {"customer_id": "B", "invoice_id": "b1", "invoiced_at": "2011-02-01 10:00", "quantity": 1, "unit_price": 3.0},
+    # C: joins too late for a 90-day horizon before 2011-06-01
+    {"customer_id": "C", "invoice_id": "c1", "invoiced_at": "2011-04-01 10:00", "quantity": 1, "unit_price": 3.0},
+    {"customer_id": "C", "invoice_id": "c2", "invoiced_at": "2011-04-02 10:00", "quantity": 1, "unit_price": 3.0},
+]
+
+
+@pytest.fixture
+def early_lines():
+    lines = clean(make_transactions(EARLY_ROWS)).lines
+    products = ibis.memtable(pd.DataFrame({"product_id": ["p1", "p2"], "category": ["c01", "c01"]}))
+    return lines, products
+
+
+def test_early_features_see_only_the_first_orders_as_placed(early_lines):
+    lines, products = early_lines
+    two = early_features(lines, products, ["c01"], 2).execute().set_index("customer_id")
+    assert set(two.index) == {"A", "C"}  # B has one order only
+    a = two.loc["A"]
+    # 4 x 5 + 1 x 8 as bought: the return of two units a day later is not known yet
+    assert a.monetary == 28.0 and a.frequency == 2 and a.recency_days == 0 and a.tenure_days == 1
+    assert a.returned_share == 0.0
+    assert a.last_order_at == pd.Timestamp("2011-01-03 09:00")
+    one = early_features(lines, products, ["c01"], 1).execute().set_index("customer_id")
+    assert set(one.index) == {"A", "B", "C"} and one.loc["A"].monetary == 20.0
+
+
+def test_horizon_features_stop_each_customer_at_first_order_plus_horizon(early_lines):
+    lines, products = early_lines
+    horizon = horizon_features(lines, products, ["c01"], 90, datetime.datetime(2011, 6, 1)).execute()
+    horizon = horizon.set_index("customer_id")
+    assert set(horizon.index) == {"A", "B"}  # C joined less than 90 days before the end
+    a = horizon.loc["A"]
+    # the order of May 1st is after Jan 1st + 90 days; the return is netted (it is the truth at 90 days)
+    assert a.frequency == 2 and a.monetary == 2 * 5.0 + 8.0
+    assert a.tenure_days == 90 and a.recency_days == 88  # Jan 3 09:00 to Apr 1 10:00
+    assert horizon.loc["B"].joined_at == pd.Timestamp("2011-02-01 10:00")
+
+
+def test_customer_features_accept_one_reference_date_per_customer(early_lines):
+    lines, _ = early_lines
+    cutoffs = ibis.memtable(
+        pd.DataFrame({"customer_id": ["A", "B"], "as_of": pd.to_datetime(["2011-01-02", "2011-03-01"])})
+    )
+    features = customer_features(lines, cutoffs).execute().set_index("customer_id")
+    assert set(features.index) == {"A", "B"}
+    assert features.loc["A"].frequency == 1 and features.loc["A"].tenure_days == 0
+    assert features.loc["B"].recency_days == 27
+
+
+def test_holdout_is_the_latest_joining_share():
+    targets = pd.DataFrame(
+        {"customer_id": list("abcdefgh"), "joined_at": pd.date_range("2011-01-01", periods=8, freq="7D")[::-1]}
+    )
+    test = holdout_split(targets, 0.25)
+    assert set(targets.customer_id[test]) == {"a", "b"}
+    assert targets.joined_at[test].min() > targets.joined_at[~test].max()
+
+
+def test_lookup_classifier_gives_training_frequencies_and_the_prior_for_unseen_values():
+    inputs = pd.DataFrame({"dominant_category": ["x", "x", "x", "y"]})
+    model = LookupClassifier("dominant_category", smoothing=0.0).fit(inputs, ["A", "A", "B", "B"])
+    probabilities = model.predict_proba(pd.DataFrame({"dominant_category": ["x", "y", "z"]}))
+    assert model.classes_.tolist() == ["A", "B"]
+    assert probabilities.tolist() == [[2 / 3, 1 / 3], [0.0, 1.0], [0.5, 0.5]]
+
+
+def test_early_prediction_is_measured_on_customers_it_never_saw(trained):
+    _, result = trained
+    early = result.manifest["early"]
+    assert early["horizon_days"] == 90 and early["eligible_customers"] > 300
+    measured = [row for row in early["results"] if "skipped" not in row]
+    assert {(row["target"], row["n_orders"]) for row in measured} >= {("segment", 1), ("category", 1)}
+    for row in measured:
+        matrix = np.array(row["confusion_matrix"]["rows_true_columns_predicted"])
+        assert matrix.sum() == row["test_customers"] > 0
+        assert row["chosen"] in {c["model"] for c in row["candidates"]}
+        assert {c["model"] for c in row["candidates"]} == {
+            "logistic_regression",
+            "gradient_boosting",
+            "first_orders_lookup",
+        }
+        for scores in (row["model"], row["majority"], row["first_orders_as_is"]):
+            assert 0 <= scores["macro_f1"] <= scores["accuracy"] or scores["macro_f1"] <= 1
+    with duckdb.connect(str(result.out_dir / "custseg.duckdb"), read_only=True) as con:
+        joined = con.sql(
+            "select min(first_order_at) as first, count(*) as n from customers"
+            f" where first_order_at >= '{early['test_joined_from']}'"
+        ).df()
+    assert joined.n.iloc[0] > 0
+
+
+def test_assign_predicts_new_customers_from_their_first_orders(trained, tmp_path):
+    files, result = trained
+    assign(files.log, result.out_dir, tmp_path / "assigned.parquet")
+    assigned = pd.read_parquet(tmp_path / "assigned.parquet")
+    new = assigned.tenure_days < 90
+    assert new.any() and (~new).any()
+    assert assigned.loc[new, "early_orders"].between(1, 3).all()
+    assert assigned.loc[new, "predicted_category"].notna().all()
+    assert assigned.loc[new, "predicted_category_probability"].between(0, 1).all()
+    assert assigned.loc[new, "predicted_segment_name"].notna().all()
+    assert assigned.loc[~new, list(EARLY_COLUMNS)].isna().all().all()
+    customers = pd.read_parquet(result.out_dir / "customers.parquet")
+    merged = customers.merge(assigned, on="customer_id", suffixes=("_run", "_assign"))
+    for column in ("predicted_segment", "predicted_category"):
+        assert merged[f"{column}_run"].equals(merged[f"{column}_assign"]), column

@@ -225,3 +225,16 @@ def test_assign_reproduces_the_segments_of_run_for_every_customer(runs, shared_d
     assert len(merged) == len(customers) == len(assigned)
     assert (merged.segment_run == merged.segment_assign).all()
     assert (merged.rfm_segment_run == merged.rfm_segment_assign).all()
+    for column in ("predicted_segment", "predicted_category"):
+        assert merged[f"{column}_run"].equals(merged[f"{column}_assign"]), column
+
+
+def test_early_segment_prediction_beats_the_majority_class_on_unseen_customers(runs):
+    early = runs["parquet"].manifest["early"]
+    results = {(row["target"], row["n_orders"]): row for row in early["results"]}
+    first_order = results[("segment", 1)]
+    assert first_order["test_customers"] >= 0.2 * early["eligible_customers"]
+    assert first_order["model"]["macro_f1"] > first_order["majority"]["macro_f1"]
+    for row in results.values():
+        assert "skipped" not in row
+        assert row["model"]["macro_f1"] > row["majority"]["macro_f1"]

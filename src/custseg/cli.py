@@ -131,6 +131,10 @@ def _print_summary(result: RunResult) -> None:
                 p["segment"]: [p["name"], p["customers"]] for p in manifest["segments"].get("profiles", [])
             },
             "segmentation": manifest["segments"].get("chosen", manifest["segments"].get("skipped")),
+            "early_prediction": [
+                {k: row.get(k) for k in ("target", "n_orders", "test_customers", "chosen", "model", "majority")}
+                for row in manifest.get("early", {}).get("results", [])
+            ],
         }
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -193,6 +197,7 @@ def _print_summary(result: RunResult) -> None:
         )
     console.print(rfm)
     _print_learned(console, manifest["segments"])
+    _print_early(console, manifest.get("early", {}))
     if customers["fully_returned"]["count"]:
         console.print(
             f"{customers['fully_returned']['count']} customer(s) returned every order: no RFM segment "
@@ -233,6 +238,40 @@ def _print_learned(console: Console, segments: dict) -> None:
             _number(profile["median_monetary"], 2),
         )
     console.print(learned)
+
+
+def _print_early(console: Console, early: dict) -> None:
+    if "results" not in early:
+        return
+    table = _table(
+        f"Early prediction: target {early['horizon_days']} days after the first order, tested on the "
+        f"{early['test_share']:.0%} latest-joining customers (from {str(early['test_joined_from'])[:10]})",
+        (
+            ("target", "left"),
+            ("first orders", "right"),
+            ("test customers", "right"),
+            ("model", "left"),
+            ("macro-F1", "right"),
+            ("majority", "right"),
+            ("as is", "right"),
+            ("accuracy", "right"),
+        ),
+    )
+    for row in early["results"]:
+        if "skipped" in row:
+            table.add_row(row["target"], str(row["n_orders"]), f"{row['test_customers']:,}", row["skipped"])
+            continue
+        table.add_row(
+            row["target"],
+            str(row["n_orders"]),
+            f"{row['test_customers']:,}",
+            row["chosen"],
+            f"{row['model']['macro_f1']:.3f}",
+            f"{row['majority']['macro_f1']:.3f}",
+            f"{row['first_orders_as_is']['macro_f1']:.3f}",
+            f"{row['model']['accuracy']:.1%}",
+        )
+    console.print(table)
 
 
 RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))

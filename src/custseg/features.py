@@ -41,25 +41,40 @@ def reference_date(last_transaction_at: datetime.datetime) -> datetime.datetime:
     return datetime.datetime(day.year, day.month, day.day)
 
 
-def whole_days(later: ir.TimestampValue | datetime.datetime, earlier: ir.TimestampValue) -> ir.IntegerValue:
+def whole_days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
     """Whole days (floor) from ``earlier`` to ``later``, on any engine."""
-    later_seconds = (
-        ibis.timestamp(later).epoch_seconds() if isinstance(later, datetime.datetime) else later.epoch_seconds()
-    )
-    return ((later_seconds - earlier.epoch_seconds()) / SECONDS_PER_DAY).floor().cast(dt.int64)
+    return ((later.epoch_seconds() - earlier.epoch_seconds()) / SECONDS_PER_DAY).floor().cast(dt.int64)
 
 
-def orders(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
+AsOf = datetime.datetime | ir.Table
+"""A reference date: one datetime for every customer, or a table (customer_id, as_of) giving each
+customer's own (the early prediction looks at each customer a fixed time after their first order)."""
+
+
+def lines_before(lines: ir.Table, as_of: AsOf) -> ir.Table:
+    """Lines strictly before the reference date, with it as column ``as_of``.
+
+    With a per-customer table, customers missing from it are left out.
+    """
+    if isinstance(as_of, ir.Table):
+        joined = lines.inner_join(as_of.select("customer_id", "as_of"), "customer_id")
+        return joined.filter(joined.invoiced_at < joined.as_of)
+    cutoff = ibis.timestamp(as_of)
+    return lines.filter(lines.invoiced_at < cutoff).mutate(as_of=cutoff)
+
+
+def orders(lines: ir.Table, as_of: AsOf) -> ir.Table:
     """One row per order placed before ``as_of``.
 
     Returns
     -------
-    ibis.Table of shape (n_orders, 6)
+    ibis.Table of shape (n_orders, 7)
         customer_id, invoice_id, ordered_at (the order's first timestamp), revenue (net), lines
-        (with net quantity above 0) and quantity (net).
+        (with net quantity above 0), quantity (net) and the customer's as_of.
     """
-    before = lines.filter(lines.invoiced_at < ibis.timestamp(as_of))
+    before = lines_before(lines, as_of)
     return before.group_by("customer_id", "invoice_id").aggregate(
+        as_of=before.as_of.max(),
         ordered_at=before.invoiced_at.min(),
         revenue=before.net_revenue.sum(),
         lines=(before.net_quantity > 0).sum().cast(dt.int64),
@@ -67,15 +82,16 @@ def orders(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
     )
 
 
-def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
+def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
     """One row per customer with at least one order of positive net revenue before ``as_of``.
 
     Parameters
     ----------
     lines : ibis.Table
         Kept purchase lines from `custseg.clean.clean`.
-    as_of : datetime
-        The reference date; lines at or after it are ignored.
+    as_of : datetime or ibis.Table
+        The reference date; lines at or after it are ignored. A table (customer_id, as_of) gives
+        each customer's own, and only its customers are described.
 
     Returns
     -------
@@ -90,10 +106,11 @@ def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
     """
     per_order = orders(lines, as_of)
     valid = per_order.filter(per_order.revenue > 0)
-    recent = valid.ordered_at >= ibis.timestamp(as_of - datetime.timedelta(days=RECENT_WINDOW_DAYS))
+    recent = valid.ordered_at >= valid.as_of - ibis.interval(days=RECENT_WINDOW_DAYS)
     # Money is rounded to cents: a parallel sum's last bits depend on the order the engine adds
     # in, and a customer whose spend sits on an RFM cut point must score the same every time.
     by_customer = valid.group_by("customer_id").aggregate(
+        as_of=valid.as_of.max(),
         first_order_at=valid.ordered_at.min(),
         last_order_at=valid.ordered_at.max(),
         frequency=valid.count(),
@@ -102,7 +119,7 @@ def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
         revenue_90d=ibis.cases((recent, valid.revenue), else_=0.0).sum().round(2),
     )
 
-    before = lines.filter(lines.invoiced_at < ibis.timestamp(as_of))
+    before = lines_before(lines, as_of)
     bought = before.net_quantity > 0
     activity = before.group_by("customer_id").aggregate(
         distinct_products=before.product_id.nunique(where=bought),
@@ -128,11 +145,11 @@ def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
             "customer_id",
             "first_order_at",
             "last_order_at",
-            recency_days=whole_days(as_of, by_customer.last_order_at),
+            recency_days=whole_days(by_customer.as_of, by_customer.last_order_at),
             frequency=by_customer.frequency.cast(dt.int64),
             monetary=by_customer.monetary,
             avg_order_value=by_customer.monetary / by_customer.frequency,
-            tenure_days=whole_days(as_of, by_customer.first_order_at),
+            tenure_days=whole_days(by_customer.as_of, by_customer.first_order_at),
             distinct_products=activity.distinct_products.cast(dt.int64),
             lines=activity.lines,
             returned_share=activity.returned_share,
@@ -147,7 +164,7 @@ def customer_features(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
     return features
 
 
-def fully_returned_customers(lines: ir.Table, as_of: datetime.datetime) -> ir.Table:
+def fully_returned_customers(lines: ir.Table, as_of: AsOf) -> ir.Table:
     """Select customers with kept lines before ``as_of`` but no order of positive net revenue."""
     per_order = orders(lines, as_of)
     per_customer = per_order.group_by("customer_id").aggregate(best=per_order.revenue.max())

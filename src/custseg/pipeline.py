@@ -36,7 +36,15 @@ from custseg.io import (
     parse_text_timestamps,
     read_source,
 )
-from custseg.predict import FittedModel, model_manifest
+from custseg.predict import (
+    EARLY_COLUMNS,
+    FittedModel,
+    evaluate_early,
+    first_orders,
+    horizon_features,
+    model_manifest,
+    predict_early,
+)
 from custseg.products import categorize, category_table, customer_interests, product_summary
 from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
 from custseg.rfm import RFMScorer, segment_summary
@@ -44,7 +52,7 @@ from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_c
 from custseg.settings import Settings
 from custseg.workspace import Workspace, json_records
 
-STAGES = ("read", "clean", "products", "features", "rfm", "segments", "write")
+STAGES = ("read", "clean", "products", "features", "rfm", "segments", "predict", "write")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 COURSE_STAGES = ("read", "course")
 """Stages of ``--recipe course``: the published course pipeline instead of custseg's."""
@@ -219,6 +227,7 @@ def _products(state: _State) -> None:
         products = state.fitted.categorize(summary)
         state.tables["products"] = state.workspace.save("products", products)
         state.frames["category_order"] = state.fitted.manifest["products"]["category_order"]
+        state.frames["category_labels"] = state.fitted.manifest["products"]["labels"]
         state.manifest["products"] = {
             "products": len(products),
             "unknown_to_the_model": int(
@@ -233,6 +242,9 @@ def _products(state: _State) -> None:
         products, {c["category"]: c["top_words"].split(", ") for c in described["categories"]}
     )
     state.frames["category_order"] = sorted(state.frames["categories"].category)
+    state.frames["category_labels"] = dict(
+        zip(state.frames["categories"].category, state.frames["categories"].label, strict=True)
+    )
     state.manifest["products"] = {"products": len(products), **described}
 
 
@@ -251,6 +263,7 @@ def _features(state: _State) -> None:
         raise NoRowsLeftError(f"{state.data}: no customer has an order with positive net revenue before {as_of}")
     all_returned = fully_returned_customers(lines, as_of).order_by("customer_id").execute()
     state.tables["features"] = features
+    state.frames["as_of"] = as_of
     state.manifest["customers"] = {
         "as_of": as_of.isoformat(sep=" "),
         "count": customers,
@@ -284,6 +297,7 @@ def _segments(state: _State) -> None:
     if state.fitted is not None:
         assigned = pd.concat([customers, state.fitted.assign(customers)], axis=1)
         state.tables["customers"] = state.workspace.save("customers", assigned)
+        state.frames["segment_names"] = {p["segment"]: p["name"] for p in state.fitted.manifest.get("segments") or []}
         state.manifest["segments"] = {"assigned": int(assigned.segment.notna().sum())}
         return
     needed = min_customers(state.settings.cluster)
@@ -292,14 +306,13 @@ def _segments(state: _State) -> None:
         state.manifest["segments"] = {"skipped": f"{len(customers)} customers; learned segments need {needed}"}
         return
     segmentation = Segmentation(options=state.settings.cluster, random_state=state.settings.seed).fit(customers)
-    ids = segment_ids(segmentation.n_segments_)
-    customers["segment"] = [ids[i] for i in segmentation.labels_]
+    customers["segment"] = segment_ids(segmentation.labels_)
     customers["segment_noise"] = segmentation.noise_
     if segmentation.embedding_ is not None:
         customers["tsne_x"], customers["tsne_y"] = segmentation.embedding_[:, 0], segmentation.embedding_[:, 1]
-    labels = dict(zip(state.frames["categories"].category, state.frames["categories"].label, strict=True))
-    profiles = profile_segments(customers, state.frames["rfm_rules"], labels)
-    customers["segment_name"] = customers.segment.map(dict(zip(profiles.segment, profiles.name, strict=True)))
+    profiles = profile_segments(customers, state.frames["rfm_rules"], state.frames["category_labels"])
+    state.frames["segment_names"] = dict(zip(profiles.segment, profiles.name, strict=True))
+    customers["segment_name"] = customers.segment.map(state.frames["segment_names"])
     state.tables["customers"] = state.workspace.save("customers", customers)
     state.frames["segments"] = pd.concat([rfm_segment_rows(state.frames["rfm_segments"]), profiles], ignore_index=True)
     state.frames["segmentation"] = segmentation
@@ -317,6 +330,40 @@ def _segments(state: _State) -> None:
         "candidates": json_records(segmentation.candidates_),
         "profiles": json_records(profiles.drop(columns=["description", "action"])),
     }
+
+
+def _predict(state: _State) -> None:
+    options = state.settings.predict
+    if not options.enabled:
+        state.manifest["early"] = {"skipped": "[predict] enabled = false"}
+        return
+    lines, products, categories = state.tables["lines"], state.tables["products"], state.frames["category_order"]
+    segmentation = state.fitted.segmentation if state.fitted is not None else state.frames.get("segmentation")
+    early = first_orders(lines, products, categories, options.max_orders, segmentation)
+    if state.fitted is not None:
+        models = state.fitted.early
+    else:
+        horizon = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"]).execute()
+        targets = pd.DataFrame(
+            {
+                "customer_id": horizon.customer_id,
+                "joined_at": horizon.joined_at,
+                "segment": segment_ids(segmentation.predict(horizon)) if segmentation is not None else None,
+                "category": horizon.dominant_category,
+            }
+        )
+        state.manifest["early"], models = evaluate_early(
+            early, targets, categories, options=options, seed=state.settings.seed
+        )
+        state.frames["early_models"] = models
+    # Customers younger than the horizon: what they are now is not yet what they will be.
+    customers = state.tables["customers"].execute()
+    new = customers.customer_id[customers.tenure_days < options.horizon_days]
+    names = {"segment": state.frames.get("segment_names", {}), "category": state.frames["category_labels"]}
+    predicted = predict_early(early, new, models, categories, names)
+    customers = customers.merge(predicted, on="customer_id", how="left")
+    state.tables["customers"] = state.workspace.save("customers", customers.sort_values("customer_id"))
+    state.manifest.setdefault("early", {})["predicted_customers"] = int(predicted.early_orders.notna().sum())
 
 
 def _course(state: _State) -> None:
@@ -341,6 +388,7 @@ ASSIGN_COLUMNS = (
     "segment",
     "segment_name",
     "action",
+    *EARLY_COLUMNS,
 )
 
 
@@ -372,7 +420,7 @@ def _write(state: _State) -> None:
         profiles=state.frames.get("profiles"),
         features=segmentation.columns_ if segmentation is not None else None,
     )
-    workspace.write_model(manifest, segmentation)
+    workspace.write_model(manifest, segmentation, state.frames.get("early_models"))
 
 
 _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
@@ -382,6 +430,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
     "features": _features,
     "rfm": _rfm,
     "segments": _segments,
+    "predict": _predict,
     "write": _write,
     "course": _course,
 }

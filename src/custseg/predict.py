@@ -1,19 +1,44 @@
-"""Segments for customers the model has not seen: the fitted model that `custseg assign` applies.
+"""Segments for customers the model has not seen, and early: from a customer's first orders.
 
 A segmentation is only useful if tomorrow's customers get a segment too. `custseg run` keeps what
 it learned (cleaning rules, product categories, RFM cut points and map, the fitted segmentation,
 the segment names and actions) in a model folder; `custseg assign` runs the same stages on new
 transactions with those fitted pieces instead of learning new ones.
+
+The shop also wants to know, from a customer's first order or two, what kind of customer they will
+become. `EarlyClassifier` learns that from what is known after the first N orders (as placed, before
+any later return) to the learned segment and dominant interest the customer has H days after their
+first order, and `evaluate_early` measures it on the latest-joining customers, whom it never saw.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime
+import math
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
+import ibis
+import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from custseg.cluster import Segmentation
+from custseg.features import customer_features
+from custseg.products import customer_interests, interest_columns
+from custseg.profile import segment_ids
 from custseg.rfm import RFMScorer, SegmentRule
 from custseg.workspace import json_records
 
@@ -32,10 +57,13 @@ class FittedModel:
         code map and rules, product categories and labels, segment profiles.
     segmentation : Segmentation or None
         The fitted learned segmentation (None when the run skipped it).
+    early : dict
+        The early models, ``early[target][str(n_orders)]`` (`EarlyClassifier`); empty when none.
     """
 
     manifest: dict[str, Any]
     segmentation: Segmentation | None
+    early: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def scorer(self) -> RFMScorer:
         """Rebuild the RFM scorer with the stored cut points and segment map (no refitting)."""
@@ -58,7 +86,7 @@ class FittedModel:
         profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
         if self.segmentation is None or not profiles:
             return pd.DataFrame(index=customers.index, columns=["segment", "segment_name", "action"])
-        ids = [f"S{i + 1}" for i in self.segmentation.predict(customers)]
+        ids = segment_ids(self.segmentation.predict(customers))
         return pd.DataFrame(
             {
                 "segment": ids,
@@ -104,3 +132,514 @@ def model_manifest(
         "segment_features": features,
         "segments": None if profiles is None else json_records(profiles[["segment", "name", "description", "action"]]),
     }
+
+
+# -- early prediction: what a customer will be, from their first orders ----------------------------
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Settings of the early prediction.
+
+    Attributes
+    ----------
+    horizon_days : int
+        The targets are the learned segment and dominant category a customer has this many days
+        after their first order.
+    max_orders : int
+        Models are fitted on what is known after the first 1, 2, ..., ``max_orders`` orders.
+    test_share : float
+        Share of the eligible customers, the latest to join, held out to measure the models.
+    cv_folds : int
+        Cross-validation folds on the training customers, to choose the model and its settings.
+    enabled : bool
+        False skips the early prediction.
+    """
+
+    horizon_days: int = 90
+    max_orders: int = 3
+    test_share: float = 0.25
+    cv_folds: int = 3
+    enabled: bool = True
+
+
+TARGETS = ("segment", "category")
+"""What the early models predict: the learned segment and the dominant interest category."""
+LOGGED_INPUTS = ("monetary", "avg_order_value", "lines", "distinct_products", "tenure_days", "mean_days_between_orders")
+"""Amounts and counts with long tails, log1p-transformed before scaling."""
+CATEGORICAL_INPUTS = ("main_country", "first_month", "first_weekday", "dominant_category", "segment_now")
+MIN_TRAIN_PER_FOLD = 10
+"""Early models need at least this many training customers per cross-validation fold."""
+AS_IS_INPUTS = {"segment": "segment_now", "category": "dominant_category"}
+"""Per target, the input that is the target's value on the first orders themselves."""
+
+
+def numbered_orders(lines: ir.Table) -> ir.Table:
+    """Each customer's orders numbered from 1 in the order they were placed.
+
+    Returns
+    -------
+    ibis.Table of shape (n_orders, 4)
+        customer_id, invoice_id, ordered_at (the order's first timestamp) and order_number
+        (ties in time: by invoice id).
+    """
+    per_order = lines.group_by("customer_id", "invoice_id").aggregate(ordered_at=lines.invoiced_at.min())
+    number = ibis.row_number().over(
+        group_by=per_order.customer_id, order_by=[per_order.ordered_at, per_order.invoice_id]
+    )
+    return per_order.mutate(order_number=number + 1)
+
+
+def as_placed(lines: ir.Table) -> ir.Table:
+    """Return the lines as they were when bought: returns made later are not netted yet."""
+    gross = lines.quantity * lines.unit_price
+    return lines.mutate(returned_quantity=ibis.literal(0.0), net_quantity=lines.quantity, net_revenue=gross)
+
+
+def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n_orders: int) -> ir.Table:
+    """Describe each customer right after their ``n_orders``-th order (customers with that many).
+
+    Parameters
+    ----------
+    lines : ibis.Table
+        Kept purchase lines; only the first ``n_orders`` orders of each customer are read, as placed.
+    products : ibis.Table
+        product_id -> category.
+    categories : list of str
+        Every category id, in order.
+    n_orders : int
+        How many first orders are known.
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, 15 + n_categories + 2)
+        `custseg.features.customer_features` and `custseg.products.customer_interests` of those
+        orders, as of one second after the last of them (so recency_days is 0, frequency is
+        ``n_orders`` and tenure_days the whole days from the first to the last of them).
+    """
+    numbered = numbered_orders(lines)
+    known = numbered.filter(numbered.order_number <= n_orders)
+    enough = numbered.filter(numbered.order_number == n_orders).select("customer_id")
+    placed = as_placed(lines).semi_join(known, ["customer_id", "invoice_id"]).semi_join(enough, "customer_id")
+    cutoff = placed.group_by("customer_id").aggregate(as_of=placed.invoiced_at.max() + ibis.interval(seconds=1))
+    interests = customer_interests(placed, products, categories, cutoff)
+    return customer_features(placed, cutoff).left_join(interests, "customer_id").drop("customer_id_right")
+
+
+def first_orders(
+    lines: ir.Table,
+    products: ir.Table,
+    categories: list[str],
+    max_orders: int,
+    segmentation: Segmentation | None,
+) -> dict[int, pd.DataFrame]:
+    """Compute `early_features` for 1 to ``max_orders`` first orders.
+
+    Returns
+    -------
+    dict of int to DataFrame
+        For each number of orders, the customers with that many; with a segmentation, column
+        ``segment_now`` holds the segment it gives those orders as they are.
+    """
+    early = {}
+    for n_orders in range(1, max_orders + 1):
+        frame = early_features(lines, products, categories, n_orders).order_by("customer_id").execute()
+        if segmentation is not None and len(frame):
+            frame["segment_now"] = segment_ids(segmentation.predict(frame))
+        early[n_orders] = frame
+    return early
+
+
+def horizon_features(
+    lines: ir.Table, products: ir.Table, categories: list[str], horizon_days: int, data_end: datetime.datetime
+) -> ir.Table:
+    """Each customer's features and interests ``horizon_days`` after their first order.
+
+    Only customers whose first order is at least ``horizon_days`` before ``data_end`` are
+    described, and only those with an order of positive net revenue by then.
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, 16 + n_categories + 2)
+        joined_at (the first order's time), then the columns of `custseg.features.customer_features`
+        and `custseg.products.customer_interests` as of joined_at + ``horizon_days``.
+    """
+    numbered = numbered_orders(lines)
+    first = numbered.filter(numbered.order_number == 1)
+    horizon = first.ordered_at + ibis.interval(days=horizon_days)
+    cutoff = first.filter(horizon <= ibis.timestamp(data_end)).select(
+        "customer_id", joined_at="ordered_at", as_of=horizon
+    )
+    interests = customer_interests(lines, products, categories, cutoff)
+    features = customer_features(lines, cutoff).left_join(interests, "customer_id").drop("customer_id_right")
+    return cutoff.select("customer_id", "joined_at").inner_join(features, "customer_id")
+
+
+def model_inputs(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+    """Build the early models' input columns from `early_features` rows.
+
+    Returns
+    -------
+    DataFrame of shape (n_customers, 13 + n_categories)
+        `LOGGED_INPUTS` (log1p), breadth, the first order's hour, one share per category, and
+        `CATEGORICAL_INPUTS` (country, the first order's month and weekday, the dominant category
+        so far) as text.
+    """
+    first = pd.to_datetime(features.first_order_at)
+    inputs = pd.DataFrame(
+        {column: np.log1p(features[column].astype(float).fillna(0.0).clip(lower=0)) for column in LOGGED_INPUTS},
+        index=features.index,
+    )
+    inputs["breadth"] = features.breadth.astype(float).fillna(0.0)
+    inputs["first_hour"] = first.dt.hour.astype(float)
+    for column in interest_columns(categories).values():
+        inputs[column] = features[column].astype(float).fillna(0.0)
+    inputs["main_country"] = features.main_country.fillna("unknown").astype(str)
+    inputs["first_month"] = first.dt.month.astype(str)
+    inputs["first_weekday"] = first.dt.day_of_week.astype(str)
+    inputs["dominant_category"] = features.dominant_category.fillna("unknown").astype(str)
+    if "segment_now" in features.columns:
+        inputs["segment_now"] = features.segment_now.astype(str)
+    return inputs
+
+
+class LookupClassifier(ClassifierMixin, BaseEstimator):
+    """Predict from one categorical input alone: the target's training distribution per value.
+
+    The rule "a customer stays what their first orders show" is a strong baseline; fitted this
+    way it competes with the learned models in cross-validation, with honest probabilities.
+
+    Parameters
+    ----------
+    column : str
+        The input column to look up.
+    smoothing : float
+        Added to every count (Laplace smoothing).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    values_ : ndarray of shape (n_values,)
+        The column's values seen in training.
+    probabilities_ : ndarray of shape (n_values, n_classes)
+    prior_ : ndarray of shape (n_classes,)
+        Used for values not seen in training.
+    """
+
+    def __init__(self, column: str = "dominant_category", smoothing: float = 1.0) -> None:
+        self.column = column
+        self.smoothing = smoothing
+
+    def fit(self, inputs: pd.DataFrame, y) -> LookupClassifier:
+        """Count the targets ``y`` per value of the column."""
+        counts = pd.crosstab(inputs[self.column].astype(str).to_numpy(), np.asarray(y).astype(str))
+        self.classes_ = counts.columns.to_numpy(dtype=object)
+        self.values_ = counts.index.to_numpy(dtype=object)
+        smoothed = counts.to_numpy(dtype=float) + self.smoothing
+        self.probabilities_ = smoothed / smoothed.sum(axis=1, keepdims=True)
+        self.prior_ = counts.to_numpy(dtype=float).sum(axis=0) / counts.to_numpy().sum()
+        return self
+
+    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
+        """Probability of each of `classes_`, shape (n_customers, n_classes)."""
+        check_is_fitted(self, "probabilities_")
+        position = pd.Index(self.values_).get_indexer(inputs[self.column].astype(str))
+        table = np.vstack([self.probabilities_, self.prior_])
+        return table[position]
+
+    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+        """Most probable class of each customer, shape (n_customers,)."""
+        return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
+
+
+class EarlyClassifier(ClassifierMixin, BaseEstimator):
+    """Logistic regression, gradient boosting or a lookup, whichever cross-validates better.
+
+    Each is tuned by grid search on the training customers only (macro-F1, stratified folds);
+    logistic regression uses balanced class weights, since small segments matter as much as large
+    ones. The lookup (`LookupClassifier`) predicts from the target's value on the first orders
+    alone, so a learned model is only chosen when it does better than that.
+
+    Parameters
+    ----------
+    as_is_column : str or None
+        The input the lookup reads (`AS_IS_INPUTS`); None leaves the lookup out.
+    cv_folds : int
+        Cross-validation folds.
+    random_state : int
+        Seed of the folds and of gradient boosting.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The winner, refitted on every training customer.
+    chosen_ : str
+        ``logistic_regression``, ``gradient_boosting``, ``first_orders_lookup`` or ``single_class``
+        (one class in training).
+    candidates_ : list of dict
+        Each family's best settings and cross-validated macro-F1.
+    classes_ : ndarray of shape (n_classes,)
+    """
+
+    def __init__(self, *, as_is_column: str | None = None, cv_folds: int = 3, random_state: int = 0) -> None:
+        self.as_is_column = as_is_column
+        self.cv_folds = cv_folds
+        self.random_state = random_state
+
+    def _families(self, numeric: list[str], categorical: list[str]) -> dict[str, tuple[Pipeline, dict]]:
+        encode = ColumnTransformer(
+            [
+                ("numbers", StandardScaler(), numeric),
+                (
+                    "labels",
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False),
+                    categorical,
+                ),
+            ]
+        )
+        linear = LogisticRegression(max_iter=2000, class_weight="balanced")
+        # No class weights for boosting: with sample weights scikit-learn bins every feature by
+        # weighted percentiles, which made each fit ten times slower here.
+        boosted = HistGradientBoostingClassifier(max_iter=60, early_stopping=False, random_state=self.random_state)
+        families = {
+            "logistic_regression": (Pipeline([("encode", encode), ("model", linear)]), {"model__C": [0.1, 1.0, 10.0]}),
+            "gradient_boosting": (
+                Pipeline([("encode", clone(encode)), ("model", boosted)]),
+                {"model__max_leaf_nodes": [7, 15]},
+            ),
+        }
+        if self.as_is_column is not None:
+            families["first_orders_lookup"] = (LookupClassifier(self.as_is_column), {"smoothing": [1.0]})
+        return families
+
+    def fit(self, inputs: pd.DataFrame, y) -> EarlyClassifier:
+        """Choose and fit the model on ``inputs`` (from `model_inputs`) and their targets ``y``."""
+        y = np.asarray(y).astype(str)
+        self.classes_ = np.unique(y)
+        categorical = [c for c in CATEGORICAL_INPUTS if c in inputs.columns]
+        numeric = [c for c in inputs.columns if c not in categorical]
+        self.candidates_ = []
+        if len(self.classes_) == 1:
+            self.chosen_ = "single_class"
+            self.estimator_ = None
+            return self
+        smallest = int(pd.Series(y).value_counts().min())
+        folds = (
+            StratifiedKFold(self.cv_folds, shuffle=True, random_state=self.random_state)
+            if smallest >= self.cv_folds
+            else KFold(self.cv_folds, shuffle=True, random_state=self.random_state)
+        )
+        best_score = -np.inf
+        for name, (pipeline, grid) in self._families(numeric, categorical).items():
+            search = GridSearchCV(pipeline, grid, scoring="f1_macro", cv=folds, error_score=0.0, n_jobs=2)
+            # One OpenMP thread: on a few thousand customers, gradient boosting's threads (and the
+            # joblib threads its binning starts per fit) cost more than they save.
+            with warnings.catch_warnings(), threadpool_limits(1, user_api="openmp"):
+                # Rare segments can be missing from a fold; the score then counts them as missed.
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                search.fit(inputs, y)
+            score = round(float(search.best_score_), 4)
+            self.candidates_.append({"model": name, "params": search.best_params_, "cv_macro_f1": score})
+            if score > best_score:
+                best_score, self.chosen_, self.estimator_ = score, name, search.best_estimator_
+        return self
+
+    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
+        """Probability of each of `classes_`, shape (n_customers, n_classes)."""
+        check_is_fitted(self, "classes_")
+        if self.estimator_ is None:
+            return np.ones((len(inputs), 1))
+        return self.estimator_.predict_proba(inputs)
+
+    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+        """Most probable class of each customer, shape (n_customers,)."""
+        return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
+
+
+def _scores(truth: pd.Series, predicted) -> dict[str, float]:
+    return {
+        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
+        "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4),
+    }
+
+
+def holdout_split(targets: pd.DataFrame, test_share: float) -> pd.Series:
+    """Mark the latest-joining ``test_share`` of customers True (ties in time: by customer id)."""
+    order = targets.sort_values(["joined_at", "customer_id"]).customer_id
+    n_test = math.ceil(len(order) * test_share)
+    test_ids = set(order.iloc[len(order) - n_test :]) if n_test else set()
+    return targets.customer_id.isin(test_ids)
+
+
+def evaluate_early(
+    early: dict[int, pd.DataFrame],
+    targets: pd.DataFrame,
+    categories: list[str],
+    *,
+    options: PredictOptions,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, dict[str, EarlyClassifier]]]:
+    """Fit and measure the early models on a temporal hold-out.
+
+    Parameters
+    ----------
+    early : dict of int to DataFrame
+        `early_features` for each number of first orders, 1 to ``options.max_orders``.
+    targets : DataFrame
+        customer_id, joined_at, and the targets ``segment`` (None without a segmentation) and
+        ``category``, from `horizon_features`; only these customers are used.
+    categories : list of str
+        Every category id, in order.
+    options : PredictOptions
+        Horizon, number of orders, test share and folds.
+    seed : int
+        Seed of the folds and of gradient boosting.
+
+    Returns
+    -------
+    report : dict
+        The protocol, and one row per target and number of orders: customers in training and
+        test, the chosen model and its cross-validated candidates, test accuracy and macro-F1 of
+        the model and of the two baselines (the training majority class; the first orders taken
+        as they are: the segmentation applied to their features, or their dominant category),
+        and the model's confusion matrix.
+    models : dict
+        ``models[target][str(n)]``: the fitted `EarlyClassifier` (fitted on training customers only).
+    """
+    test = holdout_split(targets, options.test_share)
+    test_ids = set(targets.customer_id[test])
+    report: dict[str, Any] = {
+        "horizon_days": options.horizon_days,
+        "test_share": options.test_share,
+        "eligible_customers": len(targets),
+        "test_joined_from": str(targets.joined_at[test].min()) if test.any() else None,
+        "protocol": (
+            f"customers whose first order is at least {options.horizon_days} days before the end of the data; "
+            f"the latest-joining {options.test_share:.0%} are the test set; models are chosen by "
+            f"{options.cv_folds}-fold cross-validation on the others only; inputs are each customer's first N orders "
+            f"as placed (later returns not netted), for customers whose N-th order came within the horizon"
+        ),
+        "results": [],
+    }
+    models: dict[str, dict[str, EarlyClassifier]] = {}
+    for target in TARGETS:
+        if targets[target].isna().all():
+            continue
+        labelled = targets.dropna(subset=[target])
+        for n_orders in range(1, options.max_orders + 1):
+            frame = early[n_orders].merge(labelled[["customer_id", "joined_at", target]], on="customer_id")
+            horizon = pd.to_datetime(frame.joined_at) + pd.Timedelta(days=options.horizon_days)
+            frame = frame[pd.to_datetime(frame.last_order_at) < horizon].sort_values("customer_id")
+            in_test = frame.customer_id.isin(test_ids).to_numpy()
+            train, held_out = frame[~in_test], frame[in_test]
+            row: dict[str, Any] = {
+                "target": target,
+                "n_orders": n_orders,
+                "train_customers": len(train),
+                "test_customers": len(held_out),
+            }
+            fewest = MIN_TRAIN_PER_FOLD * options.cv_folds
+            if len(train) < fewest or held_out.empty:
+                reason = f"fewer than {fewest} training customers" if len(train) < fewest else "no test customers"
+                report["results"].append({**row, "skipped": reason})
+                continue
+            model = EarlyClassifier(as_is_column=AS_IS_INPUTS[target], cv_folds=options.cv_folds, random_state=seed)
+            model.fit(model_inputs(train, categories), train[target])
+            predicted = model.predict(model_inputs(held_out, categories))
+            counts = train[target].astype(str).value_counts()
+            majority = sorted(counts.index, key=lambda label: (-counts[label], label))[0]
+            as_is = model_inputs(held_out, categories)[AS_IS_INPUTS[target]]
+            truth = held_out[target].astype(str)
+            labels = sorted(set(model.classes_) | set(truth) | set(predicted))
+            # Counted directly: scikit-learn's confusion_matrix warns on a single label.
+            matrix = pd.crosstab(
+                pd.Categorical(truth, categories=labels), pd.Categorical(predicted, categories=labels), dropna=False
+            )
+            row.update(
+                classes=model.classes_.tolist(),
+                chosen=model.chosen_,
+                candidates=model.candidates_,
+                model=_scores(truth, predicted),
+                majority=_scores(truth, [majority] * len(truth)),
+                first_orders_as_is=_scores(truth, as_is),
+                confusion_matrix={
+                    "labels": labels,
+                    "rows_true_columns_predicted": matrix.to_numpy().tolist(),
+                },
+            )
+            report["results"].append(row)
+            models.setdefault(target, {})[str(n_orders)] = model
+    return report, models
+
+
+EARLY_COLUMNS = (
+    "early_orders",
+    "predicted_segment",
+    "predicted_segment_name",
+    "predicted_segment_probability",
+    "predicted_category",
+    "predicted_category_name",
+    "predicted_category_probability",
+)
+
+
+def predict_early(
+    early: dict[int, pd.DataFrame],
+    customer_ids: pd.Series,
+    models: dict[str, dict[str, EarlyClassifier]],
+    categories: list[str],
+    names: dict[str, dict[str, str]],
+) -> pd.DataFrame:
+    """Predict segment and category of ``customer_ids`` from the most first orders each has that a model uses.
+
+    Parameters
+    ----------
+    early : dict of int to DataFrame
+        `early_features` for each number of first orders.
+    customer_ids : Series
+        The customers to predict for.
+    models : dict
+        ``models[target][str(n)]``, as from `evaluate_early`.
+    categories : list of str
+        Every category id, in order.
+    names : dict
+        ``names[target]``: segment id -> segment name, category id -> category label.
+
+    Returns
+    -------
+    DataFrame of shape (n_customers, 8)
+        customer_id and `EARLY_COLUMNS`: how many first orders were used, the predicted segment and
+        category with their names and the model's probability of each (null when no model applies).
+    """
+    # The most first orders each customer has, among the numbers every target has a model for.
+    usable = set.intersection(*({int(n) for n in by_orders} for by_orders in models.values())) if models else set()
+    rows = []
+    for n_orders in sorted(usable & set(early)):
+        frame = early[n_orders]
+        rows.append(frame[frame.customer_id.isin(set(customer_ids))].assign(early_orders=n_orders))
+    known = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["customer_id", "early_orders"])
+    known = known.sort_values("early_orders").drop_duplicates("customer_id", keep="last")
+    result = pd.DataFrame({"customer_id": customer_ids.to_numpy()}).merge(
+        known[["customer_id", "early_orders"]], on="customer_id", how="left"
+    )
+    for target in TARGETS:
+        result[f"predicted_{target}"] = pd.Series(pd.NA, index=result.index, dtype="string")
+        result[f"predicted_{target}_name"] = pd.Series(pd.NA, index=result.index, dtype="string")
+        result[f"predicted_{target}_probability"] = np.nan
+    for n_orders, group in known.groupby("early_orders"):
+        inputs = model_inputs(group, categories)
+        positions = result.index[result.customer_id.isin(set(group.customer_id))]
+        order = result.loc[positions, "customer_id"]
+        aligned = inputs.set_axis(group.customer_id.to_numpy()).loc[order.to_numpy()]
+        for target, by_orders in models.items():
+            model = by_orders.get(str(int(n_orders)))
+            if model is None:
+                continue
+            probabilities = model.predict_proba(aligned)
+            result.loc[positions, f"predicted_{target}"] = model.classes_[probabilities.argmax(axis=1)]
+            result.loc[positions, f"predicted_{target}_probability"] = probabilities.max(axis=1).round(4)
+    for target in TARGETS:
+        result[f"predicted_{target}_name"] = result[f"predicted_{target}"].map(names.get(target, {}))
+    result["early_orders"] = result.early_orders.astype("Int64")
+    return result[["customer_id", *EARLY_COLUMNS]]

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
+from custseg.features import AsOf, lines_before
 
 UNKNOWN = "unknown"
 """Category of products without a description."""
@@ -415,7 +416,7 @@ def interest_columns(categories: list[str]) -> dict[str, str]:
     return {category: f"share_{re.sub(r'[^a-z0-9]+', '_', category.lower()).strip('_')}" for category in categories}
 
 
-def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str], as_of) -> ir.Table:
+def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:
     """Each customer's share of net revenue per category, dominant category and breadth.
 
     Parameters
@@ -426,8 +427,9 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
         product_id -> category.
     categories : list of str
         Every category id, in order (one share column each).
-    as_of : datetime
-        Lines at or after it are ignored, as in `custseg.features.customer_features`.
+    as_of : datetime or ibis.Table
+        Lines at or after it are ignored, as in `custseg.features.customer_features` (one date, or
+        a table of each customer's own).
 
     Returns
     -------
@@ -436,7 +438,8 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
         positive net revenue), dominant_category (ties: first id) and breadth, the entropy of the
         shares divided by log(n_categories): 0 buys one category, 1 buys all alike.
     """
-    before = lines.filter((lines.invoiced_at < ibis.timestamp(as_of)) & (lines.net_revenue > 0))
+    before = lines_before(lines, as_of)
+    before = before.filter(before.net_revenue > 0)
     joined = before.left_join(products.select("product_id", "category"), "product_id")
     category = joined.category.fill_null(UNKNOWN)
     columns = interest_columns(categories)

@@ -42,9 +42,9 @@ SEGMENT_COLUMNS = (
 )
 
 
-def segment_ids(n_segments: int) -> list[str]:
-    """Segment ids ``S1``, ``S2``, ... (S1 has the highest mean monetary value)."""
-    return [f"S{i + 1}" for i in range(n_segments)]
+def segment_ids(labels) -> list[str]:
+    """Segment id of each label 0, 1, ...: ``S1``, ``S2``, ... (S1 has the highest mean monetary value)."""
+    return [f"S{int(label) + 1}" for label in labels]
 
 
 def _level(value: float, population: pd.Series, words: tuple[str, str, str]) -> str:

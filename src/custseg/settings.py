@@ -15,6 +15,7 @@ from typing import Any
 from custseg.clean import CleanRules
 from custseg.cluster import ClusterOptions
 from custseg.errors import ConfigError
+from custseg.predict import PredictOptions
 from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
@@ -55,6 +56,7 @@ class Settings:
     products: ProductOptions = field(default_factory=ProductOptions)
     rfm: RFMOptions = field(default_factory=RFMOptions)
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    predict: PredictOptions = field(default_factory=PredictOptions)
     as_of: datetime.date | None = None
     seed: int = 0
     memory_limit: str | None = None
@@ -92,7 +94,7 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "run"}
+_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "predict", "run"}
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -104,8 +106,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
-        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`) and ``[run]`` (seed, as_of,
-        memory_limit).
+        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[predict]`` (the fields of
+        `PredictOptions`) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
         ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``;
@@ -164,6 +166,12 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     cluster_options = ClusterOptions(**cluster_doc)
     _check_range("[cluster]", "segments", cluster_options.min_segments, cluster_options.max_segments)
 
+    predict_options = PredictOptions(**_known_keys(doc.get("predict", {}), PredictOptions, f"{where} [predict]"))
+    if predict_options.horizon_days < 1 or predict_options.max_orders < 1 or not 0 < predict_options.test_share < 1:
+        raise ConfigError(
+            f"{where} [predict]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1"
+        )
+
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
     if seed is None:
@@ -186,6 +194,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         products=product_options,
         rfm=rfm_options,
         cluster=cluster_options,
+        predict=predict_options,
         as_of=as_of,
         seed=seed,
         memory_limit=memory_limit,
@@ -226,6 +235,7 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         products=ProductOptions(**data["products"]),
         rfm=RFMOptions(**data["rfm"]),
         cluster=ClusterOptions(**data["cluster"]),
+        predict=PredictOptions(**data.get("predict", {})),
         as_of=datetime.date.fromisoformat(as_of) if isinstance(as_of, str) else as_of,
         seed=data.get("seed", 0),
         memory_limit=data.get("memory_limit"),

@@ -19,10 +19,14 @@ MANIFEST_FILE = "run.json"
 MODEL_FOLDER = "model"
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
+EARLY_FILE = "early.skops"
 TRUSTED_TYPES = frozenset(
     {
         "custseg.cluster.ClusterOptions",
         "custseg.cluster.Segmentation",
+        "custseg.predict.EarlyClassifier",
+        "custseg.predict.LookupClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.metrics._dist_metrics.EuclideanDistance64",
         "sklearn.neighbors._kd_tree.KDTree",
         "sklearn.neighbors._ball_tree.BallTree",
@@ -94,17 +98,18 @@ class Workspace:
         target.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
         return target
 
-    def write_model(self, manifest: dict[str, Any], segmentation) -> Path:
-        """Write the model folder: model.json and, when segments were learned, segmentation.skops."""
+    def write_model(self, manifest: dict[str, Any], segmentation, early: dict | None = None) -> Path:
+        """Write the model folder: model.json, and segmentation.skops and early.skops when fitted."""
         import skops.io as sio
 
         folder = self.path / MODEL_FOLDER
         folder.mkdir(exist_ok=True)
         (folder / MODEL_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-        target = folder / SEGMENTATION_FILE
-        target.unlink(missing_ok=True)
-        if segmentation is not None:
-            sio.dump(segmentation.portable(), target)
+        for name, fitted in ((SEGMENTATION_FILE, segmentation and segmentation.portable()), (EARLY_FILE, early)):
+            target = folder / name
+            target.unlink(missing_ok=True)
+            if fitted:
+                sio.dump(fitted, target)
         return folder
 
     def close(self) -> None:
@@ -137,12 +142,15 @@ def load_model(folder: str | Path):
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if manifest.get("model_version") != MODEL_VERSION:
         raise InputFileError(f"{manifest_path}: model version {manifest.get('model_version')} is not {MODEL_VERSION}")
-    segmentation = None
-    stored = folder / SEGMENTATION_FILE
-    if stored.exists():
-        untrusted = set(sio.get_untrusted_types(file=stored))
-        refused = sorted(untrusted - TRUSTED_TYPES)
-        if refused:
-            raise InputFileError(f"{stored}: refusing untrusted types {', '.join(refused)}")
-        segmentation = sio.load(stored, trusted=sorted(untrusted))
-    return FittedModel(manifest=manifest, segmentation=segmentation)
+    fitted = {}
+    for name in (SEGMENTATION_FILE, EARLY_FILE):
+        stored = folder / name
+        if stored.exists():
+            untrusted = set(sio.get_untrusted_types(file=stored))
+            refused = sorted(untrusted - TRUSTED_TYPES)
+            if refused:
+                raise InputFileError(f"{stored}: refusing untrusted types {', '.join(refused)}")
+            fitted[name] = sio.load(stored, trusted=sorted(untrusted))
+    return FittedModel(
+        manifest=manifest, segmentation=fitted.get(SEGMENTATION_FILE), early=fitted.get(EARLY_FILE) or {}
+    )
