@@ -21,6 +21,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A model trained on a small simulated shop: (simulated files, run result)."""
+    from custseg.pipeline import run
+    from custseg.simulate import simulate_to_files
+
+    folder = tmp_path_factory.mktemp("trained")
+    files = simulate_to_files(folder / "shop.parquet", 800, seed=5)
+    return files, run(files.log, folder / "out")
+
+
 def make_transactions(rows: list[dict]) -> ibis.Table:
     """Canonical transactions from hand-written rows (canonical column names, row_id = position)."""
     defaults = {

@@ -16,7 +16,7 @@ from custseg.clean import clean
 from custseg.cli import app
 from custseg.errors import InputFileError
 from custseg.features import customer_features
-from custseg.pipeline import assign, run
+from custseg.pipeline import assign
 from custseg.predict import (
     EARLY_COLUMNS,
     LookupClassifier,
@@ -24,16 +24,7 @@ from custseg.predict import (
     holdout_split,
     horizon_features,
 )
-from custseg.simulate import simulate_to_files
 from custseg.workspace import load_model
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    files = simulate_to_files(folder / "shop.parquet", 800, seed=5)
-    result = run(files.log, folder / "out")
-    return files, result
 
 
 def test_run_writes_a_model_folder_with_version_settings_and_checksum(trained):

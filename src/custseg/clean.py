@@ -199,6 +199,8 @@ def allocate_returns(events: pd.DataFrame) -> pd.DataFrame:
     >>> allocate_returns(events).allocated_quantity.tolist()
     [4.0, 6.0, 10.0]
     """
+    if events.empty:
+        return pd.DataFrame({ROW_ID: pd.Series([], dtype="int64"), "allocated_quantity": pd.Series([], dtype=float)})
     ordered = events.assign(is_return=events.quantity < 0).sort_values(
         ["customer_id", "product_key", "invoiced_at", "is_return", ROW_ID], kind="mergesort"
     )
@@ -264,17 +266,32 @@ def clean(transactions: ir.Table, rules: CleanRules | None = None) -> CleanResul
     rules = rules or CleanRules()
     # Computed once: lines, rejected and the return netting all start from it.
     screened = screen(transactions, rules).cache()
-    candidates = screened.filter(screened.reason.isnull())
     # Newest-first netting is sequential within a (customer, product) group, so it is no table
     # expression; only the groups that hold a return are fetched and netted.
-    events = return_events(candidates).to_pandas()
-    allocation = (
-        allocate_returns(events)
-        if len(events)
-        else pd.DataFrame({ROW_ID: pd.Series([], dtype="int64"), "allocated_quantity": pd.Series([], dtype=float)})
-    )
-    allocated_table = ibis.memtable(allocation)
-    joined = candidates.left_join(allocated_table, ROW_ID).drop(f"{ROW_ID}_right")
+    events = return_events(screened.filter(screened.reason.isnull())).to_pandas()
+    lines, rejected = net_returns(screened, ibis.memtable(allocate_returns(events)))
+    return CleanResult(lines=lines, rejected=rejected, screened=screened)
+
+
+def net_returns(screened: ir.Table, allocation: ir.Table) -> tuple[ir.Table, ir.Table]:
+    """Apply the return allocation to the screened rows: kept purchase lines and rejected rows.
+
+    Parameters
+    ----------
+    screened : ibis.Table
+        From `screen`.
+    allocation : ibis.Table of shape (n_events, 2)
+        From `allocate_returns`: row_id, allocated_quantity.
+
+    Returns
+    -------
+    lines : ibis.Table of shape (n_kept, 12)
+        `LINE_COLUMNS`.
+    rejected : ibis.Table of shape (n_rejected, 12)
+        `REJECTED_COLUMNS`.
+    """
+    candidates = screened.filter(screened.reason.isnull())
+    joined = candidates.left_join(allocation, ROW_ID).drop(f"{ROW_ID}_right")
     allocated = joined.allocated_quantity.fill_null(0.0)
 
     purchases = joined.filter(joined.quantity > 0)
@@ -306,7 +323,7 @@ def clean(transactions: ir.Table, rules: CleanRules | None = None) -> CleanResul
         screened_out.select(*REJECTED_COLUMNS),
         returns.mutate(reason=return_reason).select(*REJECTED_COLUMNS),
     )
-    return CleanResult(lines=lines, rejected=rejected, screened=screened)
+    return lines, rejected
 
 
 def check_partition(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> dict[str, int]:

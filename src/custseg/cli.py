@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -401,6 +402,28 @@ def assign_command(
         )
     else:
         typer.echo(json.dumps(summary))
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Output folder of custseg run (or its model/).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 1_000_000,
+) -> None:
+    """Serve the model over HTTP: POST /v1/assign, GET /v1/segments, GET /healthz, docs at /docs.
+
+    Set CUSTSEG_API_TOKEN to require that bearer token on /v1.
+    """
+    import uvicorn
+
+    from custseg.api import TOKEN_VARIABLE, create_app
+
+    with _user_errors():
+        api = create_app(model, max_body_bytes=max_body_bytes)
+    guarded = "bearer token required" if os.environ.get(TOKEN_VARIABLE) else f"open: {TOKEN_VARIABLE} is not set"
+    typer.echo(f"custseg: serving {model} on http://{host}:{port} (docs at /docs; {guarded})", err=True)
+    uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
 @app.command("simulate")

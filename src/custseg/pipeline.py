@@ -27,7 +27,7 @@ from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.cluster import Segmentation, min_customers
 from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
-from custseg.features import customer_features, fully_returned_customers, reference_date
+from custseg.features import customer_features, fully_returned_customers, lines_before, reference_date
 from custseg.io import (
     SOURCE_ROW,
     Source,
@@ -37,7 +37,7 @@ from custseg.io import (
     read_source,
 )
 from custseg.predict import (
-    EARLY_COLUMNS,
+    ASSIGNED_COLUMNS,
     FittedModel,
     evaluate_early,
     first_orders,
@@ -313,6 +313,7 @@ def _segments(state: _State) -> None:
     profiles = profile_segments(customers, state.frames["rfm_rules"], state.frames["category_labels"])
     state.frames["segment_names"] = dict(zip(profiles.segment, profiles.name, strict=True))
     customers["segment_name"] = customers.segment.map(state.frames["segment_names"])
+    customers["action"] = customers.segment.map(dict(zip(profiles.segment, profiles.action, strict=True)))
     state.tables["customers"] = state.workspace.save("customers", customers)
     state.frames["segments"] = pd.concat([rfm_segment_rows(state.frames["rfm_segments"]), profiles], ignore_index=True)
     state.frames["segmentation"] = segmentation
@@ -337,7 +338,8 @@ def _predict(state: _State) -> None:
     if not options.enabled:
         state.manifest["early"] = {"skipped": "[predict] enabled = false"}
         return
-    lines, products, categories = state.tables["lines"], state.tables["products"], state.frames["category_order"]
+    products, categories = state.tables["products"], state.frames["category_order"]
+    lines = lines_before(state.tables["lines"], state.frames["as_of"]).drop("as_of")
     segmentation = state.fitted.segmentation if state.fitted is not None else state.frames.get("segmentation")
     early = first_orders(lines, products, categories, options.max_orders, segmentation)
     if state.fitted is not None:
@@ -373,29 +375,10 @@ def _course(state: _State) -> None:
     state.manifest["course"] = report
 
 
-ASSIGN_COLUMNS = (
-    "customer_id",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "segment",
-    "segment_name",
-    "action",
-    *EARLY_COLUMNS,
-)
-
-
 def _write(state: _State) -> None:
     workspace = state.workspace
     if state.fitted is not None:
-        assigned = state.tables["customers"].select(*ASSIGN_COLUMNS).order_by("customer_id").execute()
+        assigned = state.tables["customers"].select(*ASSIGNED_COLUMNS).order_by("customer_id").execute()
         assigned["as_of"] = state.manifest["customers"]["as_of"]
         out = state.assign_out
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -84,8 +84,8 @@ class FittedModel:
     def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
         """Segment id, name and action of each customer (DataFrame with the features)."""
         profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
-        if self.segmentation is None or not profiles:
-            return pd.DataFrame(index=customers.index, columns=["segment", "segment_name", "action"])
+        if self.segmentation is None or not profiles or customers.empty:
+            return pd.DataFrame(index=customers.index, columns=["segment", "segment_name", "action"], dtype=object)
         ids = segment_ids(self.segmentation.predict(customers))
         return pd.DataFrame(
             {
@@ -130,7 +130,7 @@ def model_manifest(
             "category_order": sorted(products.category.unique()),
         },
         "segment_features": features,
-        "segments": None if profiles is None else json_records(profiles[["segment", "name", "description", "action"]]),
+        "segments": None if profiles is None else json_records(profiles),
     }
 
 
@@ -196,7 +196,7 @@ def as_placed(lines: ir.Table) -> ir.Table:
     return lines.mutate(returned_quantity=ibis.literal(0.0), net_quantity=lines.quantity, net_revenue=gross)
 
 
-def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n_orders: int) -> ir.Table:
+def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n_orders: int | ir.Table) -> ir.Table:
     """Describe each customer right after their ``n_orders``-th order (customers with that many).
 
     Parameters
@@ -207,8 +207,9 @@ def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n
         product_id -> category.
     categories : list of str
         Every category id, in order.
-    n_orders : int
-        How many first orders are known.
+    n_orders : int or ibis.Table
+        How many first orders are known: one number for every customer, or a table
+        (customer_id, n_orders) with each customer's own (only its customers are described).
 
     Returns
     -------
@@ -218,8 +219,13 @@ def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n
         ``n_orders`` and tenure_days the whole days from the first to the last of them).
     """
     numbered = numbered_orders(lines)
-    known = numbered.filter(numbered.order_number <= n_orders)
-    enough = numbered.filter(numbered.order_number == n_orders).select("customer_id")
+    if isinstance(n_orders, ir.Table):
+        numbered = numbered.inner_join(n_orders.select("customer_id", wanted="n_orders"), "customer_id")
+        wanted = numbered.wanted
+    else:
+        wanted = ibis.literal(n_orders)
+    known = numbered.filter(numbered.order_number <= wanted)
+    enough = numbered.filter(numbered.order_number == wanted).select("customer_id")
     placed = as_placed(lines).semi_join(known, ["customer_id", "invoice_id"]).semi_join(enough, "customer_id")
     cutoff = placed.group_by("customer_id").aggregate(as_of=placed.invoiced_at.max() + ibis.interval(seconds=1))
     interests = customer_interests(placed, products, categories, cutoff)
@@ -286,21 +292,27 @@ def model_inputs(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
         so far) as text.
     """
     first = pd.to_datetime(features.first_order_at)
-    inputs = pd.DataFrame(
-        {column: np.log1p(features[column].astype(float).fillna(0.0).clip(lower=0)) for column in LOGGED_INPUTS},
-        index=features.index,
+    shares = list(interest_columns(categories).values())
+    # Whole blocks through numpy: the API calls this for one customer at a time.
+    logged = np.log1p(np.clip(features[list(LOGGED_INPUTS)].to_numpy(dtype=float, na_value=0.0), 0, None))
+    numbers = np.column_stack(
+        [
+            logged,
+            features.breadth.to_numpy(dtype=float, na_value=0.0),
+            first.dt.hour.to_numpy(dtype=float),
+            features[shares].to_numpy(dtype=float, na_value=0.0),
+        ]
     )
-    inputs["breadth"] = features.breadth.astype(float).fillna(0.0)
-    inputs["first_hour"] = first.dt.hour.astype(float)
-    for column in interest_columns(categories).values():
-        inputs[column] = features[column].astype(float).fillna(0.0)
-    inputs["main_country"] = features.main_country.fillna("unknown").astype(str)
-    inputs["first_month"] = first.dt.month.astype(str)
-    inputs["first_weekday"] = first.dt.day_of_week.astype(str)
-    inputs["dominant_category"] = features.dominant_category.fillna("unknown").astype(str)
+    inputs = pd.DataFrame(numbers, columns=[*LOGGED_INPUTS, "breadth", "first_hour", *shares], index=features.index)
+    labels = {
+        "main_country": features.main_country.fillna("unknown").astype(str),
+        "first_month": first.dt.month.astype(str),
+        "first_weekday": first.dt.day_of_week.astype(str),
+        "dominant_category": features.dominant_category.fillna("unknown").astype(str),
+    }
     if "segment_now" in features.columns:
-        inputs["segment_now"] = features.segment_now.astype(str)
-    return inputs
+        labels["segment_now"] = features.segment_now.astype(str)
+    return pd.concat([inputs, pd.DataFrame(labels, index=features.index)], axis=1)
 
 
 class LookupClassifier(ClassifierMixin, BaseEstimator):
@@ -582,6 +594,31 @@ EARLY_COLUMNS = (
     "predicted_category_name",
     "predicted_category_probability",
 )
+ASSIGNED_COLUMNS = (
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "segment",
+    "segment_name",
+    "action",
+    *EARLY_COLUMNS,
+)
+"""Columns of an assigned customer, in order (`custseg assign` and the API)."""
+
+
+def usable_orders(models: dict[str, dict[str, EarlyClassifier]]) -> list[int]:
+    """Numbers of first orders that every target has an early model for, ascending."""
+    if not models:
+        return []
+    return sorted(set.intersection(*({int(n) for n in by_orders} for by_orders in models.values())))
 
 
 def predict_early(
@@ -613,7 +650,7 @@ def predict_early(
         category with their names and the model's probability of each (null when no model applies).
     """
     # The most first orders each customer has, among the numbers every target has a model for.
-    usable = set.intersection(*({int(n) for n in by_orders} for by_orders in models.values())) if models else set()
+    usable = set(usable_orders(models))
     rows = []
     for n_orders in sorted(usable & set(early)):
         frame = early[n_orders]

@@ -1,0 +1,247 @@
+"""The HTTP API: segments for customers from their transactions, as JSON.
+
+`custseg serve --model DIR` loads a model folder once (with skops' trusted-type checks) and
+answers ``POST /v1/assign`` with the same cleaning, features, RFM scores, learned segment and
+early prediction as `custseg assign`; ``GET /v1/segments`` describes the segments and
+``GET /healthz`` says it is up. The OpenAPI schema is at ``/openapi.json``, the docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import os
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from custseg.predict import FittedModel
+from custseg.scoring import Batcher, Scored, Scorer
+from custseg.workspace import load_model
+
+TOKEN_VARIABLE = "CUSTSEG_API_TOKEN"
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+
+
+class Transaction(BaseModel):
+    """One line of an order, in the shop's local time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(min_length=1, max_length=200)
+    invoice_id: str = Field(min_length=1, max_length=200)
+    invoiced_at: datetime.datetime
+    product_id: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+    quantity: float = Field(allow_inf_nan=False, description="Negative for a return.")
+    unit_price: float = Field(allow_inf_nan=False)
+    country: str | None = Field(default=None, max_length=200)
+
+    @field_validator("invoiced_at")
+    @classmethod
+    def _local_time(cls, value: datetime.datetime) -> datetime.datetime:
+        if value.tzinfo is not None:
+            raise ValueError("give the shop's local time without a UTC offset, as in the training data")
+        return value
+
+
+class AssignRequest(BaseModel):
+    """Transactions of one or many customers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[Transaction] = Field(min_length=1)
+    as_of: datetime.date | None = Field(
+        default=None, description="Reference date; default: the day after the last transaction."
+    )
+
+
+class EarlyPrediction(BaseModel):
+    """What a customer younger than the model's horizon is likely to become, from their first orders."""
+
+    orders_used: int
+    segment: str | None
+    segment_name: str | None
+    segment_probability: float | None
+    category: str | None
+    category_name: str | None
+    category_probability: float | None
+
+
+class CustomerSegments(BaseModel):
+    """A customer's features, RFM scores and segments."""
+
+    customer_id: str
+    recency_days: int
+    frequency: int
+    monetary: float
+    avg_order_value: float
+    tenure_days: int
+    r_score: int
+    f_score: int
+    m_score: int
+    rfm_code: str
+    rfm_segment: str | None
+    segment: str | None
+    segment_name: str | None
+    action: str | None
+    early: EarlyPrediction | None
+
+
+class RejectedTransaction(BaseModel):
+    """A transaction that was not kept, with the cleaning rule's reason."""
+
+    row: int = Field(description="1-based position in the request's transactions.")
+    customer_id: str | None
+    reason: str
+
+
+class ModelInfo(BaseModel):
+    """Which model answered."""
+
+    model_version: int
+    custseg_version: str
+    trained_on_sha256: str
+    as_of_training: str
+
+
+class AssignResponse(BaseModel):
+    """Segments of the request's customers."""
+
+    model: ModelInfo
+    as_of: datetime.datetime
+    customers: list[CustomerSegments]
+    rejected: list[RejectedTransaction]
+    unscored_customers: list[str] = Field(
+        description="Customers without an order of positive net revenue before as_of (nothing to score)."
+    )
+
+
+class SegmentsResponse(BaseModel):
+    """The model's segments: learned profiles and the RFM segment map."""
+
+    model: ModelInfo
+    learned: list[dict[str, Any]]
+    rfm: list[dict[str, Any]]
+
+
+def model_info(fitted: FittedModel) -> ModelInfo:
+    """Describe the model behind the answers."""
+    manifest = fitted.manifest
+    return ModelInfo(
+        model_version=manifest["model_version"],
+        custseg_version=manifest["custseg_version"],
+        trained_on_sha256=manifest["trained_on"]["sha256"],
+        as_of_training=manifest["as_of"],
+    )
+
+
+def _value(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _customers(scored: Scored) -> list[CustomerSegments]:
+    answers = []
+    for row in scored.customers.to_dict(orient="records"):
+        row = {key: _value(value) for key, value in row.items()}
+        early = None
+        if row["early_orders"] is not None:
+            early = EarlyPrediction(
+                orders_used=row["early_orders"],
+                **{
+                    f"{target}{suffix}": row[f"predicted_{target}{suffix}"]
+                    for target in ("segment", "category")
+                    for suffix in ("", "_name", "_probability")
+                },
+            )
+        fields = {k: v for k, v in row.items() if k in CustomerSegments.model_fields}
+        answers.append(CustomerSegments(**fields, early=early))
+    return answers
+
+
+def create_app(
+    model_folder: str | Path, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, token: str | None = None
+) -> FastAPI:
+    """Build the API for one model folder.
+
+    Parameters
+    ----------
+    model_folder : str or Path
+        The output folder of `custseg run`, or its ``model/``.
+    max_body_bytes : int
+        Larger request bodies get 413.
+    token : str, optional
+        Bearer token the ``/v1`` endpoints require; default the ``CUSTSEG_API_TOKEN``
+        environment variable. Empty or unset: no token is required.
+
+    Raises
+    ------
+    InputFileError
+        If the model folder is missing, of another version, or holds untrusted types.
+    """
+    fitted = load_model(model_folder)
+    info = model_info(fitted)
+    token = (token if token is not None else os.environ.get(TOKEN_VARIABLE)) or None
+    batcher = Batcher(Scorer(fitted))
+    bearer = HTTPBearer(auto_error=False)
+
+    # The dependency sits in the default: under postponed annotations FastAPI could not see a
+    # local object inside Annotated.
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        if token is None:
+            return
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="custseg",
+        summary="Customer segments from transactions",
+        version=info.custseg_version,
+        lifespan=lifespan,
+        max_body_size=max_body_bytes,
+    )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Say the service is up and which model it serves."""
+        return {"status": "ok", "model": info.model_dump()}
+
+    @app.post("/v1/assign", dependencies=[Depends(authorised)])
+    async def assign(request: AssignRequest) -> AssignResponse:
+        """Clean the transactions, score RFM and assign segments and early predictions per customer."""
+        transactions = pd.DataFrame([t.model_dump() for t in request.transactions])
+        as_of = datetime.datetime.combine(request.as_of, datetime.time()) if request.as_of else None
+        scored = await asyncio.wrap_future(batcher.submit(transactions, as_of))
+        return AssignResponse(
+            model=info,
+            as_of=scored.as_of,
+            customers=_customers(scored),
+            rejected=[
+                RejectedTransaction(row=r.request_row, customer_id=r.customer_id, reason=r.reason)
+                for r in scored.rejected.itertuples()
+            ],
+            unscored_customers=scored.unscored,
+        )
+
+    @app.get("/v1/segments", dependencies=[Depends(authorised)])
+    def segments() -> SegmentsResponse:
+        """Describe the learned segments (profiles, names, actions) and the RFM segment map."""
+        return SegmentsResponse(
+            model=info, learned=fitted.manifest.get("segments") or [], rfm=fitted.manifest["rfm"]["rules"]
+        )
+
+    return app

@@ -1,0 +1,285 @@
+"""Segments for a few customers at a time, fast enough to answer an HTTP request.
+
+`custseg assign` runs the pipeline's stages on a file through a DuckDB database on disk. The API
+answers one customer at a time, where compiling the Ibis expressions (about 100 ms each) and
+planning their SQL would dominate. `Scorer` builds the very same expressions once, over named
+request tables, prepares their SQL in an in-memory DuckDB, and per request only loads the rows
+and executes the prepared statements.
+"""
+
+from __future__ import annotations
+
+import datetime
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.datatypes as dt
+import pandas as pd
+import pyarrow as pa
+
+from custseg.clean import allocate_returns, net_returns, return_events, screen
+from custseg.features import customer_features, lines_before, reference_date
+from custseg.predict import ASSIGNED_COLUMNS, FittedModel, early_features, predict_early, usable_orders
+from custseg.products import customer_interests
+from custseg.profile import segment_ids
+from custseg.schema import CANONICAL_COLUMNS, ROW_ID, ColumnMapping, to_canonical
+from custseg.settings import settings_from_dict
+
+REQUEST_ROW = "request_row"
+"""The 1-based position of a transaction in the request, its lineage id."""
+
+
+@dataclass
+class Scored:
+    """The answer for one batch of transactions.
+
+    Attributes
+    ----------
+    customers : DataFrame of shape (n_customers, len(ASSIGNED_COLUMNS))
+        One row per customer with an order of positive net revenue before ``as_of``.
+    rejected : DataFrame of shape (n_rejected, 3)
+        request_row, customer_id and reason of every transaction that was not kept.
+    unscored : list of str
+        Customers of the request without such an order (nothing to score).
+    as_of : datetime
+    """
+
+    customers: pd.DataFrame
+    rejected: pd.DataFrame
+    unscored: list[str]
+    as_of: datetime.datetime
+
+
+class Scorer:
+    """Apply a fitted model to small batches of canonical transactions.
+
+    Parameters
+    ----------
+    fitted : FittedModel
+        From `custseg.workspace.load_model`.
+
+    Notes
+    -----
+    One in-memory DuckDB connection on one thread; `score` holds a lock, so concurrent callers
+    take turns (each call takes a few milliseconds).
+    """
+
+    def __init__(self, fitted: FittedModel) -> None:
+        self.fitted = fitted
+        self.settings = settings_from_dict(fitted.manifest["settings"])
+        self.categories = fitted.manifest["products"]["category_order"]
+        self.names = {
+            "segment": {p["segment"]: p["name"] for p in fitted.manifest.get("segments") or []},
+            "category": fitted.manifest["products"]["labels"],
+        }
+        self._lock = threading.Lock()
+        self._backend = ibis.duckdb.connect(threads=1)
+        self._con = self._backend.con
+        self._prepare()
+
+    def _table(self, name: str, schema: dict) -> ibis.Table:
+        self._backend.create_table(name, schema=ibis.schema(schema), overwrite=True)
+        return ibis.table(schema, name=name)
+
+    def _prepare(self) -> None:
+        request = self._table("request_rows", {**CANONICAL_COLUMNS, ROW_ID: dt.int64})
+        mapping = ColumnMapping(preset="canonical", columns={c: c for c in CANONICAL_COLUMNS if c != ROW_ID})
+        screened_expr = screen(
+            to_canonical(request, mapping, timestamp_format=None, row_id=ROW_ID), self.settings.clean
+        )
+        screened = self._table("request_screened", dict(screened_expr.schema().items()))
+        allocation = self._table("request_allocation", {ROW_ID: dt.int64, "allocated_quantity": dt.float64})
+        lines_expr, rejected_expr = net_returns(screened, allocation)
+        lines = self._table("request_lines", dict(lines_expr.schema().items()))
+        as_of = self._table("request_as_of", {"customer_id": dt.string, "as_of": dt.timestamp})
+        wanted = self._table("request_early_orders", {"customer_id": dt.string, "n_orders": dt.int64})
+        model_products = pd.DataFrame(
+            list(self.fitted.manifest["products"]["categories"].items()), columns=["product_id", "category"]
+        )
+        self._backend.create_table("model_products", model_products, overwrite=True)
+        products = ibis.table({"product_id": dt.string, "category": dt.string}, name="model_products")
+
+        known = lines_before(lines, as_of).drop("as_of")
+        interests = customer_interests(lines, products, self.categories, as_of)
+        features = customer_features(lines, as_of).left_join(interests, "customer_id").drop("customer_id_right")
+        statements = {
+            "screen": f"INSERT INTO request_screened {self._backend.compile(screened_expr)}",
+            "events": self._backend.compile(return_events(screened.filter(screened.reason.isnull()))),
+            "lines": f"INSERT INTO request_lines {self._backend.compile(lines_expr)}",
+            "rejected": self._backend.compile(rejected_expr.select(ROW_ID, "customer_id", "reason")),
+            "customers": self._backend.compile(self.fitted.scorer().transform(features).order_by("customer_id")),
+            "orders": self._backend.compile(
+                known.group_by("customer_id").aggregate(n_orders=known.invoice_id.nunique().cast(dt.int64))
+            ),
+            "early": self._backend.compile(
+                early_features(known, products, self.categories, wanted).order_by("customer_id")
+            ),
+        }
+        # Prepared once: parsing, binding and planning are most of the time on a few rows. The
+        # plans are made while the request tables are empty, so the optimizers that read table
+        # statistics must not conclude that results are empty.
+        self._con.execute("SET disabled_optimizers = 'statistics_propagation,empty_result_pullup'")
+        for name, sql in statements.items():
+            self._con.execute(f"PREPARE {name} AS {sql}")
+
+    def _load(self, table: str, frame: pd.DataFrame | pa.Table) -> None:
+        self._con.execute(f"DELETE FROM {table}")
+        if len(frame):
+            self._con.register("incoming", frame)
+            self._con.execute(f"INSERT INTO {table} SELECT * FROM incoming")
+            self._con.unregister("incoming")
+
+    def score(self, transactions: pd.DataFrame, as_of: datetime.datetime | None = None) -> Scored:
+        """Clean, describe and segment the customers of ``transactions``.
+
+        Parameters
+        ----------
+        transactions : DataFrame of shape (n_rows, 8)
+            The canonical columns (customer_id, invoice_id, invoiced_at, product_id,
+            description, quantity, unit_price, country), in request order.
+        as_of : datetime, optional
+            Reference date; default the day after the last transaction.
+
+        Returns
+        -------
+        Scored
+        """
+        return self.score_many([(transactions, as_of)])[0]
+
+    def score_many(self, requests: list[tuple[pd.DataFrame, datetime.datetime | None]]) -> list[Scored]:
+        """Score several independent requests in one pass (as `score` does each).
+
+        A customer id in two requests is two customers: ids are kept apart by request.
+        """
+        frames, as_ofs = [], []
+        for number, (transactions, as_of) in enumerate(requests):
+            as_ofs.append(as_of or reference_date(pd.Timestamp(transactions.invoiced_at.max()).to_pydatetime()))
+            frame = transactions.reset_index(drop=True)
+            frames.append(
+                frame.assign(
+                    given_customer_id=frame.customer_id,
+                    customer_id=f"{number}{_SEPARATOR}" + frame.customer_id.astype("string"),
+                    request=number,
+                    request_row=range(1, len(frame) + 1),
+                )
+            )
+        rows = pd.concat(frames, ignore_index=True)
+        rows[ROW_ID] = range(1, len(rows) + 1)
+        first_rows = rows.dropna(subset=["customer_id"]).drop_duplicates("customer_id").set_index("customer_id")
+        cutoffs = pd.DataFrame({"customer_id": first_rows.index, "as_of": [as_ofs[r] for r in first_rows.request]})
+        customers, rejected = self._score(rows, cutoffs)
+        # Back from the batch's keys to each request's own rows and ids.
+        customers = customers.assign(
+            request=customers.customer_id.map(first_rows.request),
+            customer_id=customers.customer_id.map(first_rows.given_customer_id),
+        )
+        source = rows.iloc[rejected[ROW_ID].to_numpy() - 1]
+        rejected = pd.DataFrame(
+            {
+                "request": source.request.to_numpy(),
+                REQUEST_ROW: source.request_row.to_numpy(),
+                "customer_id": source.given_customer_id.to_numpy(),
+                "reason": rejected.reason.to_numpy(),
+            }
+        ).sort_values(REQUEST_ROW, ignore_index=True)
+        results = []
+        for number, as_of in enumerate(as_ofs):
+            mine = customers[customers.request == number].drop(columns="request").reset_index(drop=True)
+            asked = set(frames[number].given_customer_id.dropna())
+            results.append(
+                Scored(
+                    customers=mine,
+                    rejected=rejected[rejected.request == number].drop(columns="request").reset_index(drop=True),
+                    unscored=sorted(asked - set(mine.customer_id)),
+                    as_of=as_of,
+                )
+            )
+        return results
+
+    def _score(self, rows: pd.DataFrame, cutoffs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        with self._lock:
+            self._load("request_rows", rows[list(CANONICAL_COLUMNS)])
+            self._con.execute("DELETE FROM request_screened; EXECUTE screen")
+            events = self._con.execute("EXECUTE events").df() if (rows.quantity < 0).any() else pd.DataFrame()
+            self._load("request_allocation", allocate_returns(events))
+            self._con.execute("DELETE FROM request_lines; EXECUTE lines")
+            rejected = self._con.execute("EXECUTE rejected").df()
+            self._load("request_as_of", cutoffs)
+            customers = self._con.execute("EXECUTE customers").df()
+            new = customers[customers.tenure_days < self.settings.predict.horizon_days]
+            early = {}
+            usable = usable_orders(self.fitted.early)
+            if len(new) and usable:
+                orders = self._con.execute("EXECUTE orders").df()
+                orders = orders[orders.customer_id.isin(set(new.customer_id)) & (orders.n_orders >= usable[0])]
+                # The most first orders a model uses, as `predict_early` picks them.
+                orders["n_orders"] = [max(n for n in usable if n <= count) for count in orders.n_orders]
+                self._load("request_early_orders", orders)
+                described = self._con.execute("EXECUTE early").df().merge(orders, on="customer_id")
+                if self.fitted.segmentation is not None and len(described):
+                    described["segment_now"] = segment_ids(self.fitted.segmentation.predict(described))
+                early = {int(n): group for n, group in described.groupby("n_orders")}
+        assigned = pd.concat([customers, self.fitted.assign(customers)], axis=1)
+        predicted = predict_early(early, new.customer_id, self.fitted.early, self.categories, self.names)
+        assigned = assigned.merge(predicted, on="customer_id", how="left")
+        return assigned[list(ASSIGNED_COLUMNS)], rejected
+
+
+_SEPARATOR = "\x1f"
+"""Joins a request's number to its customer ids inside a batch (a character ids do not contain)."""
+
+
+class Batcher:
+    """Score concurrent requests together: while one batch is scored, the next one gathers.
+
+    On a few rows the cost of a batch hardly depends on its size, so under load this keeps
+    the throughput up and the waiting short, where one request at a time would queue up.
+
+    Parameters
+    ----------
+    scorer : Scorer
+    max_batch : int
+        The most requests scored in one pass.
+    """
+
+    def __init__(self, scorer: Scorer, *, max_batch: int = 32) -> None:
+        self.scorer = scorer
+        self.max_batch = max_batch
+        self._queue: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name="custseg-scorer", daemon=True)
+        self._worker.start()
+
+    def submit(self, transactions: pd.DataFrame, as_of: datetime.datetime | None = None) -> Future:
+        """Queue one request; the future's result is its `Scored`."""
+        future: Future = Future()
+        self._queue.put((transactions, as_of, future))
+        return future
+
+    def close(self) -> None:
+        """Stop the worker after the queued requests."""
+        self._queue.put(None)
+        self._worker.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                results = self.scorer.score_many([(transactions, as_of) for transactions, as_of, _ in batch])
+            except Exception as error:  # handed to every waiting caller, who reports it
+                for *_, future in batch:
+                    future.set_exception(error)
+                continue
+            for (*_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)

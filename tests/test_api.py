@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import datetime
+import json
+
+import duckdb
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from custseg import workspace
+from custseg.api import create_app
+from custseg.cli import app as cli
+from custseg.errors import InputFileError
+from custseg.predict import ASSIGNED_COLUMNS
+from custseg.scoring import Scorer
+from custseg.workspace import load_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained):
+    return trained[1].out_dir
+
+
+@pytest.fixture(scope="module")
+def client(model_dir):
+    with TestClient(create_app(model_dir, token="")) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def transactions(model_dir):
+    """The training run's canonical transactions (as the API takes them), in source order."""
+    with duckdb.connect(str(model_dir / "custseg.duckdb"), read_only=True) as con:
+        return con.sql(
+            "select customer_id, invoice_id, invoiced_at, product_id, description, quantity, unit_price, country "
+            "from transactions where customer_id is not null and invoiced_at is not null order by row_id"
+        ).df()
+
+
+def request_body(rows: pd.DataFrame) -> dict:
+    records = json.loads(rows.to_json(orient="records", date_format="iso"))
+    for record in records:
+        record["invoiced_at"] = record["invoiced_at"].removesuffix("Z").removesuffix(".000")
+    return {"transactions": records}
+
+
+def test_scorer_reproduces_the_run_for_every_customer(model_dir, transactions, trained):
+    _, result = trained
+    as_of = datetime.datetime.fromisoformat(result.manifest["customers"]["as_of"])
+    scored = Scorer(load_model(model_dir)).score(transactions, as_of)
+    customers = pd.read_parquet(model_dir / "customers.parquet")[list(ASSIGNED_COLUMNS)]
+    assert len(scored.customers) == len(customers)
+    merged = customers.merge(scored.customers, on="customer_id", suffixes=("_run", "_api"))
+    for column in ASSIGNED_COLUMNS[1:]:
+        run_values, api_values = merged[f"{column}_run"], merged[f"{column}_api"]
+        if pd.api.types.is_float_dtype(run_values):
+            assert ((run_values - api_values).abs().fillna(0) < 1e-9).all(), column
+        else:
+            missing = "<missing>"
+            differ = run_values.astype(object).fillna(missing) != api_values.astype(object).fillna(missing)
+            assert not differ.any(), merged.loc[differ, ["customer_id", f"{column}_run", f"{column}_api"]]
+    assert set(scored.rejected.reason) <= {"duplicate_row", "non_product", "non_positive_price", "zero_quantity"} | {
+        "matched_return",
+        "partly_matched_return",
+        "unmatched_return",
+    }
+
+
+def test_one_batch_keeps_two_requests_for_the_same_customer_id_apart(model_dir, transactions):
+    customer = transactions.customer_id.value_counts().index[0]
+    rows = transactions[transactions.customer_id == customer]
+    first_order = rows[rows.invoice_id == rows.invoice_id.iloc[0]]
+    scorer = Scorer(load_model(model_dir))
+    alone_all, alone_first = scorer.score(rows), scorer.score(first_order)
+    together = scorer.score_many([(rows, None), (first_order, None)])
+    for alone, batched in zip((alone_all, alone_first), together, strict=True):
+        assert batched.customers.equals(alone.customers)
+        assert batched.as_of == alone.as_of
+    assert together[0].customers.frequency.iloc[0] > together[1].customers.frequency.iloc[0] == 1
+
+
+def test_healthz_names_the_model(client, trained):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["model"]["trained_on_sha256"] == trained[1].manifest["input"]["sha256"]
+
+
+def test_assign_answers_segment_rfm_and_early_prediction(client, model_dir, trained):
+    with duckdb.connect(str(model_dir / "custseg.duckdb"), read_only=True) as con:
+        new_customer = con.sql(
+            "select customer_id, invoice_id, invoiced_at, product_id, description, quantity, unit_price, country "
+            "from lines where returned_quantity = 0 order by row_id limit 3"
+        ).df()
+    new_customer["customer_id"] = "web-42"
+    postage = new_customer.iloc[[0]].assign(product_id="POST", description="POSTAGE")
+    response = client.post("/v1/assign", json=request_body(pd.concat([new_customer, postage])))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"]["model_version"] == 1
+    (customer,) = answer["customers"]
+    assert customer["customer_id"] == "web-42"
+    assert customer["segment_name"] and customer["action"] and customer["rfm_code"]
+    names = {p["segment"]: p["name"] for p in trained[1].manifest["segments"]["profiles"]}
+    assert customer["segment_name"] == names[customer["segment"]]
+    early = customer["early"]
+    assert early["orders_used"] >= 1 and 0 < early["category_probability"] <= 1
+    assert answer["rejected"] == [{"row": len(new_customer) + 1, "customer_id": "web-42", "reason": "non_product"}]
+
+
+def test_a_customer_with_only_rejected_rows_is_reported_not_dropped(client, transactions):
+    row = transactions.iloc[[0]].assign(customer_id="fees-only", product_id="POST", description="POSTAGE")
+    answer = client.post("/v1/assign", json=request_body(row)).json()
+    assert answer["customers"] == [] and answer["unscored_customers"] == ["fees-only"]
+    assert answer["rejected"][0]["reason"] == "non_product"
+
+
+def test_segments_lists_every_learned_segment_and_the_rfm_map(client, trained):
+    response = client.get("/v1/segments")
+    assert response.status_code == 200
+    body = response.json()
+    profiles = trained[1].manifest["segments"]["profiles"]
+    assert [s["segment"] for s in body["learned"]] == [p["segment"] for p in profiles]
+    assert all(s["name"] and s["action"] for s in body["learned"])
+    assert len(body["rfm"]) == 11
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"quantity": "many"}, ["body", "transactions", 0, "quantity"]),
+        ({"invoiced_at": "2011-13-45"}, ["body", "transactions", 0, "invoiced_at"]),
+        ({"invoiced_at": "2011-11-01T10:00:00+02:00"}, ["body", "transactions", 0, "invoiced_at"]),
+        ({"customer_id": ""}, ["body", "transactions", 0, "customer_id"]),
+        ({"colour": "red"}, ["body", "transactions", 0, "colour"]),
+    ],
+)
+def test_bad_input_gets_422_naming_the_field(client, transactions, change, where):
+    body = request_body(transactions.head(1))
+    body["transactions"][0].update(change)
+    response = client.post("/v1/assign", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == where
+
+
+def test_an_empty_request_gets_422(client):
+    response = client.post("/v1/assign", json={"transactions": []})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "transactions"]
+
+
+def test_bodies_over_the_limit_get_413_declared_or_streamed(model_dir, transactions):
+    body = json.dumps(request_body(transactions.head(50))).encode()
+    with TestClient(create_app(model_dir, max_body_bytes=len(body) - 1, token="")) as small:
+        assert small.post("/v1/assign", content=body, headers={"content-type": "application/json"}).status_code == 413
+
+        def chunks():
+            yield body[:100]
+            yield body[100:]
+
+        streamed = small.post("/v1/assign", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert "content-length" not in streamed.request.headers
+    with TestClient(create_app(model_dir, max_body_bytes=len(body), token="")) as exact:
+        assert exact.post("/v1/assign", content=body, headers={"content-type": "application/json"}).status_code == 200
+
+
+def test_a_set_token_is_required_on_v1(model_dir, transactions, monkeypatch):
+    monkeypatch.setenv("CUSTSEG_API_TOKEN", "s3cret")
+    body = request_body(transactions.head(3))
+    with TestClient(create_app(model_dir)) as guarded:
+        assert guarded.post("/v1/assign", json=body).status_code == 401
+        wrong = guarded.post("/v1/assign", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        assert guarded.get("/v1/segments").status_code == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert guarded.post("/v1/assign", json=body, headers=right).status_code == 200
+        assert guarded.get("/v1/segments", headers=right).status_code == 200
+        assert guarded.get("/healthz").status_code == 200
+
+
+def test_openapi_documents_the_endpoints(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/assign", "/v1/segments", "/healthz"} <= set(paths)
+
+
+def test_a_model_with_untrusted_types_is_refused(model_dir, monkeypatch):
+    monkeypatch.setattr(workspace, "TRUSTED_TYPES", frozenset())
+    with pytest.raises(InputFileError, match="refusing untrusted types"):
+        create_app(model_dir)
+
+
+def test_serve_reports_a_missing_model_in_one_line(tmp_path):
+    outcome = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path)])
+    assert outcome.exit_code == 1
+    assert outcome.stderr.startswith("custseg: error: ") and outcome.stderr.count("\n") == 1
