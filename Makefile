@@ -1,10 +1,12 @@
 # `make demo` and `make test` work on a fresh machine with only Python and pip: the first call
 # creates .venv and installs custseg into it; later calls reinstall only when pyproject.toml changed.
+# The tests also need Debian's chromium (the report test opens report.html in it): `make test` installs
+# it with apt-get when /usr/bin/chromium is missing.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench
+.PHONY: demo test test-fast lint bench chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +17,13 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/custseg demo --out demo-out
 
-test: $(VENV)/.installed
+chromium:
+	scripts/install-chromium
+
+test: $(VENV)/.installed chromium
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed chromium
 	$(BIN)/python -m pytest -m "not realdata"
 
 lint: $(VENV)/.installed

@@ -54,3 +54,45 @@ def make_transactions(rows: list[dict]) -> ibis.Table:
     frame["row"] = range(1, len(frame) + 1)
     mapping = ColumnMapping(preset="canonical", columns={c: c for c in defaults})
     return to_canonical(ibis.memtable(frame), mapping, timestamp_format=None, row_id="row")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT / "test-artifacts"
+
+
+def open_in_chromium(page_file: Path, screenshot: Path) -> dict:
+    """Open a local HTML file in headless Chromium with the network off; report what happened.
+
+    Returns console errors, every non-file request, the render time the page recorded, the number
+    of rendered Plotly charts (one root SVG each) and the number the page says it holds.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+            page = context.new_page()
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_file.resolve().as_uri(), wait_until="load")
+            page.wait_for_function("document.body.dataset.renderedMs !== undefined", timeout=30_000)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+            return {
+                "errors": errors,
+                "requests": [url for url in requests if not url.startswith("file:")],
+                "rendered_ms": int(page.evaluate("document.body.dataset.renderedMs")),
+                "plotly_roots": page.locator(".js-plotly-plot .svg-container > svg.main-svg:first-child").count(),
+                "charts": int(page.evaluate("document.body.dataset.charts")),
+            }
+        finally:
+            browser.close()

@@ -6,6 +6,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from conftest import ARTIFACTS, open_in_chromium
 from custseg.pipeline import run
 
 pytestmark = pytest.mark.realdata
@@ -238,3 +239,15 @@ def test_early_segment_prediction_beats_the_majority_class_on_unseen_customers(r
     for row in results.values():
         assert "skipped" not in row
         assert row["model"]["macro_f1"] > row["majority"]["macro_f1"]
+
+
+def test_the_report_opens_offline_in_chromium_with_every_chart(runs):
+    report = runs["parquet"].out_dir / "report.html"
+    assert report.stat().st_size < 10_000_000
+    screenshot = ARTIFACTS / "report-online-retail.png"
+    opened = open_in_chromium(report, screenshot)
+    assert opened["errors"] == []
+    assert opened["requests"] == []
+    assert opened["plotly_roots"] == opened["charts"] >= 15
+    assert opened["rendered_ms"] < 3000
+    assert screenshot.stat().st_size > 100_000

@@ -121,6 +121,7 @@ def _print_summary(result: RunResult) -> None:
     if not _interactive():
         summary = {
             "out_dir": str(result.out_dir),
+            "report": manifest.get("report"),
             "rows": manifest["rows"],
             "reconciliation": manifest["reconciliation"],
             "lines": manifest["lines"],
@@ -205,8 +206,8 @@ def _print_summary(result: RunResult) -> None:
             "(listed in run.json)"
         )
     console.print(
-        f"Output: [bold]{result.out_dir}[/bold] (custseg.duckdb, customers.parquet, segments.csv, "
-        "categories.csv, rejected.parquet, model/, run.json)"
+        f"Report: [bold]{result.out_dir / 'report.html'}[/bold]; tables in {result.out_dir} (custseg.duckdb, "
+        "customers.parquet, segments.csv, categories.csv, rejected.parquet, model/, run.json)"
     )
 
 
@@ -402,6 +403,21 @@ def assign_command(
         )
     else:
         typer.echo(json.dumps(summary))
+
+
+@app.command("report")
+def report_command(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of custseg run.")],
+) -> None:
+    """Rebuild report.html of an output folder from its tables and run.json, without recomputing."""
+    from custseg.report import build_report
+
+    with _user_errors():
+        written = build_report(out_dir)
+    if _interactive():
+        Console(highlight=False).print(f"Report: [bold]{written}[/bold]")
+    else:
+        typer.echo(json.dumps({"report": str(written)}))
 
 
 @app.command("serve")

@@ -47,12 +47,13 @@ from custseg.predict import (
 )
 from custseg.products import categorize, category_table, customer_interests, product_summary
 from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
+from custseg.report import write_report
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
 from custseg.workspace import Workspace, json_records
 
-STAGES = ("read", "clean", "products", "features", "rfm", "segments", "predict", "write")
+STAGES = ("read", "clean", "products", "features", "rfm", "segments", "predict", "write", "report")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 COURSE_STAGES = ("read", "course")
 """Stages of ``--recipe course``: the published course pipeline instead of custseg's."""
@@ -368,6 +369,11 @@ def _predict(state: _State) -> None:
     state.manifest.setdefault("early", {})["predicted_customers"] = int(predicted.early_orders.notna().sum())
 
 
+def _report(state: _State) -> None:
+    if state.fitted is None:
+        state.manifest["report"] = str(write_report(state.workspace.path, state.workspace.backend, state.manifest))
+
+
 def _course(state: _State) -> None:
     customers, report = run_course(state.tables["transactions"].execute())
     saved = state.workspace.save("course_customers", customers.reset_index())
@@ -415,6 +421,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
     "segments": _segments,
     "predict": _predict,
     "write": _write,
+    "report": _report,
     "course": _course,
 }
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import ibis
 import ibis.expr.datatypes as dt
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -154,28 +155,24 @@ class Scorer:
 
         A customer id in two requests is two customers: ids are kept apart by request.
         """
-        frames, as_ofs = [], []
-        for number, (transactions, as_of) in enumerate(requests):
-            as_ofs.append(as_of or reference_date(pd.Timestamp(transactions.invoiced_at.max()).to_pydatetime()))
-            frame = transactions.reset_index(drop=True)
-            frames.append(
-                frame.assign(
-                    given_customer_id=frame.customer_id,
-                    customer_id=f"{number}{_SEPARATOR}" + frame.customer_id.astype("string"),
-                    request=number,
-                    request_row=range(1, len(frame) + 1),
-                )
-            )
-        rows = pd.concat(frames, ignore_index=True)
-        rows[ROW_ID] = range(1, len(rows) + 1)
+        sizes = [len(transactions) for transactions, _ in requests]
+        as_ofs = [
+            as_of or reference_date(pd.Timestamp(transactions.invoiced_at.max()).to_pydatetime())
+            for transactions, as_of in requests
+        ]
+        rows = pd.concat([transactions for transactions, _ in requests], ignore_index=True)
+        request = np.repeat(np.arange(len(requests)), sizes)
+        rows["given_customer_id"] = rows.customer_id
+        rows["customer_id"] = pd.Series(request, dtype="string") + _SEPARATOR + rows.customer_id.astype("string")
+        rows["request"] = request
+        rows["request_row"] = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes) + 1
+        rows[ROW_ID] = np.arange(1, len(rows) + 1)
         first_rows = rows.dropna(subset=["customer_id"]).drop_duplicates("customer_id").set_index("customer_id")
-        cutoffs = pd.DataFrame({"customer_id": first_rows.index, "as_of": [as_ofs[r] for r in first_rows.request]})
+        cutoffs = pd.DataFrame({"customer_id": first_rows.index, "as_of": np.array(as_ofs)[first_rows.request]})
         customers, rejected = self._score(rows, cutoffs)
         # Back from the batch's keys to each request's own rows and ids.
-        customers = customers.assign(
-            request=customers.customer_id.map(first_rows.request),
-            customer_id=customers.customer_id.map(first_rows.given_customer_id),
-        )
+        customers["request"] = customers.customer_id.map(first_rows.request).to_numpy()
+        customers["customer_id"] = customers.customer_id.map(first_rows.given_customer_id).to_numpy()
         source = rows.iloc[rejected[ROW_ID].to_numpy() - 1]
         rejected = pd.DataFrame(
             {
@@ -184,15 +181,19 @@ class Scorer:
                 "customer_id": source.given_customer_id.to_numpy(),
                 "reason": rejected.reason.to_numpy(),
             }
-        ).sort_values(REQUEST_ROW, ignore_index=True)
+        ).sort_values(["request", REQUEST_ROW], ignore_index=True)
+        customers_of = dict(tuple(customers.groupby("request", sort=False)))
+        rejected_of = dict(tuple(rejected.groupby("request", sort=False)))
+        asked_of = rows.dropna(subset=["given_customer_id"]).groupby("request").given_customer_id.unique()
+        empty_customers, empty_rejected = customers.iloc[:0], rejected.iloc[:0]
         results = []
         for number, as_of in enumerate(as_ofs):
-            mine = customers[customers.request == number].drop(columns="request").reset_index(drop=True)
-            asked = set(frames[number].given_customer_id.dropna())
+            mine = customers_of.get(number, empty_customers).drop(columns="request").reset_index(drop=True)
+            asked = set(asked_of.get(number, []))
             results.append(
                 Scored(
                     customers=mine,
-                    rejected=rejected[rejected.request == number].drop(columns="request").reset_index(drop=True),
+                    rejected=rejected_of.get(number, empty_rejected).drop(columns="request").reset_index(drop=True),
                     unscored=sorted(asked - set(mine.customer_id)),
                     as_of=as_of,
                 )

@@ -1,0 +1,767 @@
+"""The report: one self-contained HTML file with the data's story, the segments and what to do.
+
+Marketing people would rather look than read tables. `build_report` reads a finished output
+folder (run.json and the tables in custseg.duckdb), draws every chart with Plotly, writes one
+computed sentence under each saying what it shows on this data, and renders ``report.html`` with
+Jinja2: plotly.js is embedded once, so the file opens offline and can be e-mailed. Sections whose
+stage did not run are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from custseg import __version__
+from custseg.errors import InputFileError
+from custseg.workspace import DATABASE_FILE, MANIFEST_FILE
+
+REPORT_FILE = "report.html"
+EMBEDDING_SAMPLE = 4000
+"""Customers drawn in the embedding scatter (a seeded sample when there are more)."""
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+
+@dataclass
+class Chart:
+    """One Plotly chart and the sentence that reads it."""
+
+    title: str
+    reading: str
+    figure: go.Figure
+    html: str = ""
+
+
+@dataclass
+class Table:
+    """A small HTML table: a title, column names and rows of text."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    """A part of the report."""
+
+    key: str
+    title: str
+    intro: str
+    charts: list[Chart] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+def _money(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _share(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _layout(figure: go.Figure, height: int = 420) -> go.Figure:
+    figure.update_layout(
+        height=height,
+        margin={"l": 60, "r": 30, "t": 30, "b": 50},
+        template="plotly_white",
+        font={"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
+        legend={"orientation": "h", "y": -0.18},
+    )
+    return figure
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def data_quality(manifest: dict[str, Any]) -> Section:
+    """Show rows in, kept and rejected per reason; the revenue reconciliation; the date range."""
+    rows, reconciliation, span = manifest["rows"], manifest["reconciliation"], manifest["lines"]
+    reasons = {reason: count for reason, count in rows["rejected_by_reason"].items() if count}
+    waterfall = go.Figure(
+        go.Waterfall(
+            x=["input rows", *reasons, "kept purchase lines"],
+            measure=["absolute", *["relative"] * len(reasons), "total"],
+            y=[rows["input_rows"], *[-count for count in reasons.values()], 0],
+            text=[f"{rows['input_rows']:,}", *[f"-{c:,}" for c in reasons.values()], f"{rows['kept_rows']:,}"],
+            textposition="outside",
+            connector={"line": {"color": "#bbb"}},
+            decreasing={"marker": {"color": "#d62728"}},
+            totals={"marker": {"color": "#2ca02c"}},
+        )
+    )
+    biggest = max(reasons, key=reasons.get) if reasons else None
+    reading = (
+        f"Of {rows['input_rows']:,} input rows, {rows['kept_rows']:,} ({rows['kept_rows'] / rows['input_rows']:.1%})"
+    )
+    reading += " are kept as purchase lines"
+    if biggest:
+        reading += (
+            f"; the largest group set aside is {biggest.replace('_', ' ')} ({reasons[biggest]:,} rows, "
+            f"{reasons[biggest] / rows['input_rows']:.1%} of the input)."
+        )
+    else:
+        reading += "; nothing was set aside."
+    money = Table(
+        "Revenue reconciliation",
+        ["item", "amount"],
+        [
+            ["input amount (quantity x price, every parseable row)", _money(reconciliation["input_amount"])],
+            ["gross sales of the kept lines", _money(reconciliation["gross_sales"])],
+            *[
+                [f"rejected: {reason.replace('_', ' ')}", _money(amount)]
+                for reason, amount in reconciliation["rejected_amount"].items()
+            ],
+            ["returns netted against kept lines", "-" + _money(reconciliation["returns_matched"])],
+            ["net revenue", _money(reconciliation["net_revenue"])],
+            ["balanced to the cent", "yes" if reconciliation["balanced"] else "NO"],
+        ],
+    )
+    intro = (
+        f"{span['customers']:,} customers placed {span['orders']:,} orders for {span['products']:,} products "
+        f"between {span['first_invoiced_at'][:10]} and {span['last_invoiced_at'][:10]}. Every input row is "
+        "either kept or set aside with a reason (rejected.parquet lists them)."
+    )
+    return Section(
+        "quality",
+        "Data quality",
+        intro,
+        [Chart("From input rows to purchase lines", reading, _layout(waterfall))],
+        [money],
+    )
+
+
+def _month_index(value: ir.TimestampValue) -> ir.IntegerValue:
+    return value.year() * 12 + value.month() - 1
+
+
+def _month_label(index: int) -> str:
+    return f"{index // 12}-{index % 12 + 1:02d}"
+
+
+def exploration(lines: ir.Table) -> Section:
+    """Show revenue over time, when people order, where, what, baskets, new customers and cohorts."""
+    charts = []
+    per_order = lines.group_by("customer_id", "invoice_id").aggregate(
+        ordered_at=lines.invoiced_at.min(),
+        value=(lines.quantity * lines.unit_price).sum(),
+        net=lines.net_revenue.sum(),
+        size=lines.count(),
+        country=lines.country.arbitrary(),
+    )
+    orders = per_order.execute()
+    orders["country"] = orders.country.fillna("unknown")
+    orders["month"] = orders.ordered_at.dt.year * 12 + orders.ordered_at.dt.month - 1
+
+    monthly = orders.groupby("month").agg(revenue=("net", "sum"), orders=("invoice_id", "size")).reset_index()
+    labels = [_month_label(m) for m in monthly.month]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_trace(go.Bar(x=labels, y=monthly.revenue, name="net revenue", marker_color="#1f77b4"))
+    figure.add_trace(
+        go.Scatter(x=labels, y=monthly.orders, name="orders", mode="lines+markers", line={"color": "#ff7f0e"}),
+        secondary_y=True,
+    )
+    figure.update_yaxes(title_text="net revenue", secondary_y=False)
+    figure.update_yaxes(title_text="orders", secondary_y=True)
+    peak = monthly.loc[monthly.revenue.idxmax()]
+    reading = (
+        f"Revenue peaks in {_month_label(int(peak.month))} at {_money(peak.revenue)}, "
+        f"{peak.revenue / monthly.revenue.median():.1f} times the median month"
+    )
+    last_day = orders.ordered_at.max()
+    if (last_day + pd.Timedelta(days=1)).month == last_day.month:
+        reading += f"; {_month_label(int(monthly.month.iloc[-1]))} is cut short: the data ends on {last_day:%d %B}."
+    else:
+        reading += "."
+    charts.append(Chart("Revenue and orders per month", reading, _layout(figure)))
+
+    when = orders.assign(weekday=orders.ordered_at.dt.day_of_week, hour=orders.ordered_at.dt.hour)
+    grid = when.pivot_table(index="weekday", columns="hour", values="invoice_id", aggfunc="size", fill_value=0)
+    grid = grid.reindex(index=range(7), fill_value=0)
+    figure = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=[f"{h}:00" for h in grid.columns],
+            y=list(WEEKDAYS),
+            colorscale="Blues",
+            colorbar={"title": "orders"},
+        )
+    )
+    figure.update_yaxes(autorange="reversed")
+    busiest = np.unravel_index(grid.to_numpy().argmax(), grid.shape)
+    quiet_days = [WEEKDAYS[d] for d in range(7) if grid.iloc[d].sum() == 0]
+    reading = f"The busiest hour is {WEEKDAYS[busiest[0]]} {grid.columns[busiest[1]]}:00"
+    reading += f"; no orders at all on {', '.join(quiet_days)}." if quiet_days else "."
+    charts.append(Chart("Orders by weekday and hour", reading, _layout(figure, 360)))
+
+    countries = (
+        orders.groupby("country")
+        .agg(revenue=("net", "sum"), orders=("invoice_id", "size"), customers=("customer_id", "nunique"))
+        .sort_values("revenue", ascending=False)
+    )
+    top = countries.head(12).iloc[::-1]
+    figure = go.Figure(
+        go.Bar(
+            x=top.revenue,
+            y=top.index,
+            orientation="h",
+            customdata=np.column_stack([top.orders, top.customers]),
+            hovertemplate="%{y}: %{x:,.0f} revenue, %{customdata[0]:,} orders, %{customdata[1]:,} customers"
+            "<extra></extra>",
+            marker_color="#2ca02c",
+        )
+    )
+    figure.update_xaxes(title_text="net revenue")
+    first = countries.iloc[0]
+    charts.append(
+        Chart(
+            "Countries by revenue (orders and customers on hover)",
+            f"{countries.index[0]} brings {first.revenue / countries.revenue.sum():.0%} of revenue from "
+            f"{int(first.customers):,} of {orders.customer_id.nunique():,} customers; "
+            f"{len(countries)} countries in all.",
+            _layout(figure, 440),
+        )
+    )
+
+    products = (
+        lines.group_by("product_id")
+        .aggregate(
+            description=lines.description.arbitrary(), revenue=lines.net_revenue.sum(), units=lines.net_quantity.sum()
+        )
+        .order_by(ibis.desc("revenue"))
+        .limit(15)
+        .execute()
+        .iloc[::-1]
+    )
+    total_revenue = float(orders.net.sum())
+    products["name"] = products.description.fillna(products.product_id).fillna("unknown").astype(str)
+    figure = go.Figure(
+        go.Bar(
+            x=products.revenue,
+            y=products.name.str.slice(0, 40),
+            orientation="h",
+            marker_color="#9467bd",
+        )
+    )
+    figure.update_xaxes(title_text="net revenue")
+    charts.append(
+        Chart(
+            "Top 15 products by revenue",
+            f"The 15 best sellers bring {products.revenue.sum() / total_revenue:.1%} of revenue; the first, "
+            f"{products.name.iloc[-1]}, alone {products.revenue.iloc[-1] / total_revenue:.1%}.",
+            _layout(figure, 480),
+        )
+    )
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("basket value (log scale)", "lines per basket"))
+    positive = orders.value[orders.value > 0]
+    figure.add_trace(go.Histogram(x=np.log10(positive), nbinsx=60, marker_color="#17becf", name="value"), 1, 1)
+    figure.add_trace(
+        go.Histogram(x=orders["size"].clip(upper=100), nbinsx=50, marker_color="#bcbd22", name="lines"), 1, 2
+    )
+    ticks = [1, 10, 100, 1_000, 10_000, 100_000]
+    figure.update_xaxes(tickvals=np.log10(ticks), ticktext=[f"{t:,}" for t in ticks], row=1, col=1)
+    figure.update_xaxes(title_text="lines (100 or more in the last bar)", row=1, col=2)
+    figure.update_layout(showlegend=False)
+    charts.append(
+        Chart(
+            "Basket value and size",
+            f"The median basket is worth {_money(orders.value.median())} with {orders['size'].median():.0f} lines; "
+            f"the top 10% of baskets are worth over {_money(orders.value.quantile(0.9))}.",
+            _layout(figure, 360),
+        )
+    )
+
+    first_month = orders.groupby("customer_id").month.min().rename("first_month")
+    active = orders[["customer_id", "month"]].drop_duplicates().join(first_month, on="customer_id")
+    active["new"] = active.month == active.first_month
+    by_month = (
+        active.groupby(["month", "new"]).size().unstack(fill_value=0).reindex(columns=[True, False], fill_value=0)
+    )
+    labels = [_month_label(m) for m in by_month.index]
+    figure = go.Figure(
+        [
+            go.Bar(x=labels, y=by_month[True], name="new customers", marker_color="#ff7f0e"),
+            go.Bar(x=labels, y=by_month[False], name="returning customers", marker_color="#1f77b4"),
+        ]
+    )
+    figure.update_layout(barmode="stack")
+    later = by_month.iloc[1:] if len(by_month) > 1 else by_month
+    new_share = later[True].sum() / max(later.to_numpy().sum(), 1)
+    charts.append(
+        Chart(
+            "New and returning customers per month",
+            f"After the first month, {new_share:.0%} of the customers buying in a month are buying for the first time.",
+            _layout(figure),
+        )
+    )
+
+    active["offset"] = active.month - active.first_month
+    cohorts = active.groupby(["first_month", "offset"]).size().unstack(fill_value=0)
+    retention = cohorts.div(cohorts[0], axis=0)
+    # Months after the end of the data are unknown, not zero.
+    last_month = int(orders.month.max())
+    observable = np.add.outer(retention.index.to_numpy(), retention.columns.to_numpy()) <= last_month
+    retention = retention.where(observable)
+    figure = go.Figure(
+        go.Heatmap(
+            z=(retention.to_numpy() * 100).round(1),
+            x=[f"+{o}" for o in retention.columns],
+            y=[f"{_month_label(m)} ({cohorts.loc[m, 0]:,})" for m in retention.index],
+            colorscale="Greens",
+            zmin=0,
+            zmax=float(np.nanmax(retention.iloc[:, 1:].to_numpy() * 100)) if retention.shape[1] > 1 else 100.0,
+            colorbar={"title": "% active"},
+            hovertemplate="cohort %{y}, month %{x}: %{z}% active<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed", title_text="first order month (customers)")
+    figure.update_xaxes(title_text="months after the first order")
+    if retention.shape[1] > 1:
+        next_month = retention[1].mean()
+        reading = f"On average {next_month:.0%} of a month's new customers buy again the month after."
+    else:
+        reading = "The data covers a single month, so no cohort can come back yet."
+    charts.append(Chart("Monthly cohorts: share still buying", reading, _layout(figure, 460)))
+    intro = "What the kept purchase lines show: when, where and what people buy, and whether they come back."
+    return Section("exploration", "Exploration", intro, charts)
+
+
+def product_categories(manifest: dict[str, Any]) -> Section | None:
+    """Show the learned categories: labels, sizes, revenue and example products."""
+    described = manifest.get("products", {})
+    categories = described.get("categories")
+    if not categories:
+        return None
+    frame = pd.DataFrame(categories).sort_values("revenue_share")
+    figure = go.Figure(
+        go.Bar(
+            x=frame.revenue_share,
+            y=[f"{c} {label}" for c, label in zip(frame.category, frame.label, strict=True)],
+            orientation="h",
+            text=[f"{s:.0%} · {p:,} products" for s, p in zip(frame.revenue_share, frame.products, strict=True)],
+            textposition="auto",
+            marker_color="#8c564b",
+        )
+    )
+    figure.update_xaxes(title_text="share of revenue", tickformat=".0%")
+    top = frame.iloc[-1]
+    chart = Chart(
+        "Revenue share per product category",
+        f"{len(frame)} categories were learned from {described['products']:,} product descriptions; "
+        f"the largest, {top.label}, takes {top.revenue_share:.0%} of revenue.",
+        _layout(figure, 80 + 45 * len(frame)),
+    )
+    table = Table(
+        "Categories",
+        ["category", "label", "products", "revenue", "characteristic words", "examples"],
+        [
+            [c["category"], c["label"], f"{c['products']:,}", _share(c["revenue_share"]), c["top_words"], c["examples"]]
+            for c in categories
+        ],
+    )
+    intro = (
+        f"Products are grouped by their descriptions ({described['method']}); the number of categories, "
+        f"{described['chosen']}, was chosen by {described['criterion']}."
+    )
+    return Section("products", "Product categories", intro, [chart], [table])
+
+
+def rfm(customers: pd.DataFrame, manifest: dict[str, Any]) -> Section:
+    """Show the distributions of recency, frequency and monetary value; the named RFM segments."""
+    figure = make_subplots(
+        rows=1, cols=3, subplot_titles=("recency (days)", "frequency (orders, log)", "monetary (log)")
+    )
+    figure.add_trace(go.Histogram(x=customers.recency_days, nbinsx=50, marker_color="#1f77b4"), 1, 1)
+    figure.add_trace(go.Histogram(x=np.log10(customers.frequency), nbinsx=40, marker_color="#ff7f0e"), 1, 2)
+    figure.add_trace(
+        go.Histogram(x=np.log10(customers.monetary.clip(lower=1)), nbinsx=50, marker_color="#2ca02c"), 1, 3
+    )
+    for col, ticks in ((2, [1, 2, 5, 10, 20, 50, 100, 200]), (3, [1, 10, 100, 1_000, 10_000, 100_000])):
+        figure.update_xaxes(tickvals=np.log10(ticks), ticktext=[f"{t:,}" for t in ticks], row=1, col=col)
+    figure.update_layout(showlegend=False)
+    one_order = (customers.frequency == 1).mean()
+    distributions = Chart(
+        "Recency, frequency and monetary value",
+        f"Half the customers last bought within {customers.recency_days.median():.0f} days; {one_order:.0%} "
+        f"ordered once; the median customer spent {_money(customers.monetary.median())}.",
+        _layout(figure, 340),
+    )
+    segments = pd.DataFrame(manifest["rfm"]["segments"])
+    segments = segments[segments.customers > 0]
+    figure = make_subplots(
+        rows=1, cols=2, specs=[[{"type": "domain"}, {"type": "domain"}]], subplot_titles=("customers", "revenue")
+    )
+    for col, values in ((1, segments.customers), (2, segments.revenue_share.clip(lower=0))):
+        figure.add_trace(
+            go.Treemap(
+                labels=segments.segment,
+                parents=[""] * len(segments),
+                values=values,
+                textinfo="label+percent root",
+                marker={"colors": [PALETTE[i % len(PALETTE)] for i in range(len(segments))]},
+            ),
+            1,
+            col,
+        )
+    best = segments.loc[segments.revenue_share.idxmax()]
+    treemap = Chart(
+        "Named RFM segments: share of customers and of revenue",
+        f"{best.segment} are {best.share:.0%} of customers and bring {best.revenue_share:.0%} of revenue.",
+        _layout(figure, 460),
+    )
+    cuts = manifest["rfm"]["cut_points"]
+    intro = (
+        f"Scores 1-{manifest['rfm']['bins']} from stored quantile cut points (recency {cuts['recency']}, "
+        f"frequency {cuts['frequency']}, monetary {[round(c) for c in cuts['monetary']]}), mapped to named segments."
+    )
+    return Section("rfm", "RFM", intro, [distributions, treemap])
+
+
+def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: dict[str, str]) -> Section | None:
+    """Show model selection, the embedding, per-segment profiles, sizes and revenue."""
+    described = manifest.get("segments", {})
+    if "chosen" not in described:
+        return None
+    chosen = described["chosen"]
+    candidates = pd.DataFrame(described["candidates"])
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("silhouette", "bootstrap stability"))
+    for index, ((model, space), group) in enumerate(candidates.groupby(["model", "space"], sort=True)):
+        group = group.sort_values("n_segments")
+        color = PALETTE[index % len(PALETTE)]
+        for col, metric in ((1, "silhouette"), (2, "stability")):
+            figure.add_trace(
+                go.Scatter(
+                    x=group.n_segments,
+                    y=group[metric],
+                    mode="lines+markers",
+                    name=f"{model} · {space}",
+                    legendgroup=f"{model}{space}",
+                    showlegend=col == 1,
+                    line={"color": color},
+                ),
+                1,
+                col,
+            )
+    for col in (1, 2):
+        figure.add_trace(
+            go.Scatter(
+                x=[chosen["n_segments"]],
+                y=[chosen["silhouette" if col == 1 else "stability"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 16, "color": "black"},
+                name="chosen",
+                showlegend=col == 1,
+            ),
+            1,
+            col,
+        )
+    figure.add_hline(y=0.8, line_dash="dot", line_color="#999", row=1, col=2)
+    figure.update_xaxes(title_text="segments")
+    eligible = int(candidates.eligible.sum())
+    curves = Chart(
+        "Model selection: quality of every candidate over the number of segments",
+        f"{eligible} of {len(candidates)} candidates are stable enough (>= 0.8) with no tiny segment; the rule "
+        f"chose {chosen['model']} on {chosen['space']} with {chosen['n_segments']} segments (silhouette "
+        f"{chosen['silhouette']:.3f}, stability {chosen['stability']:.3f}).",
+        _layout(figure, 440),
+    )
+    names = dict(zip(customers.segment, customers.segment_name, strict=False))
+    order = sorted(names, key=lambda s: int(s[1:]))
+    colors = {segment: PALETTE[i % len(PALETTE)] for i, segment in enumerate(order)}
+    charts = [curves]
+    if "tsne_x" in customers.columns and customers.tsne_x.notna().any():
+        sample = customers.sample(min(EMBEDDING_SAMPLE, len(customers)), random_state=0)
+        figure = go.Figure(
+            [
+                go.Scattergl(
+                    x=group.tsne_x,
+                    y=group.tsne_y,
+                    mode="markers",
+                    name=f"{segment} {names[segment]}",
+                    marker={"size": 4, "color": colors[segment], "opacity": 0.7},
+                    text=group.customer_id,
+                    hovertemplate="customer %{text}<extra>" + segment + "</extra>",
+                )
+                for segment, group in sample.groupby("segment", sort=False)
+                if segment in colors
+            ]
+        )
+        figure.update_xaxes(showticklabels=False, title_text="t-SNE 1")
+        figure.update_yaxes(showticklabels=False, title_text="t-SNE 2")
+        shown = f"a sample of {len(sample):,} of {len(customers):,}" if len(sample) < len(customers) else "all"
+        charts.append(
+            Chart(
+                "Customers in a 2-D t-SNE map, coloured by learned segment",
+                f"The map shows {shown} customers; customers close together buy alike, and the "
+                f"{len(order)} colours are the learned segments.",
+                _layout(figure, 520),
+            )
+        )
+    columns = ["recency_days", "frequency", "monetary", "tenure_days"]
+    shares = [c for c in customers.columns if c.startswith("share_")]
+    logged = np.log1p(customers[columns].clip(lower=0).astype(float))
+    values = pd.concat([logged, customers[shares].astype(float).fillna(0.0)], axis=1)
+    standardised = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
+    means = standardised.groupby(customers.segment).mean()
+    axis = ["recency", "frequency", "monetary", "tenure", *[labels.get(c.removeprefix("share_"), c) for c in shares]]
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=axis,
+                y=means.loc[segment],
+                mode="lines+markers",
+                name=f"{segment} {names[segment]}",
+                line={"color": colors[segment]},
+            )
+            for segment in order
+            if segment in means.index
+        ]
+    )
+    figure.add_hline(y=0, line_color="#999")
+    figure.update_yaxes(title_text="mean, in standard deviations from all customers")
+    spread = means[["recency_days", "frequency", "monetary", "tenure_days"]]
+    widest = spread.max() - spread.min()
+    charts.append(
+        Chart(
+            "Segment profiles (snake plot of standardised features and interests)",
+            f"The segments differ most in {widest.idxmax().removesuffix('_days')} "
+            f"({widest.max():.1f} standard deviations between the highest and the lowest segment).",
+            _layout(figure, 440),
+        )
+    )
+    profiles = pd.DataFrame(described["profiles"])
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=profiles.segment + " " + profiles.name, y=profiles.share, name="customers", marker_color="#1f77b4"
+            ),
+            go.Bar(
+                x=profiles.segment + " " + profiles.name,
+                y=profiles.revenue_share,
+                name="revenue",
+                marker_color="#2ca02c",
+            ),
+        ]
+    )
+    figure.update_layout(barmode="group")
+    figure.update_yaxes(tickformat=".0%")
+    top = profiles.loc[profiles.revenue_share.idxmax()]
+    charts.append(
+        Chart(
+            "Size and revenue share of each learned segment",
+            f"{top['name']} ({top.segment}) is {top.share:.0%} of customers and brings "
+            f"{top.revenue_share:.0%} of revenue.",
+            _layout(figure, 380),
+        )
+    )
+    shown = candidates.sort_values(["eligible", "silhouette"], ascending=[False, False]).head(10)
+    table = Table(
+        "Best candidates (eligible first, by silhouette)",
+        ["model", "space", "segments", "silhouette", "stability", "smallest segment", "chosen"],
+        [
+            [
+                c.model,
+                c.space,
+                str(c.n_segments),
+                f"{c.silhouette:.3f}",
+                f"{c.stability:.3f}",
+                _share(c.smallest_share),
+                "yes" if c.chosen else "",
+            ]
+            for c in shown.itertuples()
+        ],
+    )
+    return Section("learned", "Learned segments", described["rule"].capitalize() + ".", charts, [table])
+
+
+def new_customers(manifest: dict[str, Any], names: dict[str, dict[str, str]]) -> Section | None:
+    """Show the early-prediction hold-out: results per target and number of orders, confusion matrices."""
+    early = manifest.get("early", {})
+    results = [row for row in early.get("results", []) if "skipped" not in row]
+    if not results:
+        return None
+    table = Table(
+        f"Hold-out results: {early['eligible_customers']:,} eligible customers, tested on those who joined "
+        f"from {str(early['test_joined_from'])[:10]}",
+        [
+            "target",
+            "first orders",
+            "test customers",
+            "model",
+            "macro-F1",
+            "majority class",
+            "first orders as is",
+            "accuracy",
+        ],
+        [
+            [
+                row["target"],
+                str(row["n_orders"]),
+                f"{row['test_customers']:,}",
+                row["chosen"].replace("_", " "),
+                f"{row['model']['macro_f1']:.3f}",
+                f"{row['majority']['macro_f1']:.3f}",
+                f"{row['first_orders_as_is']['macro_f1']:.3f}",
+                _share(row["model"]["accuracy"]),
+            ]
+            for row in results
+        ],
+    )
+    charts = []
+    for target in ("segment", "category"):
+        rows = [row for row in results if row["target"] == target]
+        if not rows:
+            continue
+        row = rows[0]
+        matrix = np.array(row["confusion_matrix"]["rows_true_columns_predicted"], dtype=float)
+        label_names = [
+            f"{label} {names[target].get(label, '')}".strip()[:32] for label in row["confusion_matrix"]["labels"]
+        ]
+        totals = matrix.sum(axis=1, keepdims=True)
+        figure = go.Figure(
+            go.Heatmap(
+                z=np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0) * 100,
+                x=label_names,
+                y=label_names,
+                text=matrix.astype(int),
+                texttemplate="%{text}",
+                colorscale="Purples",
+                colorbar={"title": "% of row"},
+                hovertemplate="truth %{y}<br>predicted %{x}<br>%{text} customers<extra></extra>",
+            )
+        )
+        figure.update_yaxes(autorange="reversed", title_text="what they became")
+        figure.update_xaxes(title_text="predicted from the first order")
+        gain = row["model"]["macro_f1"] - row["majority"]["macro_f1"]
+        charts.append(
+            Chart(
+                f"Predicting the {target} from the first order: confusion matrix on unseen customers",
+                f"On {row['test_customers']:,} customers the model never saw, macro-F1 is "
+                f"{row['model']['macro_f1']:.3f} "
+                f"({gain:+.3f} over always predicting the most common {target}; accuracy "
+                f"{row['model']['accuracy']:.0%}).",
+                _layout(figure, 420),
+            )
+        )
+    intro = early["protocol"][0].upper() + early["protocol"][1:] + "."
+    return Section("early", "New customers", intro, charts, [table])
+
+
+def actions(manifest: dict[str, Any], segments: pd.DataFrame) -> Section:
+    """List segment by segment: size, revenue share, description, recommended action."""
+    learned = segments[segments.kind == "learned"]
+    shown = learned if len(learned) else segments[segments.kind == "rfm"]
+    table = Table(
+        "What to do, segment by segment",
+        ["segment", "customers", "share", "revenue", "description", "recommended action"],
+        [
+            [
+                f"{row.segment} {row.name}" if row.segment != row.name else row.name,
+                f"{row.customers:,}",
+                _share(row.share),
+                _share(row.revenue_share),
+                row.description,
+                row.action,
+            ]
+            for row in shown.itertuples()
+        ],
+    )
+    kind = "learned" if len(learned) else "RFM"
+    return Section(
+        "actions", "Actions", f"The {kind} segments with a description and a recommended action each.", [], [table]
+    )
+
+
+# -- assembling -------------------------------------------------------------------------------
+
+
+def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list[Section]:
+    """Build every section the run's stages allow, from its tables and its manifest."""
+    customers = backend.table("customers").execute()
+    sections = [data_quality(manifest), exploration(backend.table("lines")), product_categories(manifest)]
+    sections.append(rfm(customers, manifest))
+    labels = {c["category"]: c["label"] for c in manifest.get("products", {}).get("categories", [])}
+    if "segment" in customers.columns:
+        sections.append(learned_segments(customers, manifest, labels))
+    segment_names = {p["segment"]: p["name"] for p in manifest.get("segments", {}).get("profiles", [])}
+    sections.append(new_customers(manifest, {"segment": segment_names, "category": labels}))
+    if "segments" in backend.list_tables():
+        sections.append(actions(manifest, backend.table("segments").execute()))
+    return [section for section in sections if section is not None]
+
+
+def render(manifest: dict[str, Any], sections: list[Section]) -> str:
+    """Render the sections into one HTML page with plotly.js embedded once."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+    from plotly.offline import get_plotlyjs
+
+    environment = Environment(loader=PackageLoader("custseg", "templates"), autoescape=select_autoescape())
+    template = environment.get_template("report.html.j2")
+    config = {"displaylogo": False, "responsive": True}
+    charts = []
+    for section in sections:
+        for number, chart in enumerate(section.charts):
+            chart_id = f"chart-{section.key}-{number}"
+            charts.append(chart_id)
+            chart.html = chart.figure.to_html(full_html=False, include_plotlyjs=False, div_id=chart_id, config=config)
+    return template.render(
+        manifest=manifest,
+        sections=sections,
+        chart_count=len(charts),
+        plotlyjs=get_plotlyjs(),
+        version=__version__,
+        input_name=Path(manifest["input"]["path"]).name,
+    )
+
+
+def write_report(out_dir: Path, backend: ibis.BaseBackend, manifest: dict[str, Any]) -> Path:
+    """Write ``report.html`` into ``out_dir`` from the run's tables and manifest."""
+    target = Path(out_dir) / REPORT_FILE
+    target.write_text(render(manifest, report_sections(backend, manifest)), encoding="utf-8")
+    return target
+
+
+def build_report(out_dir: str | Path) -> Path:
+    """Rebuild ``report.html`` of a finished output folder without recomputing anything.
+
+    Raises
+    ------
+    InputFileError
+        If the folder holds no finished custseg run.
+    """
+    out_dir = Path(out_dir)
+    manifest_path, database = out_dir / MANIFEST_FILE, out_dir / DATABASE_FILE
+    if not manifest_path.exists() or not database.exists():
+        raise InputFileError(
+            f"{out_dir}: no {MANIFEST_FILE} and {DATABASE_FILE}; give the output folder of custseg run"
+        )
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if "customers" not in manifest or "course" in manifest:
+        raise InputFileError(f"{out_dir}: this run has no customer table (stopped early, or --recipe course)")
+    backend = ibis.duckdb.connect(database, read_only=True)
+    try:
+        return write_report(out_dir, backend, manifest)
+    finally:
+        backend.disconnect()

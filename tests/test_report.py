@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ARTIFACTS, open_in_chromium
+from custseg.cli import app
+from custseg.pipeline import run
+from custseg.report import REPORT_FILE, build_report
+
+
+@pytest.fixture(scope="module")
+def report(trained):
+    return trained[1].out_dir / REPORT_FILE
+
+
+def sections_of(html: str) -> list[str]:
+    return re.findall(r'<section id="([a-z]+)">', html)
+
+
+def test_every_run_writes_a_report_with_every_section(report):
+    html = report.read_text()
+    assert sections_of(html) == ["quality", "exploration", "products", "rfm", "learned", "early", "actions"]
+    assert html.count('class="reading"') == int(re.search(r'data-charts="(\d+)"', html).group(1)) > 10
+
+
+class Links(HTMLParser):
+    """Every src and href of the document's elements (script bodies are text, not elements)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value or "" for name, value in attrs if name in ("src", "href")]
+
+
+def test_the_report_fetches_nothing_and_is_small(report):
+    html = report.read_text()
+    parser = Links()
+    parser.feed(html)
+    assert parser.links and all(link.startswith("#") for link in parser.links), parser.links
+    assert html.count("plotly.js v") >= 1 and html.count("Plotly.newPlot") == html.count('class="chart"')
+    assert report.stat().st_size < 10_000_000
+
+
+def test_readings_are_computed_from_the_run(report, trained):
+    html = report.read_text()
+    rows = trained[1].manifest["rows"]
+    assert f"Of {rows['input_rows']:,} input rows, {rows['kept_rows']:,}" in html
+    chosen = trained[1].manifest["segments"]["chosen"]
+    assert f"chose {chosen['model']} on {chosen['space']} with {chosen['n_segments']} segments" in html
+
+
+def test_report_command_rebuilds_the_same_file(report, tmp_path):
+    before = report.read_bytes()
+    outcome = CliRunner().invoke(app, ["report", str(report.parent)])
+    assert outcome.exit_code == 0, outcome.output
+    assert report.read_bytes() == before
+
+
+def test_sections_of_stages_that_did_not_run_are_left_out(trained, tmp_path):
+    files, _ = trained
+    result = run(files.log, tmp_path / "early-stop", until="rfm")
+    html = build_report(result.out_dir).read_text()
+    assert sections_of(html) == ["quality", "exploration", "products", "rfm"]
+
+
+def test_report_command_on_a_folder_without_a_run_says_so(tmp_path):
+    outcome = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert outcome.exit_code == 1
+    assert outcome.stderr.startswith(f"custseg: error: {tmp_path}: no run.json")
+
+
+def test_the_report_renders_in_chromium(report):
+    opened = open_in_chromium(report, ARTIFACTS / "report-simulated.png")
+    assert opened["errors"] == [] and opened["requests"] == []
+    assert opened["plotly_roots"] == opened["charts"] > 10
