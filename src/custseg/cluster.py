@@ -93,12 +93,17 @@ def _fit_labels(model: str, points: np.ndarray, k: int | None, seed: int) -> np.
     if model == "kmeans":
         return KMeans(k, n_init=4, random_state=seed).fit_predict(points)
     if model == "gmm":
-        return GaussianMixture(k, n_init=1, random_state=seed).fit(points).predict(points)
+        return _mixture(k, seed).fit(points).predict(points)
     if model == "ward":
         return fcluster(linkage(points, "ward"), k, "maxclust") - 1
     if model == "hdbscan":
         return HDBSCAN(min_cluster_size=max(10, len(points) // 50), copy=True).fit_predict(points)
     raise ConfigError(f"model={model!r} must be one of {', '.join(MODELS)}")
+
+
+def _mixture(k: int, seed: int) -> GaussianMixture:
+    # k-means++ seeding instead of a full k-means run: a third less time over the bootstrap refits.
+    return GaussianMixture(k, n_init=1, init_params="k-means++", random_state=seed)
 
 
 def _attach_noise(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -214,13 +219,20 @@ class Segmentation(ClusterMixin, BaseEstimator):
         distances = pairwise_distances(fitted[evaluation]) if len(evaluation) <= 6000 else None
         size = min(1500, int(0.8 * len(fitted)))
         resamples = [np.sort(rng.choice(len(fitted), size, replace=False)) for _ in range(options.stability_resamples)]
+        # Ward reuses one tree per resample for every k; the others are split by k, so that the
+        # slow mixtures spread over the workers.
+        units = [
+            (space, model, [k] if model in ("kmeans", "gmm") else ks)
+            for space in options.spaces
+            for model in models
+            for k in (ks if model in ("kmeans", "gmm") else [None])
+        ]
         with threadpool_limits(limits=1, user_api="blas"):
             groups = Parallel(n_jobs=-1)(
                 delayed(self._model_candidates)(
-                    spaces[space], fitted, space, model, ks, resamples, evaluation, distances
+                    spaces[space], fitted, space, model, unit_ks, resamples, evaluation, distances
                 )
-                for space in options.spaces
-                for model in models
+                for space, model, unit_ks in units
             )
         results = [result for group in groups for result in group]
         table = pd.DataFrame([row for row, _ in results])
@@ -258,6 +270,10 @@ class Segmentation(ClusterMixin, BaseEstimator):
         elif model == "hdbscan":
             full = {None: _fit_labels(model, space_points, None, seed)}
             again = [{None: _fit_labels(model, space_points[r], None, seed)} for r in resamples]
+        elif model == "gmm":
+            mixtures = {k: _mixture(k, seed).fit(space_points) for k in ks}
+            full = {k: mixture.predict(space_points) for k, mixture in mixtures.items()}
+            again = [{k: _fit_labels(model, space_points[r], k, seed) for k in ks} for r in resamples]
         else:
             full = {k: _fit_labels(model, space_points, k, seed) for k in ks}
             again = [{k: _fit_labels(model, space_points[r], k, seed) for k in ks} for r in resamples]
@@ -266,15 +282,13 @@ class Segmentation(ClusterMixin, BaseEstimator):
             stability = np.mean(
                 [adjusted_rand_score(labels[r], refit[k]) for r, refit in zip(resamples, again, strict=True)]
             )
-            results.append(
-                (
-                    self._metrics(space_points, fitted, space, model, k, labels, stability, evaluation_rows, distances),
-                    labels,
-                )
-            )
+            row = self._metrics(space_points, fitted, space, model, labels, stability, evaluation_rows, distances)
+            if model == "gmm":
+                row["bic"] = round(float(mixtures[k].bic(space_points)), 1)
+            results.append((row, labels))
         return results
 
-    def _metrics(self, space_points, fitted, space, model, k, labels, stability, evaluation_rows, distances) -> dict:
+    def _metrics(self, space_points, fitted, space, model, labels, stability, evaluation_rows, distances) -> dict:
         assigned = _attach_noise(space_points, labels) if model == "hdbscan" else labels
         segments = int(assigned.max() + 1)
         row = {
@@ -297,9 +311,6 @@ class Segmentation(ClusterMixin, BaseEstimator):
             row["silhouette"] = round(float(silhouette), 4)
             row["calinski_harabasz"] = round(float(calinski_harabasz_score(fitted, assigned)), 1)
             row["davies_bouldin"] = round(float(davies_bouldin_score(fitted, assigned)), 4)
-        if model == "gmm":
-            gmm = GaussianMixture(k, n_init=1, random_state=self.random_state).fit(space_points)
-            row["bic"] = round(float(gmm.bic(space_points)), 1)
         return row
 
     @staticmethod
@@ -326,7 +337,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
             if raw_model == "kmeans":
                 self.model_ = KMeans(k, n_init=4, random_state=self.random_state).fit(fitted)
             else:
-                self.model_ = GaussianMixture(k, n_init=1, random_state=self.random_state).fit(fitted)
+                self.model_ = _mixture(k, self.random_state).fit(fitted)
             mapping = np.zeros(k, dtype=int)
             predicted = self.model_.predict(fitted)
             for cluster in range(k):
@@ -381,8 +392,15 @@ def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
 
     perplexity = float(min(50, max(5, (len(points) - 1) // 3)))
     # A shorter schedule than the default (250 + 500 iterations): the embedding only has to
-    # separate groups for the candidate search, and t-SNE dominates the segments stage.
-    embedding = TSNE(perplexity=perplexity, n_jobs=2, random_state=seed, early_exaggeration_iter=125, n_iter=250).fit(
-        points
-    )
+    # separate groups for the candidate search, and t-SNE dominates the segments stage. Exact
+    # neighbours: on a few features and at most max_fit_customers points they are quicker than
+    # building an approximate index.
+    embedding = TSNE(
+        perplexity=perplexity,
+        n_jobs=2,
+        random_state=seed,
+        early_exaggeration_iter=125,
+        n_iter=250,
+        neighbors="exact",
+    ).fit(points)
     return np.asarray(embedding)
