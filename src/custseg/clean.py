@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from custseg.schema import ROW_ID, SOURCE_COLUMNS
+from custseg.schema import ROW_ID, SOURCE_COLUMNS, exact_sum
 
 REASONS: dict[str, str] = {
     "invalid_timestamp": "timestamp missing or not parseable",
@@ -366,9 +366,9 @@ def reconcile(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> di
     """
     line_sums = (
         lines.aggregate(
-            gross_sales=(lines.quantity * lines.unit_price).sum(),
-            returns_matched=(lines.returned_quantity * lines.unit_price).sum(),
-            net_revenue=lines.net_revenue.sum(),
+            gross_sales=exact_sum(lines.quantity * lines.unit_price),
+            returns_matched=exact_sum(lines.returned_quantity * lines.unit_price),
+            net_revenue=exact_sum(lines.net_revenue),
         )
         .execute()
         .iloc[0]
@@ -376,12 +376,12 @@ def reconcile(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> di
     amount = rejected.quantity * rejected.unit_price
     per_reason = (
         rejected.group_by("reason")
-        .aggregate(rows=rejected.count(), amount=amount.sum().fill_null(0.0))
+        .aggregate(rows=rejected.count(), amount=exact_sum(amount).fill_null(0.0))
         .order_by("reason")
         .execute()
     )
     input_amount = float(
-        transactions.aggregate(a=(transactions.quantity * transactions.unit_price).sum()).execute().a.iloc[0]
+        transactions.aggregate(a=exact_sum(transactions.quantity * transactions.unit_price)).execute().a.iloc[0]
     )
     gross = float(line_sums.gross_sales or 0.0)
     rejected_amount = {r.reason: round(float(r.amount), 2) for r in per_reason.itertuples()}

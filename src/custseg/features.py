@@ -13,6 +13,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
+from custseg.schema import exact_sum
+
 SECONDS_PER_DAY = 86_400
 RECENT_WINDOW_DAYS = 90
 
@@ -76,9 +78,9 @@ def orders(lines: ir.Table, as_of: AsOf) -> ir.Table:
     return before.group_by("customer_id", "invoice_id").aggregate(
         as_of=before.as_of.max(),
         ordered_at=before.invoiced_at.min(),
-        revenue=before.net_revenue.sum(),
+        revenue=exact_sum(before.net_revenue),
         lines=(before.net_quantity > 0).sum().cast(dt.int64),
-        quantity=before.net_quantity.sum(),
+        quantity=exact_sum(before.net_quantity),
     )
 
 
@@ -107,16 +109,16 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
     per_order = orders(lines, as_of)
     valid = per_order.filter(per_order.revenue > 0)
     recent = valid.ordered_at >= valid.as_of - ibis.interval(days=RECENT_WINDOW_DAYS)
-    # Money is rounded to cents: a parallel sum's last bits depend on the order the engine adds
-    # in, and a customer whose spend sits on an RFM cut point must score the same every time.
+    # Money is summed exactly and rounded to cents: a customer whose spend sits on an RFM cut
+    # point must score the same every time.
     by_customer = valid.group_by("customer_id").aggregate(
         as_of=valid.as_of.max(),
         first_order_at=valid.ordered_at.min(),
         last_order_at=valid.ordered_at.max(),
         frequency=valid.count(),
-        monetary=valid.revenue.sum().round(2),
+        monetary=exact_sum(valid.revenue).round(2),
         orders_90d=recent.sum().cast(dt.int64),
-        revenue_90d=ibis.cases((recent, valid.revenue), else_=0.0).sum().round(2),
+        revenue_90d=exact_sum(ibis.cases((recent, valid.revenue), else_=0.0)).round(2),
     )
 
     before = lines_before(lines, as_of)
@@ -124,10 +126,10 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
     activity = before.group_by("customer_id").aggregate(
         distinct_products=before.product_id.nunique(where=bought),
         lines=bought.sum().cast(dt.int64),
-        returned_share=before.returned_quantity.sum() / before.quantity.sum(),
+        returned_share=exact_sum(before.returned_quantity) / exact_sum(before.quantity),
     )
 
-    by_country = before.group_by("customer_id", "country").aggregate(revenue=before.net_revenue.sum())
+    by_country = before.group_by("customer_id", "country").aggregate(revenue=exact_sum(before.net_revenue))
     rank = ibis.row_number().over(
         group_by=by_country.customer_id, order_by=[by_country.revenue.desc(), by_country.country.asc()]
     )

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
 from custseg.features import AsOf, lines_before
+from custseg.schema import exact_sum
 
 UNKNOWN = "unknown"
 """Category of products without a description."""
@@ -292,8 +293,8 @@ def product_summary(lines: ir.Table) -> ir.Table:
     description = counts.mutate(rank=rank).filter(lambda t: t["rank"] == 0).select("product_id", "description")
     totals = lines.group_by("product_id").aggregate(
         median_price=lines.unit_price.median(),
-        units=lines.net_quantity.sum(),
-        revenue=lines.net_revenue.sum(),
+        units=exact_sum(lines.net_quantity),
+        revenue=exact_sum(lines.net_revenue),
     )
     return totals.left_join(description, "product_id").select(
         "product_id", "description", "median_price", "units", "revenue"
@@ -444,9 +445,9 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
     category = joined.category.fill_null(UNKNOWN)
     columns = interest_columns(categories)
     sums = joined.group_by("customer_id").aggregate(
-        total=joined.net_revenue.sum(),
+        total=exact_sum(joined.net_revenue),
         **{
-            column: ibis.cases((category == cat, joined.net_revenue), else_=0.0).sum()
+            column: exact_sum(ibis.cases((category == cat, joined.net_revenue), else_=0.0))
             for cat, column in columns.items()
         },
     )

@@ -51,6 +51,16 @@ MAPPABLE_COLUMNS = (
 PROBLEM_COLUMNS = ("problem_reason", "problem_column", "problem_value")
 """Columns that `to_canonical` adds: why a row's values could not be parsed, or null."""
 
+EXACT = dt.Decimal(38, 6)
+"""Fixed-point type for sums: adding decimals is exact, so the result cannot depend on the order in
+which a parallel engine adds (float sums differ in their last bits from run to run)."""
+
+
+def exact_sum(value: ir.NumericValue) -> ir.FloatingValue:
+    """Sum ``value`` (to 6 decimals) exactly and return it as float64."""
+    return value.cast(EXACT).sum().cast(dt.float64)
+
+
 PRESETS: dict[str, dict[str, str]] = {
     "uci_online_retail": {
         "invoice_id": "InvoiceNo",
