@@ -412,7 +412,11 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         linear = LogisticRegression(max_iter=2000, class_weight="balanced")
         # No class weights for boosting: with sample weights scikit-learn bins every feature by
         # weighted percentiles, which made each fit ten times slower here.
-        boosted = HistGradientBoostingClassifier(max_iter=60, early_stopping=False, random_state=self.random_state)
+        # 30 rounds at a learning rate of 0.2 and 63 bins: on a few thousand customers as good in
+        # cross-validation as 60 rounds at 0.1 and 255 bins, in half the time.
+        boosted = HistGradientBoostingClassifier(
+            max_iter=30, learning_rate=0.2, max_bins=63, early_stopping=False, random_state=self.random_state
+        )
         families = {
             "logistic_regression": (Pipeline([("encode", encode), ("model", linear)]), {"model__C": [0.1, 1.0, 10.0]}),
             "gradient_boosting": (
