@@ -294,7 +294,7 @@ def _rfm(state: _State) -> None:
 
 
 def _segments(state: _State) -> None:
-    customers = state.tables["customers"].execute()
+    customers = state.tables["customers"].order_by("customer_id").execute()
     if state.fitted is not None:
         assigned = pd.concat([customers, state.fitted.assign(customers)], axis=1)
         state.tables["customers"] = state.workspace.save("customers", assigned)
@@ -360,7 +360,7 @@ def _predict(state: _State) -> None:
         )
         state.frames["early_models"] = models
     # Customers younger than the horizon: what they are now is not yet what they will be.
-    customers = state.tables["customers"].execute()
+    customers = state.tables["customers"].order_by("customer_id").execute()
     new = customers.customer_id[customers.tenure_days < options.horizon_days]
     names = {"segment": state.frames.get("segment_names", {}), "category": state.frames["category_labels"]}
     predicted = predict_early(early, new, models, categories, names)

@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from custseg import __version__
 from custseg.errors import InputFileError
+from custseg.schema import exact_sum
 from custseg.workspace import DATABASE_FILE, MANIFEST_FILE
 
 REPORT_FILE = "report.html"
@@ -165,12 +166,13 @@ def exploration(lines: ir.Table) -> Section:
     charts = []
     per_order = lines.group_by("customer_id", "invoice_id").aggregate(
         ordered_at=lines.invoiced_at.min(),
-        value=(lines.quantity * lines.unit_price).sum(),
-        net=lines.net_revenue.sum(),
+        value=exact_sum(lines.quantity * lines.unit_price),
+        net=exact_sum(lines.net_revenue),
         size=lines.count(),
-        country=lines.country.arbitrary(),
+        country=lines.country.min(),
     )
-    orders = per_order.execute()
+    # Ordered: the charts carry these rows, and the file must not change from run to run.
+    orders = per_order.order_by("customer_id", "invoice_id").execute()
     orders["country"] = orders.country.fillna("unknown")
     orders["month"] = orders.ordered_at.dt.year * 12 + orders.ordered_at.dt.month - 1
 
@@ -247,9 +249,11 @@ def exploration(lines: ir.Table) -> Section:
     products = (
         lines.group_by("product_id")
         .aggregate(
-            description=lines.description.arbitrary(), revenue=lines.net_revenue.sum(), units=lines.net_quantity.sum()
+            description=lines.description.min(),
+            revenue=exact_sum(lines.net_revenue),
+            units=exact_sum(lines.net_quantity),
         )
-        .order_by(ibis.desc("revenue"))
+        .order_by(ibis.desc("revenue"), "product_id")
         .limit(15)
         .execute()
         .iloc[::-1]
@@ -511,11 +515,13 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
         figure.update_xaxes(showticklabels=False, title_text="t-SNE 1")
         figure.update_yaxes(showticklabels=False, title_text="t-SNE 2")
         shown = f"a sample of {len(sample):,} of {len(customers):,}" if len(sample) < len(customers) else "all"
+        overall, own = _neighbours_alike(sample[["tsne_x", "tsne_y"]].to_numpy(), sample.segment.to_numpy())
+        mixed = own.idxmin()
         charts.append(
             Chart(
                 "Customers in a 2-D t-SNE map, coloured by learned segment",
-                f"The map shows {shown} customers; customers close together buy alike, and the "
-                f"{len(order)} colours are the learned segments.",
+                f"The map shows {shown} customers; {overall:.0%} of a customer's 10 nearest neighbours on "
+                f"it are in the customer's own segment, least so in {mixed} {names[mixed]} ({own[mixed]:.0%}).",
                 _layout(figure, 520),
             )
         )
@@ -594,6 +600,16 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
         ],
     )
     return Section("learned", "Learned segments", described["rule"].capitalize() + ".", charts, [table])
+
+
+def _neighbours_alike(points: np.ndarray, segments: np.ndarray, k: int = 10) -> tuple[float, pd.Series]:
+    """Share of each customer's k nearest neighbours in the same segment: overall, and per segment."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(points) - 1)
+    _, index = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    alike = (segments[index[:, 1:]] == segments[:, None]).mean(axis=1)
+    return float(alike.mean()), pd.Series(alike).groupby(segments).mean()
 
 
 def new_customers(manifest: dict[str, Any], names: dict[str, dict[str, str]]) -> Section | None:
@@ -699,7 +715,7 @@ def actions(manifest: dict[str, Any], segments: pd.DataFrame) -> Section:
 
 def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list[Section]:
     """Build every section the run's stages allow, from its tables and its manifest."""
-    customers = backend.table("customers").execute()
+    customers = backend.table("customers").order_by("customer_id").execute()
     sections = [data_quality(manifest), exploration(backend.table("lines")), product_categories(manifest)]
     sections.append(rfm(customers, manifest))
     labels = {c["category"]: c["label"] for c in manifest.get("products", {}).get("categories", [])}
