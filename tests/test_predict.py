@@ -204,3 +204,14 @@ def test_assign_predicts_new_customers_from_their_first_orders(trained, tmp_path
     merged = customers.merge(assigned, on="customer_id", suffixes=("_run", "_assign"))
     for column in ("predicted_segment", "predicted_category"):
         assert merged[f"{column}_run"].equals(merged[f"{column}_assign"]), column
+
+
+def test_assign_command_reports_how_many_customers_got_an_early_prediction(trained, tmp_path):
+    files, result = trained
+    out = tmp_path / "assigned.csv"
+    outcome = CliRunner().invoke(app, ["assign", str(files.log), "--model", str(result.out_dir), "--out", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    summary = json.loads(outcome.stdout)
+    assigned = pd.read_csv(out)
+    assert summary["customers"] == len(assigned)
+    assert summary["with_early_prediction"] == assigned.early_orders.notna().sum() > 0

@@ -393,12 +393,14 @@ def assign_command(
         "customers": result.manifest["customers"]["count"],
         "as_of": result.manifest["customers"]["as_of"],
         "with_learned_segment": result.manifest["segments"].get("assigned", 0),
+        "with_early_prediction": result.manifest.get("early", {}).get("predicted_customers", 0),
         "products_unknown_to_the_model": result.manifest["products"]["unknown_to_the_model"],
     }
     if _interactive():
         Console(highlight=False).print(
             f"{summary['customers']:,} customers as of {summary['as_of'][:10]} -> [bold]{out}[/bold] "
-            f"({summary['with_learned_segment']:,} with a learned segment; "
+            f"({summary['with_learned_segment']:,} with a learned segment, "
+            f"{summary['with_early_prediction']:,} new ones with an early prediction; "
             f"{summary['products_unknown_to_the_model']:,} products the model had not seen)"
         )
     else:
