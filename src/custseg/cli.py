@@ -188,15 +188,7 @@ def _print_summary(result: RunResult) -> None:
         (("segment", "left"), ("customers", "right"), ("share", "right"), ("revenue", "right"), *RFM_COLUMNS),
     )
     for segment in manifest["rfm"]["segments"]:
-        rfm.add_row(
-            segment["segment"],
-            f"{segment['customers']:,}",
-            f"{segment['share']:.1%}",
-            f"{segment['revenue_share']:.1%}",
-            _number(segment["median_recency_days"]),
-            _number(segment["median_frequency"]),
-            _number(segment["median_monetary"], 2),
-        )
+        rfm.add_row(segment["segment"], *_size_and_medians(segment))
     console.print(rfm)
     _print_learned(console, manifest["segments"])
     _print_early(console, manifest.get("early", {}))
@@ -229,17 +221,20 @@ def _print_learned(console: Console, segments: dict) -> None:
         ),
     )
     for profile in segments["profiles"]:
-        learned.add_row(
-            profile["segment"],
-            profile["name"],
-            f"{profile['customers']:,}",
-            f"{profile['share']:.1%}",
-            f"{profile['revenue_share']:.1%}",
-            _number(profile["median_recency_days"]),
-            _number(profile["median_frequency"]),
-            _number(profile["median_monetary"], 2),
-        )
+        learned.add_row(profile["segment"], profile["name"], *_size_and_medians(profile))
     console.print(learned)
+
+
+def _size_and_medians(segment: dict) -> tuple[str, ...]:
+    """Cells of a segment row: customers, share, revenue share and median R, F, M."""
+    return (
+        f"{segment['customers']:,}",
+        f"{segment['share']:.1%}",
+        f"{segment['revenue_share']:.1%}",
+        _number(segment["median_recency_days"]),
+        _number(segment["median_frequency"]),
+        _number(segment["median_monetary"], 2),
+    )
 
 
 def _print_early(console: Console, early: dict) -> None:

@@ -298,7 +298,7 @@ def _segments(state: _State) -> None:
     if state.fitted is not None:
         assigned = pd.concat([customers, state.fitted.assign(customers)], axis=1)
         state.tables["customers"] = state.workspace.save("customers", assigned)
-        state.frames["segment_names"] = {p["segment"]: p["name"] for p in state.fitted.manifest.get("segments") or []}
+        state.frames["segment_names"] = state.fitted.names()["segment"]
         state.manifest["segments"] = {"assigned": int(assigned.segment.notna().sum())}
         return
     needed = min_customers(state.settings.cluster)

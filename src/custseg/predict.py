@@ -81,6 +81,11 @@ class FittedModel:
         category = products.product_id.map(categories).fillna("unknown")
         return products.assign(category=category, category_label=category.map(labels).fillna("unknown"))
 
+    def names(self) -> dict[str, dict[str, str]]:
+        """Display names per early-prediction target: segment id -> name, category id -> label."""
+        profiles = self.manifest.get("segments") or []
+        return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
+
     def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
         """Segment id, name and action of each customer (DataFrame with the features)."""
         profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
@@ -562,10 +567,11 @@ def evaluate_early(
                 continue
             model = EarlyClassifier(as_is_column=AS_IS_INPUTS[target], cv_folds=options.cv_folds, random_state=seed)
             model.fit(model_inputs(train, categories), train[target])
-            predicted = model.predict(model_inputs(held_out, categories))
+            held_out_inputs = model_inputs(held_out, categories)
+            predicted = model.predict(held_out_inputs)
             counts = train[target].astype(str).value_counts()
             majority = sorted(counts.index, key=lambda label: (-counts[label], label))[0]
-            as_is = model_inputs(held_out, categories)[AS_IS_INPUTS[target]]
+            as_is = held_out_inputs[AS_IS_INPUTS[target]]
             truth = held_out[target].astype(str)
             labels = sorted(set(model.classes_) | set(truth) | set(predicted))
             # Counted directly: scikit-learn's confusion_matrix warns on a single label.

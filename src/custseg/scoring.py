@@ -73,10 +73,7 @@ class Scorer:
         self.fitted = fitted
         self.settings = settings_from_dict(fitted.manifest["settings"])
         self.categories = fitted.manifest["products"]["category_order"]
-        self.names = {
-            "segment": {p["segment"]: p["name"] for p in fitted.manifest.get("segments") or []},
-            "category": fitted.manifest["products"]["labels"],
-        }
+        self.names = fitted.names()
         self._lock = threading.Lock()
         self._backend = ibis.duckdb.connect(threads=1)
         self._con = self._backend.con
