@@ -13,7 +13,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from custseg.schema import exact_sum
+from custseg.schema import EXACT
 
 SECONDS_PER_DAY = 86_400
 RECENT_WINDOW_DAYS = 90
@@ -65,22 +65,63 @@ def lines_before(lines: ir.Table, as_of: AsOf) -> ir.Table:
     return lines.filter(lines.invoiced_at < cutoff).mutate(as_of=cutoff)
 
 
+LINE_COLUMNS = (
+    "customer_id",
+    "invoice_id",
+    "invoiced_at",
+    "product_id",
+    "quantity",
+    "returned_quantity",
+    "net_quantity",
+    "net_revenue",
+    "country",
+)
+"""The columns of ``lines`` that features are computed from."""
+
+
+def order_parts(lines: ir.Table, as_of: AsOf) -> ir.Table:
+    """One row per customer, order and country before ``as_of``: the only pass over the lines
+    besides the distinct products, so that orders, activity and countries are read from it.
+
+    Returns
+    -------
+    ibis.Table of shape (n_orders, 10)
+        customer_id, invoice_id, country, as_of, ordered_at (first timestamp), and the exact
+        (decimal) sums revenue (net), quantity (net), returned and purchased quantity, and lines
+        (with net quantity above 0).
+    """
+    before = lines_before(lines.select(*LINE_COLUMNS), as_of)
+    return before.group_by("customer_id", "invoice_id", "country").aggregate(
+        as_of=before.as_of.max(),
+        ordered_at=before.invoiced_at.min(),
+        revenue=before.net_revenue.cast(EXACT).sum(),
+        quantity=before.net_quantity.cast(EXACT).sum(),
+        returned=before.returned_quantity.cast(EXACT).sum(),
+        purchased=before.quantity.cast(EXACT).sum(),
+        lines=(before.net_quantity > 0).sum().cast(dt.int64),
+    )
+
+
 def orders(lines: ir.Table, as_of: AsOf) -> ir.Table:
     """One row per order placed before ``as_of``.
 
     Returns
     -------
     ibis.Table of shape (n_orders, 7)
-        customer_id, invoice_id, ordered_at (the order's first timestamp), revenue (net), lines
-        (with net quantity above 0), quantity (net) and the customer's as_of.
+        customer_id, invoice_id, ordered_at (the order's first timestamp), revenue (net, exact
+        decimal), lines (with net quantity above 0), quantity (net, exact decimal) and the
+        customer's as_of.
     """
-    before = lines_before(lines, as_of)
-    return before.group_by("customer_id", "invoice_id").aggregate(
-        as_of=before.as_of.max(),
-        ordered_at=before.invoiced_at.min(),
-        revenue=exact_sum(before.net_revenue),
-        lines=(before.net_quantity > 0).sum().cast(dt.int64),
-        quantity=exact_sum(before.net_quantity),
+    return _orders(order_parts(lines, as_of))
+
+
+def _orders(parts: ir.Table) -> ir.Table:
+    return parts.group_by("customer_id", "invoice_id").aggregate(
+        as_of=parts.as_of.max(),
+        ordered_at=parts.ordered_at.min(),
+        revenue=parts.revenue.sum(),
+        lines=parts.lines.sum(),
+        quantity=parts.quantity.sum(),
     )
 
 
@@ -106,7 +147,8 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
         mean_days_between_orders = (last - first order) / (frequency - 1) in days, null for one
         order; orders_90d and revenue_90d cover the 90 days before ``as_of``.
     """
-    per_order = orders(lines, as_of)
+    parts = order_parts(lines, as_of)
+    per_order = _orders(parts)
     valid = per_order.filter(per_order.revenue > 0)
     recent = valid.ordered_at >= valid.as_of - ibis.interval(days=RECENT_WINDOW_DAYS)
     # Money is summed exactly and rounded to cents: a customer whose spend sits on an RFM cut
@@ -116,20 +158,25 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
         first_order_at=valid.ordered_at.min(),
         last_order_at=valid.ordered_at.max(),
         frequency=valid.count(),
-        monetary=exact_sum(valid.revenue).round(2),
+        monetary=valid.revenue.sum().cast(dt.float64).round(2),
         orders_90d=recent.sum().cast(dt.int64),
-        revenue_90d=exact_sum(ibis.cases((recent, valid.revenue), else_=0.0)).round(2),
+        revenue_90d=ibis.cases((recent, valid.revenue), else_=0).sum().cast(dt.float64).round(2),
     )
 
-    before = lines_before(lines, as_of)
-    bought = before.net_quantity > 0
-    activity = before.group_by("customer_id").aggregate(
-        distinct_products=before.product_id.nunique(where=bought),
-        lines=bought.sum().cast(dt.int64),
-        returned_share=exact_sum(before.returned_quantity) / exact_sum(before.quantity),
+    activity = parts.group_by("customer_id").aggregate(
+        lines=parts.lines.sum(),
+        returned_share=parts.returned.sum().cast(dt.float64) / parts.purchased.sum().cast(dt.float64),
+    )
+    # Filtered before the cut-off, unlike order_parts, so that the engine streams the lines twice
+    # instead of materialising them once for both.
+    bought = lines_before(
+        lines.filter(lines.net_quantity > 0).select("customer_id", "product_id", "invoiced_at"), as_of
+    )
+    breadth = bought.select("customer_id", "product_id").distinct().group_by("customer_id").aggregate(
+        distinct_products=ibis._.count()
     )
 
-    by_country = before.group_by("customer_id", "country").aggregate(revenue=exact_sum(before.net_revenue))
+    by_country = parts.group_by("customer_id", "country").aggregate(revenue=parts.revenue.sum())
     rank = ibis.row_number().over(
         group_by=by_country.customer_id, order_by=[by_country.revenue.desc(), by_country.country.asc()]
     )
@@ -142,6 +189,7 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
     )
     features = (
         by_customer.inner_join(activity, "customer_id")
+        .left_join(breadth, "customer_id")
         .left_join(main_country, "customer_id")
         .select(
             "customer_id",
@@ -152,7 +200,7 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
             monetary=by_customer.monetary,
             avg_order_value=by_customer.monetary / by_customer.frequency,
             tenure_days=whole_days(by_customer.as_of, by_customer.first_order_at),
-            distinct_products=activity.distinct_products.cast(dt.int64),
+            distinct_products=breadth.distinct_products.fill_null(0).cast(dt.int64),
             lines=activity.lines,
             returned_share=activity.returned_share,
             main_country=main_country.main_country,
