@@ -80,8 +80,10 @@ LINE_COLUMNS = (
 
 
 def order_parts(lines: ir.Table, as_of: AsOf) -> ir.Table:
-    """One row per customer, order and country before ``as_of``: the only pass over the lines
-    besides the distinct products, so that orders, activity and countries are read from it.
+    """One row per customer, order and country before ``as_of``.
+
+    The only pass over the lines besides the distinct products: orders, activity and countries
+    are all read from it.
 
     Returns
     -------
@@ -172,8 +174,11 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
     bought = lines_before(
         lines.filter(lines.net_quantity > 0).select("customer_id", "product_id", "invoiced_at"), as_of
     )
-    breadth = bought.select("customer_id", "product_id").distinct().group_by("customer_id").aggregate(
-        distinct_products=ibis._.count()
+    breadth = (
+        bought.select("customer_id", "product_id")
+        .distinct()
+        .group_by("customer_id")
+        .aggregate(distinct_products=ibis._.count())
     )
 
     by_country = parts.group_by("customer_id", "country").aggregate(revenue=parts.revenue.sum())
