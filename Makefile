@@ -1,29 +1,29 @@
 # `make demo` and `make test` work on a fresh machine with only Python and pip: the first call
 # creates .venv and installs custseg into it; later calls reinstall only when pyproject.toml changed.
-# The tests also need Debian's chromium (the report test opens report.html in it): `make test` installs
-# it with apt-get when /usr/bin/chromium is missing.
+# The tests also need Debian's chromium (the report test opens report.html in it) and a Java runtime
+# (the Spark engine tests): `make test` installs them with apt-get when they are missing.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench chromium
+.PHONY: demo test test-fast lint bench test-packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/custseg demo --out demo-out
 
-chromium:
-	scripts/install-chromium
+test-packages:
+	scripts/install-test-packages
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed test-packages
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed chromium
+test-fast: $(VENV)/.installed test-packages
 	$(BIN)/python -m pytest -m "not realdata"
 
 lint: $(VENV)/.installed

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from custseg.engine import EngineOptions
 from custseg.pipeline import run
 from custseg.settings import Settings
 from custseg.simulate import simulate_to_files
@@ -54,7 +55,7 @@ def prepare(size: str, memory_limit: str) -> tuple[Path, Path, int]:
         simulate_to_files(log, max(1, round(rows_of(size) / ROWS_PER_CUSTOMER)), seed=0)
     if not lines.exists():
         out = DATA / f"work_{size}"
-        run(log, out, Settings(memory_limit=memory_limit), until="clean")
+        run(log, out, Settings(engine=EngineOptions(memory_limit=memory_limit)), until="clean")
         with duckdb.connect(str(out / "custseg.duckdb"), read_only=True) as con:
             con.sql(f"COPY lines TO '{lines}' (FORMAT parquet, COMPRESSION zstd)")
         shutil.rmtree(out)

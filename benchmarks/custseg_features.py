@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ibis
 
+from custseg.engine import EngineOptions
 from custseg.features import customer_features, reference_date
 from custseg.pipeline import run
 from custseg.settings import Settings
@@ -34,7 +35,7 @@ def from_lines(path: str, memory_limit: str | None) -> tuple[float, int]:
 
 def from_log(path: str, out: str, memory_limit: str | None) -> tuple[float, int]:
     start = time.perf_counter()
-    result = run(path, out, Settings(memory_limit=memory_limit), until="features")
+    result = run(path, out, Settings(engine=EngineOptions(memory_limit=memory_limit)), until="features")
     return time.perf_counter() - start, result.manifest["customers"]["count"]
 
 

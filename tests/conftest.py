@@ -22,6 +22,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def uci_run(shared_data, tmp_path_factory):
+    """The full DuckDB run on the real Parquet file (shared by the real-data and Spark tests)."""
+    from custseg.pipeline import run
+
+    return run(shared_data / "online_retail.parquet", tmp_path_factory.mktemp("uci") / "out")
+
+
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A model trained on a small simulated shop: (simulated files, run result)."""
     from custseg.pipeline import run

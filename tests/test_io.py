@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from custseg.engine import DuckDBEngine, EngineOptions
 from custseg.errors import EmptyInputError, EncodingError, InputFileError, InvalidValueError
 from custseg.io import (
     SOURCE_ROW,
@@ -26,8 +27,11 @@ ROWS = (
 
 
 @pytest.fixture()
-def backend():
-    return ibis.duckdb.connect()
+def backend(tmp_path):
+    engine = DuckDBEngine(EngineOptions())
+    engine.open(tmp_path)
+    yield engine
+    engine.close()
 
 
 def write(path: Path, text: str, encoding: str) -> Path:

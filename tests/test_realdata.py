@@ -13,11 +13,11 @@ pytestmark = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")
-def runs(shared_data, tmp_path_factory):
+def runs(uci_run, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
     # The CSV run stops before the learned segments: it is there to compare ingest and cleaning.
     return {
-        "parquet": run(shared_data / "online_retail.parquet", out / "parquet"),
+        "parquet": uci_run,
         "csv": run(shared_data / "online_retail.csv.gz", out / "csv", until="rfm"),
     }
 

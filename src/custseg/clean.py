@@ -8,6 +8,7 @@ Every input row ends up in exactly one of `lines` (kept purchases) and `rejected
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ibis
@@ -16,7 +17,8 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from custseg.schema import ROW_ID, SOURCE_COLUMNS, exact_sum
+from custseg.engine import allocate_in_python
+from custseg.schema import ROW_ID, SOURCE_COLUMNS, exact_sum, trimmed
 
 REASONS: dict[str, str] = {
     "invalid_timestamp": "timestamp missing or not parseable",
@@ -133,11 +135,11 @@ def _full_match(value: ir.StringValue, pattern: str) -> ir.BooleanValue:
 
 def is_non_product(transactions: ir.Table, rules: CleanRules) -> ir.BooleanValue:
     """Whether each row is a postage, fee, adjustment or other non-product line."""
-    code = transactions.product_id.strip().upper()
+    code = trimmed(transactions.product_id).upper()
     codes = [c.upper() for c in rules.non_product_codes]
     by_code = code.isin(codes).fill_null(False) if codes else ibis.literal(False)
     by_pattern = _full_match(transactions.product_id, rules.non_product_code_pattern)
-    description = transactions.description.strip()
+    description = trimmed(transactions.description)
     pattern = rules.non_product_description_pattern
     if not pattern.startswith("(?i)"):
         pattern = "(?i)" + pattern
@@ -149,13 +151,15 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
 
     The screening rules are every rule of `REASONS` before the returns.
     """
-    t = transactions
-    # The first copy of each distinct row, by a hash aggregation: cheaper than a window sorted by row.
-    first_copies = t.group_by(list(SOURCE_COLUMNS)).aggregate(first_row=t[ROW_ID].min())
+    # The first copy of each distinct row, by a hash aggregation: cheaper than a window sorted by
+    # row. Marked by a join, not NOT IN, which Spark plans as a nested loop over both tables.
+    first_copies = transactions.group_by(list(SOURCE_COLUMNS)).aggregate(first_row=transactions[ROW_ID].min())
+    first_copies = first_copies.select(first_row="first_row", is_first_copy=ibis.literal(True))
+    t = transactions.left_join(first_copies, transactions[ROW_ID] == first_copies.first_row).drop("first_row")
     reason = ibis.cases(
         (t.problem_reason.notnull(), t.problem_reason),
         (t.customer_id.isnull(), "missing_customer_id"),
-        (~t[ROW_ID].isin(first_copies.first_row), "duplicate_row"),
+        (t.is_first_copy.isnull(), "duplicate_row"),
         (is_non_product(t, rules), "non_product"),
         (t.quantity == 0, "zero_quantity"),
         (t.unit_price <= 0, "non_positive_price"),
@@ -165,7 +169,7 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
         (t.problem_reason.notnull(), t.problem_column.concat("=", t.problem_value)),
         else_=ibis.null(dt.string),
     )
-    return t.mutate(reason=reason, detail=detail)
+    return t.mutate(reason=reason, detail=detail).drop("is_first_copy")
 
 
 def _product_key(table: ir.Table) -> ir.StringValue:
@@ -248,7 +252,12 @@ def return_events(candidates: ir.Table) -> ir.Table:
     return events.select(ROW_ID, "customer_id", "product_key", "invoiced_at", "quantity")
 
 
-def clean(transactions: ir.Table, rules: CleanRules | None = None) -> CleanResult:
+def clean(
+    transactions: ir.Table,
+    rules: CleanRules | None = None,
+    *,
+    allocate_with: Callable[[ir.Table, Callable[[pd.DataFrame], pd.DataFrame]], ir.Table] = allocate_in_python,
+) -> CleanResult:
     """Split the canonical transactions into kept purchase lines and rejected rows.
 
     Parameters
@@ -257,6 +266,9 @@ def clean(transactions: ir.Table, rules: CleanRules | None = None) -> CleanResul
         From `custseg.schema.to_canonical`.
     rules : CleanRules, optional
         Settings of the non-product rule; defaults to `CleanRules()`.
+    allocate_with : callable, optional
+        ``(events, allocate_returns) -> allocation table``: where `allocate_returns` runs, e.g.
+        per group inside Spark (`custseg.engine.SparkEngine.allocate`); by default in this process.
 
     Returns
     -------
@@ -267,9 +279,9 @@ def clean(transactions: ir.Table, rules: CleanRules | None = None) -> CleanResul
     # Computed once: lines, rejected and the return netting all start from it.
     screened = screen(transactions, rules).cache()
     # Newest-first netting is sequential within a (customer, product) group, so it is no table
-    # expression; only the groups that hold a return are fetched and netted.
-    events = return_events(screened.filter(screened.reason.isnull())).to_pandas()
-    lines, rejected = net_returns(screened, ibis.memtable(allocate_returns(events)))
+    # expression; only the groups that hold a return are netted.
+    events = return_events(screened.filter(screened.reason.isnull()))
+    lines, rejected = net_returns(screened, allocate_with(events, allocate_returns))
     return CleanResult(lines=lines, rejected=rejected, screened=screened)
 
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from custseg import __version__
 from custseg.errors import CustsegError
 from custseg.pipeline import COURSE_STAGES, STAGES, RunResult, run
-from custseg.settings import load_settings, parse_column_map
+from custseg.settings import load_settings, parse_column_map, parse_spark_conf
 from custseg.simulate import simulate_to_files
 
 app = typer.Typer(
@@ -197,8 +197,9 @@ def _print_summary(result: RunResult) -> None:
             f"{customers['fully_returned']['count']} customer(s) returned every order: no RFM segment "
             "(listed in run.json)"
         )
+    store = "tables/" if manifest["settings"]["engine"]["name"] == "spark" else "custseg.duckdb"
     console.print(
-        f"Report: [bold]{result.out_dir / 'report.html'}[/bold]; tables in {result.out_dir} (custseg.duckdb, "
+        f"Report: [bold]{result.out_dir / 'report.html'}[/bold]; tables in {result.out_dir} ({store}, "
         "customers.parquet, segments.csv, categories.csv, rejected.parquet, model/, run.json)"
     )
 
@@ -333,6 +334,20 @@ def run_command(
     memory_limit: Annotated[
         str | None, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 3GB (default: 80% of RAM).")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="Where transaction-level stages run: duckdb (default) or spark."),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master", help="Spark master: local[*] (default), spark://host:7077, yarn, or sc://host:15002."
+        ),
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option("--spark-conf", help="A Spark setting key=value, e.g. spark.driver.memory=8g (repeatable)."),
+    ] = None,
 ) -> None:
     """Clean a transaction log, profile every customer and write the output folder."""
     with _user_errors():
@@ -349,6 +364,9 @@ def run_command(
             rfm_bins=rfm_bins,
             rfm_map=rfm_map,
             memory_limit=memory_limit,
+            engine=engine,
+            spark_master=spark_master,
+            spark_conf=parse_spark_conf(spark_conf or []),
             category_map=category_map,
             model=model,
             n_segments=n_segments,

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,20 +74,20 @@ def file_format_of(path: Path) -> str:
 
 def read_source(
     path: str | Path,
-    backend: ibis.BaseBackend,
+    engine,
     *,
     encoding: str | None = None,
     delimiter: str | None = None,
 ) -> Source:
-    """Read a file into ``backend`` as a table with a row-position column.
+    """Read a file into the engine as a table with a row-position column.
 
     Parameters
     ----------
     path : str or Path
         A ``.csv`` (any delimiter, UTF-8 with or without BOM, UTF-16 with BOM, or ISO-8859-1),
         ``.csv.gz``, ``.parquet`` or ``.xlsx`` file.
-    backend : ibis backend
-        Where the table lives (DuckDB by default).
+    engine : DuckDBEngine or SparkEngine
+        Where the table lives (`custseg.engine`).
     encoding, delimiter : str, optional
         Force a CSV encoding or delimiter instead of detecting it.
 
@@ -106,31 +105,31 @@ def read_source(
         raise EmptyInputError(f"{path}: the file is empty")
     file_format = file_format_of(path)
     if file_format == "parquet":
-        return _read_parquet(path, backend)
+        return _read_parquet(path, engine)
     if file_format == "xlsx":
         table = _read_xlsx(path)
-        return _register(path, backend, table, "xlsx")
+        return _register(path, engine, table, "xlsx")
     encoding = check_encoding(path, encoding)
     header = _header_line(path, encoding)
     if not header.strip():
         raise EmptyInputError(f"{path}: the file is empty")
     delimiter = delimiter or detect_delimiter(header)
     table = _read_csv(path, encoding, delimiter, header)
-    return _register(path, backend, table, "csv", encoding=encoding, delimiter=delimiter)
+    return _register(path, engine, table, "csv", encoding=encoding, delimiter=delimiter)
 
 
-def _register(path: Path, backend, table: pa.Table, file_format: str, **kwargs) -> Source:
+def _register(path: Path, engine, table: pa.Table, file_format: str, **kwargs) -> Source:
     if table.num_rows == 0:
         raise EmptyInputError(f"{path}: the file has a header but no data rows")
     columns = list(table.column_names)
     table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
-    registered = backend.create_table("source", table, temp=True, overwrite=True)
+    registered = engine.register("source", table)
     return Source(table=registered, path=path, file_format=file_format, columns=columns, arrow=table, **kwargs)
 
 
-def _read_parquet(path: Path, backend) -> Source:
+def _read_parquet(path: Path, engine) -> Source:
     try:
-        table = backend.read_parquet(path, file_row_number=True)
+        table = engine.read_parquet(path)
     except Exception as exc:  # the backend's own errors vary by engine and version
         raise InputFileError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
     columns = [c for c in table.columns if c != "file_row_number"]
@@ -312,7 +311,7 @@ def detect_text_timestamp_format(values: pa.ChunkedArray | pa.Array) -> tuple[st
     return winners[0], winners[1:]
 
 
-def parse_text_timestamps(source: Source, column: str, fmt: str | None, backend: ibis.BaseBackend) -> Source:
+def parse_text_timestamps(source: Source, column: str, fmt: str | None, engine) -> Source:
     """Turn a text timestamp column of a CSV or Excel source into timestamps, in Arrow.
 
     The original text is kept in `RAW_TIMESTAMP`, so that a value that does not parse can be
@@ -323,7 +322,7 @@ def parse_text_timestamps(source: Source, column: str, fmt: str | None, backend:
     table = source.arrow.drop_columns([SOURCE_ROW]) if SOURCE_ROW in source.arrow.column_names else source.arrow
     table = table.set_column(table.column_names.index(column), column, parsed).append_column(RAW_TIMESTAMP, text)
     table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
-    registered = backend.create_table("source", table, temp=True, overwrite=True)
+    registered = engine.register("source", table)
     return Source(
         table=registered,
         path=source.path,

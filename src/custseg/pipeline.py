@@ -17,7 +17,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import ibis
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
@@ -90,9 +89,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_transactions(
-    source: Source, settings: Settings, backend: ibis.BaseBackend
-) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
+def load_transactions(source: Source, settings: Settings, engine) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
     """Map a read source to the canonical transactions table and describe how it was read.
 
     Raises
@@ -110,7 +107,7 @@ def load_transactions(
         # Text timestamps of a CSV or Excel file are parsed in Arrow, where the file already is.
         if timestamp_format is None:
             timestamp_format, tied = detect_text_timestamp_format(source.arrow.column(column))
-        source = parse_text_timestamps(source, column, timestamp_format, backend)
+        source = parse_text_timestamps(source, column, timestamp_format, engine)
         parse_format = None
     else:
         if timestamp_format is None:
@@ -177,8 +174,8 @@ class _State:
 
 def _read(state: _State) -> None:
     data, settings, workspace = state.data, state.settings, state.workspace
-    source = read_source(data, workspace.backend, encoding=settings.input.encoding, delimiter=settings.input.delimiter)
-    canonical, _, described = load_transactions(source, settings, workspace.backend)
+    source = read_source(data, workspace.engine, encoding=settings.input.encoding, delimiter=settings.input.delimiter)
+    canonical, _, described = load_transactions(source, settings, workspace.engine)
     transactions = workspace.save("transactions", canonical)
     check_problems(transactions, source, settings.input.max_invalid_share)
     described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
@@ -188,7 +185,7 @@ def _read(state: _State) -> None:
 
 def _clean(state: _State) -> None:
     transactions, workspace = state.tables["transactions"], state.workspace
-    result = clean(transactions, state.settings.clean)
+    result = clean(transactions, state.settings.clean, allocate_with=workspace.engine.allocate)
     lines = workspace.save("lines", result.lines)
     rejected = workspace.save("rejected", result.rejected.order_by("row_id"))
     result.release()
@@ -346,7 +343,8 @@ def _predict(state: _State) -> None:
     if state.fitted is not None:
         models = state.fitted.early
     else:
-        horizon = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"]).execute()
+        horizon = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"])
+        horizon = horizon.order_by("customer_id").execute()
         targets = pd.DataFrame(
             {
                 "customer_id": horizon.customer_id,
@@ -469,7 +467,7 @@ def run(
     if until is not None and until not in stages:
         raise ValueError(f"until={until!r} must be one of {', '.join(stages)}")
     timings = _Timings(on_stage)
-    workspace = Workspace(out_dir, memory_limit=settings.memory_limit)
+    workspace = Workspace(out_dir, settings.engine)
     workspace.open()
     state = _State(data=Path(data), settings=settings, workspace=workspace, fitted=fitted, assign_out=assign_out)
     state.manifest.update(custseg_version=__version__, settings=settings.to_dict())

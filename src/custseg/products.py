@@ -286,7 +286,7 @@ def product_summary(lines: ir.Table) -> ir.Table:
     -------
     ibis.Table of shape (n_products, 5)
         product_id, description (the most frequent one; ties by text), median_price, units (net
-        quantity) and revenue (net).
+        quantity) and revenue (net); ordered by product_id.
     """
     counts = lines.group_by("product_id", "description").aggregate(n=lines.count())
     rank = ibis.row_number().over(group_by=counts.product_id, order_by=[counts.n.desc(), counts.description.asc()])
@@ -296,8 +296,11 @@ def product_summary(lines: ir.Table) -> ir.Table:
         units=exact_sum(lines.net_quantity),
         revenue=exact_sum(lines.net_revenue),
     )
-    return totals.left_join(description, "product_id").select(
-        "product_id", "description", "median_price", "units", "revenue"
+    # Ordered, so that categorize sees the same rows in the same order on every engine.
+    return (
+        totals.left_join(description, "product_id")
+        .select("product_id", "description", "median_price", "units", "revenue")
+        .order_by("product_id")
     )
 
 
@@ -437,7 +440,7 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
     ibis.Table of shape (n_customers, n_categories + 3)
         customer_id, one ``share_<category>`` column per category (summing to 1 for customers with
         positive net revenue), dominant_category (ties: first id) and breadth, the entropy of the
-        shares divided by log(n_categories): 0 buys one category, 1 buys all alike.
+        shares divided by log(n_categories), to 9 decimals: 0 buys one category, 1 buys all alike.
     """
     before = lines_before(lines, as_of)
     before = before.filter(before.net_revenue > 0)
@@ -464,5 +467,6 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
         (ibis.cases((shares[c] > 0, -shares[c] * shares[c].ln()), else_=0.0) for c in columns.values()),
         ibis.literal(0.0),
     )
-    breadth = entropy / float(np.log(n)) if n > 1 else ibis.literal(0.0)
+    # Rounded: engines' logarithms differ in the last bit, and Spark and DuckDB must agree.
+    breadth = (entropy / float(np.log(n))).round(9) if n > 1 else ibis.literal(0.0)
     return shares.mutate(dominant_category=dominant, breadth=breadth)

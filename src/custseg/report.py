@@ -22,9 +22,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg import __version__
+from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
 from custseg.schema import exact_sum
-from custseg.workspace import DATABASE_FILE, MANIFEST_FILE
+from custseg.workspace import MANIFEST_FILE
 
 REPORT_FILE = "report.html"
 EMBEDDING_SAMPLE = 4000
@@ -768,15 +769,21 @@ def build_report(out_dir: str | Path) -> Path:
         If the folder holds no finished custseg run.
     """
     out_dir = Path(out_dir)
-    manifest_path, database = out_dir / MANIFEST_FILE, out_dir / DATABASE_FILE
-    if not manifest_path.exists() or not database.exists():
+    manifest_path, database, tables = out_dir / MANIFEST_FILE, out_dir / DATABASE_FILE, stored_tables(out_dir)
+    if not manifest_path.exists() or not (database.exists() or tables):
         raise InputFileError(
             f"{out_dir}: no {MANIFEST_FILE} and {DATABASE_FILE}; give the output folder of custseg run"
         )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if "customers" not in manifest or "course" in manifest:
         raise InputFileError(f"{out_dir}: this run has no customer table (stopped early, or --recipe course)")
-    backend = ibis.duckdb.connect(database, read_only=True)
+    if database.exists():
+        backend = ibis.duckdb.connect(database, read_only=True)
+    else:
+        # A Spark run's tables are Parquet datasets; DuckDB reads them in place.
+        backend = ibis.duckdb.connect()
+        for name, folder in tables.items():
+            backend.read_parquet(folder / "*.parquet", table_name=name)
     try:
         return write_report(out_dir, backend, manifest)
     finally:

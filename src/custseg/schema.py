@@ -183,8 +183,17 @@ def _try_strptime(value: str, fmt: str) -> datetime.datetime:
     """Parse text with a strptime format; null where it does not parse."""
 
 
+def trimmed(value: ir.StringValue) -> ir.StringValue:
+    """Text without leading and trailing whitespace, the same on every engine.
+
+    Ibis's own ``strip`` lists the whitespace characters in a Spark literal whose escaped vertical
+    tab and form feed Spark reads as the letters v and f (it turned product 85099f into 85099).
+    """
+    return value.re_replace(r"^\s+|\s+$", "")
+
+
 def _blank_to_null(value: ir.StringValue) -> ir.StringValue:
-    value = value.strip()
+    value = trimmed(value)
     return ibis.cases((value == "", ibis.null(dt.string)), else_=value)
 
 

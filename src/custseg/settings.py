@@ -14,6 +14,7 @@ from typing import Any
 
 from custseg.clean import CleanRules
 from custseg.cluster import ClusterOptions
+from custseg.engine import EngineOptions
 from custseg.errors import ConfigError
 from custseg.predict import PredictOptions
 from custseg.products import ProductOptions
@@ -59,7 +60,7 @@ class Settings:
     predict: PredictOptions = field(default_factory=PredictOptions)
     as_of: datetime.date | None = None
     seed: int = 0
-    memory_limit: str | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
     recipe: str = "custseg"
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,15 +76,31 @@ def parse_column_map(pairs: list[str]) -> dict[str, str]:
     ConfigError
         If a pair has no ``=`` or names an unknown canonical column.
     """
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        canonical, sep, source = pair.partition("=")
-        canonical, source = canonical.strip(), source.strip()
-        if not sep or not canonical or not source:
-            raise ConfigError(f"--map {pair!r} must look like canonical=source, e.g. customer_id=Client")
-        mapping[canonical] = source
+    mapping = _parse_pairs(pairs, "--map", "canonical=source, e.g. customer_id=Client")
     _check_canonical_names(mapping, "--map")
     return mapping
+
+
+def parse_spark_conf(pairs: list[str]) -> dict[str, str]:
+    """Parse ``key=value`` strings (the ``--spark-conf`` option) into Spark settings.
+
+    Raises
+    ------
+    ConfigError
+        If a pair has no ``=``.
+    """
+    return _parse_pairs(pairs, "--spark-conf", "key=value, e.g. spark.driver.memory=8g")
+
+
+def _parse_pairs(pairs: list[str], option: str, shape: str) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise ConfigError(f"{option} {pair!r} must look like {shape}")
+        parsed[key] = value
+    return parsed
 
 
 def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
@@ -94,7 +111,7 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "predict", "run"}
+_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "predict", "engine", "run"}
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -107,10 +124,12 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
         `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[predict]`` (the fields of
-        `PredictOptions`) and ``[run]`` (seed, as_of, memory_limit).
+        `PredictOptions`), ``[engine]`` (the fields of `custseg.engine.EngineOptions`; ``spark_conf``
+        a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
-        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``;
+        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``,
+        ``engine``, ``spark_master``, ``spark_conf`` (a dict, merged over the file's);
         None means "not given", and a given value wins over the file.
 
     Raises
@@ -184,7 +203,16 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             raise ConfigError(f"as_of={as_of!r} must be a date like 2011-12-10") from None
     if isinstance(as_of, datetime.datetime):
         as_of = as_of.date()
-    memory_limit = overrides.get("memory_limit") or run_doc.get("memory_limit")
+    engine_doc = _known_keys(doc.get("engine", {}), EngineOptions, f"{where} [engine]")
+    if run_doc.get("memory_limit") is not None:
+        engine_doc.setdefault("memory_limit", run_doc["memory_limit"])
+    for key, override in (("name", "engine"), ("memory_limit", "memory_limit"), ("spark_master", "spark_master")):
+        if overrides.get(override) is not None:
+            engine_doc[key] = overrides[override]
+    spark_conf = {str(k): str(v) for k, v in engine_doc.get("spark_conf", {}).items()}
+    spark_conf.update(overrides.get("spark_conf") or {})
+    engine_doc["spark_conf"] = spark_conf
+    engine = EngineOptions(**engine_doc)
     recipe = overrides.get("recipe") or run_doc.get("recipe") or "custseg"
     if recipe not in ("custseg", "course"):
         raise ConfigError(f"recipe={recipe!r} must be custseg or course")
@@ -197,7 +225,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         predict=predict_options,
         as_of=as_of,
         seed=seed,
-        memory_limit=memory_limit,
+        engine=engine,
         recipe=recipe,
     )
 
@@ -223,7 +251,7 @@ def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
     return dict(table)
 
 
-__all__ = ["CANONICAL_COLUMNS", "InputOptions", "Settings", "load_settings", "parse_column_map"]
+__all__ = ["CANONICAL_COLUMNS", "InputOptions", "Settings", "load_settings", "parse_column_map", "parse_spark_conf"]
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
@@ -238,6 +266,6 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         predict=PredictOptions(**data.get("predict", {})),
         as_of=datetime.date.fromisoformat(as_of) if isinstance(as_of, str) else as_of,
         seed=data.get("seed", 0),
-        memory_limit=data.get("memory_limit"),
+        engine=EngineOptions(**data.get("engine", {})),
         recipe=data.get("recipe", "custseg"),
     )

@@ -14,7 +14,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-DATABASE_FILE = "custseg.duckdb"
+from custseg.engine import EngineOptions, make_engine
+
 MANIFEST_FILE = "run.json"
 MODEL_FOLDER = "model"
 MODEL_FILE = "model.json"
@@ -44,46 +45,40 @@ def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 class Workspace:
-    """An output folder: ``custseg.duckdb`` (every table), Parquet and CSV exports, ``run.json``.
+    """An output folder: every table, Parquet and CSV exports, ``run.json`` and the model.
+
+    Tables live in ``custseg.duckdb``, or with Spark in ``tables/`` (a Parquet dataset each).
 
     Parameters
     ----------
     path : Path
-        The folder; created if missing. An existing ``custseg.duckdb`` in it is replaced.
-    memory_limit : str, optional
-        The most memory DuckDB may use (e.g. ``"3GB"``); beyond it, it spills to the folder.
-        Default: DuckDB's own (80% of the machine's memory).
+        The folder; created if missing. Tables of an earlier run in it are replaced.
+    engine : EngineOptions, optional
+        Which engine computes and stores the tables; DuckDB by default.
     """
 
-    def __init__(self, path: str | Path, *, memory_limit: str | None = None) -> None:
+    def __init__(self, path: str | Path, engine: EngineOptions | None = None) -> None:
         self.path = Path(path)
-        self.memory_limit = memory_limit
+        self.engine = make_engine(engine or EngineOptions())
+        self.backend = None
 
     def open(self) -> ibis.BaseBackend:
-        """Create the folder, start a fresh database file and return its connection."""
+        """Create the folder, start fresh tables and return the engine's connection."""
         self.path.mkdir(parents=True, exist_ok=True)
-        database = self.path / DATABASE_FILE
-        for stale in (database, database.with_suffix(".duckdb.wal")):
-            stale.unlink(missing_ok=True)
-        config = {"temp_directory": str(self.path / "spill")}
-        if self.memory_limit:
-            config["memory_limit"] = self.memory_limit
-        self.backend = ibis.duckdb.connect(database, **config)
-        # DuckDB draws its own progress bar on long queries, through custseg's output.
-        self.backend.raw_sql("SET enable_progress_bar = false")
+        self.backend = self.engine.open(self.path)
         return self.backend
 
-    def save(self, name: str, table: ir.Table, *, temp: bool = False) -> ir.Table:
-        """Compute ``table`` into the database as ``name`` and return the stored table.
+    def save(self, name: str, table: ir.Table | pd.DataFrame, *, temp: bool = False) -> ir.Table:
+        """Compute ``table`` into the store as ``name`` and return the stored table.
 
-        A ``temp`` table lives only while the run's connection is open.
+        A ``temp`` table lives only while the workspace is open.
         """
-        return self.backend.create_table(name, table, overwrite=True, temp=temp)
+        return self.engine.save(name, table, temp=temp)
 
     def write_parquet(self, table: ir.Table, file_name: str) -> Path:
-        """Write ``table`` to ``file_name`` in the folder (Parquet, zstd)."""
+        """Write ``table`` to ``file_name`` in the folder (Parquet, zstd; with Spark, a folder of parts)."""
         target = self.path / file_name
-        table.to_parquet(target, compression="zstd")
+        self.engine.write_parquet(table, target)
         return target
 
     def write_csv(self, frame: pd.DataFrame, file_name: str) -> Path:
@@ -113,11 +108,9 @@ class Workspace:
         return folder
 
     def close(self) -> None:
-        """Close the database connection (the file stays)."""
-        backend = getattr(self, "backend", None)
-        if backend is not None:
-            backend.disconnect()
-            self.backend = None
+        """Close the engine's connection (stored tables stay)."""
+        self.engine.close()
+        self.backend = None
 
 
 def load_model(folder: str | Path):

@@ -1,0 +1,259 @@
+"""Where the transaction-level stages run: DuckDB on this machine, or Apache Spark.
+
+Both engines run the same Ibis expressions of every stage. An engine supplies only what cannot
+be a table expression: the connection, reading a Parquet file with its row positions, taking a
+small table from Python, storing a computed table, writing Parquet, and the newest-first return
+allocation, which is sequential within a (customer, product) group.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+
+from custseg.errors import ConfigError
+
+ENGINES = ("duckdb", "spark")
+DATABASE_FILE = "custseg.duckdb"
+SPARK_TABLES = "tables"
+"""Folder of a Spark run's stored tables, one Parquet dataset per table."""
+ALLOCATION_SCHEMA = "row_id long, allocated_quantity double"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which engine runs the transaction-level stages, and how.
+
+    Attributes
+    ----------
+    name : str
+        ``duckdb`` (default, in-process) or ``spark``.
+    memory_limit : str or None
+        DuckDB's memory limit (e.g. ``"3GB"``); beyond it, DuckDB spills to the output folder.
+    spark_master : str
+        Spark master URL: ``local[*]`` (default), ``local[2]``, ``spark://host:7077``, ``yarn``,
+        or a Spark Connect URL ``sc://host:15002``.
+    spark_conf : dict of str to str
+        Spark settings passed through as given (e.g. ``spark.driver.memory``).
+    """
+
+    name: str = "duckdb"
+    memory_limit: str | None = None
+    spark_master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise ConfigError(f"engine {self.name!r} is not one of {', '.join(ENGINES)}")
+
+
+def allocate_in_python(events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:
+    """Run ``allocate`` on all ``events`` at once in this process; the result as a memtable."""
+    return ibis.memtable(allocate(events.to_pandas()))
+
+
+class DuckDBEngine:
+    """DuckDB in this process, every table in ``custseg.duckdb`` of the output folder."""
+
+    name = "duckdb"
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        self.backend = None
+
+    def open(self, folder: Path) -> ibis.BaseBackend:
+        """Start a fresh ``custseg.duckdb`` in ``folder`` and return its connection."""
+        database = folder / DATABASE_FILE
+        for stale in (database, database.with_suffix(".duckdb.wal")):
+            stale.unlink(missing_ok=True)
+        config = {"temp_directory": str(folder / "spill")}
+        if self.options.memory_limit:
+            config["memory_limit"] = self.options.memory_limit
+        self.backend = ibis.duckdb.connect(database, **config)
+        # DuckDB draws its own progress bar on long queries, through custseg's output.
+        self.backend.raw_sql("SET enable_progress_bar = false")
+        return self.backend
+
+    def read_parquet(self, path: Path) -> ir.Table:
+        """Read the file as a table with its 0-based row positions in ``file_row_number``."""
+        return self.backend.read_parquet(path, file_row_number=True)
+
+    def register(self, name: str, table: pa.Table) -> ir.Table:
+        """Make an Arrow table from this process a (temporary) table ``name``."""
+        return self.backend.create_table(name, table, temp=True, overwrite=True)
+
+    def allocate(self, events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:
+        """Run ``allocate`` on the events in this process (`allocate_in_python`)."""
+        return allocate_in_python(events, allocate)
+
+    def save(self, name: str, table: ir.Table | pd.DataFrame, *, temp: bool = False) -> ir.Table:
+        """Compute ``table`` into the database as ``name`` (replacing it) and return the stored table."""
+        return self.backend.create_table(name, table, overwrite=True, temp=temp)
+
+    def write_parquet(self, table: ir.Table, target: Path) -> None:
+        """Write one Parquet file (zstd)."""
+        table.to_parquet(target, compression="zstd")
+
+    def close(self) -> None:
+        """Close the connection (the database file stays)."""
+        if self.backend is not None:
+            self.backend.disconnect()
+            self.backend = None
+
+
+class SparkEngine:
+    """Apache Spark through Ibis's PySpark backend; stored tables are Parquet datasets in ``tables/``.
+
+    The session is created with the options' master and settings, or reused if this process
+    already has one (its static settings then stay as they were).
+    """
+
+    name = "spark"
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        self.backend = None
+        self._stored: dict[str, Path] = {}
+        self._temporary: set[str] = set()
+        self._versions = itertools.count()
+
+    def open(self, folder: Path) -> ibis.BaseBackend:
+        """Start (or join) the Spark session, clear ``folder/tables`` and return the connection."""
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise ConfigError(
+                "--engine spark needs pyspark: pip install 'custseg[spark]' (and Java 17 or 21)"
+            ) from None
+        self.folder = folder
+        shutil.rmtree(folder / SPARK_TABLES, ignore_errors=True)
+        master = self.options.spark_master
+        builder = SparkSession.builder.appName("custseg")
+        builder = builder.remote(master) if master.startswith("sc://") else builder.master(master)
+        settings = {
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            # Pandas writes nanosecond timestamps that Spark reads only as integers (see read_parquet).
+            "spark.sql.legacy.parquet.nanosAsLong": "true",
+            **self.options.spark_conf,
+        }
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        try:
+            session = builder.getOrCreate()
+        except Exception as exc:  # Java missing or the cluster unreachable: Spark's own errors vary
+            raise ConfigError(f"cannot start Spark at {master}: {str(exc).strip().splitlines()[0]}") from None
+        for key in ("spark.sql.session.timeZone", "spark.sql.legacy.parquet.nanosAsLong"):
+            session.conf.set(key, settings[key])
+        self.session = session
+        self.backend = ibis.pyspark.connect(session)
+        return self.backend
+
+    def read_parquet(self, path: Path) -> ir.Table:
+        """Read a file (or folder of files) with 0-based row positions in ``file_row_number``.
+
+        Positions count across the files in name order, from per-file row indexes and file
+        sizes: no global sort, no single partition.
+        """
+        from pyspark.sql import functions as F
+
+        frame = self.session.read.parquet(str(path))
+        for column in _nanosecond_columns(path):
+            frame = frame.withColumn(column, F.timestamp_micros(F.floor(F.col(column) / 1000)).cast("timestamp_ntz"))
+        frame = frame.withColumn("__file", F.col("_metadata.file_path")).withColumn(
+            "__row", F.col("_metadata.row_index")
+        )
+        sizes = frame.groupBy("__file").count().orderBy("__file").toPandas()
+        offsets = sizes.assign(__offset=sizes["count"].cumsum() - sizes["count"])[["__file", "__offset"]]
+        offsets = self.session.createDataFrame(offsets)
+        frame = frame.join(F.broadcast(offsets), "__file").withColumn(
+            "file_row_number", F.col("__offset") + F.col("__row")
+        )
+        frame = frame.drop("__file", "__row", "__offset")
+        frame.createOrReplaceTempView("source")
+        return self.backend.table("source")
+
+    def register(self, name: str, table: pa.Table) -> ir.Table:
+        """Make an Arrow table from this process a temporary view ``name``."""
+        self.session.createDataFrame(table).createOrReplaceTempView(name)
+        return self.backend.table(name)
+
+    def allocate(self, events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:
+        """Run ``allocate`` per (customer, product) group inside Spark (a grouped pandas UDF)."""
+        frame = self.session.sql(self.backend.compile(events))
+        allocated = frame.groupBy("customer_id", "product_key").applyInPandas(allocate, schema=ALLOCATION_SCHEMA)
+        return self.save("return_allocation", allocated, temp=True)
+
+    def save(self, name: str, table, *, temp: bool = False) -> ir.Table:
+        """Compute ``table`` into a new Parquet dataset and point the view ``name`` at it."""
+        from pyspark.sql import DataFrame
+
+        if isinstance(table, DataFrame):
+            frame = table
+        elif isinstance(table, pd.DataFrame):
+            frame = self.session.createDataFrame(pa.Table.from_pandas(table, preserve_index=False))
+        else:
+            self.backend._run_pre_execute_hooks(table)
+            frame = self.session.sql(self.backend.compile(table))
+        # A new folder per version: the table being replaced may be read by the new one.
+        target = self.folder / SPARK_TABLES / f"{name}.{next(self._versions)}"
+        frame.write.parquet(str(target), compression="zstd")
+        self.session.read.parquet(str(target)).createOrReplaceTempView(name)
+        previous = self._stored.get(name)
+        self._stored[name] = target
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+        if temp:
+            self._temporary.add(name)
+        return self.backend.table(name)
+
+    def write_parquet(self, table: ir.Table, target: Path) -> None:
+        """Write a Parquet dataset (a folder of part files) named ``target``."""
+        shutil.rmtree(target, ignore_errors=True)
+        target.unlink(missing_ok=True)
+        self.session.sql(self.backend.compile(table)).write.parquet(str(target), compression="zstd")
+
+    def close(self) -> None:
+        """Give stored tables their final names (``tables/<name>``) and drop temporary ones."""
+        if self.backend is None:
+            return
+        for name, path in self._stored.items():
+            self.session.catalog.dropTempView(name)
+            if name in self._temporary:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.rename(path.with_name(name))
+        self._stored.clear()
+        self.backend = None
+
+
+def _nanosecond_columns(path: Path) -> list[str]:
+    """Columns stored as nanosecond timestamps (read by Spark as integers), from a local file's footer."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.exists() else []
+    if not files:
+        return []
+    schema = pq.read_schema(files[0])
+    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+
+
+def make_engine(options: EngineOptions) -> DuckDBEngine | SparkEngine:
+    """Return the engine named by ``options.name``."""
+    return SparkEngine(options) if options.name == "spark" else DuckDBEngine(options)
+
+
+def stored_tables(folder: Path) -> dict[str, Path]:
+    """List the Parquet datasets a Spark run left in ``folder/tables``, by table name."""
+    tables = folder / SPARK_TABLES
+    return {p.name: p for p in sorted(tables.iterdir()) if p.is_dir()} if tables.is_dir() else {}

@@ -1,0 +1,83 @@
+"""The Spark engine on the real UCI Online Retail data: the same results as DuckDB.
+
+Runs `custseg run --engine spark --spark-master local[2]` (Java and pyspark are installed by
+`make test`) and compares its tables with the DuckDB run of the same file, value by value.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from custseg.cli import app
+from custseg.features import FEATURE_COLUMNS
+
+pytestmark = pytest.mark.realdata
+
+RFM_COLUMNS = ("r_score", "f_score", "m_score", "rfm_code", "rfm_segment")
+
+
+@pytest.fixture(scope="module")
+def spark_out(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("spark") / "out"
+    result = CliRunner().invoke(
+        app,
+        ["run", str(shared_data / "online_retail.parquet"), "--out", str(out)]
+        + ["--engine", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.sql.shuffle.partitions=8"],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def duckdb_table(run, name: str) -> pd.DataFrame:
+    with duckdb.connect(str(run.out_dir / "custseg.duckdb"), read_only=True) as con:
+        return con.sql(f"select * from {name}").df()
+
+
+def comparable(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Rows in key order, columns by name, every missing value as None, timestamps to the microsecond."""
+    frame = frame.sort_values(key).reset_index(drop=True)
+    frame = frame[sorted(frame.columns)]
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            frame[column] = frame[column].astype("datetime64[us]")
+    return frame.astype(object).where(frame.notna(), None)
+
+
+@pytest.mark.parametrize("name", ["transactions", "lines", "rejected"])
+def test_spark_gives_the_same_rows_as_duckdb(uci_run, spark_out, name):
+    expected = comparable(duckdb_table(uci_run, name), "row_id")
+    got = comparable(pd.read_parquet(spark_out / "tables" / name), "row_id")
+    assert len(got) == len(expected) > 100_000
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_spark_rejects_and_reconciles_the_same(uci_run, spark_out):
+    manifest = json.loads((spark_out / "run.json").read_text())
+    assert manifest["settings"]["engine"]["name"] == "spark"
+    assert manifest["rows"] == uci_run.manifest["rows"]
+    assert manifest["rows"]["rejected_by_reason"]["matched_return"] > 0
+    assert manifest["reconciliation"] == uci_run.manifest["reconciliation"]
+
+
+def test_spark_gives_the_same_features_rfm_and_segments(uci_run, spark_out):
+    expected = comparable(pd.read_parquet(uci_run.out_dir / "customers.parquet"), "customer_id")
+    got = comparable(pd.read_parquet(spark_out / "customers.parquet"), "customer_id")
+    assert len(got) == len(expected) == uci_run.manifest["customers"]["count"]
+    columns = [*FEATURE_COLUMNS, *RFM_COLUMNS, "segment", "segment_name"]
+    pd.testing.assert_frame_equal(got[columns], expected[columns])
+    # Everything downstream too: interests, the t-SNE map, the early predictions.
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_spark_writes_the_same_output_folder(uci_run, spark_out):
+    duck = {p.name for p in uci_run.out_dir.iterdir()} - {"custseg.duckdb", "spill"}
+    assert duck <= {p.name for p in spark_out.iterdir()}
+    assert (spark_out / "report.html").stat().st_size > 1_000_000
+    assert {p.name for p in (spark_out / "model").iterdir()} == {p.name for p in (uci_run.out_dir / "model").iterdir()}
+    spark_segments = pd.read_csv(spark_out / "segments.csv")
+    pd.testing.assert_frame_equal(spark_segments, pd.read_csv(uci_run.out_dir / "segments.csv"))
