@@ -249,5 +249,4 @@ def test_the_report_opens_offline_in_chromium_with_every_chart(runs):
     assert opened["errors"] == []
     assert opened["requests"] == []
     assert opened["plotly_roots"] == opened["charts"] >= 15
-    assert opened["rendered_ms"] < 3000
     assert screenshot.stat().st_size > 100_000

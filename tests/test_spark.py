@@ -7,6 +7,7 @@ Runs `custseg run --engine spark --spark-master local[2]` (Java and pyspark are 
 from __future__ import annotations
 
 import json
+import shutil
 
 import duckdb
 import pandas as pd
@@ -81,3 +82,31 @@ def test_spark_writes_the_same_output_folder(uci_run, spark_out):
     assert {p.name for p in (spark_out / "model").iterdir()} == {p.name for p in (uci_run.out_dir / "model").iterdir()}
     spark_segments = pd.read_csv(spark_out / "segments.csv")
     pd.testing.assert_frame_equal(spark_segments, pd.read_csv(uci_run.out_dir / "segments.csv"))
+
+
+def test_spark_reads_a_parquet_url_and_a_table_name(uci_run, spark_out, shared_data, tmp_path):
+    from pyspark.sql import SparkSession
+
+    from custseg.engine import EngineOptions
+    from custseg.pipeline import run
+    from custseg.settings import Settings
+
+    settings = Settings(engine=EngineOptions(name="spark", spark_master="local[2]"))
+    url = (shared_data / "online_retail.parquet").resolve().as_uri()
+    from_url = run(url, tmp_path / "url", settings, until="clean")
+    assert from_url.manifest["input"]["path"] == url
+    assert from_url.manifest["input"]["sha256"] is None
+    assert from_url.manifest["rows"] == uci_run.manifest["rows"]
+
+    # A catalog table over Parquet files (an external table, as in a data lake).
+    folder = tmp_path / "lake" / "uci_orders"
+    folder.mkdir(parents=True)
+    shutil.copy(shared_data / "online_retail.parquet", folder / "part-0.parquet")
+    session = SparkSession.builder.getOrCreate()
+    session.sql(f"CREATE TABLE uci_orders USING parquet LOCATION '{folder}'")
+    try:
+        from_table = run("uci_orders", tmp_path / "table", settings, until="clean")
+    finally:
+        session.sql("DROP TABLE uci_orders")
+    assert from_table.manifest["input"]["format"] == "table"
+    assert from_table.manifest["rows"] == uci_run.manifest["rows"]

@@ -63,7 +63,7 @@ def main(
     """Turn a shop's transaction log into customer segments a marketing team can act on."""
 
 
-def _run_with_progress(data: Path, out: Path, settings) -> RunResult:
+def _run_with_progress(data: str | Path, out: Path, settings) -> RunResult:
     stages = COURSE_STAGES if settings.recipe == "course" else STAGES
     if not _interactive():
         return run(data, out, settings)
@@ -304,7 +304,13 @@ AsOfOption = Annotated[
 
 @app.command("run")
 def run_command(
-    data: Annotated[Path, typer.Argument(help="Transaction log: .csv, .csv.gz, .parquet or .xlsx.")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Transaction log: .csv, .csv.gz, .parquet or .xlsx; with --engine spark also a Parquet URL "
+            "(e.g. hdfs://..., file://...) or a Spark table name."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseg-out"),
     column_map: ColumnMapOption = None,
     config: Annotated[

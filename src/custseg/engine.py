@@ -9,7 +9,9 @@ allocation, which is sequential within a (customer, product) group.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
-from custseg.errors import ConfigError
+from custseg.errors import ConfigError, InputFileError
 
 ENGINES = ("duckdb", "spark")
 DATABASE_FILE = "custseg.duckdb"
@@ -144,8 +146,13 @@ class SparkEngine:
             "spark.sql.execution.arrow.pyspark.enabled": "true",
             # Pandas writes nanosecond timestamps that Spark reads only as integers (see read_parquet).
             "spark.sql.legacy.parquet.nanosAsLong": "true",
-            **self.options.spark_conf,
         }
+        if master.startswith("local"):
+            # Python workers (the return allocation) must import custseg: run them with this
+            # interpreter, not whatever python3 is first on the PATH (PySpark reads only the
+            # environment for local workers). On a cluster, executors need custseg in their Python.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        settings.update(self.options.spark_conf)
         for key, value in settings.items():
             builder = builder.config(key, value)
         try:
@@ -158,16 +165,43 @@ class SparkEngine:
         self.backend = ibis.pyspark.connect(session)
         return self.backend
 
-    def read_parquet(self, path: Path) -> ir.Table:
-        """Read a file (or folder of files) with 0-based row positions in ``file_row_number``.
+    def read_parquet(self, path: str | Path) -> ir.Table:
+        """Read Parquet (a file, folder or URL) with 0-based row positions in ``file_row_number``."""
+        return self._with_row_positions(self.session.read.parquet(str(path)))
 
-        Positions count across the files in name order, from per-file row indexes and file
-        sizes: no global sort, no single partition.
+    def has_table(self, name: str) -> bool:
+        """Whether ``name`` is a table or view of the Spark session's catalog."""
+        try:
+            return bool(self.session.catalog.tableExists(name))
+        except Exception:  # a name Spark cannot parse is no table
+            return False
+
+    def read_table(self, name: str) -> ir.Table:
+        """Read a catalog table backed by files, with 0-based row positions in ``file_row_number``.
+
+        Raises
+        ------
+        InputFileError
+            If the table's rows have no file position (not a file-based table).
+        """
+        try:
+            return self._with_row_positions(self.session.table(name))
+        except Exception as exc:  # Spark's analysis errors vary by source and version
+            raise InputFileError(
+                f"{name}: Spark table without file row positions ({str(exc).strip().splitlines()[0]}); "
+                "write it to Parquet and give that path"
+            ) from None
+
+    def _with_row_positions(self, frame):
+        """Add 0-based row positions across the files in name order, as ``file_row_number``.
+
+        From Spark's per-file row index and per-file row counts: no global sort, no single
+        partition. Nanosecond timestamps, which Spark reads as integers, become timestamps again.
         """
         from pyspark.sql import functions as F
 
-        frame = self.session.read.parquet(str(path))
-        for column in _nanosecond_columns(path):
+        files = sorted(frame.inputFiles())
+        for column in _nanosecond_columns(files[0]) if files else []:
             frame = frame.withColumn(column, F.timestamp_micros(F.floor(F.col(column) / 1000)).cast("timestamp_ntz"))
         frame = frame.withColumn("__file", F.col("_metadata.file_path")).withColumn(
             "__row", F.col("_metadata.row_index")
@@ -178,8 +212,7 @@ class SparkEngine:
         frame = frame.join(F.broadcast(offsets), "__file").withColumn(
             "file_row_number", F.col("__offset") + F.col("__row")
         )
-        frame = frame.drop("__file", "__row", "__offset")
-        frame.createOrReplaceTempView("source")
+        frame.drop("__file", "__row", "__offset").createOrReplaceTempView("source")
         return self.backend.table("source")
 
     def register(self, name: str, table: pa.Table) -> ir.Table:
@@ -236,15 +269,26 @@ class SparkEngine:
         self.backend = None
 
 
-def _nanosecond_columns(path: Path) -> list[str]:
-    """Columns stored as nanosecond timestamps (read by Spark as integers), from a local file's footer."""
+def _nanosecond_columns(parquet_file: str) -> list[str]:
+    """Columns stored as nanosecond timestamps (read by Spark as integers), from a file's footer.
+
+    Local files and URLs that pyarrow can open (file:, s3://, hdfs://, gs://); in others (e.g.
+    s3a://) none are found.
+    """
+    import urllib.parse
+
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.exists() else []
-    if not files:
+    location = urllib.parse.urlparse(parquet_file)
+    try:
+        if location.scheme in ("", "file"):
+            schema = pq.read_schema(urllib.parse.unquote(location.path))
+        else:
+            filesystem, where = pafs.FileSystem.from_uri(parquet_file)
+            schema = pq.read_schema(where, filesystem=filesystem)
+    except (pa.ArrowException, OSError, ValueError):
         return []
-    schema = pq.read_schema(files[0])
     return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
 
 

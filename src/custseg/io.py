@@ -41,9 +41,10 @@ class Source:
     ----------
     table : ibis.Table of shape (n_rows, n_columns + 1)
         The file's columns as read (text for CSV and Excel) plus `SOURCE_ROW`.
-    path : Path
+    path : Path or str
+        The file, or with Spark a URL or table name.
     file_format : str
-        ``csv``, ``parquet`` or ``xlsx``.
+        ``csv``, ``parquet``, ``xlsx`` or ``table`` (a Spark table).
     columns : list of str
         The file's own column names, in order.
     encoding, delimiter : str or None
@@ -54,7 +55,7 @@ class Source:
     """
 
     table: ir.Table
-    path: Path
+    path: Path | str
     file_format: str
     columns: list[str]
     encoding: str | None = None
@@ -96,9 +97,15 @@ def read_source(
     InputFileError, EmptyInputError, EncodingError, InvalidValueError
         With a message naming the file and, where known, the row.
     """
+    if engine.name == "spark" and "://" in str(path):
+        if file_format_of(Path(str(path).rsplit("/", 1)[-1])) != "parquet":
+            raise InputFileError(f"{path}: Spark reads Parquet from URLs; give a .parquet file or folder")
+        return _read_parquet(str(path), engine)
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{path}: no such file")
+        if engine.name == "spark" and engine.has_table(str(path)):
+            return _positioned(engine.read_table(str(path)), str(path), "table")
+        raise InputFileError(f"{path}: no such file" + (" or Spark table" if engine.name == "spark" else ""))
     if not path.is_file():
         raise InputFileError(f"{path}: not a file")
     if path.stat().st_size == 0:
@@ -127,16 +134,21 @@ def _register(path: Path, engine, table: pa.Table, file_format: str, **kwargs) -
     return Source(table=registered, path=path, file_format=file_format, columns=columns, arrow=table, **kwargs)
 
 
-def _read_parquet(path: Path, engine) -> Source:
+def _read_parquet(path: str | Path, engine) -> Source:
     try:
         table = engine.read_parquet(path)
     except Exception as exc:  # the backend's own errors vary by engine and version
         raise InputFileError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
+    return _positioned(table, path, "parquet")
+
+
+def _positioned(table: ir.Table, path: str | Path, file_format: str) -> Source:
+    """Wrap a table read by the engine as a Source, ``file_row_number`` turned into `SOURCE_ROW`."""
     columns = [c for c in table.columns if c != "file_row_number"]
     if table.count().execute() == 0:
         raise EmptyInputError(f"{path}: the file has a header but no data rows")
     table = table.mutate(**{SOURCE_ROW: table.file_row_number + 1}).drop("file_row_number")
-    return Source(table=table, path=path, file_format="parquet", columns=columns)
+    return Source(table=table, path=path, file_format=file_format, columns=columns)
 
 
 def _read_xlsx(path: Path) -> pa.Table:

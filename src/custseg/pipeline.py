@@ -162,7 +162,7 @@ def package_versions() -> dict[str, str]:
 class _State:
     """What the stages of one run share: inputs, the workspace, stored tables and the manifest."""
 
-    data: Path
+    data: Path | str
     settings: Settings
     workspace: Workspace
     tables: dict[str, ir.Table] = field(default_factory=dict)
@@ -178,7 +178,11 @@ def _read(state: _State) -> None:
     canonical, _, described = load_transactions(source, settings, workspace.engine)
     transactions = workspace.save("transactions", canonical)
     check_problems(transactions, source, settings.input.max_invalid_share)
-    described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
+    if isinstance(data, Path) and data.is_file():
+        described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
+    else:
+        # A Spark table, URL or folder: no one file to fingerprint.
+        described.update(bytes=None, sha256=None)
     state.tables["transactions"] = transactions
     state.manifest["input"] = described
 
@@ -439,7 +443,8 @@ def run(
     Parameters
     ----------
     data : str or Path
-        The transaction log (CSV, gzip CSV, Parquet or Excel).
+        The transaction log (CSV, gzip CSV, Parquet or Excel); with the Spark engine also a
+        Parquet URL or a Spark table name.
     out_dir : str or Path
         The output folder (created; its previous database is replaced).
     settings : Settings, optional
@@ -469,7 +474,9 @@ def run(
     timings = _Timings(on_stage)
     workspace = Workspace(out_dir, settings.engine)
     workspace.open()
-    state = _State(data=Path(data), settings=settings, workspace=workspace, fitted=fitted, assign_out=assign_out)
+    # A URL stays text: Path would fold its "//".
+    data = data if "://" in str(data) else Path(data)
+    state = _State(data=data, settings=settings, workspace=workspace, fitted=fitted, assign_out=assign_out)
     state.manifest.update(custseg_version=__version__, settings=settings.to_dict())
     try:
         for name in stages:
