@@ -134,6 +134,21 @@ CASES = {
         ["--map", "customer_id"],
         "--map 'customer_id' must look like canonical=source, e.g. customer_id=Client",
     ),
+    "unknown engine": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--engine", "polars"],
+        "engine 'polars' is not one of duckdb, spark",
+    ),
+    "bad spark setting": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--engine", "spark", "--spark-conf", "spark.driver.memory"],
+        "--spark-conf 'spark.driver.memory' must look like key=value, e.g. spark.driver.memory=8g",
+    ),
+    "missing table with spark": (
+        lambda t: "no_such_table",
+        ["--engine", "spark", "--spark-master", "local[2]"],
+        "{p}: no such file or Spark table",
+    ),
 }
 
 

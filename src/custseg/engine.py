@@ -221,9 +221,22 @@ class SparkEngine:
         return self.backend.table(name)
 
     def allocate(self, events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:
-        """Run ``allocate`` per (customer, product) group inside Spark (a grouped pandas UDF)."""
+        """Run ``allocate`` inside Spark, once per partition of whole (customer, product) groups.
+
+        The events are hash-partitioned by (customer, product), so every group sits in one
+        partition; one call per partition, not one per group (a grouped pandas UDF pays a pandas
+        call for each of hundreds of thousands of small groups).
+        """
         frame = self.session.sql(self.backend.compile(events))
-        allocated = frame.groupBy("customer_id", "product_key").applyInPandas(allocate, schema=ALLOCATION_SCHEMA)
+        partitions = int(self.session.conf.get("spark.sql.shuffle.partitions"))
+
+        def per_partition(batches):
+            batches = list(batches)
+            if batches:
+                yield allocate(pd.concat(batches, ignore_index=True))
+
+        grouped = frame.repartition(partitions, "customer_id", "product_key")
+        allocated = grouped.mapInPandas(per_partition, schema=ALLOCATION_SCHEMA)
         return self.save("return_allocation", allocated, temp=True)
 
     def save(self, name: str, table, *, temp: bool = False) -> ir.Table:
