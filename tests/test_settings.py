@@ -1,0 +1,39 @@
+"""Settings from custseg.toml and the command line: the [engine] table."""
+
+from __future__ import annotations
+
+import pytest
+
+from custseg.errors import ConfigError
+from custseg.settings import load_settings, settings_from_dict
+
+
+def test_engine_table_and_overrides(tmp_path):
+    config = tmp_path / "custseg.toml"
+    config.write_text(
+        '[engine]\nname = "spark"\nspark_master = "spark://m:7077"\n'
+        'spark_conf = { "spark.executor.memory" = "8g" }\n[run]\nmemory_limit = "2GB"\n'
+    )
+    engine = load_settings(config).engine
+    assert (engine.name, engine.spark_master, engine.memory_limit) == ("spark", "spark://m:7077", "2GB")
+    assert engine.spark_conf == {"spark.executor.memory": "8g"}
+
+    overridden = load_settings(
+        config, engine="duckdb", spark_conf={"spark.driver.memory": "4g"}, memory_limit="3GB"
+    ).engine
+    assert (overridden.name, overridden.memory_limit) == ("duckdb", "3GB")
+    assert overridden.spark_conf == {"spark.executor.memory": "8g", "spark.driver.memory": "4g"}
+
+
+def test_engine_settings_survive_the_model_manifest(tmp_path):
+    config = tmp_path / "custseg.toml"
+    config.write_text('[engine]\nname = "spark"\nspark_conf = { "spark.sql.shuffle.partitions" = "8" }\n')
+    settings = load_settings(config)
+    assert settings_from_dict(settings.to_dict()) == settings
+
+
+def test_unknown_engine_keys_are_refused(tmp_path):
+    config = tmp_path / "custseg.toml"
+    config.write_text('[engine]\nmaster = "local[2]"\n')
+    with pytest.raises(ConfigError, match=r"\[engine\]: unknown key\(s\) master"):
+        load_settings(config)
