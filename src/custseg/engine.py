@@ -161,6 +161,9 @@ class SparkEngine:
             raise ConfigError(f"cannot start Spark at {master}: {str(exc).strip().splitlines()[0]}") from None
         for key in ("spark.sql.session.timeZone", "spark.sql.legacy.parquet.nanosAsLong"):
             session.conf.set(key, settings[key])
+        if master.startswith("local"):
+            # Spark's per-task warnings would scroll through custseg's own output.
+            session.sparkContext.setLogLevel("ERROR")
         self.session = session
         self.backend = ibis.pyspark.connect(session)
         return self.backend
