@@ -230,7 +230,7 @@ class SparkEngine:
         partition; one call per partition, not one per group (a grouped pandas UDF pays a pandas
         call for each of hundreds of thousands of small groups).
         """
-        frame = self.session.sql(self.backend.compile(events))
+        frame = self._frame(events)
         partitions = int(self.session.conf.get("spark.sql.shuffle.partitions"))
 
         def per_partition(batches):
@@ -251,8 +251,7 @@ class SparkEngine:
         elif isinstance(table, pd.DataFrame):
             frame = self.session.createDataFrame(pa.Table.from_pandas(table, preserve_index=False))
         else:
-            self.backend._run_pre_execute_hooks(table)
-            frame = self.session.sql(self.backend.compile(table))
+            frame = self._frame(table)
         # A new folder per version: the table being replaced may be read by the new one.
         target = self.folder / SPARK_TABLES / f"{name}.{next(self._versions)}"
         frame.write.parquet(str(target), compression="zstd")
@@ -269,7 +268,12 @@ class SparkEngine:
         """Write a Parquet dataset (a folder of part files) named ``target``."""
         shutil.rmtree(target, ignore_errors=True)
         target.unlink(missing_ok=True)
-        self.session.sql(self.backend.compile(table)).write.parquet(str(target), compression="zstd")
+        self._frame(table).write.parquet(str(target), compression="zstd")
+
+    def _frame(self, table: ir.Table):
+        """Return the Spark DataFrame of an Ibis expression (its in-memory tables registered first)."""
+        self.backend._run_pre_execute_hooks(table)
+        return self.session.sql(self.backend.compile(table))
 
     def close(self) -> None:
         """Give stored tables their final names (``tables/<name>``) and drop temporary ones."""
