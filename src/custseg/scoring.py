@@ -20,6 +20,7 @@ import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from threadpoolctl import ThreadpoolController
 
 from custseg.clean import allocate_returns, net_returns, return_events, screen
 from custseg.features import customer_features, lines_before, reference_date
@@ -75,6 +76,7 @@ class Scorer:
         self.categories = fitted.manifest["products"]["category_order"]
         self.names = fitted.names()
         self._lock = threading.Lock()
+        self._threads = ThreadpoolController()
         self._backend = ibis.duckdb.connect(threads=1)
         self._con = self._backend.con
         self._prepare()
@@ -199,28 +201,34 @@ class Scorer:
         return results
 
     def _score(self, rows: pd.DataFrame, cutoffs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        with self._lock:
-            self._load("request_rows", rows[list(CANONICAL_COLUMNS)])
-            self._con.execute("DELETE FROM request_screened; EXECUTE screen")
-            events = self._con.execute("EXECUTE events").df() if (rows.quantity < 0).any() else pd.DataFrame()
-            self._load("request_allocation", allocate_returns(events))
-            self._con.execute("DELETE FROM request_lines; EXECUTE lines")
-            rejected = self._con.execute("EXECUTE rejected").df()
-            self._load("request_as_of", cutoffs)
-            customers = self._con.execute("EXECUTE customers").df()
-            new = customers[customers.tenure_days < self.settings.predict.horizon_days]
-            early = {}
-            usable = usable_orders(self.fitted.early)
-            if len(new) and usable:
-                orders = self._con.execute("EXECUTE orders").df()
-                orders = orders[orders.customer_id.isin(set(new.customer_id)) & (orders.n_orders >= usable[0])]
-                # The most first orders a model uses, as `predict_early` picks them.
-                orders["n_orders"] = [max(n for n in usable if n <= count) for count in orders.n_orders]
-                self._load("request_early_orders", orders)
-                described = self._con.execute("EXECUTE early").df().merge(orders, on="customer_id")
-                if self.fitted.segmentation is not None and len(described):
-                    described["segment_now"] = segment_ids(self.fitted.segmentation.predict(described))
-                early = {int(n): group for n, group in described.groupby("n_orders")}
+        # One thread for the models: on a few rows, OpenMP's threads (gradient boosting starts
+        # them for every tree) wait for a core that the web server or a client holds, which took
+        # a loaded server's latency from 60 ms to hundreds. The limit is process-wide: hold the lock.
+        with self._lock, self._threads.limit(limits=1):
+            return self._score_locked(rows, cutoffs)
+
+    def _score_locked(self, rows: pd.DataFrame, cutoffs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        self._load("request_rows", rows[list(CANONICAL_COLUMNS)])
+        self._con.execute("DELETE FROM request_screened; EXECUTE screen")
+        events = self._con.execute("EXECUTE events").df() if (rows.quantity < 0).any() else pd.DataFrame()
+        self._load("request_allocation", allocate_returns(events))
+        self._con.execute("DELETE FROM request_lines; EXECUTE lines")
+        rejected = self._con.execute("EXECUTE rejected").df()
+        self._load("request_as_of", cutoffs)
+        customers = self._con.execute("EXECUTE customers").df()
+        new = customers[customers.tenure_days < self.settings.predict.horizon_days]
+        early = {}
+        usable = usable_orders(self.fitted.early)
+        if len(new) and usable:
+            orders = self._con.execute("EXECUTE orders").df()
+            orders = orders[orders.customer_id.isin(set(new.customer_id)) & (orders.n_orders >= usable[0])]
+            # The most first orders a model uses, as `predict_early` picks them.
+            orders["n_orders"] = [max(n for n in usable if n <= count) for count in orders.n_orders]
+            self._load("request_early_orders", orders)
+            described = self._con.execute("EXECUTE early").df().merge(orders, on="customer_id")
+            if self.fitted.segmentation is not None and len(described):
+                described["segment_now"] = segment_ids(self.fitted.segmentation.predict(described))
+            early = {int(n): group for n, group in described.groupby("n_orders")}
         assigned = pd.concat([customers, self.fitted.assign(customers)], axis=1)
         predicted = predict_early(early, new.customer_id, self.fitted.early, self.categories, self.names)
         assigned = assigned.merge(predicted, on="customer_id", how="left")
