@@ -206,11 +206,6 @@ class Segmentation(ClusterMixin, BaseEstimator):
         )
         fitted = points[fit_rows]
         spaces = {"features": fitted}
-        self.embedding_ = None
-        if "tsne" in options.spaces:
-            embedding = _tsne(fitted, self.random_state)
-            spaces["tsne"] = embedding
-            self.embedding_ = embedding
         ks = [options.n_segments] if options.n_segments else list(range(options.min_segments, options.max_segments + 1))
         ks = [k for k in ks if k < len(fitted)]
         models = [options.model] if options.model else list(options.models)
@@ -227,13 +222,30 @@ class Segmentation(ClusterMixin, BaseEstimator):
             for model in models
             for k in (ks if model in ("kmeans", "gmm") else [None])
         ]
-        with threadpool_limits(limits=1, user_api="blas"):
-            groups = Parallel(n_jobs=-1)(
+
+        def candidates(space_units):
+            return [
                 delayed(self._model_candidates)(
                     spaces[space], fitted, space, model, unit_ks, resamples, evaluation, distances
                 )
-                for space, model, unit_ks in units
-            )
+                for space, model, unit_ks in space_units
+            ]
+
+        groups: list = [None] * len(units)
+        with threadpool_limits(limits=1, user_api="blas"):
+            parallel = Parallel(n_jobs=-1)
+            # t-SNE (the longest single step) runs on one worker while the others fit the
+            # candidates in the feature space; the candidates in its embedding follow.
+            first = [i for i, unit in enumerate(units) if unit[0] != "tsne"]
+            embed = [delayed(_tsne)(fitted, self.random_state)] if "tsne" in options.spaces else []
+            done = parallel(embed + candidates([units[i] for i in first]))
+            if embed:
+                spaces["tsne"] = done.pop(0)
+            second = [i for i, unit in enumerate(units) if unit[0] == "tsne"]
+            done += parallel(candidates([units[i] for i in second]))
+            for i, group in zip(first + second, done, strict=True):
+                groups[i] = group
+        self.embedding_ = spaces.get("tsne")
         results = [result for group in groups for result in group]
         table = pd.DataFrame([row for row, _ in results])
         labels_by_candidate = [labels for _, labels in results]
@@ -391,13 +403,13 @@ def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
     from openTSNE import TSNE
 
     perplexity = float(min(50, max(5, (len(points) - 1) // 3)))
-    # A shorter schedule than the default (250 + 500 iterations): the embedding only has to
+    # One thread: it runs on one worker next to the candidate search. A shorter schedule than the default (250 + 500 iterations): the embedding only has to
     # separate groups for the candidate search, and t-SNE dominates the segments stage. Exact
     # neighbours: on a few features and at most max_fit_customers points they are quicker than
     # building an approximate index.
     embedding = TSNE(
         perplexity=perplexity,
-        n_jobs=2,
+        n_jobs=1,
         random_state=seed,
         early_exaggeration_iter=125,
         n_iter=250,

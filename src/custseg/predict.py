@@ -23,6 +23,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -385,6 +386,8 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         Cross-validation folds.
     random_state : int
         Seed of the folds and of gradient boosting.
+    n_jobs : int or None
+        Processes for the grid search (joblib's convention; None is one).
 
     Attributes
     ----------
@@ -398,10 +401,13 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
     """
 
-    def __init__(self, *, as_is_column: str | None = None, cv_folds: int = 3, random_state: int = 0) -> None:
+    def __init__(
+        self, *, as_is_column: str | None = None, cv_folds: int = 3, random_state: int = 0, n_jobs: int | None = None
+    ) -> None:
         self.as_is_column = as_is_column
         self.cv_folds = cv_folds
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _families(self, numeric: list[str], categorical: list[str]) -> dict[str, tuple[Pipeline, dict]]:
         encode = ColumnTransformer(
@@ -452,7 +458,7 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         )
         best_score = -np.inf
         for name, (pipeline, grid) in self._families(numeric, categorical).items():
-            search = GridSearchCV(pipeline, grid, scoring="f1_macro", cv=folds, error_score=0.0, n_jobs=2)
+            search = GridSearchCV(pipeline, grid, scoring="f1_macro", cv=folds, error_score=0.0, n_jobs=self.n_jobs)
             # One OpenMP thread: on a few thousand customers, gradient boosting's threads (and the
             # joblib threads its binning starts per fit) cost more than they save.
             with warnings.catch_warnings(), threadpool_limits(1, user_api="openmp"):
@@ -543,7 +549,8 @@ def evaluate_early(
         ),
         "results": [],
     }
-    models: dict[str, dict[str, EarlyClassifier]] = {}
+    rows: list[dict[str, Any]] = []
+    tasks = []
     for target in TARGETS:
         if targets[target].isna().all():
             continue
@@ -560,38 +567,49 @@ def evaluate_early(
                 "train_customers": len(train),
                 "test_customers": len(held_out),
             }
+            rows.append(row)
             fewest = MIN_TRAIN_PER_FOLD * options.cv_folds
             if len(train) < fewest or held_out.empty:
                 reason = f"fewer than {fewest} training customers" if len(train) < fewest else "no test customers"
-                report["results"].append({**row, "skipped": reason})
+                row["skipped"] = reason
                 continue
             model = EarlyClassifier(as_is_column=AS_IS_INPUTS[target], cv_folds=options.cv_folds, random_state=seed)
-            model.fit(model_inputs(train, categories), train[target])
-            held_out_inputs = model_inputs(held_out, categories)
-            predicted = model.predict(held_out_inputs)
-            counts = train[target].astype(str).value_counts()
-            majority = sorted(counts.index, key=lambda label: (-counts[label], label))[0]
-            as_is = held_out_inputs[AS_IS_INPUTS[target]]
-            truth = held_out[target].astype(str)
-            labels = sorted(set(model.classes_) | set(truth) | set(predicted))
-            # Counted directly: scikit-learn's confusion_matrix warns on a single label.
-            matrix = pd.crosstab(
-                pd.Categorical(truth, categories=labels), pd.Categorical(predicted, categories=labels), dropna=False
-            )
-            row.update(
-                classes=model.classes_.tolist(),
-                chosen=model.chosen_,
-                candidates=model.candidates_,
-                model=_scores(truth, predicted),
-                majority=_scores(truth, [majority] * len(truth)),
-                first_orders_as_is=_scores(truth, as_is),
-                confusion_matrix={
-                    "labels": labels,
-                    "rows_true_columns_predicted": matrix.to_numpy().tolist(),
-                },
-            )
-            report["results"].append(row)
-            models.setdefault(target, {})[str(n_orders)] = model
+            tasks.append((row, model, train, held_out))
+    # One model per process: a grid search per model would leave the second core idle while it
+    # refits its winner, and pay for starting its workers each time.
+    with threadpool_limits(limits=1, user_api="blas"):
+        fitted = Parallel(n_jobs=-1)(
+            delayed(model.fit)(model_inputs(train, categories), train[row["target"]])
+            for row, model, train, _ in tasks
+        )
+    models: dict[str, dict[str, EarlyClassifier]] = {}
+    for (row, _, train, held_out), model in zip(tasks, fitted, strict=True):
+        target = row["target"]
+        held_out_inputs = model_inputs(held_out, categories)
+        predicted = model.predict(held_out_inputs)
+        counts = train[target].astype(str).value_counts()
+        majority = sorted(counts.index, key=lambda label: (-counts[label], label))[0]
+        as_is = held_out_inputs[AS_IS_INPUTS[target]]
+        truth = held_out[target].astype(str)
+        labels = sorted(set(model.classes_) | set(truth) | set(predicted))
+        # Counted directly: scikit-learn's confusion_matrix warns on a single label.
+        matrix = pd.crosstab(
+            pd.Categorical(truth, categories=labels), pd.Categorical(predicted, categories=labels), dropna=False
+        )
+        row.update(
+            classes=model.classes_.tolist(),
+            chosen=model.chosen_,
+            candidates=model.candidates_,
+            model=_scores(truth, predicted),
+            majority=_scores(truth, [majority] * len(truth)),
+            first_orders_as_is=_scores(truth, as_is),
+            confusion_matrix={
+                "labels": labels,
+                "rows_true_columns_predicted": matrix.to_numpy().tolist(),
+            },
+        )
+        models.setdefault(target, {})[str(row["n_orders"])] = model
+    report["results"] = rows
     return report, models
 
 
