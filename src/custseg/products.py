@@ -181,11 +181,11 @@ class ProductCategorizer(BaseEstimator):
         if high < 2:
             self.candidates_ = [_single_category(len(documents))]
         else:
-            # One BLAS thread per fit: threaded sums change the last bits, and NMF amplifies them.
-            with threadpool_limits(limits=1, user_api="blas"):
-                self.candidates_ = Parallel(n_jobs=-1, prefer="threads")(
-                    delayed(self._fit_k)(matrix, k) for k in range(min(low, high), high + 1)
-                )
+            # In processes, not threads: two NMF fits on threads of one process gave different
+            # categories now and then when both cores were busy (1 run in 4 under load).
+            self.candidates_ = Parallel(n_jobs=-1)(
+                delayed(self._fit_k)(matrix, k) for k in range(min(low, high), high + 1)
+            )
         best = max(c.confidence for c in self.candidates_)
         chosen = max((c for c in self.candidates_ if c.confidence >= best - 0.005), key=lambda c: c.n_categories)
         self.n_categories_ = chosen.n_categories
@@ -203,7 +203,9 @@ class ProductCategorizer(BaseEstimator):
 
     def _fit_k(self, matrix, k: int) -> Candidate:
         model = NMF(k, init="nndsvd", max_iter=300, tol=1e-3, random_state=self.random_state)
-        weights = model.fit_transform(matrix)
+        # One BLAS thread: threaded sums change the last bits, and NMF amplifies them.
+        with threadpool_limits(limits=1, user_api="blas"):
+            weights = model.fit_transform(matrix)
         totals = weights.sum(axis=1)
         kept = totals > 0
         labels = weights.argmax(axis=1)
