@@ -63,8 +63,8 @@ class ClusterOptions:
     model, n_segments : str or None, int or None
         Force a model and/or a number of segments (the rule picks among what is left).
     max_fit_customers : int
-        Above this, models are fitted on a random sample and every customer is assigned by the
-        fitted segmentation.
+        Above this, models are fitted on a random sample (`sample_positions`) and every customer is
+        assigned by the fitted segmentation.
     """
 
     features: list[str] = field(default_factory=lambda: ["recency_days", "frequency", "monetary", "tenure_days"])
@@ -122,14 +122,15 @@ def _attach_noise(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
 class Segmentation(ClusterMixin, BaseEstimator):
     """Learned customer segments: model search, selection rule, and assignment of new customers.
 
-    Every candidate (model x number of segments x space) is fitted on all customers (or a sample
-    above ``max_fit_customers``) and measured in the scaled feature space, the same space for all,
-    so that candidates from the t-SNE embedding compare fairly. The rule: a candidate is eligible
-    when its bootstrap stability (mean adjusted Rand index between its labels and a refit on each
-    of ``stability_resamples`` subsamples) is at least ``min_stability`` and its smallest segment
-    holds at least ``min_share`` of customers. Among eligible candidates, those whose silhouette is
-    within ``silhouette_tolerance`` (relative) of the best are equally good, and the one with the
-    most segments wins (more segments are more actionable); ties go to the higher silhouette.
+    Every candidate (model x number of segments x space) is fitted on the customers given to `fit`
+    (the pipeline passes a `sample_positions` of them above ``max_fit_customers``) and measured in
+    the scaled feature space, the same space for all, so that candidates from the t-SNE embedding
+    compare fairly. The rule: a candidate is eligible when its bootstrap stability (mean adjusted
+    Rand index between its labels and a refit on each of ``stability_resamples`` subsamples) is at
+    least ``min_stability`` and its smallest segment holds at least ``min_share`` of customers.
+    Among eligible candidates, those whose silhouette is within ``silhouette_tolerance`` (relative)
+    of the best are equally good, and the one with the most segments wins (more segments are more
+    actionable); ties go to the higher silhouette.
     Without an eligible candidate the most stable one wins.
 
     Parameters
@@ -175,7 +176,9 @@ class Segmentation(ClusterMixin, BaseEstimator):
         return columns
 
     def _raw(self, customers: pd.DataFrame) -> np.ndarray:
-        values = customers[self.columns_].to_numpy(dtype=float, na_value=0.0)
+        # Row-major whatever pandas holds: the models' sums then run in one order, so that a
+        # sample taken on the driver or from the engine gives the same segments to the last bit.
+        values = np.ascontiguousarray(customers[self.columns_].to_numpy(dtype=float, na_value=0.0))
         logged = [i for i, c in enumerate(self.columns_) if c in LOG_FEATURES]
         values[:, logged] = np.log1p(np.clip(values[:, logged], 0, None))
         return values
@@ -198,18 +201,12 @@ class Segmentation(ClusterMixin, BaseEstimator):
             raise ConfigError(f"[cluster] unknown model or space: {', '.join(sorted(unknown))}")
         self.columns_ = self._columns(customers)
         self.scaler_ = RobustScaler().fit(self._raw(customers))
-        points = self.transform(customers)
-        fit_rows = (
-            np.sort(rng.choice(n, options.max_fit_customers, replace=False))
-            if n > options.max_fit_customers
-            else np.arange(n)
-        )
-        fitted = points[fit_rows]
+        fitted = self.transform(customers)
         spaces = {"features": fitted}
         ks = [options.n_segments] if options.n_segments else list(range(options.min_segments, options.max_segments + 1))
         ks = [k for k in ks if k < len(fitted)]
         models = [options.model] if options.model else list(options.models)
-        evaluation = _sample(len(fitted), options.silhouette_sample, self.random_state)
+        evaluation = sample_positions(len(fitted), options.silhouette_sample, self.random_state)
         # One distance matrix serves every candidate's silhouette (at most 6,000 customers: 290 MB).
         distances = pairwise_distances(fitted[evaluation]) if len(evaluation) <= 6000 else None
         size = min(1500, int(0.8 * len(fitted)))
@@ -255,7 +252,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
         raw_labels = labels_by_candidate[chosen]
         self.noise_ = raw_labels < 0
         labels = _attach_noise(spaces[self.chosen_["space"]], raw_labels)
-        order = _value_order(customers.iloc[fit_rows], labels)
+        order = _value_order(customers, labels)
         labels = order[labels]
         self.n_segments_ = int(labels.max() + 1)
         self.candidates_ = table
@@ -263,10 +260,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
         # Every customer's segment is what the fitted segmentation assigns, so that a customer
         # scored again later (custseg assign) gets the same segment as in this run.
         self.labels_ = self.predict(customers)
-        if len(fit_rows) < n:
-            self.noise_ = np.zeros(n, dtype=bool)
-            self.embedding_ = None
-        self.cluster_agreement_ = round(float((self.labels_[fit_rows] == labels).mean()), 4)
+        self.cluster_agreement_ = round(float((self.labels_ == labels).mean()), 4)
         return self
 
     def _model_candidates(self, space_points, fitted, space, model, ks, resamples, evaluation_rows, distances):
@@ -382,7 +376,13 @@ class Segmentation(ClusterMixin, BaseEstimator):
         return self.classifier_.predict(points)
 
 
-def _sample(n: int, size: int, seed: int) -> np.ndarray:
+def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    """Return ascending 0-based positions of ``size`` of ``n`` rows drawn at random (all when fewer).
+
+    Returns
+    -------
+    ndarray of shape (min(n, size),)
+    """
     if n <= size:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
@@ -403,8 +403,9 @@ def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
     from openTSNE import TSNE
 
     perplexity = float(min(50, max(5, (len(points) - 1) // 3)))
-    # One thread: it runs on one worker next to the candidate search. A shorter schedule than the default (250 + 500 iterations): the embedding only has to
-    # separate groups for the candidate search, and t-SNE dominates the segments stage. Exact
+    # One thread: it runs on one worker next to the candidate search. A shorter schedule than
+    # the default (250 + 500 iterations): the embedding only has to separate groups for the
+    # candidate search, and t-SNE dominates the segments stage. Exact
     # neighbours: on a few features and at most max_fit_customers points they are quicker than
     # building an approximate index.
     embedding = TSNE(

@@ -2,8 +2,9 @@
 
 Both engines run the same Ibis expressions of every stage. An engine supplies only what cannot
 be a table expression: the connection, reading a Parquet file with its row positions, taking a
-small table from Python, storing a computed table, writing Parquet, and the newest-first return
-allocation, which is sequential within a (customer, product) group.
+small table from Python, storing a computed table, writing Parquet, the newest-first return
+allocation, which is sequential within a (customer, product) group, and running a Python
+function (a fitted model) over a table batch by batch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DATABASE_FILE = "custseg.duckdb"
 SPARK_TABLES = "tables"
 """Folder of a Spark run's stored tables, one Parquet dataset per table."""
 ALLOCATION_SCHEMA = "row_id long, allocated_quantity double"
+BATCH_ROWS = 100_000
+"""Rows per batch when a Python function runs over a table in this process."""
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,23 @@ class EngineOptions:
         or a Spark Connect URL ``sc://host:15002``.
     spark_conf : dict of str to str
         Spark settings passed through as given (e.g. ``spark.driver.memory``).
+    max_driver_customers : int
+        The most customers whose rows come into custseg's own process (the driver) for the
+        customer-level stages. Above it, models learn from a sample, the engine assigns every
+        customer batch by batch, and profiles are read from the sample with exact sizes.
     """
 
     name: str = "duckdb"
     memory_limit: str | None = None
     spark_master: str = "local[*]"
     spark_conf: dict[str, str] = field(default_factory=dict)
+    max_driver_customers: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.name not in ENGINES:
             raise ConfigError(f"engine {self.name!r} is not one of {', '.join(ENGINES)}")
+        if self.max_driver_customers < 1:
+            raise ConfigError(f"[engine] max_driver_customers={self.max_driver_customers} must be at least 1")
 
 
 def allocate_in_python(events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:
@@ -79,6 +89,7 @@ class DuckDBEngine:
         config = {"temp_directory": str(folder / "spill")}
         if self.options.memory_limit:
             config["memory_limit"] = self.options.memory_limit
+        self.folder = folder
         self.backend = ibis.duckdb.connect(database, **config)
         # DuckDB draws its own progress bar on long queries, through custseg's output.
         self.backend.raw_sql("SET enable_progress_bar = false")
@@ -95,6 +106,25 @@ class DuckDBEngine:
     def allocate(self, events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:
         """Run ``allocate`` on the events in this process (`allocate_in_python`)."""
         return allocate_in_python(events, allocate)
+
+    def map_batches(
+        self, name: str, table: ir.Table, function: Callable[[pd.DataFrame], pd.DataFrame], schema: pa.Schema
+    ) -> ir.Table:
+        """Store ``function`` applied to ``table`` batch by batch (`BATCH_ROWS`) as the temporary ``name``.
+
+        ``function`` maps a DataFrame of rows to a DataFrame with ``schema``'s columns; its results
+        go through a Parquet file in the output folder, so that neither side is held whole.
+        """
+        import pyarrow.parquet as pq
+
+        staging = self.folder / f"{name}.batches.parquet"
+        with pq.ParquetWriter(staging, schema) as writer:
+            for batch in table.to_pyarrow_batches(chunk_size=BATCH_ROWS):
+                result = function(batch.to_pandas())
+                writer.write_table(pa.Table.from_pandas(result, schema=schema, preserve_index=False))
+        stored = self.backend.create_table(name, self.backend.read_parquet(staging), overwrite=True, temp=True)
+        staging.unlink()
+        return stored
 
     def save(self, name: str, table: ir.Table | pd.DataFrame, *, temp: bool = False) -> ir.Table:
         """Compute ``table`` into the database as ``name`` (replacing it) and return the stored table."""
@@ -241,6 +271,24 @@ class SparkEngine:
         grouped = frame.repartition(partitions, "customer_id", "product_key")
         allocated = grouped.mapInPandas(per_partition, schema=ALLOCATION_SCHEMA)
         return self.save("return_allocation", allocated, temp=True)
+
+    def map_batches(
+        self, name: str, table: ir.Table, function: Callable[[pd.DataFrame], pd.DataFrame], schema: pa.Schema
+    ) -> ir.Table:
+        """Store ``function`` applied to ``table`` inside Spark, batch by batch, as the temporary ``name``.
+
+        ``function`` (pickled to the executors with what it holds, e.g. a fitted model) maps a
+        DataFrame of rows to a DataFrame with ``schema``'s columns; Spark hands it Arrow batches
+        (``spark.sql.execution.arrow.maxRecordsPerBatch``) of each partition.
+        """
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        def per_batch(batches):
+            for batch in batches:
+                yield function(batch)
+
+        mapped = self._frame(table).mapInPandas(per_batch, schema=from_arrow_schema(schema))
+        return self.save(name, mapped, temp=True)
 
     def save(self, name: str, table, *, temp: bool = False) -> ir.Table:
         """Compute ``table`` into a new Parquet dataset and point the view ``name`` at it."""

@@ -12,6 +12,8 @@ import datetime
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
 
 from custseg.schema import EXACT
 
@@ -224,3 +226,18 @@ def fully_returned_customers(lines: ir.Table, as_of: AsOf) -> ir.Table:
     per_order = orders(lines, as_of)
     per_customer = per_order.group_by("customer_id").aggregate(best=per_order.revenue.max())
     return per_customer.filter(per_customer.best <= 0).select("customer_id")
+
+
+def rows_at(customers: ir.Table, positions) -> pd.DataFrame:
+    """Fetch the customers at 0-based ``positions`` in customer id order (ascending ints), ordered so.
+
+    How a sample of a customer table too large for this process reaches it: only those rows
+    leave the engine.
+
+    Returns
+    -------
+    DataFrame of shape (len(positions), n_columns)
+    """
+    wanted = ibis.memtable(pa.table({"position": pa.array(positions, pa.int64())}))
+    ranked = customers.mutate(position=ibis.row_number().over(order_by=customers.customer_id))
+    return ranked.semi_join(wanted, "position").drop("position").order_by("customer_id").execute()

@@ -7,6 +7,7 @@ their checksum, settings, row counts per rule, the revenue reconciliation, timin
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import platform
 import time
@@ -17,16 +18,18 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
 from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
-from custseg.cluster import Segmentation, min_customers
+from custseg.cluster import Segmentation, min_customers, sample_positions
 from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
-from custseg.features import customer_features, fully_returned_customers, lines_before, reference_date
+from custseg.features import customer_features, fully_returned_customers, lines_before, reference_date, rows_at
 from custseg.io import (
     SOURCE_ROW,
     Source,
@@ -37,15 +40,19 @@ from custseg.io import (
 )
 from custseg.predict import (
     ASSIGNED_COLUMNS,
+    EARLY_COLUMNS,
+    EARLY_SCHEMA,
     FittedModel,
+    early_rows,
     evaluate_early,
     first_orders,
     horizon_features,
     model_manifest,
-    predict_early,
+    predict_batch,
+    usable_orders,
 )
 from custseg.products import categorize, category_table, customer_interests, product_summary
-from custseg.profile import profile_segments, rfm_segment_rows, segment_ids
+from custseg.profile import exact_sizes, profile_segments, rfm_segment_rows, segment_ids
 from custseg.report import write_report
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
@@ -282,7 +289,7 @@ def _rfm(state: _State) -> None:
         scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
     state.frames["scorer"] = scorer
     customers = state.workspace.save("customers", scorer.transform(features).order_by("customer_id"))
-    segments = segment_summary(customers.execute(), scorer.segment_rules())
+    segments = segment_summary(customers, scorer.segment_rules())
     state.tables["customers"] = customers
     state.frames["rfm_segments"] = segments
     state.frames["rfm_rules"] = scorer.segment_rules()
@@ -294,29 +301,85 @@ def _rfm(state: _State) -> None:
     }
 
 
+SEGMENT_SCHEMA = pa.schema([("customer_id", pa.string()), ("segment", pa.string())])
+"""What the engine's batches of customers get back: each customer's learned segment."""
+
+
+def segment_batch(customers: pd.DataFrame, segmentation: Segmentation) -> pd.DataFrame:
+    """Return customer_id and learned segment id (`SEGMENT_SCHEMA`) of a batch of customers."""
+    ids = segment_ids(segmentation.predict(customers)) if len(customers) else []
+    return pd.DataFrame({"customer_id": customers.customer_id.to_numpy(), "segment": ids})
+
+
+def _assigned(engine, customers: ir.Table, segmentation: Segmentation) -> ir.Table:
+    """Add each customer's learned segment; the engine assigns them batch by batch."""
+    assigned = engine.map_batches(
+        "segment_assignment",
+        customers.select("customer_id", *segmentation.columns_),
+        functools.partial(segment_batch, segmentation=segmentation),
+        SEGMENT_SCHEMA,
+    )
+    return customers.left_join(assigned, "customer_id").drop("customer_id_right")
+
+
+def _with_segments(engine, customers: ir.Table, segmentation: Segmentation | None, names: pd.DataFrame) -> ir.Table:
+    """Add segment, segment_name and action of a stored model (null without learned segments)."""
+    if segmentation is None or names.empty:
+        return customers.mutate(
+            segment=ibis.null(dt.string), segment_name=ibis.null(dt.string), action=ibis.null(dt.string)
+        )
+    return _named(engine, _assigned(engine, customers, segmentation), names)
+
+
+def _named(engine, segmented: ir.Table, names: pd.DataFrame) -> ir.Table:
+    table = pa.Table.from_pandas(
+        names[["segment", "name", "action"]].rename(columns={"name": "segment_name"}), preserve_index=False
+    )
+    named = segmented.left_join(engine.register("segment_names", table), "segment").drop("segment_right")
+    return named.order_by("customer_id")
+
+
 def _segments(state: _State) -> None:
-    customers = state.tables["customers"].order_by("customer_id").execute()
+    engine, customers = state.workspace.engine, state.tables["customers"]
     if state.fitted is not None:
-        assigned = pd.concat([customers, state.fitted.assign(customers)], axis=1)
-        state.tables["customers"] = state.workspace.save("customers", assigned)
+        names = pd.DataFrame(state.fitted.manifest.get("segments") or [], columns=["segment", "name", "action"])
+        saved = state.workspace.save("customers", _with_segments(engine, customers, state.fitted.segmentation, names))
+        state.tables["customers"] = saved
         state.frames["segment_names"] = state.fitted.names()["segment"]
-        state.manifest["segments"] = {"assigned": int(assigned.segment.notna().sum())}
+        state.manifest["segments"] = {"assigned": int(saved.segment.notnull().sum().execute())}
         return
-    needed = min_customers(state.settings.cluster)
-    if len(customers) < needed:
+    options, seed = state.settings.cluster, state.settings.seed
+    count = int(customers.count().execute())
+    needed = min_customers(options)
+    if count < needed:
         state.frames["segments"] = rfm_segment_rows(state.frames["rfm_segments"])
-        state.manifest["segments"] = {"skipped": f"{len(customers)} customers; learned segments need {needed}"}
+        state.manifest["segments"] = {"skipped": f"{count} customers; learned segments need {needed}"}
         return
-    segmentation = Segmentation(options=state.settings.cluster, random_state=state.settings.seed).fit(customers)
-    customers["segment"] = segment_ids(segmentation.labels_)
-    customers["segment_noise"] = segmentation.noise_
+    on_driver = count <= state.settings.engine.max_driver_customers
+    positions = sample_positions(
+        count, min(options.max_fit_customers, state.settings.engine.max_driver_customers), seed
+    )
+    if on_driver:
+        sample = customers.order_by("customer_id").execute().iloc[positions].reset_index(drop=True)
+    else:
+        sample = rows_at(customers, positions)
+    segmentation = Segmentation(options=options, random_state=seed).fit(sample)
+    learned = {"customer_id": sample.customer_id, "segment_noise": segmentation.noise_}
     if segmentation.embedding_ is not None:
-        customers["tsne_x"], customers["tsne_y"] = segmentation.embedding_[:, 0], segmentation.embedding_[:, 1]
-    profiles = profile_segments(customers, state.frames["rfm_rules"], state.frames["category_labels"])
+        learned.update(tsne_x=segmentation.embedding_[:, 0], tsne_y=segmentation.embedding_[:, 1])
+    learned = engine.register("segment_sample", pa.Table.from_pandas(pd.DataFrame(learned), preserve_index=False))
+    segmented = _assigned(engine, customers, segmentation).left_join(learned, "customer_id")
+    segmented = segmented.drop("customer_id_right")
+    segmented = state.workspace.save(
+        "segmented", segmented.mutate(segment_noise=segmented.segment_noise.fill_null(False)), temp=True
+    )
+    # Profiles describe every customer on the driver, else the sample (sizes and revenue exact).
+    profiled = segmented.order_by("customer_id").execute() if on_driver else rows_at(segmented, positions)
+    profiles = profile_segments(profiled, state.frames["rfm_rules"], state.frames["category_labels"])
+    if not on_driver:
+        profiles = exact_sizes(profiles, segmented)
+    state.tables["customers"] = state.workspace.save("customers", _named(engine, segmented, profiles))
     state.frames["segment_names"] = dict(zip(profiles.segment, profiles.name, strict=True))
-    customers["segment_name"] = customers.segment.map(state.frames["segment_names"])
-    customers["action"] = customers.segment.map(dict(zip(profiles.segment, profiles.action, strict=True)))
-    state.tables["customers"] = state.workspace.save("customers", customers)
     state.frames["segments"] = pd.concat([rfm_segment_rows(state.frames["rfm_segments"]), profiles], ignore_index=True)
     state.frames["segmentation"] = segmentation
     state.frames["profiles"] = profiles
@@ -328,6 +391,8 @@ def _segments(state: _State) -> None:
             f"{segmentation.options.silhouette_tolerance:.0%} of the best silhouette, the most segments"
         ),
         "features": segmentation.columns_,
+        "fitted_on_customers": len(sample),
+        "profiled_on_customers": len(profiled),
         "chosen": chosen,
         "classifier_agreement": segmentation.classifier_agreement_,
         "candidates": json_records(segmentation.candidates_),
@@ -340,15 +405,26 @@ def _predict(state: _State) -> None:
     if not options.enabled:
         state.manifest["early"] = {"skipped": "[predict] enabled = false"}
         return
+    engine = state.workspace.engine
     products, categories = state.tables["products"], state.frames["category_order"]
     lines = lines_before(state.tables["lines"], state.frames["as_of"]).drop("as_of")
     segmentation = state.fitted.segmentation if state.fitted is not None else state.frames.get("segmentation")
-    early = first_orders(lines, products, categories, options.max_orders, segmentation)
     if state.fitted is not None:
         models = state.fitted.early
     else:
-        horizon = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"])
-        horizon = horizon.order_by("customer_id").execute()
+        eligible = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"])
+        count = int(eligible.count().execute())
+        most = min(options.max_train_customers, state.settings.engine.max_driver_customers)
+        if count > most:
+            horizon = rows_at(eligible, sample_positions(count, most, state.settings.seed))
+        else:
+            horizon = eligible.order_by("customer_id").execute()
+        learners = engine.register(
+            "early_learners", pa.table({"customer_id": pa.array(horizon.customer_id, pa.string())})
+        )
+        early = first_orders(
+            lines.semi_join(learners, "customer_id"), products, categories, options.max_orders, segmentation
+        )
         targets = pd.DataFrame(
             {
                 "customer_id": horizon.customer_id,
@@ -360,15 +436,30 @@ def _predict(state: _State) -> None:
         state.manifest["early"], models = evaluate_early(
             early, targets, categories, options=options, seed=state.settings.seed
         )
+        state.manifest["early"]["learned_from_customers"] = len(horizon)
         state.frames["early_models"] = models
-    # Customers younger than the horizon: what they are now is not yet what they will be.
-    customers = state.tables["customers"].order_by("customer_id").execute()
-    new = customers.customer_id[customers.tenure_days < options.horizon_days]
-    names = {"segment": state.frames.get("segment_names", {}), "category": state.frames["category_labels"]}
-    predicted = predict_early(early, new, models, categories, names)
-    customers = customers.merge(predicted, on="customer_id", how="left")
-    state.tables["customers"] = state.workspace.save("customers", customers.sort_values("customer_id"))
-    state.manifest.setdefault("early", {})["predicted_customers"] = int(predicted.early_orders.notna().sum())
+    # Customers younger than the horizon: what they are now is not yet what they will be. The
+    # engine predicts them batch by batch.
+    customers = state.tables["customers"]
+    usable = usable_orders(models)
+    if usable:
+        young = customers.filter(customers.tenure_days < options.horizon_days).select("customer_id")
+        names = {"segment": state.frames.get("segment_names", {}), "category": state.frames["category_labels"]}
+        predicted = engine.map_batches(
+            "early_predictions",
+            early_rows(lines, products, categories, young, usable),
+            functools.partial(
+                predict_batch, models=models, categories=categories, names=names, segmentation=segmentation
+            ),
+            EARLY_SCHEMA,
+        )
+        customers = customers.left_join(predicted, "customer_id").drop("customer_id_right")
+    else:
+        early_types = ibis.Schema.from_pyarrow(EARLY_SCHEMA)
+        customers = customers.mutate(**{name: ibis.null(early_types[name]) for name in EARLY_COLUMNS})
+    state.tables["customers"] = state.workspace.save("customers", customers.order_by("customer_id"))
+    predicted_customers = state.tables["customers"].early_orders.notnull().sum().execute()
+    state.manifest.setdefault("early", {})["predicted_customers"] = int(predicted_customers)
 
 
 def _report(state: _State) -> None:

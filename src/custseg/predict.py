@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
@@ -160,6 +162,9 @@ class PredictOptions:
         Cross-validation folds on the training customers, to choose the model and its settings.
     enabled : bool
         False skips the early prediction.
+    max_train_customers : int
+        Above this many eligible customers, the models are trained and tested on a random sample
+        of this many.
     """
 
     horizon_days: int = 90
@@ -167,6 +172,7 @@ class PredictOptions:
     test_share: float = 0.25
     cv_folds: int = 3
     enabled: bool = True
+    max_train_customers: int = 200_000
 
 
 TARGETS = ("segment", "category")
@@ -579,8 +585,7 @@ def evaluate_early(
     # refits its winner, and pay for starting its workers each time.
     with threadpool_limits(limits=1, user_api="blas"):
         fitted = Parallel(n_jobs=-1)(
-            delayed(model.fit)(model_inputs(train, categories), train[row["target"]])
-            for row, model, train, _ in tasks
+            delayed(model.fit)(model_inputs(train, categories), train[row["target"]]) for row, model, train, _ in tasks
         )
     models: dict[str, dict[str, EarlyClassifier]] = {}
     for (row, _, train, held_out), model in zip(tasks, fitted, strict=True):
@@ -708,3 +713,80 @@ def predict_early(
         result[f"predicted_{target}_name"] = result[f"predicted_{target}"].map(names.get(target, {}))
     result["early_orders"] = result.early_orders.astype("Int64")
     return result[["customer_id", *EARLY_COLUMNS]]
+
+
+EARLY_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        *(
+            (
+                name,
+                pa.int64()
+                if name == "early_orders"
+                else pa.float64()
+                if name.endswith("_probability")
+                else pa.string(),
+            )
+            for name in EARLY_COLUMNS
+        ),
+    ]
+)
+"""What `predict_batch` returns for a batch of customers."""
+
+
+def predict_batch(
+    early: pd.DataFrame,
+    *,
+    models: dict[str, dict[str, EarlyClassifier]],
+    categories: list[str],
+    names: dict[str, dict[str, str]],
+    segmentation: Segmentation | None,
+) -> pd.DataFrame:
+    """Predict segment and category of customers from their first orders, each with its own number.
+
+    Parameters
+    ----------
+    early : DataFrame of shape (n_customers, n_columns)
+        `early_features` with a per-customer table: one row per customer and its ``n_orders``.
+    models, categories, names
+        As for `predict_early`.
+    segmentation : Segmentation or None
+        Gives the first orders' own segment (input ``segment_now``).
+
+    Returns
+    -------
+    DataFrame of shape (n_customers, 8)
+        customer_id and `EARLY_COLUMNS` (`EARLY_SCHEMA`).
+    """
+    if segmentation is not None and len(early):
+        early = early.assign(segment_now=segment_ids(segmentation.predict(early)))
+    by_orders = {int(n): group for n, group in early.groupby("n_orders")}
+    return predict_early(by_orders, early.customer_id, models, categories, names)
+
+
+def early_rows(
+    lines: ir.Table, products: ir.Table, categories: list[str], customers: ir.Table, usable: list[int]
+) -> ir.Table:
+    """Describe ``customers`` after the most first orders a model uses, each with its own number.
+
+    Parameters
+    ----------
+    lines, products, categories
+        As for `early_features`.
+    customers : ibis.Table
+        With customer_id: whom to describe.
+    usable : list of int
+        Numbers of first orders the models use (`usable_orders`).
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, n_columns)
+        `early_features` plus n_orders: the largest of ``usable`` that is at most the customer's
+        number of orders (customers with fewer orders than any are left out).
+    """
+    mine = lines.semi_join(customers, "customer_id")
+    counted = mine.group_by("customer_id").aggregate(orders=mine.invoice_id.nunique())
+    largest = ibis.cases(*((counted.orders >= n, n) for n in sorted(usable, reverse=True)), else_=None)
+    wanted = counted.select("customer_id", n_orders=largest.cast(dt.int64))
+    wanted = wanted.filter(wanted.n_orders.notnull())
+    return early_features(lines, products, categories, wanted).inner_join(wanted, "customer_id")

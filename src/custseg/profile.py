@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
@@ -180,6 +181,33 @@ def profile_segments(
         row["action"] = _action(rules.get(base), row, top_categories)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
+
+
+def exact_sizes(profiles: pd.DataFrame, customers: ir.Table, column: str = "segment") -> pd.DataFrame:
+    """Give profiles read from a sample the sizes and revenue shares of all ``customers``.
+
+    Parameters
+    ----------
+    profiles : DataFrame of shape (n_segments, len(SEGMENT_COLUMNS))
+        From `profile_segments` on a sample.
+    customers : ibis.Table
+        Every customer, with ``column`` and monetary; aggregated where it is stored.
+    column : str
+        The learned segment column.
+    """
+    sizes = (
+        customers.group_by(column)
+        .aggregate(customers=customers.count(), revenue=customers.monetary.sum())
+        .execute()
+        .set_index(column)
+    )
+    exact = profiles.copy()
+    exact["customers"] = exact.segment.map(sizes.customers).fillna(0).astype(int)
+    # Rounded as `profile_segments` rounds (Python's round, not numpy's).
+    exact["share"] = [round(float(c / sizes.customers.sum()), 4) for c in exact.customers]
+    revenue = exact.segment.map(sizes.revenue).fillna(0)
+    exact["revenue_share"] = [round(float(r / sizes.revenue.sum()), 4) for r in revenue]
+    return exact
 
 
 def _description(row: dict, position: dict[str, str], base: str, base_share: float) -> str:

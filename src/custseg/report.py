@@ -22,8 +22,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg import __version__
+from custseg.cluster import sample_positions
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
+from custseg.features import rows_at
 from custseg.schema import exact_sum
 from custseg.workspace import MANIFEST_FILE
 
@@ -496,8 +498,10 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
     order = sorted(names, key=lambda s: int(s[1:]))
     colors = {segment: PALETTE[i % len(PALETTE)] for i, segment in enumerate(order)}
     charts = [curves]
-    if "tsne_x" in customers.columns and customers.tsne_x.notna().any():
-        sample = customers.sample(min(EMBEDDING_SAMPLE, len(customers)), random_state=0)
+    # Above max_fit_customers only the customers the segments were learned from have a place.
+    mapped = customers[customers.tsne_x.notna()] if "tsne_x" in customers.columns else customers.iloc[:0]
+    if len(mapped):
+        sample = mapped.sample(min(EMBEDDING_SAMPLE, len(mapped)), random_state=0)
         figure = go.Figure(
             [
                 go.Scattergl(
@@ -716,9 +720,17 @@ def actions(manifest: dict[str, Any], segments: pd.DataFrame) -> Section:
 
 def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list[Section]:
     """Build every section the run's stages allow, from its tables and its manifest."""
-    customers = backend.table("customers").order_by("customer_id").execute()
+    table = backend.table("customers")
+    count = int(table.count().execute())
+    most = manifest["settings"]["engine"].get("max_driver_customers", count)
+    if count > most:
+        customers = rows_at(table, sample_positions(count, most, manifest["settings"]["seed"]))
+    else:
+        customers = table.order_by("customer_id").execute()
     sections = [data_quality(manifest), exploration(backend.table("lines")), product_categories(manifest)]
     sections.append(rfm(customers, manifest))
+    if count > most:
+        sections[-1].intro += f" Distributions from a random sample of {most:,} of the {count:,} customers."
     labels = {c["category"]: c["label"] for c in manifest.get("products", {}).get("categories", [])}
     if "segment" in customers.columns:
         sections.append(learned_segments(customers, manifest, labels))

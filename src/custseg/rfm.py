@@ -328,14 +328,15 @@ class RFMScorer:
 
 
 def segment_summary(
-    customers: pd.DataFrame, rules: Mapping[str, SegmentRule], column: str = "rfm_segment"
+    customers: ir.Table | pd.DataFrame, rules: Mapping[str, SegmentRule], column: str = "rfm_segment"
 ) -> pd.DataFrame:
     """Per segment: customers, share, revenue share, median R/F/M, description and action.
 
     Parameters
     ----------
-    customers : DataFrame of shape (n_customers, n_features)
-        With the segment column, recency_days, frequency and monetary.
+    customers : ibis.Table or DataFrame of shape (n_customers, n_features)
+        With the segment column, recency_days, frequency and monetary; a table is aggregated
+        where it is stored (only one row per segment comes back).
     rules : mapping of str to SegmentRule
         Every segment of the map, in the order to list them (empty segments are listed with 0).
     column : str
@@ -345,19 +346,23 @@ def segment_summary(
     -------
     DataFrame of shape (n_segments, 9)
     """
-    total_revenue = customers.monetary.sum()
-    grouped = customers.groupby(column)
-    table = pd.DataFrame(
-        {
-            "customers": grouped.size(),
-            "revenue": grouped.monetary.sum(),
-            "median_recency_days": grouped.recency_days.median(),
-            "median_frequency": grouped.frequency.median(),
-            "median_monetary": grouped.monetary.median(),
-        }
-    ).reindex(list(rules))
+    if isinstance(customers, pd.DataFrame):
+        customers = ibis.memtable(customers)
+    grouped = (
+        customers.group_by(column)
+        .aggregate(
+            customers=customers.count(),
+            revenue=customers.monetary.sum(),
+            median_recency_days=customers.recency_days.median(),
+            median_frequency=customers.frequency.median(),
+            median_monetary=customers.monetary.median(),
+        )
+        .execute()
+    )
+    table = grouped.set_index(column).astype(float).reindex(list(rules))
+    total_customers, total_revenue = int(grouped.customers.sum()), float(grouped.revenue.sum())
     table["customers"] = table.customers.fillna(0).astype(int)
-    table["share"] = (table.customers / len(customers)).round(4)
+    table["share"] = (table.customers / total_customers).round(4)
     table["revenue_share"] = (table.revenue.fillna(0) / total_revenue).round(4)
     table["median_monetary"] = table.median_monetary.round(2)
     table["description"] = [rules[name].description for name in table.index]

@@ -24,9 +24,8 @@ from threadpoolctl import ThreadpoolController
 
 from custseg.clean import allocate_returns, net_returns, return_events, screen
 from custseg.features import customer_features, lines_before, reference_date
-from custseg.predict import ASSIGNED_COLUMNS, FittedModel, early_features, predict_early, usable_orders
+from custseg.predict import ASSIGNED_COLUMNS, EARLY_COLUMNS, FittedModel, early_rows, predict_batch, usable_orders
 from custseg.products import customer_interests
-from custseg.profile import segment_ids
 from custseg.schema import CANONICAL_COLUMNS, ROW_ID, ColumnMapping, to_canonical
 from custseg.settings import settings_from_dict
 
@@ -96,7 +95,6 @@ class Scorer:
         lines_expr, rejected_expr = net_returns(screened, allocation)
         lines = self._table("request_lines", dict(lines_expr.schema().items()))
         as_of = self._table("request_as_of", {"customer_id": dt.string, "as_of": dt.timestamp})
-        wanted = self._table("request_early_orders", {"customer_id": dt.string, "n_orders": dt.int64})
         model_products = pd.DataFrame(
             list(self.fitted.manifest["products"]["categories"].items()), columns=["product_id", "category"]
         )
@@ -112,19 +110,21 @@ class Scorer:
             "lines": f"INSERT INTO request_lines {self._backend.compile(lines_expr)}",
             "rejected": self._backend.compile(rejected_expr.select(ROW_ID, "customer_id", "reason")),
             "customers": self._backend.compile(self.fitted.scorer().transform(features).order_by("customer_id")),
-            "orders": self._backend.compile(
-                known.group_by("customer_id").aggregate(n_orders=known.invoice_id.nunique().cast(dt.int64))
-            ),
-            "early": self._backend.compile(
-                early_features(known, products, self.categories, wanted).order_by("customer_id")
-            ),
         }
+        usable = usable_orders(self.fitted.early)
+        if usable:
+            # Customers younger than the horizon get an early prediction, as in `custseg run`.
+            young = features.filter(features.tenure_days < self.settings.predict.horizon_days).select("customer_id")
+            statements["early"] = self._backend.compile(
+                early_rows(known, products, self.categories, young, usable).order_by("customer_id")
+            )
         # Prepared once: parsing, binding and planning are most of the time on a few rows. The
         # plans are made while the request tables are empty, so the optimizers that read table
         # statistics must not conclude that results are empty.
         self._con.execute("SET disabled_optimizers = 'statistics_propagation,empty_result_pullup'")
         for name, sql in statements.items():
             self._con.execute(f"PREPARE {name} AS {sql}")
+        self._statements = set(statements)
 
     def _load(self, table: str, frame: pd.DataFrame | pa.Table) -> None:
         self._con.execute(f"DELETE FROM {table}")
@@ -216,22 +216,19 @@ class Scorer:
         rejected = self._con.execute("EXECUTE rejected").df()
         self._load("request_as_of", cutoffs)
         customers = self._con.execute("EXECUTE customers").df()
-        new = customers[customers.tenure_days < self.settings.predict.horizon_days]
-        early = {}
-        usable = usable_orders(self.fitted.early)
-        if len(new) and usable:
-            orders = self._con.execute("EXECUTE orders").df()
-            orders = orders[orders.customer_id.isin(set(new.customer_id)) & (orders.n_orders >= usable[0])]
-            # The most first orders a model uses, as `predict_early` picks them.
-            orders["n_orders"] = [max(n for n in usable if n <= count) for count in orders.n_orders]
-            self._load("request_early_orders", orders)
-            described = self._con.execute("EXECUTE early").df().merge(orders, on="customer_id")
-            if self.fitted.segmentation is not None and len(described):
-                described["segment_now"] = segment_ids(self.fitted.segmentation.predict(described))
-            early = {int(n): group for n, group in described.groupby("n_orders")}
         assigned = pd.concat([customers, self.fitted.assign(customers)], axis=1)
-        predicted = predict_early(early, new.customer_id, self.fitted.early, self.categories, self.names)
-        assigned = assigned.merge(predicted, on="customer_id", how="left")
+        if "early" in self._statements:
+            described = self._con.execute("EXECUTE early").df()
+            predicted = predict_batch(
+                described,
+                models=self.fitted.early,
+                categories=self.categories,
+                names=self.names,
+                segmentation=self.fitted.segmentation,
+            )
+            assigned = assigned.merge(predicted, on="customer_id", how="left")
+        else:
+            assigned = assigned.assign(**dict.fromkeys(EARLY_COLUMNS))
         return assigned[list(ASSIGNED_COLUMNS)], rejected
 
 
