@@ -71,7 +71,8 @@ def test_scorer_reproduces_the_run_for_every_customer(model_dir, transactions, t
 def test_one_batch_keeps_two_requests_for_the_same_customer_id_apart(model_dir, transactions):
     customer = transactions.customer_id.value_counts().index[0]
     rows = transactions[transactions.customer_id == customer]
-    first_order = rows[rows.invoice_id == rows.invoice_id.iloc[0]]
+    purchases = rows[rows.quantity > 0].sort_values("invoiced_at")
+    first_order = rows[rows.invoice_id == purchases.invoice_id.iloc[0]]
     scorer = Scorer(load_model(model_dir))
     alone_all, alone_first = scorer.score(rows), scorer.score(first_order)
     together = scorer.score_many([(rows, None), (first_order, None)])

@@ -235,7 +235,7 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "wholesale_champions",
         0.05,
-        (0.0, 0.08),
+        (0.0, 0.35),
         (360, 400),
         3.0,
         60,
@@ -248,7 +248,7 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "loyal_regulars",
         0.17,
-        (0.0, 0.15),
+        (0.0, 0.5),
         (330, 400),
         1.0,
         30,
