@@ -1,0 +1,135 @@
+"""Benchmark: a full run with more customers than the driver may hold (``[engine] max_driver_customers``).
+
+On the simulated 10-million-row log (112,957 customers), a full `custseg run` (every stage, report
+included) three ways, each in a fresh child process: DuckDB holding every customer on the driver
+(the default limit of 1,000,000), DuckDB with ``max_driver_customers = 20,000`` and Spark
+``local[2]`` with the same limit. With the limit, the segmentation and the early models learn from
+samples fetched from the engine and the engine assigns every customer in batches. All three learn
+the segmentation from the same 20,000 customers (``[cluster] max_fit_customers``), so every
+customer must get the same segment; the two limited runs must agree on every column.
+
+    python benchmarks/bench_scale.py [--size 10m] [--limit 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_features import DATA, PYTHON, RESULTS, prepare  # noqa: E402
+from measure import measure  # noqa: E402
+
+CHILD = """
+import json, sys, time
+from custseg.engine import EngineOptions
+from custseg.pipeline import run
+from custseg.settings import Settings
+sys.path.insert(0, {here!r})
+from measure import peak_mb
+engine = EngineOptions(**json.loads({engine!r}))
+start = time.perf_counter()
+result = run({log!r}, {out!r}, Settings(engine=engine))
+seconds = time.perf_counter() - start
+facts = {{
+    "stages_s": result.manifest["timings_s"],
+    "customers": result.manifest["customers"]["count"],
+    "fitted_on": result.manifest["segments"]["fitted_on_customers"],
+    "profiled_on": result.manifest["segments"]["profiled_on_customers"],
+    "early_learned_from": result.manifest["early"]["learned_from_customers"],
+}}
+print(json.dumps(facts), seconds, peak_mb())
+"""
+
+
+def side(log: Path, out: Path, engine: dict) -> tuple[dict, pd.DataFrame]:
+    code = CHILD.format(here=str(HERE), engine=json.dumps(engine), log=str(log), out=str(out))
+    measured = measure([PYTHON, "-c", code])
+    facts, seconds, _ = measured.stdout.split("\n")[-2].rsplit(" ", 2)
+    customers = pd.read_parquet(out / "customers.parquet").sort_values("customer_id", ignore_index=True)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": round(float(seconds), 1), "peak_mb": round(measured.peak_mb), **json.loads(facts)}, customers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="10m")
+    parser.add_argument("--limit", type=int, default=20_000, help="max_driver_customers of the limited runs")
+    parser.add_argument("--spark-memory", default="8g", help="spark.driver.memory of the local[2] JVM")
+    args = parser.parse_args()
+    log, _, rows = prepare(args.size, "3GB")
+    spark_conf = {"spark.driver.memory": args.spark_memory, "spark.sql.shuffle.partitions": "8"}
+    runs = {
+        "duckdb, all on the driver": {"name": "duckdb", "memory_limit": "3GB"},
+        f"duckdb, limit {args.limit:,}": {"name": "duckdb", "memory_limit": "3GB", "max_driver_customers": args.limit},
+        f"spark local[2], limit {args.limit:,}": {
+            "name": "spark",
+            "spark_master": "local[2]",
+            "spark_conf": spark_conf,
+            "max_driver_customers": args.limit,
+        },
+    }
+    results, tables = {}, {}
+    for number, (name, engine) in enumerate(runs.items()):
+        results[name], tables[name] = side(log, DATA / f"scale_bench_{number}", engine)
+        print(name, json.dumps(results[name]), flush=True)
+    driver, limited, spark = tables.values()
+    checks = {
+        "same_segment_every_customer": bool(
+            driver.segment.equals(limited.segment) and limited.segment.equals(spark.segment)
+        ),
+        "limited_duckdb_and_spark_agree_on_every_column": bool(
+            spark[list(limited.columns)]
+            .astype(object)
+            .where(spark.notna(), None)
+            .equals(limited.astype(object).where(limited.notna(), None))
+        ),
+    }
+    report = {
+        "benchmark": "full custseg run with a driver limit: learn from samples, the engine assigns in batches",
+        "command": f"python benchmarks/bench_scale.py --size {args.size} --limit {args.limit}",
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+        "log_rows": rows,
+        "runs": runs,
+        "results": results,
+        "checks": checks,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "scale.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# {report['benchmark']}",
+        "",
+        f"`{report['command']}` on {report['machine']['cores']} cores, {report['measured_at']}: "
+        f"{report['log_rows']:,} log rows. Each run in a fresh process; MB is the peak resident memory of the "
+        "Python process (Spark's JVM is a child process and is not included).",
+        "",
+        "| run | customers | fitted on | profiled on | early models from | seconds | peak MB | by stage (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["results"].items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items())
+        lines.append(
+            f"| {name} | {r['customers']:,} | {r['fitted_on']:,} | {r['profiled_on']:,} | "
+            f"{r['early_learned_from']:,} | {r['seconds']} | {r['peak_mb']:,} | {stages} |"
+        )
+    lines += ["", "Checks: " + ", ".join(f"{k} = {v}" for k, v in report["checks"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
