@@ -118,13 +118,14 @@ class DuckDBEngine:
         import pyarrow.parquet as pq
 
         staging = self.folder / f"{name}.batches.parquet"
-        with pq.ParquetWriter(staging, schema) as writer:
-            for batch in table.to_pyarrow_batches(chunk_size=BATCH_ROWS):
-                result = function(batch.to_pandas())
-                writer.write_table(pa.Table.from_pandas(result, schema=schema, preserve_index=False))
-        stored = self.backend.create_table(name, self.backend.read_parquet(staging), overwrite=True, temp=True)
-        staging.unlink()
-        return stored
+        try:
+            with pq.ParquetWriter(staging, schema) as writer:
+                for batch in table.to_pyarrow_batches(chunk_size=BATCH_ROWS):
+                    result = function(batch.to_pandas())
+                    writer.write_table(pa.Table.from_pandas(result, schema=schema, preserve_index=False))
+            return self.backend.create_table(name, self.backend.read_parquet(staging), overwrite=True, temp=True)
+        finally:
+            staging.unlink(missing_ok=True)
 
     def save(self, name: str, table: ir.Table | pd.DataFrame, *, temp: bool = False) -> ir.Table:
         """Compute ``table`` into the database as ``name`` (replacing it) and return the stored table."""
