@@ -332,6 +332,7 @@ def _with_segments(engine, customers: ir.Table, segmentation: Segmentation | Non
 
 
 def _named(engine, segmented: ir.Table, names: pd.DataFrame) -> ir.Table:
+    """Add segment_name and action from the profiles (segment, name, action), in customer id order."""
     table = pa.Table.from_pandas(
         names[["segment", "name", "action"]].rename(columns={"name": "segment_name"}), preserve_index=False
     )
