@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ibis
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ from custseg.rfm import (
     SegmentRule,
     code_map,
     cut_points,
+    quantile_positions,
     segment_summary,
     to_five_point,
 )
@@ -133,3 +135,19 @@ def test_segment_summary_lists_every_segment_with_shares():
     row = table.set_index("segment").loc["Champions"]
     assert (row.customers, row.share, row.revenue_share, row.median_monetary) == (2, 0.6667, 0.8, 200.0)
     assert table.set_index("segment").loc["At Risk"].customers == 0
+
+
+def test_cut_points_in_the_engine_are_numpys():
+    rng = np.random.default_rng(0)
+    for n in [1, 2, 3, 7, 10, 99, 100, 101, 997, 1000, 4324]:
+        for bins in (3, 4, 5):
+            assert (
+                quantile_positions(n, bins).tolist()
+                == np.quantile(np.arange(n), np.arange(1, bins) / bins, method="inverted_cdf").astype(int).tolist()
+            ), (n, bins)
+    values = np.round(rng.lognormal(5, 2, 1001), 2)
+    values[::7] = values[3]  # ties
+    table = ibis.memtable(pd.DataFrame({"monetary": values, "frequency": rng.integers(1, 30, 1001)}))
+    for column in ("monetary", "frequency"):
+        for bins in (3, 4, 5):
+            assert cut_points(table[column], bins) == cut_points(table[column].execute().to_numpy(), bins)

@@ -286,7 +286,7 @@ def _rfm(state: _State) -> None:
         scorer = state.fitted.scorer()
     else:
         scorer = RFMScorer.from_options(settings.rfm)
-        scorer.fit(features.select("recency_days", "frequency", "monetary").execute())
+        scorer.fit(features)
     state.frames["scorer"] = scorer
     customers = state.workspace.save("customers", scorer.transform(features).order_by("customer_id"))
     segments = segment_summary(customers, scorer.segment_rules())

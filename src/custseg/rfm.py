@@ -160,11 +160,30 @@ def to_five_point(score: int, bins: int) -> int:
     return 1 + int(round((score - 1) * 4 / (bins - 1))) if bins > 1 else 3
 
 
-def cut_points(values: np.ndarray, bins: int) -> list[float]:
+def quantile_positions(n: int, bins: int) -> np.ndarray:
+    """Positions (0-based, in ascending order of n values) of the inverted-CDF quantiles 1/bins ... (bins-1)/bins.
+
+    The positions numpy's ``quantile(..., method="inverted_cdf")`` reads, computed without the values.
+    """
+    virtual = n * (np.arange(1, bins) / bins) - 1
+    below = np.floor(virtual)
+    return np.where(virtual - below > 0, below + 1, below).clip(0, n - 1).astype(np.int64)
+
+
+def cut_points(values: np.ndarray | ir.Column, bins: int) -> list[float]:
     """Quantile cut points of ``values`` (inverted CDF, so each is a value that occurs).
 
     A value scores 1 + the number of cut points it exceeds; equal values always score the same.
+    ``values`` may be a column of a table in an engine: then only the cut points leave it.
     """
+    if isinstance(values, ir.Column):
+        table = values.name("value").as_table()
+        table = table.filter(table.value.notnull())
+        positions = quantile_positions(int(table.count().execute()), bins)
+        ranked = table.mutate(position=ibis.row_number().over(order_by=table.value))
+        found = ranked.filter(ranked.position.isin(sorted({int(p) for p in positions}))).execute()
+        at = dict(zip(found.position, found.value, strict=True))
+        return [float(at[p]) for p in positions]
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     quantiles = np.arange(1, bins) / bins
@@ -257,17 +276,18 @@ class RFMScorer:
         }
         return cls(bins=options.bins, cuts=cuts, rules=options.rules())
 
-    def fit(self, customers: pd.DataFrame) -> RFMScorer:
+    def fit(self, customers: ir.Table | pd.DataFrame) -> RFMScorer:
         """Learn the cut points of every measure not fixed in ``cuts``.
 
         Parameters
         ----------
-        customers : DataFrame of shape (n_customers, n_features)
-            With recency_days, frequency and monetary.
+        customers : ibis.Table or DataFrame of shape (n_customers, n_features)
+            With recency_days, frequency and monetary; of a table only the cut points come back.
         """
         if not 3 <= self.bins <= 5:
             raise ConfigError(f"bins={self.bins} must be 3, 4 or 5")
-        if len(customers) == 0:
+        count = int(customers.count().execute()) if isinstance(customers, ir.Table) else len(customers)
+        if count == 0:
             raise ConfigError("RFM scoring needs at least one customer")
         fixed = dict(self.cuts or {})
         self.cut_points_ = {}
@@ -279,7 +299,8 @@ class RFMScorer:
                         f"{measure}_cuts={points} must be {self.bins - 1} ascending numbers for bins={self.bins}"
                     )
             else:
-                points = cut_points(customers[column].to_numpy(), self.bins)
+                values = customers[column] if isinstance(customers, ir.Table) else customers[column].to_numpy()
+                points = cut_points(values, self.bins)
             self.cut_points_[measure] = points
         self.code_map_ = code_map(self.rules or RFM_SEGMENTS)
         return self
