@@ -27,18 +27,11 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_features import DATA, PYTHON, RESULTS, prepare  # noqa: E402
-from measure import measure  # noqa: E402
+from measure import RUN_PRELUDE, measure  # noqa: E402
 
-CHILD = """
-import json, sys, time
-from custseg.engine import EngineOptions
-from custseg.pipeline import run
-from custseg.settings import Settings
-sys.path.insert(0, {here!r})
-from measure import peak_mb
-engine = EngineOptions(**json.loads({engine!r}))
-start = time.perf_counter()
-result = run({log!r}, {out!r}, Settings(engine=engine))
+CHILD = (
+    RUN_PRELUDE
+    + """result = run({log!r}, {out!r}, Settings(engine=engine))
 seconds = time.perf_counter() - start
 facts = {{
     "stages_s": result.manifest["timings_s"],
@@ -49,6 +42,7 @@ facts = {{
 }}
 print(json.dumps(facts), seconds, peak_mb())
 """
+)
 
 
 def side(log: Path, out: Path, engine: dict) -> tuple[dict, pd.DataFrame]:

@@ -21,21 +21,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_features import DATA, PYTHON, RESULTS, prepare  # noqa: E402
-from measure import measure  # noqa: E402
+from measure import RUN_PRELUDE, measure  # noqa: E402
 
-CHILD = """
-import json, sys, time
-from custseg.engine import EngineOptions
-from custseg.pipeline import run
-from custseg.settings import Settings
-sys.path.insert(0, {here!r})
-from measure import peak_mb
-engine = EngineOptions(**json.loads({engine!r}))
-start = time.perf_counter()
-result = run({log!r}, {out!r}, Settings(engine=engine), until="rfm")
+CHILD = (
+    RUN_PRELUDE
+    + """result = run({log!r}, {out!r}, Settings(engine=engine), until="rfm")
 seconds = time.perf_counter() - start
 print(json.dumps(result.manifest["timings_s"]), seconds, result.manifest["customers"]["count"], peak_mb())
 """
+)
 
 
 def side(log: Path, out: Path, engine: dict) -> dict:

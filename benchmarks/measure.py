@@ -44,3 +44,17 @@ def peak_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+RUN_PRELUDE = """
+import json, sys, time
+from custseg.engine import EngineOptions
+from custseg.pipeline import run
+from custseg.settings import Settings
+sys.path.insert(0, {here!r})
+from measure import peak_mb
+engine = EngineOptions(**json.loads({engine!r}))
+start = time.perf_counter()
+"""
+"""Start of a child script that runs custseg with an engine: format with here, engine (JSON) and the
+script's own fields; it sets ``engine`` and ``start``, and can report ``peak_mb()``."""
