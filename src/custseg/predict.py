@@ -654,67 +654,6 @@ def usable_orders(models: dict[str, dict[str, EarlyClassifier]]) -> list[int]:
     return sorted(set.intersection(*({int(n) for n in by_orders} for by_orders in models.values())))
 
 
-def predict_early(
-    early: dict[int, pd.DataFrame],
-    customer_ids: pd.Series,
-    models: dict[str, dict[str, EarlyClassifier]],
-    categories: list[str],
-    names: dict[str, dict[str, str]],
-) -> pd.DataFrame:
-    """Predict segment and category of ``customer_ids`` from the most first orders each has that a model uses.
-
-    Parameters
-    ----------
-    early : dict of int to DataFrame
-        `early_features` for each number of first orders.
-    customer_ids : Series
-        The customers to predict for.
-    models : dict
-        ``models[target][str(n)]``, as from `evaluate_early`.
-    categories : list of str
-        Every category id, in order.
-    names : dict
-        ``names[target]``: segment id -> segment name, category id -> category label.
-
-    Returns
-    -------
-    DataFrame of shape (n_customers, 8)
-        customer_id and `EARLY_COLUMNS`: how many first orders were used, the predicted segment and
-        category with their names and the model's probability of each (null when no model applies).
-    """
-    # The most first orders each customer has, among the numbers every target has a model for.
-    usable = set(usable_orders(models))
-    rows = []
-    for n_orders in sorted(usable & set(early)):
-        frame = early[n_orders]
-        rows.append(frame[frame.customer_id.isin(set(customer_ids))].assign(early_orders=n_orders))
-    known = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["customer_id", "early_orders"])
-    known = known.sort_values("early_orders").drop_duplicates("customer_id", keep="last")
-    result = pd.DataFrame({"customer_id": customer_ids.to_numpy()}).merge(
-        known[["customer_id", "early_orders"]], on="customer_id", how="left"
-    )
-    for target in TARGETS:
-        result[f"predicted_{target}"] = pd.Series(pd.NA, index=result.index, dtype="string")
-        result[f"predicted_{target}_name"] = pd.Series(pd.NA, index=result.index, dtype="string")
-        result[f"predicted_{target}_probability"] = np.nan
-    for n_orders, group in known.groupby("early_orders"):
-        inputs = model_inputs(group, categories)
-        positions = result.index[result.customer_id.isin(set(group.customer_id))]
-        order = result.loc[positions, "customer_id"]
-        aligned = inputs.set_axis(group.customer_id.to_numpy()).loc[order.to_numpy()]
-        for target, by_orders in models.items():
-            model = by_orders.get(str(int(n_orders)))
-            if model is None:
-                continue
-            probabilities = model.predict_proba(aligned)
-            result.loc[positions, f"predicted_{target}"] = model.classes_[probabilities.argmax(axis=1)]
-            result.loc[positions, f"predicted_{target}_probability"] = probabilities.max(axis=1).round(4)
-    for target in TARGETS:
-        result[f"predicted_{target}_name"] = result[f"predicted_{target}"].map(names.get(target, {}))
-    result["early_orders"] = result.early_orders.astype("Int64")
-    return result[["customer_id", *EARLY_COLUMNS]]
-
-
 EARLY_SCHEMA = pa.schema(
     [
         ("customer_id", pa.string()),
@@ -747,21 +686,51 @@ def predict_batch(
     Parameters
     ----------
     early : DataFrame of shape (n_customers, n_columns)
-        `early_features` with a per-customer table: one row per customer and its ``n_orders``.
-    models, categories, names
-        As for `predict_early`.
+        `early_features` with a per-customer table: one row per customer and its ``n_orders``
+        (from `early_rows`).
+    models : dict
+        ``models[target][str(n)]``, as from `evaluate_early`.
+    categories : list of str
+        Every category id, in order.
+    names : dict
+        ``names[target]``: segment id -> segment name, category id -> category label.
     segmentation : Segmentation or None
         Gives the first orders' own segment (input ``segment_now``).
 
     Returns
     -------
     DataFrame of shape (n_customers, 8)
-        customer_id and `EARLY_COLUMNS` (`EARLY_SCHEMA`).
+        customer_id and `EARLY_COLUMNS` (`EARLY_SCHEMA`): how many first orders were used, the
+        predicted segment and category with their names and the model's probability of each
+        (null where no model applies).
     """
     if segmentation is not None and len(early):
         early = early.assign(segment_now=segment_ids(segmentation.predict(early)))
-    by_orders = {int(n): group for n, group in early.groupby("n_orders")}
-    return predict_early(by_orders, early.customer_id, models, categories, names)
+    # Arrays filled per number of orders, one frame at the end: the API calls this for a
+    # customer or two, where every pandas step costs more than the models do.
+    n_orders = early.n_orders.to_numpy(dtype=np.int64) if len(early) else np.zeros(0, dtype=np.int64)
+    usable = set(usable_orders(models))
+    predicted = {target: np.full(len(early), None, dtype=object) for target in TARGETS}
+    probability = {target: np.full(len(early), np.nan) for target in TARGETS}
+    for orders in sorted(usable & set(n_orders.tolist())):
+        rows = np.flatnonzero(n_orders == orders)
+        inputs = model_inputs(early.iloc[rows], categories)
+        for target, by_orders in models.items():
+            model = by_orders[str(orders)]
+            probabilities = model.predict_proba(inputs)
+            predicted[target][rows] = model.classes_[probabilities.argmax(axis=1)]
+            probability[target][rows] = probabilities.max(axis=1).round(4)
+    early_orders = pd.array(n_orders, dtype="Int64")
+    early_orders[~np.isin(n_orders, list(usable))] = pd.NA
+    columns = {"customer_id": early.customer_id.to_numpy(), "early_orders": early_orders}
+    for target in TARGETS:
+        labels = names.get(target, {})
+        columns[f"predicted_{target}"] = pd.array(predicted[target], dtype="string")
+        columns[f"predicted_{target}_name"] = pd.array(
+            [labels.get(value) if value is not None else None for value in predicted[target]], dtype="string"
+        )
+        columns[f"predicted_{target}_probability"] = probability[target]
+    return pd.DataFrame(columns)[["customer_id", *EARLY_COLUMNS]]
 
 
 def early_rows(

@@ -20,6 +20,7 @@ import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from sklearn import config_context
 from threadpoolctl import ThreadpoolController
 
 from custseg.clean import allocate_returns, net_returns, return_events, screen
@@ -204,7 +205,13 @@ class Scorer:
         # One thread for the models: on a few rows, OpenMP's threads (gradient boosting starts
         # them for every tree) wait for a core that the web server or a client holds, which took
         # a loaded server's latency from 60 ms to hundreds. The limit is process-wide: hold the lock.
-        with self._lock, self._threads.limit(limits=1):
+        # Inputs come from the engine's own queries: scikit-learn's checks of them (finite
+        # values, parameters) cost more than the models on a few rows.
+        with (
+            self._lock,
+            self._threads.limit(limits=1),
+            config_context(assume_finite=True, skip_parameter_validation=True),
+        ):
             return self._score_locked(rows, cutoffs)
 
     def _score_locked(self, rows: pd.DataFrame, cutoffs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
