@@ -462,20 +462,25 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
             if smallest >= self.cv_folds
             else KFold(self.cv_folds, shuffle=True, random_state=self.random_state)
         )
-        best_score = -np.inf
-        for name, (pipeline, grid) in self._families(numeric, categorical).items():
-            search = GridSearchCV(pipeline, grid, scoring="f1_macro", cv=folds, error_score=0.0, n_jobs=self.n_jobs)
-            # One OpenMP thread: on a few thousand customers, gradient boosting's threads (and the
-            # joblib threads its binning starts per fit) cost more than they save.
-            with warnings.catch_warnings(), threadpool_limits(1, user_api="openmp"):
-                # Rare segments can be missing from a fold; the score then counts them as missed.
-                warnings.simplefilter("ignore", UserWarning)
-                warnings.simplefilter("ignore", ConvergenceWarning)
+        best_score, best = -np.inf, None
+        # One OpenMP thread: on a few thousand customers, gradient boosting's threads (and the
+        # joblib threads its binning starts per fit) cost more than they save.
+        with warnings.catch_warnings(), threadpool_limits(1, user_api="openmp"):
+            # Rare segments can be missing from a fold; the score then counts them as missed.
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for name, (pipeline, grid) in self._families(numeric, categorical).items():
+                # Only the winning family is refitted on all training customers, below.
+                search = GridSearchCV(
+                    pipeline, grid, scoring="f1_macro", cv=folds, error_score=0.0, n_jobs=self.n_jobs, refit=False
+                )
                 search.fit(inputs, y)
-            score = round(float(search.best_score_), 4)
-            self.candidates_.append({"model": name, "params": search.best_params_, "cv_macro_f1": score})
-            if score > best_score:
-                best_score, self.chosen_, self.estimator_ = score, name, search.best_estimator_
+                score = round(float(search.best_score_), 4)
+                self.candidates_.append({"model": name, "params": search.best_params_, "cv_macro_f1": score})
+                if score > best_score:
+                    best_score, self.chosen_, best = score, name, (pipeline, search.best_params_)
+            pipeline, params = best
+            self.estimator_ = clone(pipeline).set_params(**params).fit(inputs, y)
         return self
 
     def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
