@@ -66,7 +66,7 @@ class Scorer:
     Notes
     -----
     One in-memory DuckDB connection on one thread; scoring holds a lock, so concurrent callers
-    take turns. One customer takes about 50 ms on the 2-core machine, a batch of ten about 95 ms
+    take turns. One customer takes about 58 ms on the 2-core machine, a batch of ten about 100 ms
     (`Batcher` gathers concurrent requests into such batches).
     """
 
