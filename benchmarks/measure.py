@@ -46,6 +46,14 @@ def peak_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, seconds) that process ``pid`` has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # After the command name in parentheses: utime and stime are fields 14 and 15 of stat.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 RUN_PRELUDE = """
 import json, sys, time
 from custseg.engine import EngineOptions
