@@ -15,6 +15,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
+from custseg.cluster import sample_positions
 from custseg.schema import EXACT
 
 SECONDS_PER_DAY = 86_400
@@ -241,3 +242,18 @@ def rows_at(customers: ir.Table, positions) -> pd.DataFrame:
     wanted = ibis.memtable(pa.table({"position": pa.array(positions, pa.int64())}))
     ranked = customers.mutate(position=ibis.row_number().over(order_by=customers.customer_id))
     return ranked.semi_join(wanted, "position").drop("position").order_by("customer_id").execute()
+
+
+def rows_at_most(customers: ir.Table, size: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """Fetch every customer in customer id order, or a random `sample_positions` of ``size`` when there are more.
+
+    Returns
+    -------
+    rows : DataFrame of shape (min(n_customers, size), n_columns)
+    n_customers : int
+        How many customers the table holds.
+    """
+    count = int(customers.count().execute())
+    if count > size:
+        return rows_at(customers, sample_positions(count, size, seed)), count
+    return customers.order_by("customer_id").execute(), count

@@ -29,7 +29,14 @@ from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.cluster import Segmentation, min_customers, sample_positions
 from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
-from custseg.features import customer_features, fully_returned_customers, lines_before, reference_date, rows_at
+from custseg.features import (
+    customer_features,
+    fully_returned_customers,
+    lines_before,
+    reference_date,
+    rows_at,
+    rows_at_most,
+)
 from custseg.io import (
     SOURCE_ROW,
     Source,
@@ -414,12 +421,8 @@ def _predict(state: _State) -> None:
         models = state.fitted.early
     else:
         eligible = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"])
-        count = int(eligible.count().execute())
         most = min(options.max_train_customers, state.settings.engine.max_driver_customers)
-        if count > most:
-            horizon = rows_at(eligible, sample_positions(count, most, state.settings.seed))
-        else:
-            horizon = eligible.order_by("customer_id").execute()
+        horizon, _ = rows_at_most(eligible, most, state.settings.seed)
         learners = engine.register(
             "early_learners", pa.table({"customer_id": pa.array(horizon.customer_id, pa.string())})
         )

@@ -201,12 +201,13 @@ def exact_sizes(profiles: pd.DataFrame, customers: ir.Table, column: str = "segm
         .execute()
         .set_index(column)
     )
+    total_customers, total_revenue = sizes.customers.sum(), sizes.revenue.sum()
     exact = profiles.copy()
     exact["customers"] = exact.segment.map(sizes.customers).fillna(0).astype(int)
     # Rounded as `profile_segments` rounds (Python's round, not numpy's).
-    exact["share"] = [round(float(c / sizes.customers.sum()), 4) for c in exact.customers]
+    exact["share"] = [round(float(c / total_customers), 4) for c in exact.customers]
     revenue = exact.segment.map(sizes.revenue).fillna(0)
-    exact["revenue_share"] = [round(float(r / sizes.revenue.sum()), 4) for r in revenue]
+    exact["revenue_share"] = [round(float(r / total_revenue), 4) for r in revenue]
     return exact
 
 

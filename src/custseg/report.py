@@ -10,6 +10,7 @@ stage did not run are left out.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg import __version__
-from custseg.cluster import sample_positions
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
-from custseg.features import rows_at
+from custseg.features import rows_at_most
 from custseg.schema import exact_sum
 from custseg.workspace import MANIFEST_FILE
 
@@ -720,17 +720,12 @@ def actions(manifest: dict[str, Any], segments: pd.DataFrame) -> Section:
 
 def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list[Section]:
     """Build every section the run's stages allow, from its tables and its manifest."""
-    table = backend.table("customers")
-    count = int(table.count().execute())
-    most = manifest["settings"]["engine"].get("max_driver_customers", count)
-    if count > most:
-        customers = rows_at(table, sample_positions(count, most, manifest["settings"]["seed"]))
-    else:
-        customers = table.order_by("customer_id").execute()
+    most = manifest["settings"]["engine"].get("max_driver_customers", sys.maxsize)
+    customers, count = rows_at_most(backend.table("customers"), most, manifest["settings"]["seed"])
     sections = [data_quality(manifest), exploration(backend.table("lines")), product_categories(manifest)]
     sections.append(rfm(customers, manifest))
-    if count > most:
-        sections[-1].intro += f" Distributions from a random sample of {most:,} of the {count:,} customers."
+    if len(customers) < count:
+        sections[-1].intro += f" Distributions from a random sample of {len(customers):,} of the {count:,} customers."
     labels = {c["category"]: c["label"] for c in manifest.get("products", {}).get("categories", [])}
     if "segment" in customers.columns:
         sections.append(learned_segments(customers, manifest, labels))
