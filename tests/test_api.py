@@ -13,7 +13,7 @@ from custseg import workspace
 from custseg.api import create_app
 from custseg.cli import app as cli
 from custseg.errors import InputFileError
-from custseg.predict import ASSIGNED_COLUMNS
+from custseg.predict import ASSIGNED_COLUMNS, MODEL_VERSION
 from custseg.scoring import Scorer
 from custseg.workspace import load_model
 
@@ -99,7 +99,7 @@ def test_assign_answers_segment_rfm_and_early_prediction(client, model_dir, trai
     response = client.post("/v1/assign", json=request_body(pd.concat([new_customer, postage])))
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert answer["model"]["model_version"] == 1
+    assert answer["model"]["model_version"] == MODEL_VERSION
     (customer,) = answer["customers"]
     assert customer["customer_id"] == "web-42"
     assert customer["segment_name"] and customer["action"] and customer["rfm_code"]

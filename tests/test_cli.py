@@ -50,7 +50,7 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
     assert manifest["input"]["timestamp_format"] == "%m/%d/%Y %H:%M"
     assert len(manifest["input"]["sha256"]) == 64
     assert set(manifest["timings_s"]) == set(STAGES)
-    assert manifest["segments"] == {"skipped": "4 customers; learned segments need 15"}
+    assert manifest["segments"] == {"skipped": "4 customers; learned segments need 20"}
     assert manifest["customers"]["count"] == 4
     assert sum(summary["rfm_segments"].values()) == 4
     segments = (out / "segments.csv").read_text().splitlines()

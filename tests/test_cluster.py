@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from custseg.cluster import ClusterOptions, Segmentation
+from custseg.cluster import ClusterOptions, QuantileTiers, Segmentation, choose
 from custseg.errors import ConfigError
 from custseg.pipeline import run
 from custseg.simulate import simulate_to_files
@@ -32,7 +33,7 @@ def blobs(seed=0, sizes=(120, 90, 60)):
     return data, np.repeat([0, 1, 2], sizes)
 
 
-FAST = dict(spaces=["features"], stability_resamples=5)
+FAST = dict(spaces=["features"], stability_resamples=5, min_segments=3, map_customers=0)
 
 
 def test_obvious_groups_are_found_and_ordered_by_value():
@@ -43,35 +44,104 @@ def test_obvious_groups_are_found_and_ordered_by_value():
     # S1 (label 0) is the group with the highest mean spend
     assert data.monetary[model.labels_ == 0].mean() > data.monetary[model.labels_ == 2].mean()
     assert (model.predict(data) == model.labels_).all()
+    assert "no backtest" in model.rule_
 
 
 def test_same_data_and_seed_give_identical_labels_and_table():
     data, _ = blobs()
-    options = ClusterOptions(stability_resamples=5)
+    options = ClusterOptions(stability_resamples=5, min_segments=3)
     first = Segmentation(options=options, random_state=3).fit(data)
     second = Segmentation(options=options, random_state=3).fit(data)
     assert first.labels_.tolist() == second.labels_.tolist()
     pd.testing.assert_frame_equal(first.candidates_, second.candidates_)
 
 
-def test_selection_rule_prefers_more_segments_within_the_silhouette_tolerance():
-    table = pd.DataFrame(
-        {
-            "space": "features",
-            "model": ["kmeans"] * 4,
-            "n_segments": [3, 4, 5, 6],
-            "silhouette": [0.60, 0.56, 0.50, 0.58],
-            "stability": [0.99, 0.95, 0.99, 0.70],
-            "smallest_share": [0.2, 0.1, 0.1, 0.1],
-        }
-    )
-    chosen = Segmentation._choose(table, ClusterOptions())
+def candidate_table(**columns):
+    base = {
+        "space": "features",
+        "model": "kmeans",
+        "n_segments": [4, 5, 6, 7],
+        "validity": [0.300, 0.340, 0.345, 0.350],
+        "gap_se": [0.004, 0.004, 0.004, 0.0],
+        "silhouette": [0.60, 0.56, 0.50, 0.58],
+        "stability": [0.99, 0.95, 0.99, 0.95],
+        "smallest_share": [0.2, 0.1, 0.1, 0.1],
+    }
+    return pd.DataFrame({**base, **columns})
+
+
+def test_validity_rule_takes_the_fewest_segments_within_the_margin_of_the_best():
+    chosen, reason = choose(candidate_table(), ClusterOptions(), by_validity=True)
+    # best 0.350; the margin is 2% of it (0.007): 6 (0.345) and 5 (0.340 is 0.010 away, out) -> 6
+    assert chosen.loc[chosen.chosen, "n_segments"].item() == 6
+    assert chosen.within_margin.tolist() == [False, False, True, True]
+    assert "fewer segments" in reason
+    # a wide standard error of the difference widens the margin: 5 is then as good
+    wide, _ = choose(candidate_table(gap_se=[0.004, 0.02, 0.004, 0.0]), ClusterOptions(), by_validity=True)
+    assert wide.loc[wide.chosen, "n_segments"].item() == 5
+    # an unstable or tiny-segment candidate cannot win, however valid
+    shaky, _ = choose(candidate_table(stability=[0.99, 0.95, 0.7, 0.6]), ClusterOptions(), by_validity=True)
+    assert shaky.loc[shaky.chosen, "n_segments"].item() == 5
+    assert shaky.eligible.tolist() == [True, True, False, False]
+
+
+def test_segment_range_and_silhouette_rule_without_a_backtest():
+    table = candidate_table(n_segments=[3, 4, 5, 6], stability=[0.99, 0.95, 0.99, 0.70])
+    chosen, _ = choose(table, ClusterOptions(min_segments=3), by_validity=False)
     # 6 is unstable, 5 is too far below the best silhouette: 4 is the most segments that qualify
     assert chosen.loc[chosen.chosen, "n_segments"].item() == 4
     assert chosen.eligible.tolist() == [True, True, True, False]
-    tiny = table.assign(smallest_share=0.001)
-    fallback = Segmentation._choose(tiny, ClusterOptions())
-    assert fallback.loc[fallback.chosen, "n_segments"].item() == 3  # the most stable
+    # the default range starts at 4 segments: 3 is not eligible
+    default, _ = choose(table, ClusterOptions(), by_validity=False)
+    assert default.eligible.tolist() == [False, True, True, False]
+    tiny, reason = choose(table.assign(smallest_share=0.001), ClusterOptions(min_segments=3), by_validity=False)
+    assert tiny.loc[tiny.chosen, "n_segments"].item() == 3 and "most stable" in reason
+
+
+def test_quantile_tiers_are_equal_and_equal_scores_share_a_tier():
+    assert np.bincount(QuantileTiers(4).fit(np.arange(100.0)[:, None]).labels_).tolist() == [25, 25, 25, 25]
+    points = np.r_[np.arange(100.0), np.full(20, 50.0)][:, None]
+    tiers = QuantileTiers(4).fit(points)
+    assert len(set(tiers.labels_[points[:, 0] == 50.0])) == 1  # the 21 customers at 50 share one tier
+    assert np.bincount(tiers.labels_).sum() == 120
+    assert (tiers.predict(np.array([[-5.0], [500.0]])) == [0, 3]).all()
+
+
+def backtest_shop(seed=0, n=1200):
+    """Customers as of T - H whose return depends on recency, and the same customers 90 days on."""
+    rng = np.random.default_rng(seed)
+    recency = rng.uniform(1, 300, n)
+    frequency = rng.integers(1, 15, n).astype(float)
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "recency_days": recency,
+            "frequency": frequency,
+            "monetary": frequency * rng.lognormal(4, 0.5, n),
+            "tenure_days": recency + rng.uniform(0, 200, n),
+            "mean_days_between_orders": np.where(frequency > 1, 30.0, np.nan),
+        }
+    )
+    p = 1 / (1 + np.exp((recency - 100) / 30)) * np.minimum(1, frequency / 5)
+    returned = (rng.random(n) < p).astype(int)
+    backtest = customers.assign(returned=returned, next_orders=returned, next_revenue=returned * 100.0 * frequency)
+    return customers, backtest
+
+
+def test_with_a_backtest_every_candidate_is_scored_and_the_winner_predicts():
+    customers, backtest = backtest_shop()
+    options = ClusterOptions(stability_resamples=4, map_customers=0)
+    model = Segmentation(options=options).fit(customers, backtest=backtest)
+    table = model.candidates_
+    assert {"auc", "eta_squared", "validity", "validity_se", "gap_se"} <= set(table.columns)
+    assert set(table.space) == {"features", "predicted"} and set(table.model) == {"kmeans", "tiers"}
+    assert table.chosen.sum() == 1 and table[table.chosen].eligible.all()
+    chosen = model.chosen_
+    assert 4 <= chosen["n_segments"] <= 10 and chosen["within_margin"]
+    assert chosen["auc"] > 0.75  # return depends on recency and frequency; the segments see it
+    assert "backtest" in model.rule_
+    assert (model.predict(customers) == model.labels_).all()
+    assert model.labels_.max() + 1 == model.n_segments_
 
 
 def test_a_forced_model_and_number_is_used():
@@ -107,14 +177,21 @@ def test_too_few_customers_and_unknown_models_are_refused():
         Segmentation(options=ClusterOptions(models=["dbscan"])).fit(data)
 
 
-def test_planted_segments_of_a_simulated_shop_are_recovered(tmp_path):
-    files = simulate_to_files(tmp_path / "shop.parquet", 3000, seed=0)
-    result = run(files.log, tmp_path / "out")
-    customers = pd.read_parquet(tmp_path / "out" / "customers.parquet")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_segments_of_a_simulated_shop_are_recovered_and_named(tmp_path, seed):
+    files = simulate_to_files(tmp_path / "shop.parquet", 3000, seed=seed)
+    result = run(files.log, tmp_path / "out", until="segments")
+    with duckdb.connect(str(tmp_path / "out" / "custseg.duckdb"), read_only=True) as con:
+        customers = con.sql("select customer_id, segment, segment_name from customers").df()
     truth = pd.read_parquet(files.customers)
     truth["customer_id"] = truth.customer_id.astype(str)
     merged = customers.merge(truth, on="customer_id")
     assert len(merged) == len(customers)
-    ari = adjusted_rand_score(merged.planted_segment, merged.segment)
+    assert result.manifest["segments"]["chosen_by"] == "backtest"
     assert result.manifest["segments"]["chosen"]["n_segments"] == 6
-    assert ari >= 0.8, ari
+    assert adjusted_rand_score(merged.planted_segment, merged.segment) >= 0.9
+    # the planted new customers are in a segment named as new
+    new = merged[merged.planted_segment == "new_customers"].segment_name.value_counts()
+    assert new.index[0].startswith("New") and new.iloc[0] >= 0.9 * new.sum()
+    lapsed = merged[merged.planted_segment == "lost_customers"].segment_name.value_counts()
+    assert lapsed.index[0].startswith("Lost")

@@ -19,8 +19,11 @@ from custseg.features import customer_features
 from custseg.pipeline import assign
 from custseg.predict import (
     EARLY_COLUMNS,
+    MODEL_VERSION,
     LookupClassifier,
+    PredictOptions,
     early_features,
+    evaluate_early,
     holdout_split,
     horizon_features,
 )
@@ -30,7 +33,7 @@ from custseg.workspace import load_model
 def test_run_writes_a_model_folder_with_version_settings_and_checksum(trained):
     _, result = trained
     manifest = json.loads((result.out_dir / "model" / "model.json").read_text())
-    assert manifest["model_version"] == 1
+    assert manifest["model_version"] == MODEL_VERSION
     assert manifest["trained_on"]["sha256"] == result.manifest["input"]["sha256"]
     assert manifest["rfm"]["cut_points"] == result.manifest["rfm"]["cut_points"]
     assert len(manifest["segments"]) == result.manifest["segments"]["chosen"]["n_segments"]
@@ -215,3 +218,35 @@ def test_assign_command_reports_how_many_customers_got_an_early_prediction(train
     assigned = pd.read_csv(out)
     assert summary["customers"] == len(assigned)
     assert summary["with_early_prediction"] == assigned.early_orders.notna().sum() > 0
+
+
+def test_a_hold_out_with_one_class_says_so_instead_of_scoring():
+    n = 80
+    joined = pd.date_range("2011-01-01", periods=n, freq="D")
+    early = pd.DataFrame(
+        {
+            "customer_id": [f"c{i:02d}" for i in range(n)],
+            "first_order_at": joined,
+            "last_order_at": joined,
+            "monetary": np.linspace(10, 100, n),
+            "avg_order_value": np.linspace(10, 100, n),
+            "lines": 3,
+            "distinct_products": 3,
+            "tenure_days": 0,
+            "mean_days_between_orders": np.nan,
+            "breadth": 0.5,
+            "share_c01": 1.0,
+            "main_country": "United Kingdom",
+            "dominant_category": "c01",
+        }
+    )
+    # the earliest customers are of two segments, the latest (the test set) all of S1
+    segment = np.where((np.arange(n) % 2 == 0) | (np.arange(n) >= 60), "S1", "S2")
+    early["segment_now"] = segment
+    targets = pd.DataFrame(
+        {"customer_id": early.customer_id, "joined_at": joined, "segment": segment, "category": None}
+    )
+    report, _ = evaluate_early({1: early}, targets, ["c01"], options=PredictOptions(max_orders=1))
+    row = report["results"][0]
+    assert row["test_customers"] == 20
+    assert row["degenerate"].startswith("all 20 test customers are in one class (S1)")

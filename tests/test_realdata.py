@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import ibis
 import pandas as pd
 import pytest
 
@@ -206,10 +207,14 @@ def test_learned_segments_cover_every_customer_with_unique_names(runs):
     assert len(set(names)) == len(names) == segments["chosen"]["n_segments"]
     assert sum(p["customers"] for p in segments["profiles"]) == len(customers)
     candidates = pd.DataFrame(segments["candidates"])
-    assert set(candidates.model) == {"kmeans", "gmm", "ward", "hdbscan"}
-    assert set(candidates.space) == {"features", "tsne"}
+    assert set(candidates.model) == {"kmeans", "tiers"}
+    assert set(candidates.space) == {"features", "predicted"}
     assert candidates.chosen.sum() == 1
-    assert segments["chosen"]["stability"] >= 0.8
+    assert segments["chosen_by"] == "backtest" and segments["chosen"]["eligible"]
+    assert segments["chosen"]["stability"] >= 0.8 and 4 <= segments["chosen"]["n_segments"] <= 10
+    # actions lead with different categories, not the shop's top one for all
+    actions = [p["over_indexed_categories"] for p in segments["profiles"]]
+    assert len({a.split(" (")[0] for a in actions if a}) >= 2
     table = pd.read_csv(result.out_dir / "segments.csv")
     assert set(table.kind) == {"rfm", "learned"}
     assert table[table.kind == "learned"].description.str.len().gt(100).all()
@@ -250,3 +255,26 @@ def test_the_report_opens_offline_in_chromium_with_every_chart(runs):
     assert opened["requests"] == []
     assert opened["plotly_roots"] == opened["charts"] >= 15
     assert screenshot.stat().st_size > 100_000
+
+
+def test_segments_cut_at_a_date_predict_the_unseen_months_better_than_the_rfm_map(shared_data, tmp_path):
+    """Segment as of 2011-09-10, then judge by the 90 days after it, which the run never used."""
+    import datetime
+
+    from custseg.pipeline import run
+    from custseg.settings import load_settings
+    from custseg.validation import Outcomes, in_sample_scores, join_outcomes, window_outcomes
+
+    cut = datetime.datetime(2011, 9, 10)
+    result = run(shared_data / "online_retail.parquet", tmp_path / "cut", load_settings(None, as_of=cut.date()))
+    with duckdb.connect(str(result.out_dir / "custseg.duckdb"), read_only=True) as con:
+        backend = ibis.duckdb.from_connection(con)
+        after = window_outcomes(backend.table("lines"), cut, cut + datetime.timedelta(days=90)).execute()
+        customers = con.sql("select customer_id, segment, rfm_segment from customers").df()
+    outcomes = Outcomes.of(join_outcomes(customers, after))
+    learned, rfm = in_sample_scores(customers.segment, outcomes), in_sample_scores(customers.rfm_segment, outcomes)
+    assert 4 <= customers.segment.nunique() <= 10
+    assert learned["eta_squared"] > rfm["eta_squared"] and learned["eta_squared"] >= 0.24
+    assert learned["auc"] >= rfm["auc"] - 0.01 and learned["auc"] >= 0.725
+    # the run's own backtest saw only the log before the cut
+    assert result.manifest["validation"]["window"][1] == "2011-09-10 00:00:00"

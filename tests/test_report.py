@@ -23,7 +23,7 @@ def sections_of(html: str) -> list[str]:
 
 def test_every_run_writes_a_report_with_every_section(report):
     html = report.read_text()
-    assert sections_of(html) == ["quality", "exploration", "products", "rfm", "learned", "early", "actions"]
+    assert sections_of(html) == ["quality", "exploration", "products", "rfm", "learned", "backtest", "early", "actions"]
     assert html.count('class="reading"') == int(re.search(r'data-charts="(\d+)"', html).group(1)) > 10
 
 
@@ -52,7 +52,11 @@ def test_readings_are_computed_from_the_run(report, trained):
     rows = trained[1].manifest["rows"]
     assert f"Of {rows['input_rows']:,} input rows, {rows['kept_rows']:,}" in html
     chosen = trained[1].manifest["segments"]["chosen"]
-    assert f"chose {chosen['model']} on {chosen['space']} with {chosen['n_segments']} segments" in html
+    assert f"{chosen['model']} on {chosen['space']} with {chosen['n_segments']} segments" in html
+    validation = trained[1].manifest["validation"]
+    learned, rfm = validation["segments"], validation["rfm"]
+    assert "Do the segments predict?" in html and "Best candidates (eligible first, by backtest validity)" in html
+    assert f"<td>{learned['auc']:.3f}</td>" in html and f"<td>{rfm['eta_squared']:.3f}</td>" in html
 
 
 def test_report_command_rebuilds_the_same_file(report, tmp_path):

@@ -75,6 +75,13 @@ def test_spark_gives_the_same_features_rfm_and_segments(uci_run, spark_out):
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_spark_backtests_the_same(uci_run, spark_out):
+    manifest = json.loads((spark_out / "run.json").read_text())
+    assert manifest["validation"]["customers"] > 3000
+    assert manifest["validation"] == uci_run.manifest["validation"]
+    assert manifest["segments"]["candidates"] == uci_run.manifest["segments"]["candidates"]
+
+
 def test_spark_writes_the_same_output_folder(uci_run, spark_out):
     duck = {p.name for p in uci_run.out_dir.iterdir()} - {"custseg.duckdb", "spill"}
     assert duck <= {p.name for p in spark_out.iterdir()}

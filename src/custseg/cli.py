@@ -133,8 +133,13 @@ def _print_summary(result: RunResult) -> None:
                 p["segment"]: [p["name"], p["customers"]] for p in manifest["segments"].get("profiles", [])
             },
             "segmentation": manifest["segments"].get("chosen", manifest["segments"].get("skipped")),
+            "backtest": _backtest_summary(manifest.get("validation", {})),
             "early_prediction": [
-                {k: row.get(k) for k in ("target", "n_orders", "test_customers", "chosen", "model", "majority")}
+                {
+                    k: row.get(k)
+                    for k in ("target", "n_orders", "test_customers", "chosen", "model", "majority", "degenerate")
+                    if k in row
+                }
                 for row in manifest.get("early", {}).get("results", [])
             ],
         }
@@ -191,6 +196,7 @@ def _print_summary(result: RunResult) -> None:
         rfm.add_row(segment["segment"], *_size_and_medians(segment))
     console.print(rfm)
     _print_learned(console, manifest["segments"])
+    _print_backtest(console, manifest.get("validation", {}))
     _print_early(console, manifest.get("early", {}))
     if customers["fully_returned"]["count"]:
         console.print(
@@ -209,9 +215,14 @@ def _print_learned(console: Console, segments: dict) -> None:
         console.print(f"Learned segments skipped: {segments['skipped']}")
         return
     chosen = segments["chosen"]
+    scored = (
+        f"backtest validity {chosen['validity']}, return AUC {chosen['auc']}, eta squared {chosen['eta_squared']}"
+        if segments.get("chosen_by") == "backtest"
+        else f"silhouette {chosen['silhouette']}"
+    )
     learned = _table(
-        f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments, "
-        f"silhouette {chosen['silhouette']}, stability {chosen['stability']}",
+        f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments "
+        f"({scored}; stability {chosen['stability']})",
         (
             ("id", "left"),
             ("name", "left"),
@@ -219,11 +230,45 @@ def _print_learned(console: Console, segments: dict) -> None:
             ("share", "right"),
             ("revenue", "right"),
             *RFM_COLUMNS,
+            ("ordered again*", "right"),
         ),
     )
     for profile in segments["profiles"]:
-        learned.add_row(profile["segment"], profile["name"], *_size_and_medians(profile))
+        rate = profile.get("backtest_return_rate")
+        learned.add_row(
+            profile["segment"], profile["name"], *_size_and_medians(profile), "-" if rate is None else f"{rate:.0%}"
+        )
     console.print(learned)
+
+
+def _backtest_summary(validation: dict) -> dict:
+    """Return the backtest's headline figures: learned segments, RFM map and continuous ceilings (or why none)."""
+    if "skipped" in validation or not validation:
+        return {"skipped": validation.get("skipped", "not run")}
+    keys = ("auc", "eta_squared", "validity")
+    return {
+        "as_of": validation["as_of"],
+        "horizon_days": validation["horizon_days"],
+        "learned_segments": {k: validation.get("segments", {}).get(k) for k in keys},
+        "rfm_map": {k: validation["rfm"][k] for k in keys},
+        "ceilings": validation["ceilings"],
+    }
+
+
+def _print_backtest(console: Console, validation: dict) -> None:
+    if "skipped" in validation:
+        console.print(f"Backtest skipped: {validation['skipped']} (learned segments chosen by silhouette)")
+        return
+    if "segments" not in validation:
+        return
+    learned, rfm, ceiling = validation["segments"], validation["rfm"], validation["ceilings"]
+    console.print(
+        f"* Backtest: the {validation['customers']:,} customers as of {validation['as_of'][:10]}, and what they did "
+        f"in the next {validation['horizon_days']} days. Learned segments: return AUC {learned['auc']:.3f}, eta "
+        f"squared of log revenue {learned['eta_squared']:.3f}; RFM map: {rfm['auc']:.3f}, {rfm['eta_squared']:.3f}; "
+        f"continuous scores (ceiling): {ceiling['logistic_regression_auc']:.3f}, "
+        f"{ceiling['linear_regression_r_squared']:.3f}."
+    )
 
 
 def _size_and_medians(segment: dict) -> tuple[str, ...]:
@@ -256,8 +301,9 @@ def _print_early(console: Console, early: dict) -> None:
         ),
     )
     for row in early["results"]:
-        if "skipped" in row:
-            table.add_row(row["target"], str(row["n_orders"]), f"{row['test_customers']:,}", row["skipped"])
+        if "skipped" in row or "degenerate" in row:
+            why = row.get("skipped") or "one class in the test set: no score"
+            table.add_row(row["target"], str(row["n_orders"]), f"{row['test_customers']:,}", why)
             continue
         table.add_row(
             row["target"],

@@ -12,10 +12,10 @@ import datetime
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from custseg.cluster import sample_positions
 from custseg.schema import EXACT
 
 SECONDS_PER_DAY = 86_400
@@ -257,3 +257,29 @@ def rows_at_most(customers: ir.Table, size: int, seed: int) -> tuple[pd.DataFram
     if count > size:
         return rows_at(customers, sample_positions(count, size, seed)), count
     return customers.order_by("customer_id").execute(), count
+
+
+def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    """Return ascending 0-based positions of ``size`` of ``n`` rows drawn at random (all when fewer).
+
+    Returns
+    -------
+    ndarray of shape (min(n, size),)
+    """
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def typical_gap_days(customers: pd.DataFrame) -> float:
+    """Return the shop's typical days between a customer's orders.
+
+    The median of ``mean_days_between_orders`` over customers with two orders or more: how long
+    a customer of this shop usually takes to come back (a grocery household: days; a gift shop
+    customer: weeks). Without any repeat customer, the median recency, and at least one day.
+    """
+    gaps = customers.mean_days_between_orders.to_numpy(dtype=float, na_value=np.nan)
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+    if len(gaps):
+        return float(max(np.median(gaps), 1.0))
+    return float(max(np.median(customers.recency_days.to_numpy(dtype=float)), 1.0))

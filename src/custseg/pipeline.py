@@ -21,12 +21,13 @@ from typing import Any
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
-from custseg.cluster import Segmentation, min_customers, sample_positions
+from custseg.cluster import FeatureSpace, Segmentation, min_customers
 from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import (
@@ -36,6 +37,8 @@ from custseg.features import (
     reference_date,
     rows_at,
     rows_at_most,
+    sample_positions,
+    typical_gap_days,
 )
 from custseg.io import (
     SOURCE_ROW,
@@ -64,9 +67,20 @@ from custseg.report import write_report
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
+from custseg.validation import (
+    Outcomes,
+    backtest_customers,
+    backtest_date,
+    bootstrap_weights,
+    ceilings,
+    fold_ids,
+    history_reason,
+    score_labels,
+    segment_outcomes,
+)
 from custseg.workspace import Workspace, json_records
 
-STAGES = ("read", "clean", "products", "features", "rfm", "segments", "predict", "write", "report")
+STAGES = ("read", "clean", "products", "features", "rfm", "backtest", "segments", "predict", "write", "report")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 COURSE_STAGES = ("read", "course")
 """Stages of ``--recipe course``: the published course pipeline instead of custseg's."""
@@ -308,6 +322,80 @@ def _rfm(state: _State) -> None:
     }
 
 
+def _scores_record(scores) -> dict[str, float]:
+    return {
+        "auc": round(scores.auc, 4),
+        "eta_squared": round(scores.eta_squared, 4),
+        "validity": round(scores.validity, 4),
+        "validity_se": round(scores.standard_error, 4),
+    }
+
+
+def _backtest(state: _State) -> None:
+    """Build the customers as of T - H with what they did in the last H days; score the RFM map on them."""
+    if state.fitted is not None:
+        return
+    options, settings = state.settings.validation, state.settings
+    as_of = state.frames["as_of"]
+    if not options.enabled:
+        state.manifest["validation"] = {"skipped": "[validation] enabled = false"}
+        return
+    first_at = pd.Timestamp(state.manifest["lines"]["first_invoiced_at"]).to_pydatetime()
+    reason = history_reason(first_at, as_of, options.horizon_days)
+    if reason:
+        state.manifest["validation"] = {"skipped": reason}
+        return
+    table = backtest_customers(
+        state.tables["lines"], state.tables["products"], state.frames["category_order"], as_of, options.horizon_days
+    )
+    stored = state.workspace.save("backtest_customers", table, temp=True)
+    most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
+    customers, count = rows_at_most(stored, most, settings.seed)
+    start = backtest_date(as_of, options.horizon_days)
+    described = {
+        "horizon_days": options.horizon_days,
+        "as_of": start.isoformat(sep=" "),
+        "window": [start.isoformat(sep=" "), as_of.isoformat(sep=" ")],
+        "customers": count,
+        "scored_on_customers": len(customers),
+    }
+    outcomes = Outcomes.of(customers)
+    reason = outcomes.degenerate()
+    if reason is None and len(customers) < options.min_customers:
+        reason = f"{len(customers)} backtest customers; a backtest needs {options.min_customers}"
+    if reason:
+        state.manifest["validation"] = {**described, "skipped": reason}
+        return
+    scorer = RFMScorer.from_options(settings.rfm).fit(customers)
+    rfm_columns = ["customer_id", "recency_days", "frequency", "monetary"]
+    rfm_labels = (
+        scorer.transform(ibis.memtable(customers[rfm_columns])).order_by("customer_id").execute().rfm_segment.to_numpy()
+    )
+    folds = fold_ids(len(customers), options.folds, settings.seed)
+    weights = bootstrap_weights(len(customers), options.bootstrap, settings.seed)
+    points = FeatureSpace(features=settings.cluster.features, interests=settings.cluster.interests)
+    described.update(
+        returned_share=round(float(outcomes.returned.mean()), 4),
+        mean_revenue=round(float(outcomes.revenue.mean()), 2),
+        protocol=(
+            f"customers as of {start.date()} (T - {options.horizon_days} days), described by the same stages and "
+            f"rules; what they did from then to {as_of.date()}: ordered again (an order of positive net revenue) "
+            f"and their net revenue. Segment rates are out of fold ({options.folds} folds): each customer is scored "
+            f"by the other folds' customers of the same segment; standard errors from {options.bootstrap} bootstrap "
+            f"resamples of the customers"
+        ),
+        rfm={
+            **_scores_record(score_labels(rfm_labels, outcomes, folds, weights)),
+            "cut_points": scorer.cut_points_,
+            "segments": json_records(segment_outcomes(rfm_labels, outcomes)),
+        },
+        ceilings=ceilings(points.fit_transform(customers), outcomes, folds),
+    )
+    state.frames["backtest"] = customers
+    state.frames["backtest_scoring"] = (folds, weights)
+    state.manifest["validation"] = described
+
+
 SEGMENT_SCHEMA = pa.schema([("customer_id", pa.string()), ("segment", pa.string())])
 """What the engine's batches of customers get back: each customer's learned segment."""
 
@@ -371,7 +459,9 @@ def _segments(state: _State) -> None:
         sample = customers.order_by("customer_id").execute().iloc[positions].reset_index(drop=True)
     else:
         sample = rows_at(customers, positions)
-    segmentation = Segmentation(options=options, random_state=seed).fit(sample)
+    backtest = state.frames.get("backtest")
+    segmentation = Segmentation(options=options, validation=state.settings.validation, random_state=seed)
+    segmentation.fit(sample, backtest=backtest)
     learned = {"customer_id": sample.customer_id, "segment_noise": segmentation.noise_}
     if segmentation.embedding_ is not None:
         learned.update(tsne_x=segmentation.embedding_[:, 0], tsne_y=segmentation.embedding_[:, 1])
@@ -381,9 +471,35 @@ def _segments(state: _State) -> None:
     segmented = state.workspace.save(
         "segmented", segmented.mutate(segment_noise=segmented.segment_noise.fill_null(False)), temp=True
     )
+    worth = None
+    horizon = state.settings.validation.horizon_days
+    if backtest is not None:
+        # The final segments applied to the backtest customers: what a customer of each was worth next.
+        then = segment_ids(segmentation.predict(backtest))
+        outcomes = Outcomes.of(backtest)
+        worth = segment_outcomes(then, outcomes)
+        folds, weights = state.frames["backtest_scoring"]
+        state.manifest["validation"]["segments"] = {
+            **_scores_record(score_labels(np.asarray(then), outcomes, folds, weights)),
+            "note": (
+                "the final segments (refitted as of the reference date) applied to the backtest customers; "
+                + (
+                    "their predicted space was learned on these same outcomes"
+                    if segmentation.chosen_["space"] == "predicted"
+                    else "they were fitted without these outcomes"
+                )
+            ),
+            "per_segment": json_records(worth),
+        }
     # Profiles describe every customer on the driver, else the sample (sizes and revenue exact).
     profiled = segmented.order_by("customer_id").execute() if on_driver else rows_at(segmented, positions)
-    profiles = profile_segments(profiled, state.frames["rfm_rules"], state.frames["category_labels"])
+    profiles = profile_segments(
+        profiled,
+        state.frames["category_labels"],
+        gap_days=typical_gap_days(profiled),
+        worth=worth,
+        horizon_days=horizon,
+    )
     if not on_driver:
         profiles = exact_sizes(profiles, segmented)
     state.tables["customers"] = state.workspace.save("customers", _named(engine, segmented, profiles))
@@ -393,12 +509,12 @@ def _segments(state: _State) -> None:
     state.frames["profiles"] = profiles
     chosen = json_records(pd.DataFrame([segmentation.chosen_]))[0]
     state.manifest["segments"] = {
-        "rule": (
-            f"eligible: stability >= {segmentation.options.min_stability} and smallest segment >= "
-            f"{segmentation.options.min_share:.0%}; among eligible candidates within "
-            f"{segmentation.options.silhouette_tolerance:.0%} of the best silhouette, the most segments"
-        ),
+        "rule": segmentation.rule_,
+        "reason": segmentation.reason_,
+        "chosen_by": "backtest" if backtest is not None else "silhouette",
         "features": segmentation.columns_,
+        "typical_gap_days": round(typical_gap_days(profiled), 1),
+        "searched_on_customers": min(len(backtest if backtest is not None else sample), options.search_customers),
         "fitted_on_customers": len(sample),
         "profiled_on_customers": len(profiled),
         "chosen": chosen,
@@ -515,6 +631,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
     "products": _products,
     "features": _features,
     "rfm": _rfm,
+    "backtest": _backtest,
     "segments": _segments,
     "predict": _predict,
     "write": _write,

@@ -45,7 +45,7 @@ from custseg.profile import segment_ids
 from custseg.rfm import RFMScorer, SegmentRule
 from custseg.workspace import json_records
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 """Layout version of the model folder (model.json and segmentation.skops)."""
 
 
@@ -606,6 +606,12 @@ def evaluate_early(
         matrix = pd.crosstab(
             pd.Categorical(truth, categories=labels), pd.Categorical(predicted, categories=labels), dropna=False
         )
+        if truth.nunique() == 1:
+            # One class in the test set: every score is perfect or zero for model and guess alike.
+            row["degenerate"] = (
+                f"all {len(truth):,} test customers are in one class ({truth.iloc[0]}): the hold-out cannot tell "
+                "a model from a guess, so no score is given"
+            )
         row.update(
             classes=model.classes_.tolist(),
             chosen=model.chosen_,

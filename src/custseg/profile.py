@@ -3,8 +3,10 @@
 Clusters without names and profiles are the complaint against general-purpose tools: analysts
 end up profiling them "in Excel". This module describes every segment with the statistics a
 marketer reads (size, revenue, recency / frequency / monetary quartiles, interests, countries),
-gives it a unique business name from its place among all customers and its overlap with the
-named RFM segments, and writes a one-paragraph description and a recommended action.
+names it from where its medians stand against the shop's (recency against the shop's own typical
+gap between orders, so that a grocery and a gift shop are read each on its own clock), and
+writes a description and an action led by the categories the segment buys more of than the shop
+does, with what such a customer was worth in the backtest.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from custseg.rfm import SegmentRule
-
 SEGMENT_COLUMNS = (
     "kind",
     "segment",
     "name",
+    "state",
+    "value",
     "customers",
     "share",
     "revenue_share",
@@ -37,7 +39,12 @@ SEGMENT_COLUMNS = (
     "median_avg_order_value",
     "rfm_overlap",
     "top_categories",
+    "over_indexed_categories",
     "main_countries",
+    "backtest_customers",
+    "backtest_return_rate",
+    "backtest_mean_revenue",
+    "backtest_revenue_lift",
     "description",
     "action",
 )
@@ -48,35 +55,118 @@ def segment_ids(labels) -> list[str]:
     return [f"S{int(label) + 1}" for label in labels]
 
 
-def _level(value: float, population: pd.Series, words: tuple[str, str, str]) -> str:
-    low, high = population.quantile([1 / 3, 2 / 3])
-    return words[0] if value <= low else words[2] if value > high else words[1]
+STATES = ("new", "active", "lapsing", "lapsed")
+"""Where a segment stands in its customers' life with the shop (see `segment_position`)."""
+VALUES = ("champions", "regulars", "big spenders", "occasional", "one-time")
+"""What a segment is worth to the shop (see `segment_position`)."""
+NAMES: dict[tuple[str, str], str] = {
+    ("new", "champions"): "New high-value customers",
+    ("new", "regulars"): "New regulars",
+    ("new", "big spenders"): "New big spenders",
+    ("new", "occasional"): "New repeat customers",
+    ("new", "one-time"): "New customers",
+    ("active", "champions"): "Champions",
+    ("active", "regulars"): "Loyal regulars",
+    ("active", "big spenders"): "Active big spenders",
+    ("active", "occasional"): "Active occasional buyers",
+    ("active", "one-time"): "Recent one-time buyers",
+    ("lapsing", "champions"): "At-risk champions",
+    ("lapsing", "regulars"): "At-risk regulars",
+    ("lapsing", "big spenders"): "At-risk big spenders",
+    ("lapsing", "occasional"): "Fading occasional buyers",
+    ("lapsing", "one-time"): "Fading one-time buyers",
+    ("lapsed", "champions"): "Lapsed champions",
+    ("lapsed", "regulars"): "Lapsed regulars",
+    ("lapsed", "big spenders"): "Lapsed big spenders",
+    ("lapsed", "occasional"): "Lost occasional buyers",
+    ("lapsed", "one-time"): "Lost one-time buyers",
+}
+"""The name of each (state, value): the table in the README."""
+ACTIONS: dict[str, str] = {
+    "new": "Welcome them: an onboarding series and a reason to place a second order within the shop's usual gap.",
+    "active valuable": "Reward and keep them: early access, loyalty perks, ask for reviews and referrals.",
+    "active": "Grow how often they buy: recommendations from their baskets and a timed offer for the next order.",
+    "lapsing valuable": "Win them back before they go: a personal reactivation offer on what they buy.",
+    "lapsing": "Remind them: popular and seasonal products with a small incentive.",
+    "lapsed valuable": "One targeted win-back campaign on their favourite categories; ask what went wrong.",
+    "lapsed": "Keep the cost of contact low: broad seasonal campaigns only, and stop if they do not respond.",
+}
+"""The recommended action by state, and for the valuable segments (champions, regulars, big spenders)."""
+NEW_TENURE_GAPS = 2
+"""A segment is new when its median tenure is at most this many typical gaps between orders."""
+ACTIVE_RECENCY_GAPS = 1
+LAPSING_RECENCY_GAPS = 3
+"""Active: median recency within one typical gap; lapsing: within three; lapsed beyond."""
+MIN_CATEGORY_SUPPORT = 0.05
+MIN_CATEGORY_INDEX = 1.1
+"""A category leads a segment's action when it holds at least `MIN_CATEGORY_SUPPORT` of the segment's
+revenue and the segment's share in it is at least `MIN_CATEGORY_INDEX` times the shop's."""
 
 
-def describe_position(members: pd.DataFrame, population: pd.DataFrame) -> dict[str, str]:
-    """Where a segment's medians sit among all customers, in words (by population tertiles)."""
-    return {
-        "recency": _level(members.recency_days.median(), population.recency_days, ("recent", "lapsing", "lapsed")),
-        "frequency": _level(members.frequency.median(), population.frequency, ("occasional", "regular", "frequent")),
-        "spend": _level(
-            members.monetary.median(), population.monetary, ("low spenders", "mid spenders", "big spenders")
-        ),
-        "tenure": _level(members.tenure_days.median(), population.tenure_days, ("new", "established", "long-standing")),
-    }
+def segment_position(members: pd.DataFrame, population: pd.DataFrame, gap_days: float) -> dict[str, str]:
+    """Where a segment's medians stand against the shop's.
+
+    State: ``new`` when the median tenure is at most `NEW_TENURE_GAPS` typical gaps between orders
+    (``gap_days``) and the median recency at most one, else ``active`` / ``lapsing`` / ``lapsed`` by
+    the median recency (within
+    `ACTIVE_RECENCY_GAPS`, within `LAPSING_RECENCY_GAPS` gaps, beyond). Value: ``one-time`` when
+    the median customer placed one order; otherwise by the shop's top thirds of frequency and of
+    spend: ``champions`` (both), ``regulars`` (frequency), ``big spenders`` (spend), ``occasional``.
+    A grocery household 12 days out is still active; a gift-shop customer may be lapsing.
+    """
+    recency, tenure = members.recency_days.median(), members.tenure_days.median()
+    if tenure <= NEW_TENURE_GAPS * gap_days and recency <= ACTIVE_RECENCY_GAPS * gap_days:
+        state = "new"
+    elif recency <= ACTIVE_RECENCY_GAPS * gap_days:
+        state = "active"
+    elif recency <= LAPSING_RECENCY_GAPS * gap_days:
+        state = "lapsing"
+    else:
+        state = "lapsed"
+    frequency, spend = members.frequency.median(), members.monetary.median()
+    frequent = frequency > population.frequency.quantile(2 / 3)
+    big = spend > population.monetary.quantile(2 / 3)
+    if frequency <= 1:
+        value = "one-time"
+    elif frequent and big:
+        value = "champions"
+    elif frequent:
+        value = "regulars"
+    elif big:
+        value = "big spenders"
+    else:
+        value = "occasional"
+    return {"state": state, "value": value}
 
 
-def name_segments(customers: pd.DataFrame, column: str = "segment") -> dict[str, str]:
-    """Give every segment a unique business name.
+RANK_WORDS = {
+    "monetary": ("top spenders", "high spenders", "mid spenders", "low spenders"),
+    "recency_days": ("most recent", "recent", "less recent", "least recent"),
+    "frequency": ("most frequent", "frequent", "less frequent", "least frequent"),
+    "tenure_days": ("longest-standing", "long-standing", "newer", "newest"),
+}
+PAIR_WORDS = {
+    "monetary": ("higher spenders", "lower spenders"),
+    "recency_days": ("more recent", "less recent"),
+    "frequency": ("more frequent", "less frequent"),
+    "tenure_days": ("longer-standing", "newer"),
+}
+"""Qualifiers of segments that share a name, by their rank on the aspect that differs most."""
 
-    The base name is the RFM segment most of its members are in ("Champions", "At Risk"). Where
-    two segments share a base name, each gets the word on which it differs from the other(s):
-    spend, then recency, frequency, tenure tertile ("At Risk big spenders"); when all of those
-    coincide, their rank by median spend ("Champions top spenders", "Champions high spenders").
+
+def name_segments(customers: pd.DataFrame, gap_days: float, column: str = "segment") -> dict[str, str]:
+    """Give every segment a unique name from where it stands (`segment_position`, the `NAMES` table).
+
+    Segments that share a name are told apart by the aspect on which their medians differ most
+    (spend, recency, frequency or tenure, on a log scale), ranked on it: "Lost one-time buyers
+    (more recent)", "Lost one-time buyers (less recent)".
 
     Parameters
     ----------
     customers : DataFrame of shape (n_customers, n_columns)
-        With ``column``, rfm_segment, recency_days, frequency, monetary and tenure_days.
+        With ``column``, recency_days, frequency, monetary and tenure_days.
+    gap_days : float
+        The shop's typical days between orders (`custseg.features.typical_gap_days`).
     column : str
         The segment column.
 
@@ -86,29 +176,21 @@ def name_segments(customers: pd.DataFrame, column: str = "segment") -> dict[str,
         Segment id -> name.
     """
     segments = sorted(customers[column].unique(), key=_segment_order)
-    base = {s: customers.loc[customers[column] == s, "rfm_segment"].mode().sort_values().iloc[0] for s in segments}
-    position = {s: describe_position(customers[customers[column] == s], customers) for s in segments}
+    groups = {s: customers[customers[column] == s] for s in segments}
+    base = {s: NAMES[tuple(segment_position(groups[s], customers, gap_days).values())] for s in segments}
     names = dict(base)
     for name in set(base.values()):
         sharing = [s for s in segments if base[s] == name]
         if len(sharing) == 1:
             continue
-        for aspect in ("spend", "recency", "frequency", "tenure"):
-            words = [position[s][aspect] for s in sharing]
-            if len(set(words)) == len(words):
-                for s in sharing:
-                    names[s] = f"{name} {position[s][aspect]}"
-                break
-        else:
-            # The same on every tertile word: rank them by median spend instead.
-            spend = {s: customers.loc[customers[column] == s, "monetary"].median() for s in sharing}
-            ranked = sorted(sharing, key=lambda s: (-spend[s], _segment_order(s)))
-            for rank, s in enumerate(ranked):
-                names[s] = f"{name} {SPEND_RANKS[rank]}" if rank < len(SPEND_RANKS) else f"{name} ({s})"
+        medians = pd.DataFrame({s: np.log1p(groups[s][list(RANK_WORDS)].median().clip(lower=0)) for s in sharing}).T
+        aspect = (medians.max() - medians.min()).idxmax()
+        ascending = aspect == "recency_days"
+        ranked = medians[aspect].sort_values(ascending=ascending, kind="mergesort").index
+        words = PAIR_WORDS[aspect] if len(ranked) == 2 else RANK_WORDS[aspect]
+        for rank, s in enumerate(ranked):
+            names[s] = f"{name} ({words[rank]})" if rank < len(words) else f"{name} ({s})"
     return names
-
-
-SPEND_RANKS = ("top spenders", "high spenders", "steady spenders", "modest spenders")
 
 
 def _segment_order(segment: str) -> tuple[int, str]:
@@ -116,22 +198,55 @@ def _segment_order(segment: str) -> tuple[int, str]:
     return (int(digits) if digits else 0, str(segment))
 
 
+def over_indexed(members: pd.DataFrame, population: pd.DataFrame, labels: Mapping[str, str]) -> list[tuple[str, float]]:
+    """Categories a segment buys more of than the shop does: (label, index), highest index first.
+
+    Index = the category's share of the segment's revenue over its share of the shop's revenue;
+    only categories holding at least `MIN_CATEGORY_SUPPORT` of the segment's revenue, with an
+    index of at least `MIN_CATEGORY_INDEX`.
+    """
+    shares = [c for c in members.columns if c.startswith("share_")]
+    if not shares:
+        return []
+
+    def revenue_shares(frame: pd.DataFrame) -> pd.Series:
+        spend = frame.monetary.clip(lower=0).to_numpy(dtype=float)
+        revenue = (frame[shares].fillna(0.0).to_numpy(dtype=float) * spend[:, None]).sum(axis=0)
+        total = revenue.sum()
+        return pd.Series(revenue / total if total > 0 else revenue, index=shares)
+
+    own, shop = revenue_shares(members), revenue_shares(population)
+    index = (own / shop.where(shop > 0)).where(own >= MIN_CATEGORY_SUPPORT).dropna()
+    index = index[index >= MIN_CATEGORY_INDEX].sort_values(ascending=False, kind="mergesort")
+    return [
+        (labels.get(c.removeprefix("share_"), c.removeprefix("share_")), round(float(v), 2)) for c, v in index.items()
+    ]
+
+
 def profile_segments(
     customers: pd.DataFrame,
-    rules: Mapping[str, SegmentRule],
     category_labels: Mapping[str, str],
+    *,
+    gap_days: float,
+    worth: pd.DataFrame | None = None,
+    horizon_days: int = 90,
     column: str = "segment",
 ) -> pd.DataFrame:
-    """Profile every learned segment.
+    """Profile every learned segment: size, quartiles, interests, name, description and action.
 
     Parameters
     ----------
     customers : DataFrame of shape (n_customers, n_columns)
         The customers table with the learned ``column`` and ``rfm_segment``.
-    rules : mapping of str to SegmentRule
-        The RFM segment map (for the recommended actions).
     category_labels : mapping of str to str
         Category id -> label (for interests).
+    gap_days : float
+        The shop's typical days between orders (for the names, `segment_position`).
+    worth : DataFrame or None
+        `custseg.validation.segment_outcomes` of these segments on the backtest customers: what a
+        customer of each segment did in the backtest's ``horizon_days``. None without a backtest.
+    horizon_days : int
+        The backtest's horizon, for the wording.
     column : str
         The learned segment column.
 
@@ -139,9 +254,10 @@ def profile_segments(
     -------
     DataFrame of shape (n_segments, len(SEGMENT_COLUMNS))
     """
-    names = name_segments(customers, column)
+    names = name_segments(customers, gap_days, column)
     total_revenue = customers.monetary.sum()
     share_columns = [c for c in customers.columns if c.startswith("share_")]
+    worth = worth.set_index("segment") if worth is not None else None
     rows = []
     for segment in sorted(customers[column].unique(), key=_segment_order):
         members = customers[customers[column] == segment]
@@ -151,12 +267,16 @@ def profile_segments(
             f"{category_labels.get(c.removeprefix('share_'), c.removeprefix('share_'))} ({v:.0%})"
             for c, v in interests.head(3).items()
         ]
+        leading = over_indexed(members, customers, category_labels)
         countries = members.main_country.fillna("unknown").value_counts(normalize=True).head(3)
         quartiles = members[["recency_days", "frequency", "monetary"]].quantile([0.25, 0.5, 0.75])
+        position = segment_position(members, customers, gap_days)
         row = {
             "kind": "learned",
             "segment": segment,
             "name": names[segment],
+            "state": position["state"],
+            "value": position["value"],
             "customers": len(members),
             "share": round(len(members) / len(customers), 4),
             "revenue_share": round(float(members.monetary.sum() / total_revenue), 4) if total_revenue else 0.0,
@@ -173,12 +293,23 @@ def profile_segments(
             "median_avg_order_value": round(float(members.avg_order_value.median()), 2),
             "rfm_overlap": "; ".join(f"{name} {share:.0%}" for name, share in overlap.head(3).items()),
             "top_categories": "; ".join(top_categories),
+            "over_indexed_categories": "; ".join(f"{label} ({index:.1f}x)" for label, index in leading[:3]),
             "main_countries": "; ".join(f"{country} {share:.0%}" for country, share in countries.items()),
+            "backtest_customers": np.nan,
+            "backtest_return_rate": np.nan,
+            "backtest_mean_revenue": np.nan,
+            "backtest_revenue_lift": np.nan,
         }
-        position = describe_position(members, customers)
-        base = overlap.index[0]
-        row["description"] = _description(row, position, base, overlap.iloc[0])
-        row["action"] = _action(rules.get(base), row, top_categories)
+        if worth is not None and segment in worth.index:
+            seen = worth.loc[segment]
+            row.update(
+                backtest_customers=int(seen.customers),
+                backtest_return_rate=float(seen.return_rate),
+                backtest_mean_revenue=float(seen.mean_revenue),
+                backtest_revenue_lift=float(seen.revenue_lift),
+            )
+        row["description"] = _description(row, gap_days)
+        row["action"] = _action(row, leading, interests, category_labels, horizon_days)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
 
@@ -211,22 +342,35 @@ def exact_sizes(profiles: pd.DataFrame, customers: ir.Table, column: str = "segm
     return exact
 
 
-def _description(row: dict, position: dict[str, str], base: str, base_share: float) -> str:
+def _description(row: dict, gap_days: float) -> str:
     interests = f" They buy mostly {row['top_categories'].replace('; ', ', ')}." if row["top_categories"] else ""
+    gaps = row["median_recency_days"] / gap_days
     return (
-        f"{row['customers']:,} customers ({row['share']:.0%} of customers, {row['revenue_share']:.0%} of revenue): "
-        f"{position['recency']}, {position['frequency']}, {position['spend']}, {position['tenure']} customers. "
-        f"Their last order was a median {row['median_recency_days']:.0f} days ago; they placed a median "
-        f"{row['median_frequency']:.0f} orders and spent a median {row['median_monetary']:,.0f} in all "
-        f"({row['median_avg_order_value']:,.0f} per order). In RFM terms {base_share:.0%} are {base}."
+        f"{row['customers']:,} customers ({row['share']:.0%} of customers, {row['revenue_share']:.0%} of revenue), "
+        f"{row['state']} {row['value']}. Their last order was a median {row['median_recency_days']:.0f} days ago "
+        f"({gaps:.1f} times the shop's typical {gap_days:.0f} days between orders), their first "
+        f"{row['median_tenure_days']:.0f} days ago; they placed a median {row['median_frequency']:.0f} orders and "
+        f"spent a median {row['median_monetary']:,.0f} in all ({row['median_avg_order_value']:,.0f} per order)."
         f"{interests} Main countries: {row['main_countries'].replace('; ', ', ')}."
     )
 
 
-def _action(rule: SegmentRule | None, row: dict, top_categories: list[str]) -> str:
-    action = rule.action if rule else "Test offers on a sample before a campaign."
-    if top_categories:
-        action += f" Lead with {top_categories[0].rsplit(' (', 1)[0]}."
+def _action(row: dict, leading: list[tuple[str, float]], interests: pd.Series, labels, horizon_days: int) -> str:
+    valuable = row["value"] in ("champions", "regulars", "big spenders")
+    key = row["state"] if row["state"] == "new" or not valuable else f"{row['state']} valuable"
+    action = ACTIONS[key]
+    if leading:
+        label, index = leading[0]
+        action += f" Lead with {label} ({index:.1f}x the shop's share of their revenue)."
+    elif len(interests):
+        top = interests.index[0].removeprefix("share_")
+        action += f" Lead with {labels.get(top, top)}, their biggest category."
+    if row["backtest_return_rate"] == row["backtest_return_rate"]:
+        action += (
+            f" In the backtest, {row['backtest_return_rate']:.0%} of such customers ordered within {horizon_days} "
+            f"days, spending a mean {row['backtest_mean_revenue']:,.0f} ({row['backtest_revenue_lift']:.1f}x "
+            f"the average customer)."
+        )
     return action
 
 

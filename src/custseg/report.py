@@ -453,11 +453,13 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
         return None
     chosen = described["chosen"]
     candidates = pd.DataFrame(described["candidates"])
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("silhouette", "bootstrap stability"))
+    by_validity = described.get("chosen_by") == "backtest"
+    score, score_title = ("validity", "backtest validity") if by_validity else ("silhouette", "silhouette")
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(score_title, "bootstrap stability"))
     for index, ((model, space), group) in enumerate(candidates.groupby(["model", "space"], sort=True)):
         group = group.sort_values("n_segments")
         color = PALETTE[index % len(PALETTE)]
-        for col, metric in ((1, "silhouette"), (2, "stability")):
+        for col, metric in ((1, score), (2, "stability")):
             figure.add_trace(
                 go.Scatter(
                     x=group.n_segments,
@@ -475,7 +477,7 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
         figure.add_trace(
             go.Scatter(
                 x=[chosen["n_segments"]],
-                y=[chosen["silhouette" if col == 1 else "stability"]],
+                y=[chosen[score if col == 1 else "stability"]],
                 mode="markers",
                 marker={"symbol": "star", "size": 16, "color": "black"},
                 name="chosen",
@@ -488,10 +490,9 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
     figure.update_xaxes(title_text="segments")
     eligible = int(candidates.eligible.sum())
     curves = Chart(
-        "Model selection: quality of every candidate over the number of segments",
-        f"{eligible} of {len(candidates)} candidates are stable enough (>= 0.8) with no tiny segment; the rule "
-        f"chose {chosen['model']} on {chosen['space']} with {chosen['n_segments']} segments (silhouette "
-        f"{chosen['silhouette']:.3f}, stability {chosen['stability']:.3f}).",
+        "Model selection: every candidate over the number of segments",
+        f"{eligible} of {len(candidates)} candidates are stable enough (>= 0.8) with no tiny segment. "
+        f"The rule chose {described['reason']}.",
         _layout(figure, 440),
     )
     names = dict(zip(customers.segment, customers.segment_name, strict=False))
@@ -587,24 +588,163 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
             _layout(figure, 380),
         )
     )
-    shown = candidates.sort_values(["eligible", "silhouette"], ascending=[False, False]).head(10)
-    table = Table(
-        "Best candidates (eligible first, by silhouette)",
-        ["model", "space", "segments", "silhouette", "stability", "smallest segment", "chosen"],
+    table = _candidates_table(candidates, score)
+    return Section("learned", "Learned segments", described["rule"].capitalize() + ".", charts, [table])
+
+
+def _candidates_table(candidates: pd.DataFrame, score: str) -> Table:
+    """Build the table of the best candidates by the rule's score, eligible first."""
+    shown = candidates.sort_values(["eligible", score], ascending=[False, False], kind="mergesort").head(12)
+    with_backtest = "validity" in candidates.columns
+    columns = ["model", "space", "segments"]
+    if with_backtest:
+        columns += ["return AUC", "eta²", "validity (± se)"]
+    columns += ["silhouette", "stability", "smallest segment", "chosen"]
+    rows = []
+    for c in shown.itertuples():
+        cells = [c.model, c.space, str(c.n_segments)]
+        if with_backtest:
+            cells += [f"{c.auc:.3f}", f"{c.eta_squared:.3f}", f"{c.validity:.3f} ± {c.validity_se:.3f}"]
+        silhouette = "-" if c.silhouette != c.silhouette else f"{c.silhouette:.3f}"
+        cells += [silhouette, f"{c.stability:.3f}", _share(c.smallest_share), "yes" if c.chosen else ""]
+        rows.append(cells)
+    order = "backtest validity" if with_backtest else "silhouette"
+    return Table(f"Best candidates (eligible first, by {order})", columns, rows)
+
+
+def backtest(manifest: dict[str, Any]) -> Section | None:
+    """Show whether the segments predict: lift per segment, learned vs RFM map vs continuous scores."""
+    validation = manifest.get("validation")
+    if not validation:
+        return None
+    title = "Do the segments predict?"
+    if "skipped" in validation:
+        intro = (
+            f"No backtest in this run: {validation['skipped']}. The learned segments were chosen by the "
+            "silhouette rule instead, which says how separated they are, not what they predict."
+        )
+        return Section("backtest", title, intro)
+    horizon = validation["horizon_days"]
+    rfm, ceiling = validation["rfm"], validation["ceilings"]
+    learned = validation.get("segments")
+    intro = (
+        f"A backtest inside the run: {validation['protocol']}. A segmentation is worth what its segments do next: "
+        f"the return AUC ranks customers by their segment's share who ordered again within {horizon} days, eta² is "
+        "the share of the variance of log revenue in those days that the segments explain."
+    )
+    comparison = Table(
+        f"{validation['customers']:,} customers as of {validation['as_of'][:10]}, scored on the next {horizon} days",
+        ["segmentation", "return AUC", "eta² of log revenue", "validity (± se)"],
         [
+            *(
+                [
+                    [
+                        "learned segments (this run's final segments)",
+                        f"{learned['auc']:.3f}",
+                        f"{learned['eta_squared']:.3f}",
+                        f"{learned['validity']:.3f} ± {learned['validity_se']:.3f}",
+                    ]
+                ]
+                if learned
+                else []
+            ),
             [
-                c.model,
-                c.space,
-                str(c.n_segments),
-                f"{c.silhouette:.3f}",
-                f"{c.stability:.3f}",
-                _share(c.smallest_share),
-                "yes" if c.chosen else "",
-            ]
-            for c in shown.itertuples()
+                "RFM map",
+                f"{rfm['auc']:.3f}",
+                f"{rfm['eta_squared']:.3f}",
+                f"{rfm['validity']:.3f} ± {rfm['validity_se']:.3f}",
+            ],
+            [
+                "continuous scores (a ceiling, not segments)",
+                f"{ceiling['logistic_regression_auc']:.3f}",
+                f"{ceiling['linear_regression_r_squared']:.3f}",
+                "",
+            ],
         ],
     )
-    return Section("learned", "Learned segments", described["rule"].capitalize() + ".", charts, [table])
+    tables = [comparison]
+    charts = []
+    if learned:
+        per_segment = pd.DataFrame(learned["per_segment"])
+        names = {p["segment"]: p["name"] for p in manifest["segments"].get("profiles", [])}
+        hover = [f"{s} {names.get(s, '')}".strip() for s in per_segment.segment]
+        figure = make_subplots(rows=1, cols=2, subplot_titles=("ordered again", "mean revenue, times the average"))
+        for col, column, color in ((1, "return_rate", "#1f77b4"), (2, "revenue_lift", "#2ca02c")):
+            figure.add_trace(
+                go.Bar(
+                    x=per_segment.segment,
+                    y=per_segment[column],
+                    marker_color=color,
+                    text=hover,
+                    hovertemplate="%{text}: %{y}<extra></extra>",
+                    textposition="none",
+                ),
+                1,
+                col,
+            )
+        figure.add_hline(y=validation["returned_share"], line_dash="dot", line_color="#999", row=1, col=1)
+        figure.add_hline(y=1.0, line_dash="dot", line_color="#999", row=1, col=2)
+        figure.update_yaxes(tickformat=".0%", row=1, col=1)
+        figure.update_layout(showlegend=False)
+        best = per_segment.loc[per_segment.revenue_lift.idxmax()]
+        worst = per_segment.loc[per_segment.revenue_lift.idxmin()]
+        charts.append(
+            Chart(
+                f"What each learned segment did in the {horizon} days after {validation['as_of'][:10]}",
+                f"{best.segment} {names.get(best.segment, '')}: {best.return_rate:.0%} ordered again and spent "
+                f"{best.revenue_lift:.1f} times the average customer; {worst.segment} {names.get(worst.segment, '')}: "
+                f"{worst.return_rate:.0%}, {worst.revenue_lift:.2f} times (dotted: the average, "
+                f"{validation['returned_share']:.0%} ordered again). {learned['note'].capitalize()}.",
+                _layout(figure, 420),
+            )
+        )
+        tables.append(
+            Table(
+                "Learned segments in the backtest",
+                [
+                    "segment",
+                    "customers then",
+                    "ordered again",
+                    "mean revenue",
+                    "median revenue",
+                    "lift (return)",
+                    "lift (revenue)",
+                ],
+                [
+                    [
+                        f"{r.segment} {names.get(r.segment, '')}".strip(),
+                        f"{r.customers:,}",
+                        _share(r.return_rate),
+                        _money(r.mean_revenue),
+                        _money(r.median_revenue),
+                        f"{r.return_lift:.2f}",
+                        f"{r.revenue_lift:.2f}",
+                    ]
+                    for r in per_segment.itertuples()
+                ],
+            )
+        )
+    tables.append(
+        Table(
+            "RFM map segments in the backtest",
+            ["segment", "customers then", "ordered again", "mean revenue", "lift (revenue)"],
+            [
+                [
+                    r["segment"],
+                    f"{r['customers']:,}",
+                    _share(r["return_rate"]),
+                    _money(r["mean_revenue"]),
+                    f"{r['revenue_lift']:.2f}",
+                ]
+                for r in rfm["segments"]
+            ],
+        )
+    )
+    segments = manifest.get("segments", {})
+    if segments.get("chosen_by") == "backtest":
+        tables.insert(1, _candidates_table(pd.DataFrame(segments["candidates"]), "validity"))
+        intro += f" The rule: {segments['rule']}."
+    return Section("backtest", title, intro, charts, tables)
 
 
 def _neighbours_alike(points: np.ndarray, segments: np.ndarray, k: int = 10) -> tuple[float, pd.Series]:
@@ -620,8 +760,9 @@ def _neighbours_alike(points: np.ndarray, segments: np.ndarray, k: int = 10) -> 
 def new_customers(manifest: dict[str, Any], names: dict[str, dict[str, str]]) -> Section | None:
     """Show the early-prediction hold-out: results per target and number of orders, confusion matrices."""
     early = manifest.get("early", {})
-    results = [row for row in early.get("results", []) if "skipped" not in row]
-    if not results:
+    results = [row for row in early.get("results", []) if "skipped" not in row and "degenerate" not in row]
+    degenerate = [row for row in early.get("results", []) if "degenerate" in row]
+    if not results and not degenerate:
         return None
     table = Table(
         f"Hold-out results: {early['eligible_customers']:,} eligible customers, tested on those who joined "
@@ -687,7 +828,9 @@ def new_customers(manifest: dict[str, Any], names: dict[str, dict[str, str]]) ->
             )
         )
     intro = early["protocol"][0].upper() + early["protocol"][1:] + "."
-    return Section("early", "New customers", intro, charts, [table])
+    for row in degenerate:
+        intro += f" {row['target'].capitalize()} after {row['n_orders']} first order(s): {row['degenerate']}."
+    return Section("early", "New customers", intro, charts, [table] if results else [])
 
 
 def actions(manifest: dict[str, Any], segments: pd.DataFrame) -> Section:
@@ -729,6 +872,7 @@ def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list
     labels = {c["category"]: c["label"] for c in manifest.get("products", {}).get("categories", [])}
     if "segment" in customers.columns:
         sections.append(learned_segments(customers, manifest, labels))
+    sections.append(backtest(manifest))
     segment_names = {p["segment"]: p["name"] for p in manifest.get("segments", {}).get("profiles", [])}
     sections.append(new_customers(manifest, {"segment": segment_names, "category": labels}))
     if "segments" in backend.list_tables():

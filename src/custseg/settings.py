@@ -20,6 +20,7 @@ from custseg.predict import PredictOptions
 from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
+from custseg.validation import ValidationOptions
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Settings:
     products: ProductOptions = field(default_factory=ProductOptions)
     rfm: RFMOptions = field(default_factory=RFMOptions)
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    validation: ValidationOptions = field(default_factory=ValidationOptions)
     predict: PredictOptions = field(default_factory=PredictOptions)
     as_of: datetime.date | None = None
     seed: int = 0
@@ -111,7 +113,7 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "predict", "engine", "run"}
+_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "validation", "predict", "engine", "run"}
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -123,7 +125,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
-        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[predict]`` (the fields of
+        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[validation]`` (the fields of
+        `custseg.validation.ValidationOptions`), ``[predict]`` (the fields of
         `PredictOptions`), ``[engine]`` (the fields of `custseg.engine.EngineOptions`; ``spark_conf``
         a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
@@ -184,6 +187,13 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             cluster_doc[key] = overrides[key]
     cluster_options = ClusterOptions(**cluster_doc)
     _check_range("[cluster]", "segments", cluster_options.min_segments, cluster_options.max_segments)
+    if cluster_options.n_segments is not None and cluster_options.n_segments < 2:
+        raise ConfigError(f"n_segments={cluster_options.n_segments} must be at least 2")
+
+    validation_doc = _known_keys(doc.get("validation", {}), ValidationOptions, f"{where} [validation]")
+    validation_options = ValidationOptions(**validation_doc)
+    if validation_options.horizon_days < 1 or validation_options.folds < 2 or validation_options.bootstrap < 1:
+        raise ConfigError(f"{where} [validation]: horizon_days and bootstrap must be at least 1 and folds at least 2")
 
     predict_options = PredictOptions(**_known_keys(doc.get("predict", {}), PredictOptions, f"{where} [predict]"))
     if predict_options.horizon_days < 1 or predict_options.max_orders < 1 or not 0 < predict_options.test_share < 1:
@@ -222,6 +232,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         products=product_options,
         rfm=rfm_options,
         cluster=cluster_options,
+        validation=validation_options,
         predict=predict_options,
         as_of=as_of,
         seed=seed,
@@ -263,6 +274,7 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         products=ProductOptions(**data["products"]),
         rfm=RFMOptions(**data["rfm"]),
         cluster=ClusterOptions(**data["cluster"]),
+        validation=ValidationOptions(**data.get("validation", {})),
         predict=PredictOptions(**data.get("predict", {})),
         as_of=datetime.date.fromisoformat(as_of) if isinstance(as_of, str) else as_of,
         seed=data.get("seed", 0),

@@ -213,8 +213,12 @@ PRODUCTS_PER_KIND = 40
 class PlantedSegment:
     """How the customers of one planted segment behave.
 
-    Days count from the first day of the data; ``active`` is the window in which a customer's
-    first order falls (as a fraction of the span), ``stays_days`` how long they keep buying.
+    Days count from the first day of the data; ``first_order`` is the window in which a customer's
+    first order falls (as a fraction of the span), ``stays_days`` how long they keep buying at
+    ``orders_per_month``, and ``comeback_per_month`` the rate of the occasional orders after that, up
+    to the end of the data (a lapsed customer who still comes back now and then). With
+    ``repeat_probability`` a customer places one more order ``repeat_after_days`` after the first
+    (a first-time buyer who comes back once, some weeks later).
     """
 
     name: str
@@ -228,6 +232,9 @@ class PlantedSegment:
     quantity_weights: tuple[float, ...]
     kinds: dict[str, float]
     countries: dict[str, float]
+    comeback_per_month: float = 0.0
+    repeat_probability: float = 0.0
+    repeat_after_days: tuple[int, int] = (0, 0)
 
 
 UK_ONLY = {"United Kingdom": 0.93, "EIRE": 0.03, "France": 0.02, "Germany": 0.02}
@@ -235,8 +242,8 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "wholesale_champions",
         0.05,
-        (0.0, 0.35),
-        (360, 400),
+        (0.0, 0.25),
+        (400, 400),
         3.0,
         60,
         28.0,
@@ -248,8 +255,8 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "loyal_regulars",
         0.17,
-        (0.0, 0.5),
-        (330, 400),
+        (0.0, 0.4),
+        (400, 400),
         1.0,
         30,
         12.0,
@@ -274,7 +281,7 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
     PlantedSegment(
         "one_off_buyers",
         0.27,
-        (0.3, 0.65),
+        (0.5, 0.8),
         (0, 0),
         0.0,
         1,
@@ -283,6 +290,9 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
         (0.35, 0.3, 0.15, 0.1, 0.1),
         {"cards_wrap": 3, "toys": 3, "stationery": 3, "jewellery": 3},
         UK_ONLY,
+        comeback_per_month=0.04,
+        repeat_probability=0.35,
+        repeat_after_days=(38, 45),
     ),
     PlantedSegment(
         "lapsed_big_spenders",
@@ -296,12 +306,13 @@ SEGMENTS: tuple[PlantedSegment, ...] = (
         (0.15, 0.25, 0.3, 0.2, 0.1),
         {"kitchen": 4, "garden": 4, "home_decor": 2, "bags": 1},
         {"United Kingdom": 0.8, "Germany": 0.07, "France": 0.07, "Spain": 0.03, "Switzerland": 0.03},
+        comeback_per_month=0.06,
     ),
     PlantedSegment(
         "lost_customers",
         0.28,
-        (0.0, 0.22),
-        (0, 40),
+        (0.0, 0.1),
+        (0, 30),
         1.5,
         3,
         6.0,
@@ -453,6 +464,8 @@ def _simulate_orders(rng: np.random.Generator, segment_of_customer: np.ndarray, 
     first = np.empty(n)
     last = np.empty(n)
     n_orders = np.empty(n, dtype=np.int64)
+    comebacks = np.empty(n, dtype=np.int64)
+    repeats = np.empty(n)
     country = np.empty(n, dtype=object)
     for index, segment in enumerate(_BEHAVIOURS):
         members = np.flatnonzero(segment_of_customer == index)
@@ -466,15 +479,32 @@ def _simulate_orders(rng: np.random.Generator, segment_of_customer: np.ndarray, 
         count = 1 + rng.poisson(np.maximum(expected - 1, 0))
         first[members], last[members] = start, stop
         n_orders[members] = np.minimum(count, segment.max_orders)
+        comebacks[members] = rng.poisson(segment.comeback_per_month * (span_days - 1 - stop) / 30.4)
+        repeats[members] = (rng.random(size) < segment.repeat_probability) * (
+            start + rng.uniform(*segment.repeat_after_days, size=size)
+        )
         country[members] = _choose(rng, segment.countries, size)
     customer = np.repeat(np.arange(n), n_orders)
-    # Seasonal days inside each customer's window: inverse CDF of the day weights. The first
-    # order of every customer is on the window's first day, so one-off buyers keep their date.
+    # Seasonal days inside each customer's window: inverse CDF of the day weights. Regular
+    # customers order regularly: the window is cut into one slot per order and each order falls
+    # in its own slot. The first order is on the window's first day, so one-off buyers keep
+    # their date.
     low = np.interp(first[customer], np.arange(span_days), cumulative_days)
-    high = np.interp(last[customer], np.arange(span_days), cumulative_days)
-    u = rng.uniform(low, np.maximum(high, low))
-    starts_customer = np.r_[True, customer[1:] != customer[:-1]]
-    u[starts_customer] = low[starts_customer]
+    high = np.maximum(np.interp(last[customer], np.arange(span_days), cumulative_days), low)
+    slot = np.arange(len(customer)) - np.repeat(np.cumsum(n_orders) - n_orders, n_orders)
+    u = low + (slot + rng.uniform(size=len(customer))) * (high - low) / n_orders[customer]
+    u[slot == 0] = low[slot == 0]
+    # The occasional orders after the stay, up to the end of the data.
+    returning = np.repeat(np.arange(n), comebacks)
+    after = np.interp(last[returning], np.arange(span_days), cumulative_days)
+    # The one repeat order some weeks after the first, where it falls inside the data.
+    repeating = np.flatnonzero((repeats > 0) & (repeats <= span_days - 1))
+    customer = np.r_[customer, returning, repeating]
+    u = np.r_[
+        u,
+        rng.uniform(after, cumulative_days[-1]),
+        np.interp(repeats[repeating], np.arange(span_days), cumulative_days),
+    ]
     day = np.clip(np.searchsorted(cumulative_days, u), 0, span_days - 1)
     hour = HOURS[rng.choice(len(HOURS), size=len(day), p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())]
     minute = rng.integers(0, 60, size=len(day))

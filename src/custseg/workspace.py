@@ -24,7 +24,11 @@ EARLY_FILE = "early.skops"
 TRUSTED_TYPES = frozenset(
     {
         "custseg.cluster.ClusterOptions",
+        "custseg.cluster.FeatureSpace",
+        "custseg.cluster.NextValueScore",
+        "custseg.cluster.QuantileTiers",
         "custseg.cluster.Segmentation",
+        "custseg.validation.ValidationOptions",
         "custseg.predict.EarlyClassifier",
         "custseg.predict.LookupClassifier",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
