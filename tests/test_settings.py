@@ -37,3 +37,20 @@ def test_unknown_engine_keys_are_refused(tmp_path):
     config.write_text('[engine]\nmaster = "local[2]"\n')
     with pytest.raises(ConfigError, match=r"\[engine\]: unknown key\(s\) master"):
         load_settings(config)
+
+
+def test_validation_and_cluster_tables(tmp_path):
+    config = tmp_path / "custseg.toml"
+    config.write_text(
+        '[validation]\nhorizon_days = 60\nfolds = 3\n[cluster]\nparsimony = 0.05\nmodels = ["tiers"]\n'
+        'spaces = ["predicted"]\n'
+    )
+    settings = load_settings(config)
+    assert (settings.validation.horizon_days, settings.validation.folds) == (60, 3)
+    assert settings.cluster.parsimony == 0.05 and settings.cluster.models == ["tiers"]
+    assert settings_from_dict(settings.to_dict()) == settings
+    config.write_text("[validation]\nfolds = 1\n")
+    with pytest.raises(ConfigError, match=r"\[validation\]: horizon_days and bootstrap must be at least 1"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match="n_segments=1 must be at least 2"):
+        load_settings(None, n_segments=1)

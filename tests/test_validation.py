@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import ibis
 import numpy as np
@@ -133,3 +134,21 @@ def test_backtest_customers_are_described_before_the_cut_with_what_they_did_afte
     assert got.next_revenue.tolist() == [10.0, 0.0]
     assert got.returned.tolist() == [1, 0]
     assert got.recency_days.tolist() == [29, 20]  # whole days from 10:00 to midnight of 2011-03-03
+
+
+def test_a_log_too_short_for_the_horizon_has_no_backtest_and_says_why(tmp_path):
+    from custseg.pipeline import run
+    from custseg.settings import Settings
+    from custseg.simulate import simulate_to_files
+    from custseg.validation import ValidationOptions
+
+    files = simulate_to_files(tmp_path / "shop.parquet", 400, seed=3)
+    settings = Settings(validation=ValidationOptions(horizon_days=200))
+    result = run(files.log, tmp_path / "out", settings, until="segments")
+    assert re.fullmatch(
+        r"the log covers 37\d days before the reference date; a backtest with a horizon of 200 days needs 400",
+        result.manifest["validation"]["skipped"],
+    )
+    assert result.manifest["segments"]["chosen_by"] == "silhouette"
+    assert "no backtest" in result.manifest["segments"]["rule"]
+    assert {"validity", "auc"}.isdisjoint(result.manifest["segments"]["candidates"][0])

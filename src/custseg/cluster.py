@@ -51,10 +51,11 @@ SPACES = ("features", "predicted", "tsne")
 MODELS_IN_SPACE = {
     "features": ("kmeans", "gmm", "ward", "hdbscan"),
     "tsne": ("kmeans", "gmm", "ward", "hdbscan"),
-    "predicted": ("tiers", "kmeans", "gmm"),
+    "predicted": ("tiers",),
 }
-"""Which models a space hosts: tiers cut the one-dimensional predicted score; ward and HDBSCAN
-need a classifier to place new customers, which the predicted score does not need."""
+"""Which models a space hosts. The predicted score is one number per customer: equal tiers cut it;
+clustering it isolates its tails (k-means on it left segments of 1% on the UCI file and never won
+on any shop tried, benchmarks/results/families.md)."""
 COUNT_FEATURES = frozenset(
     {"frequency", "monetary", "avg_order_value", "lines", "distinct_products", "orders_90d", "revenue_90d"}
 )
