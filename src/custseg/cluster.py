@@ -431,6 +431,16 @@ def _metrics(search: _Search, space: str, model: str, space_points, labels, stab
     return row
 
 
+def eligible_candidates(table: pd.DataFrame, options: ClusterOptions) -> pd.Series:
+    """Mark the candidates stable enough, with no tiny segment and a number of segments in range."""
+    low, high = options.segment_range()
+    return (
+        (table.stability >= options.min_stability)
+        & (table.smallest_share >= options.min_share)
+        & table.n_segments.between(low, high)
+    )
+
+
 def choose(table: pd.DataFrame, options: ClusterOptions, *, by_validity: bool) -> tuple[pd.DataFrame, str]:
     """Apply the selection rule to a candidate table; return it with ``eligible``, ``chosen`` and the reason.
 
@@ -443,14 +453,8 @@ def choose(table: pd.DataFrame, options: ClusterOptions, *, by_validity: bool) -
     (ties: higher silhouette). Without an eligible candidate the most stable one wins.
     """
     table = table.copy()
-    low, high = options.segment_range()
-    table["eligible"] = (
-        (table.stability >= options.min_stability)
-        & (table.smallest_share >= options.min_share)
-        & table.n_segments.between(low, high)
-    )
     score = "validity" if by_validity else "silhouette"
-    table["eligible"] &= table[score].notna()
+    table["eligible"] = eligible_candidates(table, options) & table[score].notna()
     table["chosen"] = False
     eligible = table[table.eligible]
     if eligible.empty:
@@ -671,8 +675,8 @@ class Segmentation(ClusterMixin, BaseEstimator):
         table["eta_squared"] = [round(s.eta_squared, 4) for s in scores]
         table["validity"] = [round(s.validity, 4) for s in scores]
         table["validity_se"] = [round(s.standard_error, 4) for s in scores]
-        eligible = table.stability >= (self.options or ClusterOptions()).min_stability
-        # The paired standard error against the best stable candidate (the rule's reference).
+        eligible = eligible_candidates(table, self.options or ClusterOptions())
+        # The paired standard error against the best eligible candidate (the rule's reference).
         reference = table.validity.where(eligible).idxmax() if eligible.any() else table.validity.idxmax()
         table["gap_se"] = [round(scores[reference].gap_standard_error(s), 4) for s in scores]
         self.scores_ = scores

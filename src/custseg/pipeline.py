@@ -31,7 +31,6 @@ from custseg.cluster import FeatureSpace, Segmentation, min_customers
 from custseg.course import run_course
 from custseg.errors import InvalidValueError, NoRowsLeftError
 from custseg.features import (
-    customer_features,
     fully_returned_customers,
     lines_before,
     reference_date,
@@ -61,7 +60,7 @@ from custseg.predict import (
     predict_batch,
     usable_orders,
 )
-from custseg.products import categorize, category_table, customer_interests, product_summary
+from custseg.products import categorize, category_table, customer_table, product_summary
 from custseg.profile import exact_sizes, profile_segments, rfm_segment_rows, segment_ids
 from custseg.report import write_report
 from custseg.rfm import RFMScorer, segment_summary
@@ -284,9 +283,7 @@ def _features(state: _State) -> None:
         as_of = datetime.datetime.combine(settings.as_of, datetime.time())
     else:
         as_of = reference_date(state.tables["transactions"].invoiced_at.max().execute())
-    interests = customer_interests(lines, state.tables["products"], state.frames["category_order"], as_of)
-    base = customer_features(lines, as_of)
-    joined = base.left_join(interests, "customer_id").drop("customer_id_right")
+    joined = customer_table(lines, state.tables["products"], state.frames["category_order"], as_of)
     features = state.workspace.save("customer_features", joined, temp=True)
     customers = int(features.count().execute())
     if customers == 0:
@@ -313,21 +310,11 @@ def _rfm(state: _State) -> None:
     segments = segment_summary(customers, scorer.segment_rules())
     state.tables["customers"] = customers
     state.frames["rfm_segments"] = segments
-    state.frames["rfm_rules"] = scorer.segment_rules()
     state.manifest["rfm"] = {
         "bins": scorer.bins,
         "cut_points": scorer.cut_points_,
         "segment_map": settings.rfm.segment_map,
         "segments": segments.drop(columns=["description", "action"]).to_dict(orient="records"),
-    }
-
-
-def _scores_record(scores) -> dict[str, float]:
-    return {
-        "auc": round(scores.auc, 4),
-        "eta_squared": round(scores.eta_squared, 4),
-        "validity": round(scores.validity, 4),
-        "validity_se": round(scores.standard_error, 4),
     }
 
 
@@ -385,7 +372,7 @@ def _backtest(state: _State) -> None:
             f"resamples of the customers"
         ),
         rfm={
-            **_scores_record(score_labels(rfm_labels, outcomes, folds, weights)),
+            **score_labels(rfm_labels, outcomes, folds, weights).summary(),
             "cut_points": scorer.cut_points_,
             "segments": json_records(segment_outcomes(rfm_labels, outcomes)),
         },
@@ -480,7 +467,7 @@ def _segments(state: _State) -> None:
         worth = segment_outcomes(then, outcomes)
         folds, weights = state.frames["backtest_scoring"]
         state.manifest["validation"]["segments"] = {
-            **_scores_record(score_labels(np.asarray(then), outcomes, folds, weights)),
+            **score_labels(np.asarray(then), outcomes, folds, weights).summary(),
             "note": (
                 "the final segments (refitted as of the reference date) applied to the backtest customers; "
                 + (

@@ -39,8 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.cluster import Segmentation
-from custseg.features import customer_features
-from custseg.products import customer_interests, interest_columns
+from custseg.products import customer_table, interest_columns
 from custseg.profile import segment_ids
 from custseg.rfm import RFMScorer, SegmentRule
 from custseg.workspace import json_records
@@ -240,8 +239,7 @@ def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n
     enough = numbered.filter(numbered.order_number == wanted).select("customer_id")
     placed = as_placed(lines).semi_join(known, ["customer_id", "invoice_id"]).semi_join(enough, "customer_id")
     cutoff = placed.group_by("customer_id").aggregate(as_of=placed.invoiced_at.max() + ibis.interval(seconds=1))
-    interests = customer_interests(placed, products, categories, cutoff)
-    return customer_features(placed, cutoff).left_join(interests, "customer_id").drop("customer_id_right")
+    return customer_table(placed, products, categories, cutoff)
 
 
 def first_orders(
@@ -288,8 +286,7 @@ def horizon_features(
     cutoff = first.filter(horizon <= ibis.timestamp(data_end)).select(
         "customer_id", joined_at="ordered_at", as_of=horizon
     )
-    interests = customer_interests(lines, products, categories, cutoff)
-    features = customer_features(lines, cutoff).left_join(interests, "customer_id").drop("customer_id_right")
+    features = customer_table(lines, products, categories, cutoff)
     return cutoff.select("customer_id", "joined_at").inner_join(features, "customer_id")
 
 

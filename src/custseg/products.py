@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
-from custseg.features import AsOf, lines_before
+from custseg.features import AsOf, customer_features, lines_before
 from custseg.schema import exact_sum
 
 UNKNOWN = "unknown"
@@ -472,3 +472,17 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
     # Rounded: engines' logarithms differ in the last bit, and Spark and DuckDB must agree.
     breadth = (entropy / float(np.log(n))).round(9) if n > 1 else ibis.literal(0.0)
     return shares.mutate(dominant_category=dominant, breadth=breadth)
+
+
+def customer_table(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:
+    """One row per customer as of ``as_of``: `custseg.features.customer_features` and their interests.
+
+    The customer table of a run, of its backtest (as of T - H), of the early models (each customer
+    as of their own date) and of the API are all this one call.
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, 15 + n_categories + 2)
+    """
+    interests = customer_interests(lines, products, categories, as_of)
+    return customer_features(lines, as_of).left_join(interests, "customer_id").drop("customer_id_right")

@@ -24,9 +24,9 @@ from sklearn import config_context
 from threadpoolctl import ThreadpoolController
 
 from custseg.clean import allocate_returns, net_returns, return_events, screen
-from custseg.features import customer_features, lines_before, reference_date
+from custseg.features import lines_before, reference_date
 from custseg.predict import ASSIGNED_COLUMNS, EARLY_COLUMNS, FittedModel, early_rows, predict_batch, usable_orders
-from custseg.products import customer_interests
+from custseg.products import customer_table
 from custseg.schema import CANONICAL_COLUMNS, ROW_ID, ColumnMapping, to_canonical
 from custseg.settings import settings_from_dict
 
@@ -103,8 +103,7 @@ class Scorer:
         products = ibis.table({"product_id": dt.string, "category": dt.string}, name="model_products")
 
         known = lines_before(lines, as_of).drop("as_of")
-        interests = customer_interests(lines, products, self.categories, as_of)
-        features = customer_features(lines, as_of).left_join(interests, "customer_id").drop("customer_id_right")
+        features = customer_table(lines, products, self.categories, as_of)
         statements = {
             "screen": f"INSERT INTO request_screened {self._backend.compile(screened_expr)}",
             "events": self._backend.compile(return_events(screened.filter(screened.reason.isnull()))),

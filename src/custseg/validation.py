@@ -22,8 +22,7 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import KFold
 
-from custseg.features import customer_features
-from custseg.products import customer_interests
+from custseg.products import customer_table
 
 OUTCOME_COLUMNS = ("next_orders", "next_revenue", "returned")
 """What a backtest customer did in the H days after the backtest date."""
@@ -159,8 +158,7 @@ def backtest_customers(
         returned (1 when next_orders > 0). Only customers with an order before T - H.
     """
     start = backtest_date(as_of, horizon_days)
-    interests = customer_interests(lines, products, categories, start)
-    features = customer_features(lines, start).left_join(interests, "customer_id").drop("customer_id_right")
+    features = customer_table(lines, products, categories, start)
     outcome = window_outcomes(lines, start, as_of)
     joined = features.left_join(outcome, "customer_id").drop("customer_id_right")
     return joined.mutate(
@@ -295,6 +293,15 @@ class Scores:
     def standard_error(self) -> float:
         """Bootstrap standard error of the validity."""
         return float(np.std(self.replicates)) if len(self.replicates) else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        """Return the scores for run.json, rounded: auc, eta_squared, validity and validity_se."""
+        return {
+            "auc": round(self.auc, 4),
+            "eta_squared": round(self.eta_squared, 4),
+            "validity": round(self.validity, 4),
+            "validity_se": round(self.standard_error, 4),
+        }
 
     def gap_standard_error(self, other: Scores) -> float:
         """Bootstrap standard error of ``other.validity - self.validity`` (paired: same resamples)."""
