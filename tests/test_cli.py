@@ -144,6 +144,22 @@ CASES = {
         ["--engine", "spark", "--spark-conf", "spark.driver.memory"],
         "--spark-conf 'spark.driver.memory' must look like key=value, e.g. spark.driver.memory=8g",
     ),
+    "negative seed": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--seed", "-1"],
+        "seed=-1 must be a whole number, at least 0",
+    ),
+    "one segment": (lambda t: TEST_DATA / "small_shop.csv", ["--segments", "1"], "n_segments=1 must be at least 2"),
+    "negative segments": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--segments", "-3"],
+        "n_segments=-3 must be at least 2",
+    ),
+    "memory limit that is not a size": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--memory-limit", "lots"],
+        "memory_limit='lots' must be a size such as 3GB, 500MB or 2.5GiB",
+    ),
     "missing table with spark": (
         lambda t: "no_such_table",
         ["--engine", "spark", "--spark-master", "local[2]"],

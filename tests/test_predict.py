@@ -16,7 +16,7 @@ from custseg.clean import clean
 from custseg.cli import app
 from custseg.errors import InputFileError
 from custseg.features import customer_features
-from custseg.pipeline import assign
+from custseg.pipeline import assign, run
 from custseg.predict import (
     EARLY_COLUMNS,
     MODEL_VERSION,
@@ -250,3 +250,14 @@ def test_a_hold_out_with_one_class_says_so_instead_of_scoring():
     row = report["results"][0]
     assert row["test_customers"] == 20
     assert row["degenerate"].startswith("all 20 test customers are in one class (S1)")
+
+
+def test_without_a_customer_old_enough_the_early_prediction_is_skipped_with_a_reason(trained, tmp_path):
+    from custseg.settings import Settings
+
+    files, _ = trained
+    result = run(files.log, tmp_path / "young", Settings(as_of=datetime.date(2011, 2, 15)))
+    assert result.manifest["early"]["skipped"].startswith("no customer's first order is at least 90 days before")
+    assert result.manifest["validation"]["skipped"].startswith("the log covers")
+    customers = pd.read_parquet(tmp_path / "young" / "customers.parquet")
+    assert customers.early_orders.isna().all() and customers.segment.notna().all()

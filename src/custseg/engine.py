@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -31,6 +32,10 @@ SPARK_TABLES = "tables"
 ALLOCATION_SCHEMA = "row_id long, allocated_quantity double"
 BATCH_ROWS = 100_000
 """Rows per batch when a Python function runs over a table in this process."""
+
+
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+"""A memory size as DuckDB reads it."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class EngineOptions:
             raise ConfigError(f"engine {self.name!r} is not one of {', '.join(ENGINES)}")
         if self.max_driver_customers < 1:
             raise ConfigError(f"[engine] max_driver_customers={self.max_driver_customers} must be at least 1")
+        if self.memory_limit is not None and not MEMORY_SIZE.fullmatch(str(self.memory_limit)):
+            raise ConfigError(f"memory_limit={self.memory_limit!r} must be a size such as 3GB, 500MB or 2.5GiB")
 
 
 def allocate_in_python(events: ir.Table, allocate: Callable[[pd.DataFrame], pd.DataFrame]) -> ir.Table:

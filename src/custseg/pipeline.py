@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -77,7 +76,7 @@ from custseg.validation import (
     score_labels,
     segment_outcomes,
 )
-from custseg.workspace import Workspace, json_records
+from custseg.workspace import Workspace, file_sha256, json_records
 
 STAGES = ("read", "clean", "products", "features", "rfm", "backtest", "segments", "predict", "write", "report")
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
@@ -105,15 +104,6 @@ class _Timings:
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_transactions(source: Source, settings: Settings, engine) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
@@ -511,6 +501,39 @@ def _segments(state: _State) -> None:
     }
 
 
+def _learn_early(state: _State, lines: ir.Table, segmentation: Segmentation | None) -> dict:
+    """Fit and measure the early models on the customers old enough to have reached the horizon."""
+    options, engine = state.settings.predict, state.workspace.engine
+    products, categories = state.tables["products"], state.frames["category_order"]
+    eligible = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"])
+    most = min(options.max_train_customers, state.settings.engine.max_driver_customers)
+    horizon, _ = rows_at_most(eligible, most, state.settings.seed)
+    if horizon.empty:
+        state.manifest["early"] = {
+            "skipped": f"no customer's first order is at least {options.horizon_days} days before the reference "
+            "date: there is nobody to learn from what new customers become"
+        }
+        return {}
+    learners = engine.register("early_learners", pa.table({"customer_id": pa.array(horizon.customer_id, pa.string())}))
+    early = first_orders(
+        lines.semi_join(learners, "customer_id"), products, categories, options.max_orders, segmentation
+    )
+    targets = pd.DataFrame(
+        {
+            "customer_id": horizon.customer_id,
+            "joined_at": horizon.joined_at,
+            "segment": segment_ids(segmentation.predict(horizon)) if segmentation is not None else None,
+            "category": horizon.dominant_category,
+        }
+    )
+    state.manifest["early"], models = evaluate_early(
+        early, targets, categories, options=options, seed=state.settings.seed
+    )
+    state.manifest["early"]["learned_from_customers"] = len(horizon)
+    state.frames["early_models"] = models
+    return models
+
+
 def _predict(state: _State) -> None:
     options = state.settings.predict
     if not options.enabled:
@@ -520,31 +543,7 @@ def _predict(state: _State) -> None:
     products, categories = state.tables["products"], state.frames["category_order"]
     lines = lines_before(state.tables["lines"], state.frames["as_of"]).drop("as_of")
     segmentation = state.fitted.segmentation if state.fitted is not None else state.frames.get("segmentation")
-    if state.fitted is not None:
-        models = state.fitted.early
-    else:
-        eligible = horizon_features(lines, products, categories, options.horizon_days, state.frames["as_of"])
-        most = min(options.max_train_customers, state.settings.engine.max_driver_customers)
-        horizon, _ = rows_at_most(eligible, most, state.settings.seed)
-        learners = engine.register(
-            "early_learners", pa.table({"customer_id": pa.array(horizon.customer_id, pa.string())})
-        )
-        early = first_orders(
-            lines.semi_join(learners, "customer_id"), products, categories, options.max_orders, segmentation
-        )
-        targets = pd.DataFrame(
-            {
-                "customer_id": horizon.customer_id,
-                "joined_at": horizon.joined_at,
-                "segment": segment_ids(segmentation.predict(horizon)) if segmentation is not None else None,
-                "category": horizon.dominant_category,
-            }
-        )
-        state.manifest["early"], models = evaluate_early(
-            early, targets, categories, options=options, seed=state.settings.seed
-        )
-        state.manifest["early"]["learned_from_customers"] = len(horizon)
-        state.frames["early_models"] = models
+    models = state.fitted.early if state.fitted is not None else _learn_early(state, lines, segmentation)
     # Customers younger than the horizon: what they are now is not yet what they will be. The
     # engine predicts them batch by batch.
     customers = state.tables["customers"]

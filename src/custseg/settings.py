@@ -204,7 +204,9 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
     if seed is None:
-        seed = int(run_doc.get("seed", 0))
+        seed = run_doc.get("seed", 0)
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be a whole number, at least 0")
     as_of = overrides.get("as_of") or run_doc.get("as_of")
     if isinstance(as_of, str):
         try:

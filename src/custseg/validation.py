@@ -108,8 +108,9 @@ def history_reason(first_at: datetime.datetime, as_of: datetime.datetime, horizo
     """Why the log is too short for a backtest (it must cover 2 x H days before T), or None."""
     covered = (as_of - first_at).total_seconds() / 86_400
     if covered < 2 * horizon_days:
+        days = f"{covered:.0f} day" + ("" if round(covered) == 1 else "s")
         return (
-            f"the log covers {covered:.0f} days before the reference date; a backtest with a horizon of "
+            f"the log covers {days} before the reference date; a backtest with a horizon of "
             f"{horizon_days} days needs {2 * horizon_days}"
         )
     return None
