@@ -188,3 +188,14 @@ def test_every_command_has_help_and_is_in_the_readme():
         assert f"custseg {command}" in readme
         for option in set(re.findall(r"(--[a-z][a-z-]+)", result.output)) - {"--help"}:
             assert option in readme, f"README's reference of `custseg {command}` lacks {option}"
+
+
+def test_dates_that_fit_both_day_and_month_first_are_read_by_the_tie_rule_and_it_is_said(tmp_path):
+    rows = "".join(f"{i},A,THING,1,{i % 12 + 1}/{i % 9 + 1}/2011 10:00,1.5,{100 + i % 4},UK\n" for i in range(1, 30))
+    path = bad(tmp_path, HEADER + rows)
+    result = invoke("run", path, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert (
+        "custseg: note: every timestamp fits both '%m/%d/%Y %H:%M' and '%d/%m/%Y %H:%M'; read as '%m/%d/%Y %H:%M', "
+        "the first in custseg's order; if that is wrong, rerun with --date-format '%d/%m/%Y %H:%M'\n"
+    ) in result.stderr

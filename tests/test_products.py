@@ -182,3 +182,17 @@ def test_simulated_kinds_are_recovered(tmp_path):
     ari = adjusted_rand_score(truth.loc[products.product_id], products.category)
     assert ari >= 0.7, (ari, summary["chosen"])
     assert UNKNOWN not in set(products.category)
+
+
+def test_a_catalogue_of_100000_products_is_categorised():
+    # A grocery-sized catalogue: a matrix over joblib's memory-map threshold, which NMF refused in
+    # the worker processes (WRITEBACKIFCOPY base is read-only) before the fits got their own copy.
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = ["".join(letters[rng.integers(0, 26, 6)]) for _ in range(20_000)]
+    descriptions = pd.Series(
+        [" ".join(words[j] for j in rng.integers(0, 20_000, rng.integers(2, 6))) for _ in range(100_000)]
+    )
+    fitted = ProductCategorizer(n_categories=(6, 7)).fit(descriptions)
+    assert len(fitted.labels_) == 100_000 and (fitted.labels_ >= 0).all()
+    assert fitted.n_categories_ in (6, 7)

@@ -75,3 +75,54 @@ def test_float_ids_lose_their_decimal_point_and_decimal_commas_parse():
     assert out.customer_id.isna().tolist() == [False, True]
     assert out.unit_price.tolist() == [2.55, 1.5]
     assert [str(t) for t in out.invoiced_at] == ["2011-12-01 08:26:00", "2011-12-13 09:00:00"]
+
+
+@pytest.mark.parametrize(
+    "quantity, price, expected",
+    [
+        ("6", "2,55", (6.0, 2.55)),
+        ("1,000", "1", (None, 1.0)),  # a thousands separator or three decimals: refused, not guessed
+        ("2", "NaN", (2.0, None)),
+        ("2", "inf", (2.0, None)),
+        ("2", "Infinity", (2.0, None)),
+        ("1e300", "1", (None, 1.0)),
+        ("-3", "1e16", (-3.0, None)),
+    ],
+)
+def test_numbers_that_are_not_finite_too_large_or_ambiguous_are_invalid(quantity, price, expected):
+    out = canonical(
+        {"c": ["a"], "t": ["2011-01-01 10:00:00"], "q": [quantity], "p": [price]},
+        {"customer_id": "c", "invoiced_at": "t", "quantity": "q", "unit_price": "p"},
+    )
+    got = tuple(None if v != v else v for v in (out.quantity[0], out.unit_price[0]))
+    assert got == expected
+    if None in expected:
+        assert out.problem_reason[0] == "invalid_number"
+
+
+def test_typed_nan_and_infinity_are_invalid_numbers_too():
+    out = canonical(
+        {"c": ["a", "b"], "t": ["2011-01-01 10:00:00"] * 2, "q": [1.0, 2.0], "p": [float("nan"), float("inf")]},
+        {"customer_id": "c", "invoiced_at": "t", "quantity": "q", "unit_price": "p"},
+    )
+    assert out.problem_reason.tolist() == ["invalid_number", "invalid_number"]
+
+
+def test_ids_written_as_floats_in_text_are_one_customer_and_placeholders_are_guests():
+    ids = ["17850.0", "17850", " 17850 ", "NULL", "None", "N/A", "-", "nan", "  "]
+    out = canonical(
+        {"c": ids, "t": ["2011-01-01 10:00:00"] * len(ids), "q": ["1"] * len(ids), "p": ["1"] * len(ids)},
+        {"customer_id": "c", "invoiced_at": "t", "quantity": "q", "unit_price": "p"},
+    )
+    assert out.customer_id.tolist()[:3] == ["17850"] * 3
+    assert out.customer_id[3:].isna().all()
+
+
+def test_placeholder_years_are_invalid_timestamps():
+    out = canonical(
+        {"c": ["a", "b", "c"], "t": ["0001-01-01 00:00:00", "9999-12-31 00:00:00", "2011-01-01 10:00:00"]}
+        | {"q": ["1"] * 3, "p": ["1"] * 3},
+        {"customer_id": "c", "invoiced_at": "t", "quantity": "q", "unit_price": "p"},
+    )
+    assert out.problem_reason.tolist()[:2] == ["invalid_timestamp", "invalid_timestamp"]
+    assert out.problem_reason.isna().tolist()[2]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from custseg.cli import app
 from custseg.errors import InputFileError
+from custseg.pipeline import run
 from custseg.predict import MODEL_VERSION
 from custseg.workspace import load_model
 
@@ -83,3 +88,92 @@ def test_a_tampered_model_is_refused_with_one_line(model_copy, case, trained, tm
     assert result.exit_code == 1 and result.stderr.startswith("custseg: error: ")
     assert message in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "assigned.parquet").exists()
+
+
+# -- the output folder: never half-written, never mixed ------------------------------------------
+
+CHILD = """
+import sys
+from custseg.pipeline import run
+run(sys.argv[1], sys.argv[2], on_stage=lambda name: print(name, flush=True))
+"""
+
+
+def start_run(log, out):
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(log), str(out)], stdout=subprocess.PIPE, text=True)
+
+
+def wait_for_stage(child, stage):
+    for line in child.stdout:
+        if line.strip() == stage:
+            return
+    raise AssertionError(f"the run ended before {stage}")
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def previous_run(trained, tmp_path):
+    """A folder holding a finished run, and a file of the user's own beside the run's files."""
+    out = tmp_path / "out"
+    shutil.copytree(trained[1].out_dir, out)
+    (out / "my_notes.txt").write_text("mine")
+    return out
+
+
+def test_a_run_killed_during_the_segments_stage_leaves_the_previous_folder_as_it_was(trained, previous_run):
+    before = snapshot(previous_run)
+    child = start_run(trained[0].log, previous_run)
+    wait_for_stage(child, "segments")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert snapshot(previous_run) == before
+
+
+def test_a_failed_run_leaves_the_previous_folder_and_a_finished_one_replaces_only_its_files(
+    trained, previous_run, tmp_path
+):
+    before = snapshot(previous_run)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Client,Total\na,1\n")
+    result = CliRunner().invoke(app, ["run", str(bad), "--out", str(previous_run)])
+    assert result.exit_code == 1 and "missing required column" in result.stderr
+    assert snapshot(previous_run) == before
+    assert not list(previous_run.parent.glob(".out.partial-*"))
+    (previous_run / "course_customers.parquet").write_text("a stale output of an earlier run")
+    run(trained[0].log, previous_run, until="rfm")
+    names = {p.name for p in previous_run.iterdir()}
+    assert "my_notes.txt" in names and "course_customers.parquet" not in names and "model" not in names
+    assert json.loads((previous_run / "run.json").read_text())["timings_s"].keys() >= {"read", "rfm"}
+
+
+def test_a_second_run_into_the_same_folder_stops_while_the_first_writes(trained, tmp_path):
+    out = tmp_path / "busy"
+    child = start_run(trained[0].log, out)
+    try:
+        wait_for_stage(child, "clean")
+        result = CliRunner().invoke(app, ["run", str(trained[0].log), "--out", str(out)])
+        assert result.exit_code == 1
+        assert (
+            result.stderr == f"custseg: error: --out {out}: another custseg run is writing this folder; wait for it\n"
+        )
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_out_paths_that_cannot_be_a_folder_or_a_file_are_refused(trained, tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    result = CliRunner().invoke(app, ["run", str(trained[0].log), "--out", str(a_file)])
+    assert result.stderr == f"custseg: error: --out {a_file}: is a file, not a folder\n"
+    result = CliRunner().invoke(
+        app, ["assign", str(trained[0].log), "--model", str(trained[1].out_dir), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"custseg: error: --out {tmp_path}: is a folder; give a file name ending in .parquet (or .csv)\n"
+    )

@@ -113,8 +113,23 @@ def _print_course(result: RunResult) -> None:
     )
 
 
+def _tie_note(described: dict) -> str | None:
+    """One line when the timestamps were read by the tie rule (several formats fit every value)."""
+    ties = described.get("timestamp_format_ties") or []
+    if not ties:
+        return None
+    chosen = described["timestamp_format"]
+    return (
+        f"custseg: note: every timestamp fits both {chosen!r} and {', '.join(repr(t) for t in ties)}; read as "
+        f"{chosen!r}, the first in custseg's order; if that is wrong, rerun with --date-format {ties[0]!r}"
+    )
+
+
 def _print_summary(result: RunResult) -> None:
     manifest = result.manifest
+    note = _tie_note(manifest.get("input", {}))
+    if note:
+        typer.echo(note, err=True)
     if "course" in manifest:
         _print_course(result)
         return

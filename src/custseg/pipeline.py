@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from custseg import __version__
 from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.cluster import FeatureSpace, Segmentation, min_customers
 from custseg.course import run_course
-from custseg.errors import InvalidValueError, NoRowsLeftError
+from custseg.errors import InputFileError, InvalidValueError, NoRowsLeftError
 from custseg.features import (
     fully_returned_customers,
     lines_before,
@@ -570,7 +571,8 @@ def _predict(state: _State) -> None:
 
 def _report(state: _State) -> None:
     if state.fitted is None:
-        state.manifest["report"] = str(write_report(state.workspace.path, state.workspace.backend, state.manifest))
+        written = write_report(state.workspace.path, state.workspace.backend, state.manifest)
+        state.manifest["report"] = str(state.workspace.final / written.name)
 
 
 def _course(state: _State) -> None:
@@ -587,10 +589,13 @@ def _write(state: _State) -> None:
         assigned["as_of"] = state.manifest["customers"]["as_of"]
         out = state.assign_out
         out.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside and moved into place: a failed write never leaves half a file.
+        partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
         if out.suffix.lower() == ".parquet":
-            assigned.to_parquet(out, index=False)
+            assigned.to_parquet(partial, index=False)
         else:
-            assigned.to_csv(out, index=False)
+            assigned.to_csv(partial, index=False)
+        partial.replace(out)
         return
     workspace.write_parquet(state.tables["rejected"], "rejected.parquet")
     workspace.write_parquet(state.tables["customers"], "customers.parquet")
@@ -685,8 +690,10 @@ def run(
         state.manifest["timings_s"] = timings.seconds
         state.manifest["versions"] = package_versions()
         workspace.write_json(state.manifest)
-    finally:
-        workspace.close()
+    except BaseException:
+        workspace.abort()
+        raise
+    workspace.commit()
     return RunResult(out_dir=Path(out_dir), manifest=state.manifest)
 
 
@@ -716,6 +723,9 @@ def assign(
     from custseg.settings import settings_from_dict
     from custseg.workspace import load_model
 
+    out = Path(out)
+    if out.is_dir():
+        raise InputFileError(f"--out {out}: is a folder; give a file name ending in .parquet (or .csv)")
     fitted = load_model(model_folder)
     settings = settings_from_dict(fitted.manifest["settings"])
     settings = dataclasses.replace(settings, as_of=as_of, input=input_options or settings.input)

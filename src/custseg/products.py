@@ -183,7 +183,9 @@ class ProductCategorizer(BaseEstimator):
         else:
             # In processes, not threads: two NMF fits on threads of one process gave different
             # categories now and then when both cores were busy (1 run in 4 under load).
-            self.candidates_ = Parallel(n_jobs=-1)(
+            # max_nbytes=None: no read-only memory map of the matrix, which NMF fails on in a worker
+            # (WRITEBACKIFCOPY) from about 70,000 products on.
+            self.candidates_ = Parallel(n_jobs=-1, max_nbytes=None)(
                 delayed(self._fit_k)(matrix, k) for k in range(min(low, high), high + 1)
             )
         best = max(c.confidence for c in self.candidates_)

@@ -326,6 +326,8 @@ def exploration(lines: ir.Table) -> Section:
 
     active["offset"] = active.month - active.first_month
     cohorts = active.groupby(["first_month", "offset"]).size().unstack(fill_value=0)
+    # Every month offset, also one in which no cohort came back.
+    cohorts = cohorts.reindex(columns=range(int(cohorts.columns.max()) + 1), fill_value=0)
     retention = cohorts.div(cohorts[0], axis=0)
     # Months after the end of the data are unknown, not zero.
     last_month = int(orders.month.max())

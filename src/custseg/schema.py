@@ -197,32 +197,63 @@ def _blank_to_null(value: ir.StringValue) -> ir.StringValue:
     return ibis.cases((value == "", ibis.null(dt.string)), else_=value)
 
 
-def _as_text(value: ir.Value) -> ir.StringValue:
-    """Canonical text of an id or label; integral floats lose their ``.0`` (CustomerID 17850.0)."""
+MISSING_ID_WORDS = ("null", "none", "nan", "n/a", "na", "-", "--", "?", "(null)", "#n/a")
+"""Texts that exports write for "no customer" (a guest order): read as a missing id."""
+MAX_ABS_NUMBER = 1e15
+"""Quantities, prices and amounts at or above this size (or not finite) are invalid numbers."""
+FIRST_VALID_YEAR, LAST_VALID_YEAR = 1900, 2199
+"""Timestamps outside these years are placeholders (0001-01-01, 9999-12-31), not transactions."""
+
+
+def _as_text(value: ir.Value, *, is_id: bool = False, is_customer: bool = False) -> ir.StringValue:
+    """Canonical text of an id or label.
+
+    Integral floats lose their ``.0`` (CustomerID 17850.0), and so do ids written as text that
+    way ("17850.0", as Excel and pandas export them), so that one customer stays one. Blank text is
+    missing, and so is a customer id that is one of `MISSING_ID_WORDS`.
+    """
     if value.type().is_floating():
         as_int = value.cast(dt.int64).cast(dt.string)
         return ibis.cases((value == value.floor(), as_int), else_=value.cast(dt.string))
     if value.type().is_string():
-        return _blank_to_null(value)
+        text = _blank_to_null(value)
+        if is_id or is_customer:
+            text = text.re_replace(r"^(-?\d+)\.0+$", r"\1")
+        if is_customer:
+            text = ibis.cases((text.lower().isin(MISSING_ID_WORDS), ibis.null(dt.string)), else_=text)
+        return text
     return value.cast(dt.string)
 
 
 def _as_number(value: ir.Value) -> ir.FloatingValue:
+    """Read a number: finite and below `MAX_ABS_NUMBER`, else null (an invalid number).
+
+    Text may use a decimal comma ("2,55"); a comma followed by exactly three digits ("1,000") could
+    as well be a thousands separator, and is refused rather than guessed.
+    """
     if value.type().is_numeric():
-        return value.cast(dt.float64)
-    text = _blank_to_null(value.cast(dt.string))
-    # A decimal comma ("2,55") is common in European exports; a thousands comma is not accepted.
-    text = text.re_replace(r"^(-?\d+),(\d+)$", r"\1.\2")
-    return text.try_cast(dt.float64)
+        number = value.cast(dt.float64)
+    else:
+        text = _blank_to_null(value.cast(dt.string))
+        text = text.re_replace(r"^(-?\d+),(\d{1,2}|\d{4,})$", r"\1.\2")
+        number = text.try_cast(dt.float64)
+    return ibis.cases(
+        (number.isnan() | number.isinf() | (number.abs() >= MAX_ABS_NUMBER), ibis.null(dt.float64)), else_=number
+    )
 
 
 def _as_timestamp(value: ir.Value, timestamp_format: str | None) -> ir.TimestampValue:
+    """Read a timestamp in the years `FIRST_VALID_YEAR` to `LAST_VALID_YEAR`, else null (invalid)."""
     if value.type().is_timestamp() or value.type().is_date():
-        return value.cast(dt.timestamp)
-    text = _blank_to_null(value.cast(dt.string))
-    if timestamp_format is None:
-        return text.try_cast(dt.timestamp)
-    return _try_strptime(text, timestamp_format).cast(dt.timestamp)
+        parsed = value.cast(dt.timestamp)
+    else:
+        text = _blank_to_null(value.cast(dt.string))
+        if timestamp_format is None:
+            parsed = text.try_cast(dt.timestamp)
+        else:
+            parsed = _try_strptime(text, timestamp_format).cast(dt.timestamp)
+    year = parsed.year()
+    return ibis.cases(((year < FIRST_VALID_YEAR) | (year > LAST_VALID_YEAR), ibis.null(dt.timestamp)), else_=parsed)
 
 
 def timestamp_format_counts(table: ir.Table, column: str) -> ir.Table:
@@ -284,14 +315,14 @@ def to_canonical(
         else:
             quantity, unit_price = amount.sign(), amount.abs()
 
-    customer_id = _as_text(source("customer_id"))
+    customer_id = _as_text(source("customer_id"), is_customer=True)
     description = _as_text(source("description")) if "description" in cols else ibis.null(dt.string)
     if "product_id" in cols:
         product_id = _as_text(source("product_id"))
     else:
         product_id = description
     if "invoice_id" in cols:
-        invoice_id = _as_text(source("invoice_id"))
+        invoice_id = _as_text(source("invoice_id"), is_id=True)
     else:
         invoice_id = customer_id.concat("@", invoiced_at.cast(dt.string))
     country = _as_text(source("country")) if "country" in cols else ibis.null(dt.string)

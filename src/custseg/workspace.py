@@ -6,8 +6,11 @@ this module is the only place that creates, overwrites or reads that folder.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +52,85 @@ def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+RUN_OUTPUTS = frozenset(
+    {
+        MANIFEST_FILE,
+        "report.html",
+        "customers.parquet",
+        "segments.csv",
+        "categories.csv",
+        "rejected.parquet",
+        "course_customers.parquet",
+        "custseg.duckdb",
+        "custseg.duckdb.wal",
+        "tables",
+        "spill",
+        MODEL_FOLDER,
+    }
+)
+"""What a run writes into its folder; a new run replaces all of them, and nothing else there."""
+
+
 class Workspace:
     """An output folder: every table, Parquet and CSV exports, ``run.json`` and the model.
 
     Tables live in ``custseg.duckdb``, or with Spark in ``tables/`` (a Parquet dataset each).
+    A run writes into a staging folder beside the output folder (``.NAME.partial-PID``) and
+    `commit` moves its files into place at the end, replacing those of an earlier run: a run that
+    fails or is killed leaves the folder as it was. A lock beside the folder
+    (``.NAME.lock``) stops a second run into the same folder while one is writing.
 
     Parameters
     ----------
     path : Path
-        The folder; created if missing. Tables of an earlier run in it are replaced.
+        The output folder; created if missing.
     engine : EngineOptions, optional
         Which engine computes and stores the tables; DuckDB by default.
+
+    Attributes
+    ----------
+    final : Path
+        The output folder.
+    path : Path
+        Where the run writes until `commit` (the staging folder while open).
     """
 
     def __init__(self, path: str | Path, engine: EngineOptions | None = None) -> None:
-        self.path = Path(path)
+        self.final = Path(path)
+        self.path = self.final
         self.engine = make_engine(engine or EngineOptions())
         self.backend = None
+        self._lock = None
 
     def open(self) -> ibis.BaseBackend:
-        """Create the folder, start fresh tables and return the engine's connection."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Take the folder's lock, start a fresh staging folder and return the engine's connection.
+
+        Raises
+        ------
+        InputFileError
+            If the output path is a file or cannot be written, or another run is writing it.
+        """
+        from custseg.errors import InputFileError
+
+        final = self.final
+        if final.exists() and not final.is_dir():
+            raise InputFileError(f"--out {final}: is a file, not a folder")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = open(final.parent / f".{final.name}.lock", "w")  # noqa: SIM115 (held until close)
+        except OSError as exc:
+            raise InputFileError(f"--out {final}: cannot be written ({exc.strerror})") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise InputFileError(f"--out {final}: another custseg run is writing this folder; wait for it") from None
+        # Staging folders of runs that were killed: nobody holds them now that we hold the lock.
+        for stale in final.parent.glob(f".{final.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.path = final.parent / f".{final.name}.partial-{os.getpid()}"
+        self.path.mkdir()
         self.backend = self.engine.open(self.path)
         return self.backend
 
@@ -123,6 +184,37 @@ class Workspace:
         """Close the engine's connection (stored tables stay)."""
         self.engine.close()
         self.backend = None
+
+    def commit(self) -> None:
+        """Close the engine and move the run's files into the output folder, replacing an earlier run's."""
+        self.close()
+        self.final.mkdir(exist_ok=True)
+        trash = self.path / ".replaced"
+        trash.mkdir()
+        for old in self.final.iterdir():
+            if old.name in RUN_OUTPUTS:
+                old.rename(trash / old.name)
+        for new in self.path.iterdir():
+            if new != trash:
+                new.rename(self.final / new.name)
+        self._discard()
+
+    def abort(self) -> None:
+        """Close the engine and drop the staging folder: the output folder stays as it was."""
+        try:
+            self.close()
+        finally:
+            self._discard()
+
+    def _discard(self) -> None:
+        if self.path != self.final:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = self.final
+        if self._lock is not None:
+            # Removed while still held: a run that starts now takes a new lock file, after the moves.
+            Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None
 
 
 def file_sha256(path: Path) -> str:
