@@ -107,6 +107,20 @@ CASES = {
         "columns found: Client, Total; map them with --map canonical=source (e.g. --map customer_id=Client) "
         "or a [columns] table in custseg.toml",
     ),
+    "the UCI layout without its customer column": (
+        lambda t: bad(t, HEADER.replace(",CustomerID", "") + "1,A,X,1,12/1/2010 8:26,1,UK\n"),
+        [],
+        "{p}: missing required column(s) customer_id (CustomerID in the uci_online_retail layout); columns found: "
+        "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, Country; map them with "
+        "--map canonical=source (e.g. --map customer_id=Client) or a [columns] table in custseg.toml",
+    ),
+    "the UCI layout without prices": (
+        lambda t: bad(t, HEADER.replace(",UnitPrice", "") + "1,A,X,1,12/1/2010 8:26,5,UK\n"),
+        [],
+        "{p}: missing required column(s) unit_price (UnitPrice in the uci_online_retail layout, or an amount); "
+        "columns found: InvoiceNo, StockCode, Description, Quantity, InvoiceDate, CustomerID, Country; map them "
+        "with --map canonical=source (e.g. --map customer_id=Client) or a [columns] table in custseg.toml",
+    ),
     "unreadable encoding": (
         lambda t: bad(t, b"\xff\xfeI\x00n\x00"[2:] + b"\x00,\x00"),
         [],
@@ -160,6 +174,21 @@ CASES = {
         ["--memory-limit", "lots"],
         "memory_limit='lots' must be a size such as 3GB, 500MB or 2.5GiB",
     ),
+    "malformed reference date": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        ["--as-of", "2011-13-01"],
+        "as_of='2011-13-01' must be a date like 2011-12-10",
+    ),
+    "a setting of the wrong type": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        lambda t: ["--config", bad(t, '[cluster]\nstability_resamples = "many"\n', "custseg.toml")],
+        "{t}/custseg.toml [cluster]: stability_resamples = 'many' must be a whole number",
+    ),
+    "a list setting holding the wrong type": (
+        lambda t: TEST_DATA / "small_shop.csv",
+        lambda t: ["--config", bad(t, '[cluster]\nmodels = ["kmeans", 3]\n', "custseg.toml")],
+        "{t}/custseg.toml [cluster]: models = ['kmeans', 3] must be a list of texts",
+    ),
     "missing table with spark": (
         lambda t: "no_such_table",
         ["--engine", "spark", "--spark-master", "local[2]"],
@@ -172,9 +201,10 @@ CASES = {
 def test_bad_input_gives_one_line_and_exit_1(tmp_path, case):
     make, options, message = CASES[case]
     path = make(tmp_path)
+    options = options(tmp_path) if callable(options) else options
     result = invoke("run", path, "--out", tmp_path / "out", *options)
     assert result.exit_code == 1
-    assert result.stderr == "custseg: error: " + message.format(p=path) + "\n"
+    assert result.stderr == "custseg: error: " + message.format(p=path, t=tmp_path) + "\n"
     assert "Traceback" not in result.output
 
 

@@ -6,7 +6,6 @@ with exit code 1; nothing else is caught, so a bug still shows its traceback.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ from rich.table import Table
 from custseg import __version__
 from custseg.errors import CustsegError
 from custseg.pipeline import COURSE_STAGES, STAGES, RunResult, run
-from custseg.settings import load_settings, parse_column_map, parse_spark_conf
+from custseg.settings import load_settings, parse_as_of, parse_column_map, parse_spark_conf
 from custseg.simulate import simulate_to_files
 
 app = typer.Typer(
@@ -357,8 +356,8 @@ DateFormatOption = Annotated[
     str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
 ]
 AsOfOption = Annotated[
-    datetime.datetime | None,
-    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Reference date (default: the day after the last transaction)."),
+    str | None,
+    typer.Option("--as-of", help="Reference date, e.g. 2011-12-10 (default: the day after the last transaction)."),
 ]
 """Options that `run` and `assign` share."""
 
@@ -427,7 +426,7 @@ def run_command(
             delimiter=delimiter,
             timestamp_format=date_format,
             seed=seed,
-            as_of=as_of.date() if as_of else None,
+            as_of=as_of,
             rfm_bins=rfm_bins,
             rfm_map=rfm_map,
             memory_limit=memory_limit,
@@ -467,7 +466,7 @@ def assign_command(
             delimiter=delimiter,
             timestamp_format=date_format,
         )
-        result = assign(data, model, out, input_options=options, as_of=as_of.date() if as_of else None)
+        result = assign(data, model, out, input_options=options, as_of=parse_as_of(as_of))
     summary = {
         "out": str(out),
         "customers": result.manifest["customers"]["count"],

@@ -135,8 +135,23 @@ def detect_preset(source_columns: Iterable[str]) -> str | None:
     return None
 
 
+def closest_preset(source_columns: Iterable[str]) -> str | None:
+    """Return the named preset (not ``canonical``) with most of its columns in the header, if half or more are."""
+    found = set(source_columns)
+    overlap = {
+        name: len(set(mapping.values()) & found) / len(mapping)
+        for name, mapping in PRESETS.items()
+        if name != "canonical"
+    }
+    best = max(overlap, key=overlap.get)
+    return best if overlap[best] >= 0.5 else None
+
+
 def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, source_name: str) -> ColumnMapping:
     """Combine the detected preset and the user's mapping, and check the required columns.
+
+    A header that holds only some of a preset's columns (a UCI export without CustomerID) is read
+    by that preset as far as it goes, so that a message names only what is really missing.
 
     Parameters
     ----------
@@ -154,9 +169,12 @@ def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, s
         customer_id, invoiced_at, and quantity with unit_price or an amount column.
     """
     preset = detect_preset(source_columns)
-    columns = {
-        canonical: source for canonical, source in PRESETS.get(preset or "", {}).items() if source in source_columns
-    }
+    layout = preset or closest_preset(source_columns)
+    # Columns already named canonically need no mapping, whatever the rest of the header is.
+    columns = {name: name for name in MAPPABLE_COLUMNS if name in source_columns}
+    columns.update(
+        {canonical: source for canonical, source in PRESETS.get(layout or "", {}).items() if source in source_columns}
+    )
     found = ", ".join(source_columns)
     for canonical, source in user_map.items():
         if source not in source_columns:
@@ -164,17 +182,28 @@ def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, s
                 f"{source_name}: --map {canonical}={source}: no column {source!r}; columns found: {found}"
             )
         columns[canonical] = source
-    missing = [name for name in ("customer_id", "invoiced_at") if name not in columns]
+    expected = PRESETS.get(layout or "", {})
+
+    def named(canonical: str, alternative: str = "") -> str:
+        where = [f"{expected[canonical]} in the {layout} layout"] if canonical in expected else []
+        notes = ", ".join(where + ([alternative] if alternative else []))
+        return f"{canonical} ({notes})" if notes else canonical
+
+    missing = [named(name) for name in ("customer_id", "invoiced_at") if name not in columns]
     has_amount = "amount" in columns or {"quantity", "unit_price"} <= set(columns)
     if not has_amount:
-        missing.append("amount (or quantity and unit_price)")
+        absent = [name for name in ("quantity", "unit_price") if name not in columns]
+        if len(absent) == 2:
+            missing.append("amount (or quantity and unit_price)")
+        else:
+            missing.append(named(absent[0], "or an amount"))
     if missing:
         raise MissingColumnsError(
             f"{source_name}: missing required column(s) {', '.join(missing)}; columns found: {found}; "
             "map them with --map canonical=source (e.g. --map customer_id=Client) "
             "or a [columns] table in custseg.toml"
         )
-    name = preset if preset and not user_map else "custom"
+    name = layout if layout and not user_map else "custom"
     return ColumnMapping(preset=name, columns=columns)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,24 @@ def _parse_pairs(pairs: list[str], option: str, shape: str) -> dict[str, str]:
             raise ConfigError(f"{option} {pair!r} must look like {shape}")
         parsed[key] = value
     return parsed
+
+
+def parse_as_of(value: str | datetime.date | None) -> datetime.date | None:
+    """Read the reference date from text like ``2011-12-10`` (or a date); None stays None.
+
+    Raises
+    ------
+    ConfigError
+        If the text is not a date of that form.
+    """
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if value is None or isinstance(value, datetime.date):
+        return value
+    try:
+        return datetime.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"as_of={value!r} must be a date like 2011-12-10") from None
 
 
 def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
@@ -207,21 +227,18 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         seed = run_doc.get("seed", 0)
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be a whole number, at least 0")
-    as_of = overrides.get("as_of") or run_doc.get("as_of")
-    if isinstance(as_of, str):
-        try:
-            as_of = datetime.date.fromisoformat(as_of)
-        except ValueError:
-            raise ConfigError(f"as_of={as_of!r} must be a date like 2011-12-10") from None
-    if isinstance(as_of, datetime.datetime):
-        as_of = as_of.date()
-    engine_doc = _known_keys(doc.get("engine", {}), EngineOptions, f"{where} [engine]")
+    as_of = parse_as_of(overrides.get("as_of") or run_doc.get("as_of"))
+    engine_table = dict(doc.get("engine", {}))
+    if isinstance(engine_table.get("spark_conf"), dict):
+        # Spark reads every setting as text; TOML's `spark.executor.cores = 4` means "4".
+        engine_table["spark_conf"] = {str(k): str(v) for k, v in engine_table["spark_conf"].items()}
+    engine_doc = _known_keys(engine_table, EngineOptions, f"{where} [engine]")
     if run_doc.get("memory_limit") is not None:
         engine_doc.setdefault("memory_limit", run_doc["memory_limit"])
     for key, override in (("name", "engine"), ("memory_limit", "memory_limit"), ("spark_master", "spark_master")):
         if overrides.get(override) is not None:
             engine_doc[key] = overrides[override]
-    spark_conf = {str(k): str(v) for k, v in engine_doc.get("spark_conf", {}).items()}
+    spark_conf = dict(engine_doc.get("spark_conf", {}))
     spark_conf.update(overrides.get("spark_conf") or {})
     engine_doc["spark_conf"] = spark_conf
     engine = EngineOptions(**engine_doc)
@@ -246,7 +263,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
 @dataclass(frozen=True)
 class _RunTable:
     seed: int = 0
-    as_of: str | None = None
+    as_of: str | datetime.date | None = None
     memory_limit: str | None = None
     recipe: str = "custseg"
 
@@ -257,19 +274,71 @@ def _check_range(section: str, what: str, low: int, high: int) -> None:
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
+    """Check that each key of a TOML table is a field of ``cls`` holding a value of its type."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    for key, value in table.items():
+        if not _has_type(value, hints[key]):
+            raise ConfigError(f"{where}: {key} = {value!r} must be {_type_words(hints[key])}")
     return dict(table)
 
 
-__all__ = ["CANONICAL_COLUMNS", "InputOptions", "Settings", "load_settings", "parse_column_map", "parse_spark_conf"]
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a field's annotation (a TOML array stands for a list or tuple)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple) and all(_has_type(item, args[0]) for item in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict) and (
+            not args or all(_has_type(k, args[0]) and _has_type(v, args[1]) for k, v in value.items())
+        )
+    return isinstance(value, hint)
+
+
+_PLURAL = {bool: "true or false values", int: "whole numbers", float: "numbers", str: "texts", dict: "tables"}
+
+
+def _type_words(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_words(arg) for arg in args)
+    if origin in (list, tuple):
+        return f"a list of {_PLURAL.get(args[0], 'values')}" if args else "a list"
+    if origin is dict or hint is dict:
+        return "a table"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a text", type(None): "absent"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "InputOptions",
+    "Settings",
+    "load_settings",
+    "parse_as_of",
+    "parse_column_map",
+    "parse_spark_conf",
+]
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
     """Rebuild `Settings` from `Settings.to_dict` output (e.g. a model's model.json)."""
-    as_of = data.get("as_of")
     return Settings(
         input=InputOptions(**data["input"]),
         clean=CleanRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["clean"].items()}),
@@ -278,7 +347,7 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         cluster=ClusterOptions(**data["cluster"]),
         validation=ValidationOptions(**data.get("validation", {})),
         predict=PredictOptions(**data.get("predict", {})),
-        as_of=datetime.date.fromisoformat(as_of) if isinstance(as_of, str) else as_of,
+        as_of=parse_as_of(data.get("as_of")),
         seed=data.get("seed", 0),
         engine=EngineOptions(**data.get("engine", {})),
         recipe=data.get("recipe", "custseg"),
