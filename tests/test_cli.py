@@ -229,3 +229,11 @@ def test_dates_that_fit_both_day_and_month_first_are_read_by_the_tie_rule_and_it
         "custseg: note: every timestamp fits both '%m/%d/%Y %H:%M' and '%d/%m/%Y %H:%M'; read as '%m/%d/%Y %H:%M', "
         "the first in custseg's order; if that is wrong, rerun with --date-format '%d/%m/%Y %H:%M'\n"
     ) in result.stderr
+
+
+def test_timestamps_with_a_utc_offset_keep_the_shops_wall_clock(tmp_path):
+    rows = "1,A,THING,1,2010-12-01T11:52:00+01:00,1.5,100,UK\n2,A,THING,1,2010-12-02T09:50:26-05:00,1.5,101,UK\n"
+    result = invoke("run", bad(tmp_path, HEADER + rows), "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    lines = json.loads((tmp_path / "out" / "run.json").read_text())["lines"]
+    assert (lines["first_invoiced_at"], lines["last_invoiced_at"]) == ("2010-12-01 11:52:00", "2010-12-02 09:50:26")

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -37,7 +40,7 @@ class Transaction(BaseModel):
 
     customer_id: str = Field(min_length=1, max_length=200)
     invoice_id: str = Field(min_length=1, max_length=200)
-    invoiced_at: datetime.datetime
+    invoiced_at: datetime.datetime = Field(description="The shop's local time; a UTC offset is dropped, not applied.")
     product_id: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
     quantity: float = Field(allow_inf_nan=False, description="Negative for a return.")
@@ -47,9 +50,8 @@ class Transaction(BaseModel):
     @field_validator("invoiced_at")
     @classmethod
     def _local_time(cls, value: datetime.datetime) -> datetime.datetime:
-        if value.tzinfo is not None:
-            raise ValueError("give the shop's local time without a UTC offset, as in the training data")
-        return value
+        # The shop's wall clock, as a file's timestamps are read: 11:52+01:00 is 11:52.
+        return value.replace(tzinfo=None)
 
 
 class AssignRequest(BaseModel):
@@ -149,6 +151,17 @@ def _value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities, at any depth, by their text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _customers(scored: Scored) -> list[CustomerSegments]:
     answers = []
     for row in scored.customers.to_dict(orient="records"):
@@ -214,6 +227,11 @@ def create_app(
         lifespan=lifespan,
         max_body_size=max_body_bytes,
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The errors echo the input, and JSON has no NaN or Infinity: the 422 must still encode.
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_finite(exc.errors()))})
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

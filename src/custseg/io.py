@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from custseg.errors import EmptyInputError, EncodingError, InputFileError, InvalidValueError
-from custseg.schema import TIMESTAMP_FORMATS, timestamp_format_counts
+from custseg.schema import TIMESTAMP_FORMATS, WALL_CLOCK, timestamp_format_counts
 
 SOURCE_ROW = "__custseg_row"
 """Name of the 1-based row-position column added to every source table."""
@@ -301,8 +301,9 @@ def detect_timestamp_format(table: ir.Table, column: str) -> tuple[str | None, l
 
 
 def _without_fraction(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    """Drop fractional seconds and a UTC offset after a time (`WALL_CLOCK`): the shop's own clock is kept."""
     text = pc.utf8_trim_whitespace(values.cast(pa.string()))
-    return pc.replace_substring_regex(text, pattern=r"\.\d+$", replacement="")
+    return pc.replace_substring_regex(text, pattern=WALL_CLOCK, replacement=r"\1")
 
 
 def detect_text_timestamp_format(values: pa.ChunkedArray | pa.Array) -> tuple[str | None, list[str]]:

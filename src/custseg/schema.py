@@ -230,6 +230,9 @@ MISSING_ID_WORDS = ("null", "none", "nan", "n/a", "na", "-", "--", "?", "(null)"
 """Texts that exports write for "no customer" (a guest order): read as a missing id."""
 MAX_ABS_NUMBER = 1e15
 """Quantities, prices and amounts at or above this size (or not finite) are invalid numbers."""
+WALL_CLOCK = r"(\d:\d\d(?::\d\d)?)(?:\.\d+)?\s*(?:Z|UTC|[+-]\d\d:?\d\d)?$"
+"""A time with optional fractional seconds and UTC offset: text timestamps keep only the time
+(``2010-12-01T11:52:00+01:00`` is 11:52, the shop's wall clock, as its hour-of-day chart means it)."""
 FIRST_VALID_YEAR, LAST_VALID_YEAR = 1900, 2199
 """Timestamps outside these years are placeholders (0001-01-01, 9999-12-31), not transactions."""
 
@@ -254,6 +257,11 @@ def _as_text(value: ir.Value, *, is_id: bool = False, is_customer: bool = False)
     return value.cast(dt.string)
 
 
+def customer_id_text(value: ir.Value) -> ir.StringValue:
+    """Read a customer id by the rules of `_as_text`: trimmed, ``17850.0`` is ``17850``, guests are null."""
+    return _as_text(value, is_customer=True)
+
+
 def _as_number(value: ir.Value) -> ir.FloatingValue:
     """Read a number: finite and below `MAX_ABS_NUMBER`, else null (an invalid number).
 
@@ -276,7 +284,7 @@ def _as_timestamp(value: ir.Value, timestamp_format: str | None) -> ir.Timestamp
     if value.type().is_timestamp() or value.type().is_date():
         parsed = value.cast(dt.timestamp)
     else:
-        text = _blank_to_null(value.cast(dt.string))
+        text = _blank_to_null(value.cast(dt.string)).re_replace(WALL_CLOCK, r"\1")
         if timestamp_format is None:
             parsed = text.try_cast(dt.timestamp)
         else:
@@ -288,7 +296,7 @@ def _as_timestamp(value: ir.Value, timestamp_format: str | None) -> ir.Timestamp
 def timestamp_format_counts(table: ir.Table, column: str) -> ir.Table:
     """One-row table: for each of `TIMESTAMP_FORMATS`, how many distinct values of ``column`` it parses."""
     distinct = table.select(value=table[column].cast(dt.string)).distinct()
-    text = _blank_to_null(distinct.value)
+    text = _blank_to_null(distinct.value).re_replace(WALL_CLOCK, r"\1")
     return distinct.aggregate(**{f"f{i}": _try_strptime(text, fmt).count() for i, fmt in enumerate(TIMESTAMP_FORMATS)})
 
 
@@ -344,7 +352,7 @@ def to_canonical(
         else:
             quantity, unit_price = amount.sign(), amount.abs()
 
-    customer_id = _as_text(source("customer_id"), is_customer=True)
+    customer_id = customer_id_text(source("customer_id"))
     description = _as_text(source("description")) if "description" in cols else ibis.null(dt.string)
     if "product_id" in cols:
         product_id = _as_text(source("product_id"))

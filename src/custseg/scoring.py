@@ -27,7 +27,7 @@ from custseg.clean import allocate_returns, net_returns, return_events, screen
 from custseg.features import lines_before, reference_date
 from custseg.predict import ASSIGNED_COLUMNS, EARLY_COLUMNS, FittedModel, early_rows, predict_batch, usable_orders
 from custseg.products import customer_table
-from custseg.schema import CANONICAL_COLUMNS, ROW_ID, ColumnMapping, to_canonical
+from custseg.schema import CANONICAL_COLUMNS, ROW_ID, ColumnMapping, customer_id_text, to_canonical
 from custseg.settings import settings_from_dict
 
 REQUEST_ROW = "request_row"
@@ -102,9 +102,13 @@ class Scorer:
         self._backend.create_table("model_products", model_products, overwrite=True)
         products = ibis.table({"product_id": dt.string, "category": dt.string}, name="model_products")
 
+        given_ids = self._table("request_ids", {ROW_ID: dt.int64, "customer_id": dt.string})
         known = lines_before(lines, as_of).drop("as_of")
         features = customer_table(lines, products, self.categories, as_of)
         statements = {
+            "ids": self._backend.compile(
+                given_ids.select(ROW_ID, customer_id=customer_id_text(given_ids.customer_id)).order_by(ROW_ID)
+            ),
             "screen": f"INSERT INTO request_screened {self._backend.compile(screened_expr)}",
             "events": self._backend.compile(return_events(screened.filter(screened.reason.isnull()))),
             "lines": f"INSERT INTO request_lines {self._backend.compile(lines_expr)}",
@@ -162,11 +166,13 @@ class Scorer:
         ]
         rows = pd.concat([transactions for transactions, _ in requests], ignore_index=True)
         request = np.repeat(np.arange(len(requests)), sizes)
-        rows["given_customer_id"] = rows.customer_id
-        rows["customer_id"] = pd.Series(request, dtype="string") + _SEPARATOR + rows.customer_id.astype("string")
         rows["request"] = request
         rows["request_row"] = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes) + 1
         rows[ROW_ID] = np.arange(1, len(rows) + 1)
+        rows["written_customer_id"] = rows.customer_id
+        # The file's id rules (trimmed, 17850.0 is 17850, NULL is a guest) before the request key.
+        rows["given_customer_id"] = self._canonical_ids(rows)
+        rows["customer_id"] = pd.Series(request, dtype="string") + _SEPARATOR + rows.given_customer_id
         first_rows = rows.dropna(subset=["customer_id"]).drop_duplicates("customer_id").set_index("customer_id")
         cutoffs = pd.DataFrame({"customer_id": first_rows.index, "as_of": np.array(as_ofs)[first_rows.request]})
         customers, rejected = self._score(rows, cutoffs)
@@ -178,7 +184,7 @@ class Scorer:
             {
                 "request": source.request.to_numpy(),
                 REQUEST_ROW: source.request_row.to_numpy(),
-                "customer_id": source.given_customer_id.to_numpy(),
+                "customer_id": source.written_customer_id.to_numpy(),
                 "reason": rejected.reason.to_numpy(),
             }
         ).sort_values(["request", REQUEST_ROW], ignore_index=True)
@@ -199,6 +205,15 @@ class Scorer:
                 )
             )
         return results
+
+    def _canonical_ids(self, rows: pd.DataFrame) -> pd.Series:
+        ids = pa.table(
+            {ROW_ID: pa.array(rows[ROW_ID], pa.int64()), "customer_id": pa.array(rows.customer_id, pa.string())}
+        )
+        with self._lock:
+            self._load("request_ids", ids)
+            canonical = self._con.execute("EXECUTE ids").df()
+        return pd.Series(canonical.customer_id.to_numpy(), index=rows.index, dtype="string")
 
     def _score(self, rows: pd.DataFrame, cutoffs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         # One thread for the models: on a few rows, OpenMP's threads (gradient boosting starts
