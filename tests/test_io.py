@@ -54,6 +54,20 @@ def test_csv_encodings_are_detected_and_read(tmp_path, backend, encoding, detect
     assert frame.CustomerID.tolist() == ["17850", ""]
 
 
+def test_windows_1252_text_is_read_with_its_curly_quotes_and_euro_sign(tmp_path, backend):
+    rows = ROWS.replace("CAFÉ HEART HOLDER", "“CAFÉ” HEART – €5")
+    source = read_source(write(tmp_path / "x.csv", HEADER + rows, "cp1252"), backend)
+    assert source.encoding == "cp1252"
+    frame = source.table.order_by(SOURCE_ROW).to_pandas()
+    assert frame.Description.tolist() == ["“CAFÉ” HEART – €5", "WHITE LANTERN"]
+
+
+def test_bytes_undefined_in_windows_1252_fall_back_to_iso_8859_1(tmp_path, backend):
+    rows = ROWS.replace("CAFÉ HEART HOLDER", "CAFÉ HEART\x81")
+    source = read_source(write(tmp_path / "x.csv", HEADER + rows, "iso-8859-1"), backend)
+    assert source.encoding == "iso-8859-1"
+
+
 @pytest.mark.parametrize("delimiter", [";", "\t", "|"])
 def test_delimiters_are_detected(tmp_path, backend, delimiter):
     text = (HEADER + ROWS.replace("2.55", "2_55")).replace(",", delimiter).replace("2_55", "2,55")

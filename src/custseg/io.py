@@ -11,6 +11,8 @@ import codecs
 import csv
 import gzip
 import io as _io
+import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +183,9 @@ def check_encoding(path: Path, encoding: str | None = None) -> str:
     """Return the text encoding of a CSV file, checking every byte of it.
 
     Without ``encoding``: a byte-order mark decides; else UTF-8 if the whole file decodes as
-    UTF-8; else ISO-8859-1. With ``encoding``: the whole file must decode with it.
+    UTF-8; else Windows-1252 if the file holds its curly quotes, dashes or euro sign (bytes
+    0x80-0x9F, control codes in ISO-8859-1) and decodes with it; else ISO-8859-1. With
+    ``encoding``: the whole file must decode with it.
 
     Raises
     ------
@@ -211,7 +215,7 @@ def check_encoding(path: Path, encoding: str | None = None) -> str:
             decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             if encoding is None and chosen == "utf-8":
-                return "iso-8859-1"
+                return _single_byte_encoding(itertools.chain([chunk], chunks))
             row = rows_before + chunk.count(b"\n", 0, exc.start)
             raise EncodingError(
                 f"{path}: row {row} is not valid {chosen} (byte 0x{chunk[exc.start]:02x}); give the right --encoding"
@@ -219,6 +223,22 @@ def check_encoding(path: Path, encoding: str | None = None) -> str:
         rows_before += chunk.count(b"\n")
         chunk = next(chunks, b"")
     return chosen
+
+
+_C1_BYTES = re.compile(rb"[\x80-\x9f]")
+
+
+def _single_byte_encoding(chunks: Iterator[bytes]) -> str:
+    """Return cp1252 if bytes 0x80-0x9F occur and all decode in it, else iso-8859-1."""
+    seen_c1 = False
+    for chunk in chunks:
+        if _C1_BYTES.search(chunk):
+            seen_c1 = True
+            try:
+                chunk.decode("cp1252")
+            except UnicodeDecodeError:
+                return "iso-8859-1"
+    return "cp1252" if seen_c1 else "iso-8859-1"
 
 
 def _header_line(path: Path, encoding: str) -> str:
