@@ -121,6 +121,11 @@ CASES = {
         "columns found: InvoiceNo, StockCode, Description, Quantity, InvoiceDate, CustomerID, Country; map them "
         "with --map canonical=source (e.g. --map customer_id=Client) or a [columns] table in custseg.toml",
     ),
+    "a column name twice": (
+        lambda t: bad(t, HEADER.strip() + ",Quantity\n1,A,X,1,12/1/2010 8:26,1,5,UK,3\n"),
+        [],
+        "{p}: column 'Quantity' appears more than once in the header (columns 4, 9); give each column its own name",
+    ),
     "unreadable encoding": (
         lambda t: bad(t, b"\xff\xfeI\x00n\x00"[2:] + b"\x00,\x00"),
         [],

@@ -131,6 +131,13 @@ def _register(path: Path, engine, table: pa.Table, file_format: str, **kwargs) -
     if table.num_rows == 0:
         raise EmptyInputError(f"{path}: the file has a header but no data rows")
     columns = list(table.column_names)
+    repeated = [name for name in dict.fromkeys(columns) if columns.count(name) > 1]
+    if repeated:
+        places = ", ".join(str(i + 1) for i, name in enumerate(columns) if name == repeated[0])
+        raise InputFileError(
+            f"{path}: column {repeated[0]!r} appears more than once in the header (columns {places}); "
+            "give each column its own name"
+        )
     table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
     registered = engine.register("source", table)
     return Source(table=registered, path=path, file_format=file_format, columns=columns, arrow=table, **kwargs)
