@@ -91,6 +91,18 @@ def test_gzip_csv_parquet_and_xlsx_give_the_same_table(tmp_path, backend):
         pd.testing.assert_frame_equal(tables[0], other)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_column_name_twice_is_refused_naming_it(tmp_path, backend, suffix):
+    frame = pd.DataFrame([["1", "3", "17850"]], columns=["Quantity", "Quantity", "CustomerID"])
+    path = tmp_path / f"x{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_excel(path, index=False)
+    with pytest.raises(InputFileError) as caught:
+        read_source(path, backend)
+    assert str(caught.value) == (
+        f"{path}: column 'Quantity' appears more than once in the header (columns 1, 2); give each column its own name"
+    )
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [

@@ -164,11 +164,19 @@ def _read_xlsx(path: Path) -> pa.Table:
     import pandas as pd
 
     try:
-        frame = pd.read_excel(path, dtype=str, engine="openpyxl")
+        # The header is read as a row: pandas would rename a repeated name (Quantity.1) silently.
+        sheet = pd.read_excel(path, dtype=str, header=None, engine="openpyxl")
     except Exception as exc:  # openpyxl raises many kinds for a broken workbook
         raise InputFileError(f"{path}: cannot be read as an Excel workbook: {_first_line(exc)}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return pa.Table.from_pandas(frame.astype("object").where(frame.notna(), None), preserve_index=False)
+    if sheet.empty:
+        return pa.table({})
+    names = [
+        str(name).strip() if pd.notna(name) and str(name).strip() else f"Unnamed: {i}"
+        for i, name in enumerate(sheet.iloc[0])
+    ]
+    body = sheet.iloc[1:].astype("object")
+    body = body.where(body.notna(), None)
+    return pa.Table.from_arrays([pa.array(body[c].tolist(), pa.string()) for c in body.columns], names=names)
 
 
 def _open_bytes(path: Path):
