@@ -91,6 +91,20 @@ def test_gzip_csv_parquet_and_xlsx_give_the_same_table(tmp_path, backend):
         pd.testing.assert_frame_equal(tables[0], other)
 
 
+def test_parquet_timestamps_with_a_time_zone_keep_the_shops_wall_clock(tmp_path, backend):
+    import datetime
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    written = [datetime.datetime(2010, 12, 1, 16, 43), datetime.datetime(2011, 7, 1, 16, 43)]
+    instants = pc.assume_timezone(pa.array(written, pa.timestamp("ns")), "Europe/London")
+    pq.write_table(pa.table({"CustomerID": ["1", "2"], "InvoiceDate": instants}), tmp_path / "x.parquet")
+    source = read_source(tmp_path / "x.parquet", backend)
+    read = source.table.order_by(SOURCE_ROW).InvoiceDate.to_pandas()
+    assert [t.to_pydatetime().replace(tzinfo=None) for t in read] == written
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_a_column_name_twice_is_refused_naming_it(tmp_path, backend, suffix):
     frame = pd.DataFrame([["1", "3", "17850"]], columns=["Quantity", "Quantity", "CustomerID"])

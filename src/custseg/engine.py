@@ -9,6 +9,7 @@ function (a fitted model) over a table batch by batch.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import re
@@ -79,6 +80,16 @@ def allocate_in_python(events: ir.Table, allocate: Callable[[pd.DataFrame], pd.D
     return ibis.memtable(allocate(events.to_pandas()))
 
 
+@ibis.udf.scalar.builtin(name="timezone")
+def _duckdb_timezone(zone: str, value: datetime.datetime) -> datetime.datetime:
+    """DuckDB's timezone(zone, timestamptz): the local time in the zone."""
+
+
+@ibis.udf.scalar.builtin(name="from_utc_timestamp")
+def _spark_from_utc_timestamp(value: datetime.datetime, zone: str) -> datetime.datetime:
+    """Spark's from_utc_timestamp(timestamp, zone): the local time in the zone."""
+
+
 class DuckDBEngine:
     """DuckDB in this process, every table in ``custseg.duckdb`` of the output folder."""
 
@@ -105,6 +116,11 @@ class DuckDBEngine:
     def read_parquet(self, path: Path) -> ir.Table:
         """Read the file as a table with its 0-based row positions in ``file_row_number``."""
         return self.backend.read_parquet(path, file_row_number=True)
+
+    @staticmethod
+    def local_time(value: ir.TimestampValue, zone: str) -> ir.TimestampValue:
+        """Return the wall-clock time in ``zone`` of an instant (a timestamp with a time zone)."""
+        return _duckdb_timezone(zone, value)
 
     def register(self, name: str, table: pa.Table) -> ir.Table:
         """Make an Arrow table from this process a (temporary) table ``name``."""
@@ -209,6 +225,11 @@ class SparkEngine:
     def read_parquet(self, path: str | Path) -> ir.Table:
         """Read Parquet (a file, folder or URL) with 0-based row positions in ``file_row_number``."""
         return self._with_row_positions(self.session.read.parquet(str(path)))
+
+    @staticmethod
+    def local_time(value: ir.TimestampValue, zone: str) -> ir.TimestampValue:
+        """Return the wall-clock time in ``zone`` of an instant (the session's time zone is UTC)."""
+        return _spark_from_utc_timestamp(value, zone)
 
     def has_table(self, name: str) -> bool:
         """Whether ``name`` is a table or view of the Spark session's catalog."""

@@ -148,7 +148,25 @@ def _read_parquet(path: str | Path, engine) -> Source:
         table = engine.read_parquet(path)
     except Exception as exc:  # the backend's own errors vary by engine and version
         raise InputFileError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
+    # Instants written with the shop's time zone: the engines read them as UTC, the shop meant its clock.
+    zones = _parquet_time_zones(path)
+    if zones:
+        table = table.mutate(**{column: engine.local_time(table[column], zone) for column, zone in zones.items()})
     return _positioned(table, path, "parquet")
+
+
+def _parquet_time_zones(path: str | Path) -> dict[str, str]:
+    """Timestamp columns of a local Parquet file that carry a time zone other than UTC, and the zone."""
+    import pyarrow.parquet as pq
+
+    if "://" in str(path) or not Path(path).is_file():
+        return {}
+    schema = pq.read_schema(path)
+    return {
+        f.name: f.type.tz
+        for f in schema
+        if pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz.upper() not in ("UTC", "Z", "+00:00", "ETC/UTC")
+    }
 
 
 def _positioned(table: ir.Table, path: str | Path, file_format: str) -> Source:

@@ -459,11 +459,11 @@ def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str
         },
     )
     shares = sums.select("customer_id", **{column: sums[column] / sums.total for column in columns.values()})
+    share_values = [shares[c] for c in columns.values()]
+    # Spark's greatest() wants two arguments or more: a shop without product text has one category.
+    largest = ibis.greatest(*share_values) if len(share_values) > 1 else share_values[0]
     dominant = ibis.cases(
-        *[
-            (ibis.greatest(*[shares[c] for c in columns.values()]) == shares[column], cat)
-            for cat, column in columns.items()
-        ],
+        *[(largest == shares[column], cat) for cat, column in columns.items()],
         else_=ibis.null(dt.string),
     )
     n = len(columns)
