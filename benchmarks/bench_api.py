@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -107,7 +109,9 @@ async def load(url: str, bodies: list[bytes], rate: float, seconds: float) -> di
     }
 
 
-def serve_and_measure(model_dir: Path, rates: list[float], seconds: float, bodies: list[bytes]) -> list[dict]:
+@contextlib.contextmanager
+def serving(model_dir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``custseg serve`` on a free local port; yield its base URL and process, stop it after."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", "from custseg.cli import app; app()", "serve", "--model", str(model_dir)]
@@ -127,6 +131,27 @@ def serve_and_measure(model_dir: Path, rates: list[float], seconds: float, bodie
             if server.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"custseg serve did not start:\n{server.stderr.read()[-3000:]}")
             time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def trained_model(folder: Path, given: Path | None) -> Path:
+    """The model folder to serve: ``given``, or a run on the UCI data into ``folder``."""
+    if given is not None:
+        return given
+    model_dir = folder / "model"
+    subprocess.run(
+        [sys.executable, "-c", "from custseg.cli import app; app()", "run", str(DATA), "--out", str(model_dir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return model_dir
+
+
+def serve_and_measure(model_dir: Path, rates: list[float], seconds: float, bodies: list[bytes]) -> list[dict]:
+    with serving(model_dir) as (base, server):
         with httpx.Client() as warm:
             single = []
             for body in bodies[:100]:
@@ -147,9 +172,6 @@ def serve_and_measure(model_dir: Path, rates: list[float], seconds: float, bodie
             measured.append({"rate_per_s": rate, **figures, **cores, "one_at_a_time_median_ms": one_at_a_time})
             time.sleep(2)
         return measured
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:
@@ -160,14 +182,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        model_dir = args.model
-        if model_dir is None:
-            model_dir = Path(folder) / "model"
-            subprocess.run(
-                [sys.executable, "-c", "from custseg.cli import app; app()", "run", str(DATA), "--out", str(model_dir)],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+        model_dir = trained_model(Path(folder), args.model)
         bodies = request_bodies(model_dir, 2000, args.seed)
         measured = serve_and_measure(model_dir, args.rates, args.seconds, bodies)
     at_target = [m for m in measured if m["rate_per_s"] >= 100]

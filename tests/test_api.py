@@ -179,6 +179,22 @@ def test_values_the_cli_rejects_are_rejected_with_the_same_reason(client, transa
     assert answer["rejected"] == [{"row": 1, "customer_id": written, "reason": reason}]
 
 
+def test_a_placeholder_year_is_not_the_last_transaction(client, transactions):
+    first = transactions[transactions.customer_id == transactions.customer_id.iloc[0]]
+    plain = client.post("/v1/assign", json=request_body(first)).json()
+    body = request_body(first)
+    body["transactions"].append({**body["transactions"][0], "invoiced_at": "9999-12-31T23:59:00"})
+    answer = client.post("/v1/assign", json=body).json()
+    assert (answer["customers"], answer["as_of"]) == (plain["customers"], plain["as_of"])
+    assert answer["rejected"] == [
+        *plain["rejected"],
+        {"row": len(first) + 1, "customer_id": body["transactions"][0]["customer_id"], "reason": "invalid_timestamp"},
+    ]
+    body["transactions"] = body["transactions"][-1:]
+    answer = client.post("/v1/assign", json=body).json()
+    assert (answer["as_of"], answer["customers"], len(answer["rejected"])) == (None, [], 1)
+
+
 def test_ids_and_offsets_are_read_by_the_files_rules(client, transactions):
     first = transactions[transactions.customer_id == transactions.customer_id.iloc[0]]
     plain = client.post("/v1/assign", json=request_body(first)).json()

@@ -117,3 +117,50 @@ def test_spark_reads_a_parquet_url_and_a_table_name(uci_run, spark_out, shared_d
         session.sql("DROP TABLE uci_orders")
     assert from_table.manifest["input"]["format"] == "table"
     assert from_table.manifest["rows"] == uci_run.manifest["rows"]
+
+
+@pytest.fixture(scope="module")
+def zoned_shop(shared_data, tmp_path_factory):
+    """January 2011 of the UCI log without product text (one category), timestamps written in
+    Tokyo's zone (+09:00, no summer time): as a zoned Parquet column and as CSV text with offsets."""
+    folder = tmp_path_factory.mktemp("zoned")
+    frame = pd.read_parquet(shared_data / "online_retail.parquet")
+    frame = frame[frame.InvoiceDate < "2011-02-01"].drop(columns="Description")
+    frame.assign(InvoiceDate=frame.InvoiceDate.dt.tz_localize("Asia/Tokyo")).to_parquet(
+        folder / "zoned.parquet", index=False
+    )
+    text = frame.assign(InvoiceDate=frame.InvoiceDate.dt.strftime("%Y-%m-%dT%H:%M:%S+09:00"))
+    text.to_csv(folder / "offsets.csv", index=False)
+    return folder, sorted(frame.InvoiceDate)
+
+
+def spark_transactions(out) -> list:
+    read = pd.read_parquet(out / "tables" / "transactions").invoiced_at
+    return sorted(read.astype("datetime64[ns]"))
+
+
+def test_spark_keeps_a_zoned_parquet_files_wall_clock_on_a_shop_of_one_category(zoned_shop, tmp_path):
+    folder, written = zoned_shop
+    spark, duck = tmp_path / "spark", tmp_path / "duck"
+    for out, engine in ((spark, ["--engine", "spark", "--spark-master", "local[2]"]), (duck, [])):
+        result = CliRunner().invoke(app, ["run", str(folder / "zoned.parquet"), "--out", str(out), *engine])
+        assert result.exit_code == 0, result.output
+    assert spark_transactions(spark) == written
+    manifest = json.loads((spark / "run.json").read_text())
+    assert len(manifest["products"]["categories"]) == 1
+    expected = comparable(pd.read_parquet(duck / "customers.parquet"), "customer_id")
+    got = comparable(pd.read_parquet(spark / "customers.parquet"), "customer_id")
+    assert len(got) > 1000
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_spark_drops_a_utc_offset_in_text_as_duckdb_does(zoned_shop, tmp_path):
+    from custseg.engine import EngineOptions
+    from custseg.pipeline import run
+    from custseg.settings import Settings
+
+    folder, written = zoned_shop
+    settings = Settings(engine=EngineOptions(name="spark", spark_master="local[2]"))
+    result = run(folder / "offsets.csv", tmp_path / "out", settings, until="clean")
+    assert result.manifest["rows"]["rejected_by_reason"].get("invalid_timestamp", 0) == 0
+    assert spark_transactions(tmp_path / "out") == written

@@ -118,7 +118,9 @@ class AssignResponse(BaseModel):
     """Segments of the request's customers."""
 
     model: ModelInfo
-    as_of: datetime.datetime
+    as_of: datetime.datetime | None = Field(
+        description="The reference date used; null when none was given and no transaction had a valid timestamp."
+    )
     customers: list[CustomerSegments]
     rejected: list[RejectedTransaction]
     unscored_customers: list[str] = Field(

@@ -27,7 +27,15 @@ from custseg.clean import allocate_returns, net_returns, return_events, screen
 from custseg.features import lines_before, reference_date
 from custseg.predict import ASSIGNED_COLUMNS, EARLY_COLUMNS, FittedModel, early_rows, predict_batch, usable_orders
 from custseg.products import customer_table
-from custseg.schema import CANONICAL_COLUMNS, ROW_ID, ColumnMapping, customer_id_text, to_canonical
+from custseg.schema import (
+    CANONICAL_COLUMNS,
+    FIRST_VALID_YEAR,
+    LAST_VALID_YEAR,
+    ROW_ID,
+    ColumnMapping,
+    customer_id_text,
+    to_canonical,
+)
 from custseg.settings import settings_from_dict
 
 REQUEST_ROW = "request_row"
@@ -46,13 +54,23 @@ class Scored:
         request_row, customer_id and reason of every transaction that was not kept.
     unscored : list of str
         Customers of the request without such an order (nothing to score).
-    as_of : datetime
+    as_of : datetime or None
+        None when the request gave none and no timestamp in it is real (every row rejected).
     """
 
     customers: pd.DataFrame
     rejected: pd.DataFrame
     unscored: list[str]
-    as_of: datetime.datetime
+    as_of: datetime.datetime | None
+
+
+def _default_as_of(invoiced_at: pd.Series) -> datetime.datetime | None:
+    """Return the default reference date, as `run` takes it: the day after the last real transaction.
+
+    A placeholder year (9999) is a rejected row, not the last transaction; None when no timestamp is real.
+    """
+    real = invoiced_at[invoiced_at.dt.year.between(FIRST_VALID_YEAR, LAST_VALID_YEAR)]
+    return reference_date(pd.Timestamp(real.max()).to_pydatetime()) if len(real) else None
 
 
 class Scorer:
@@ -160,10 +178,7 @@ class Scorer:
         A customer id in two requests is two customers: ids are kept apart by request.
         """
         sizes = [len(transactions) for transactions, _ in requests]
-        as_ofs = [
-            as_of or reference_date(pd.Timestamp(transactions.invoiced_at.max()).to_pydatetime())
-            for transactions, as_of in requests
-        ]
+        as_ofs = [as_of or _default_as_of(transactions.invoiced_at) for transactions, as_of in requests]
         rows = pd.concat([transactions for transactions, _ in requests], ignore_index=True)
         request = np.repeat(np.arange(len(requests)), sizes)
         rows["request"] = request
