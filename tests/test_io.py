@@ -174,3 +174,25 @@ def test_a_row_with_too_many_fields_is_named(tmp_path, backend):
     path = write(tmp_path / "x.csv", HEADER + ROWS + "1,2,3,4,5,6,7,8,9\n", "utf-8")
     with pytest.raises(InvalidValueError, match=r"x\.csv: row 3 has 9 fields, the header has 8"):
         read_source(path, backend)
+
+
+def test_a_dataframe_is_read_like_a_parquet_file_keeping_a_zoned_wall_clock(backend):
+    import datetime
+
+    written = [datetime.datetime(2010, 12, 1, 16, 43), datetime.datetime(2011, 7, 1, 16, 43)]
+    frame = pd.DataFrame({"CustomerID": [17850.0, None], "InvoiceDate": written}, index=[7, 9])
+    frame["InvoiceDate"] = frame.InvoiceDate.dt.tz_localize("Europe/London")
+    source = read_source(frame, backend)
+    assert (source.path, source.file_format, source.columns) == (
+        "DataFrame",
+        "dataframe",
+        ["CustomerID", "InvoiceDate"],
+    )
+    read = source.table.order_by(SOURCE_ROW).to_pandas()
+    assert read[SOURCE_ROW].tolist() == [1, 2]
+    assert [t.to_pydatetime() for t in read.InvoiceDate] == written
+
+
+def test_a_dataframe_column_of_mixed_types_is_one_line(backend):
+    with pytest.raises(InputFileError, match=r"^DataFrame: cannot be read: .*"):
+        read_source(pd.DataFrame({"CustomerID": [17850, "x", 1.5]}), backend)

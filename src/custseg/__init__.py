@@ -1,3 +1,31 @@
-"""custseg: customer segments from a shop's transaction log."""
+"""custseg: customer segments from a shop's transaction log.
+
+The Python API, for notebooks and scripts (the command line is ``custseg``):
+
+>>> import custseg
+>>> result = custseg.run("orders.csv")  # doctest: +SKIP
+>>> result.segments  # doctest: +SKIP
+>>> custseg.load("custseg-out").model.assign(new_orders)  # doctest: +SKIP
+
+`run`, `load`, `Run` and `Model` live in `custseg.runs`; they are imported on first use, so that
+``import custseg`` (and ``custseg --help``) stays quick.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+__all__ = ["Model", "Run", "__version__", "load", "run"]
+
+if TYPE_CHECKING:
+    from custseg.runs import Model, Run, load, run
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Model", "Run", "load", "run"):
+        import custseg.runs
+
+        return getattr(custseg.runs, name)
+    raise AttributeError(f"module 'custseg' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import hashlib
 import io as _io
 import itertools
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ibis.expr.types as ir
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -44,9 +46,9 @@ class Source:
     table : ibis.Table of shape (n_rows, n_columns + 1)
         The file's columns as read (text for CSV and Excel) plus `SOURCE_ROW`.
     path : Path or str
-        The file, or with Spark a URL or table name.
+        The file, with Spark a URL or table name, or `FRAME` for a table given in memory.
     file_format : str
-        ``csv``, ``parquet``, ``xlsx`` or ``table`` (a Spark table).
+        ``csv``, ``parquet``, ``xlsx``, ``table`` (a Spark table) or ``dataframe`` (in memory).
     columns : list of str
         The file's own column names, in order.
     encoding, delimiter : str or None
@@ -76,7 +78,7 @@ def file_format_of(path: Path) -> str:
 
 
 def read_source(
-    path: str | Path,
+    path: str | Path | pd.DataFrame | pa.Table,
     engine,
     *,
     encoding: str | None = None,
@@ -86,9 +88,9 @@ def read_source(
 
     Parameters
     ----------
-    path : str or Path
+    path : str, Path, DataFrame or pyarrow.Table
         A ``.csv`` (any delimiter, UTF-8 with or without BOM, UTF-16 with BOM, or ISO-8859-1),
-        ``.csv.gz``, ``.parquet`` or ``.xlsx`` file.
+        ``.csv.gz``, ``.parquet`` or ``.xlsx`` file; or a table in memory (`read_frame`).
     engine : DuckDBEngine or SparkEngine
         Where the table lives (`custseg.engine`).
     encoding, delimiter : str, optional
@@ -99,6 +101,8 @@ def read_source(
     InputFileError, EmptyInputError, EncodingError, InvalidValueError
         With a message naming the file and, where known, the row.
     """
+    if isinstance(path, pd.DataFrame | pa.Table):
+        return read_frame(path, engine)
     if engine.name == "spark" and "://" in str(path):
         if file_format_of(Path(str(path).rsplit("/", 1)[-1])) != "parquet":
             raise InputFileError(f"{path}: Spark reads Parquet from URLs; give a .parquet file or folder")
@@ -127,7 +131,43 @@ def read_source(
     return _register(path, engine, table, "csv", encoding=encoding, delimiter=delimiter)
 
 
-def _register(path: Path, engine, table: pa.Table, file_format: str, **kwargs) -> Source:
+FRAME = "DataFrame"
+"""How messages and run.json name a table given in memory (its rows are numbered from 1)."""
+
+
+def read_frame(frame: pd.DataFrame | pa.Table, engine) -> Source:
+    """Read a pandas DataFrame or Arrow table in memory as a Parquet file's columns are read.
+
+    The index of a DataFrame is not a column. Timestamps with a time zone keep the shop's wall
+    clock in that zone, as in a Parquet file.
+
+    Raises
+    ------
+    InputFileError
+        If a column cannot be held by Arrow (values of mixed types).
+    """
+    if isinstance(frame, pd.DataFrame):
+        frame = frame.rename(columns=str)
+        try:
+            frame = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputFileError(f"{FRAME}: cannot be read: {_first_line(exc)}") from None
+    zoned = [i for i, f in enumerate(frame.schema) if pa.types.is_timestamp(f.type) and f.type.tz]
+    for i in zoned:
+        frame = frame.set_column(i, frame.field(i).name, pc.local_timestamp(frame.column(i)))
+    return _register(FRAME, engine, frame, "dataframe")
+
+
+def frame_sha256(source: Source) -> str:
+    """SHA-256 of a table given in memory (its Arrow IPC stream), to fingerprint it like a file."""
+    sink = pa.BufferOutputStream()
+    table = source.arrow.drop_columns([SOURCE_ROW])
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _register(path: Path | str, engine, table: pa.Table, file_format: str, **kwargs) -> Source:
     if table.num_rows == 0:
         raise EmptyInputError(f"{path}: the file has a header but no data rows")
     columns = list(table.column_names)
@@ -179,7 +219,6 @@ def _positioned(table: ir.Table, path: str | Path, file_format: str) -> Source:
 
 
 def _read_xlsx(path: Path) -> pa.Table:
-    import pandas as pd
 
     try:
         # The header is read as a row: pandas would rename a repeated name (Quantity.1) silently.

@@ -44,6 +44,7 @@ from custseg.io import (
     Source,
     detect_text_timestamp_format,
     detect_timestamp_format,
+    frame_sha256,
     parse_text_timestamps,
     read_source,
 )
@@ -180,7 +181,7 @@ def package_versions() -> dict[str, str]:
 class _State:
     """What the stages of one run share: inputs, the workspace, stored tables and the manifest."""
 
-    data: Path | str
+    data: Path | str | pd.DataFrame | pa.Table
     settings: Settings
     workspace: Workspace
     tables: dict[str, ir.Table] = field(default_factory=dict)
@@ -198,6 +199,8 @@ def _read(state: _State) -> None:
     check_problems(transactions, source, settings.input.max_invalid_share)
     if isinstance(data, Path) and data.is_file():
         described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
+    elif source.file_format == "dataframe":
+        described.update(bytes=None, sha256=frame_sha256(source))
     else:
         # A Spark table, URL or folder: no one file to fingerprint.
         described.update(bytes=None, sha256=None)
@@ -215,7 +218,7 @@ def _clean(state: _State) -> None:
     rows["rejected_by_reason"] = reason_counts(rejected)
     if rows["kept_rows"] == 0:
         raise NoRowsLeftError(
-            f"{state.data}: no rows left after cleaning; rejected by reason: "
+            f"{state.manifest['input']['path']}: no rows left after cleaning; rejected by reason: "
             + ", ".join(f"{k} {v}" for k, v in rows["rejected_by_reason"].items() if v)
         )
     span = (
@@ -278,7 +281,9 @@ def _features(state: _State) -> None:
     features = state.workspace.save("customer_features", joined, temp=True)
     customers = int(features.count().execute())
     if customers == 0:
-        raise NoRowsLeftError(f"{state.data}: no customer has an order with positive net revenue before {as_of}")
+        raise NoRowsLeftError(
+            f"{state.manifest['input']['path']}: no customer has an order with positive net revenue before {as_of}"
+        )
     all_returned = fully_returned_customers(lines, as_of).order_by("customer_id").execute()
     state.tables["features"] = features
     state.frames["as_of"] = as_of
@@ -632,7 +637,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[_State], None]] = {
 
 
 def run(
-    data: str | Path,
+    data: str | Path | pd.DataFrame | pa.Table,
     out_dir: str | Path,
     settings: Settings | None = None,
     *,
@@ -645,9 +650,9 @@ def run(
 
     Parameters
     ----------
-    data : str or Path
-        The transaction log (CSV, gzip CSV, Parquet or Excel); with the Spark engine also a
-        Parquet URL or a Spark table name.
+    data : str, Path, DataFrame or pyarrow.Table
+        The transaction log (CSV, gzip CSV, Parquet or Excel, or a table in memory); with the Spark
+        engine also a Parquet URL or a Spark table name.
     out_dir : str or Path
         The output folder (created; its previous database is replaced).
     settings : Settings, optional
@@ -678,7 +683,8 @@ def run(
     workspace = Workspace(out_dir, settings.engine)
     workspace.open()
     # A URL stays text: Path would fold its "//".
-    data = data if "://" in str(data) else Path(data)
+    if not isinstance(data, pd.DataFrame | pa.Table) and "://" not in str(data):
+        data = Path(data)
     state = _State(data=data, settings=settings, workspace=workspace, fitted=fitted, assign_out=assign_out)
     state.manifest.update(custseg_version=__version__, settings=settings.to_dict())
     try:
@@ -698,14 +704,16 @@ def run(
 
 
 def assign(
-    data: str | Path,
-    model_folder: str | Path,
+    data: str | Path | pd.DataFrame | pa.Table,
+    model: str | Path | FittedModel,
     out: str | Path,
     *,
     input_options=None,
     as_of: datetime.date | None = None,
 ) -> RunResult:
     """Assign RFM and learned segments to the customers of ``data`` with a stored model.
+
+    ``model`` is a run's output folder, its ``model/`` folder or a model loaded from one.
 
     The transactions are cleaned with the model's rules, products get the model's categories,
     features are computed as of ``as_of`` (default: the day after the data's last transaction),
@@ -726,7 +734,7 @@ def assign(
     out = Path(out)
     if out.is_dir():
         raise InputFileError(f"--out {out}: is a folder; give a file name ending in .parquet (or .csv)")
-    fitted = load_model(model_folder)
+    fitted = model if isinstance(model, FittedModel) else load_model(model)
     settings = settings_from_dict(fitted.manifest["settings"])
     settings = dataclasses.replace(settings, as_of=as_of, input=input_options or settings.input)
     with tempfile.TemporaryDirectory(prefix="custseg-assign-") as folder:

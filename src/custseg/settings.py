@@ -136,6 +136,27 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
 _TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "validation", "predict", "engine", "run"}
 
 
+OVERRIDES = (
+    "as_of",
+    "seed",
+    "n_segments",
+    "model",
+    "rfm_bins",
+    "rfm_map",
+    "column_map",
+    "encoding",
+    "delimiter",
+    "timestamp_format",
+    "category_map",
+    "recipe",
+    "memory_limit",
+    "engine",
+    "spark_master",
+    "spark_conf",
+)
+"""The settings given one by one (command-line options, keywords of `custseg.run`), over the file's."""
+
+
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     """Build the settings from a custseg.toml file (optional) and command-line overrides.
 
@@ -150,16 +171,22 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         `PredictOptions`), ``[engine]`` (the fields of `custseg.engine.EngineOptions`; ``spark_conf``
         a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
-        ``column_map``, ``encoding``, ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``,
-        ``rfm_bins``, ``rfm_map``, ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``,
-        ``engine``, ``spark_master``, ``spark_conf`` (a dict, merged over the file's);
-        None means "not given", and a given value wins over the file.
+        `OVERRIDES`: ``column_map`` (a dict, canonical name to source column), ``encoding``,
+        ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``, ``rfm_bins``, ``rfm_map``,
+        ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``, ``engine``,
+        ``spark_master``, ``spark_conf`` (a dict, merged over the file's); None means "not given",
+        and a given value wins over the file.
 
     Raises
     ------
     ConfigError
         If the file cannot be parsed or holds unknown keys.
+    TypeError
+        For an override that is not one of `OVERRIDES`.
     """
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(OVERRIDES)}")
     doc: dict[str, Any] = {}
     if config_path is not None:
         try:

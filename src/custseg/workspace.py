@@ -19,6 +19,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from custseg.engine import EngineOptions, make_engine
+from custseg.errors import InputFileError
 
 MANIFEST_FILE = "run.json"
 MODEL_FOLDER = "model"
@@ -110,8 +111,6 @@ class Workspace:
         InputFileError
             If the output path is a file or cannot be written, or another run is writing it.
         """
-        from custseg.errors import InputFileError
-
         final = self.final
         if final.exists() and not final.is_dir():
             raise InputFileError(f"--out {final}: is a file, not a folder")
@@ -217,6 +216,32 @@ class Workspace:
             self._lock = None
 
 
+def read_table(folder: str | Path, name: str) -> pd.DataFrame:
+    """Read one stored table of a finished run: from ``custseg.duckdb``, or ``tables/`` of a Spark run.
+
+    Returns the DataFrame ``pandas.read_parquet`` would give for the table (nullable integers as float).
+
+    Raises
+    ------
+    InputFileError
+        If the folder holds no run or the run stored no such table.
+    """
+    import duckdb
+
+    folder = Path(folder)
+    database, spark_table = folder / "custseg.duckdb", folder / "tables" / name
+    if database.exists():
+        with duckdb.connect(str(database), read_only=True) as con:
+            if con.sql("select 1 from duckdb_tables() where table_name = ?", params=[name]).fetchone():
+                # Through Arrow, as a Parquet file is read: the same dtypes from either engine.
+                return con.sql(f'select * from "{name}"').to_arrow_table().to_pandas()
+    elif spark_table.exists():
+        return pd.read_parquet(spark_table)
+    elif not (folder / MANIFEST_FILE).exists():
+        raise InputFileError(f"{folder}: not the output folder of a custseg run (no {MANIFEST_FILE})")
+    raise InputFileError(f"{folder}: the run stored no table {name!r}")
+
+
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -240,7 +265,6 @@ def load_model(folder: str | Path):
     """
     import skops.io as sio
 
-    from custseg.errors import InputFileError
     from custseg.predict import MODEL_VERSION, FittedModel
     from custseg.settings import settings_from_dict
 

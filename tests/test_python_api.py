@@ -1,0 +1,108 @@
+"""The Python API as a notebook uses it: only what ``import custseg`` offers.
+
+The simulated shop is made with `custseg.simulate` (the data of ``custseg demo``); everything after
+that goes through `custseg.run`, `custseg.load`, `Run` and `Model`, and the answers are checked
+against the output folder and ``custseg assign``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import custseg
+from custseg.cli import app
+from custseg.errors import InputFileError
+from custseg.simulate import simulate_to_files
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("notebook")
+    files = simulate_to_files(folder / "shop.parquet", 600, seed=11)
+    return files, custseg.run(files.log, folder / "out", seed=3)
+
+
+def test_a_run_gives_every_table_as_a_dataframe(shop):
+    _, result = shop
+    manifest = json.loads((result.out_dir / "run.json").read_text())
+    assert result.manifest == manifest
+    rows = manifest["rows"]
+    assert len(result.transactions) == rows["input_rows"] == len(result.lines) + len(result.rejected)
+    assert len(result.rejected) == rows["rejected_rows"] and len(result.lines) == rows["kept_rows"]
+    assert result.rejected.reason.value_counts().to_dict() == {r: n for r, n in rows["rejected_by_reason"].items() if n}
+    pd.testing.assert_frame_equal(result.customers, pd.read_parquet(result.out_dir / "customers.parquet"))
+    assert len(result.customers) == manifest["customers"]["count"] and result.customers.customer_id.is_unique
+    assert result.customers.segment.notna().all()
+    assert result.products.product_id.is_unique and len(result.products) == manifest["products"]["products"]
+    learned = result.segments[result.segments.kind == "learned"]
+    assert learned.segment.tolist() == [p["segment"] for p in manifest["segments"]["profiles"]]
+    assert learned.customers.sum() == len(result.customers)
+    assert result.report_path == result.out_dir / "report.html" and result.report_path.stat().st_size > 100_000
+    assert manifest["settings"]["seed"] == 3
+
+
+def test_the_notebook_summary_says_what_the_run_found(shop):
+    _, result = shop
+    summary = result._repr_html_()
+    rows = result.manifest["rows"]
+    assert f"{rows['input_rows']:,} rows: {rows['kept_rows']:,} kept" in summary
+    assert "revenue reconciled" in summary
+    for profile in result.manifest["segments"]["profiles"]:
+        assert f"<td>{profile['segment']}</td>" in summary
+    assert f"validity {result.manifest['validation']['segments']['validity']:.3f} learned" in summary
+
+
+def test_model_assign_gives_the_answer_of_custseg_assign(shop, tmp_path):
+    files, result = shop
+    log = pd.read_parquet(files.log)
+    # New transactions: some customers' first weeks, in the training layout, as a DataFrame.
+    new = log[log.CustomerID.isin(log.CustomerID.dropna().unique()[:80])].head(1500)
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    cli = CliRunner().invoke(
+        app,
+        ["assign", str(tmp_path / "new.parquet"), "--model", str(result.out_dir), "--out", str(tmp_path / "a.parquet")]
+        + ["--as-of", "2011-06-01"],
+    )
+    assert cli.exit_code == 0, cli.output
+    expected = pd.read_parquet(tmp_path / "a.parquet")
+    assert len(expected) > 10
+    from_frame = result.model.assign(new, as_of="2011-06-01")
+    pd.testing.assert_frame_equal(from_frame, expected)
+    from_file = custseg.Model.load(result.out_dir / "model").assign(tmp_path / "new.parquet", as_of="2011-06-01")
+    pd.testing.assert_frame_equal(from_file, expected)
+    assert set(result.model.segments.segment) == set(result.segments[result.segments.kind == "learned"].segment)
+
+
+def test_a_dataframe_without_an_output_folder_runs_like_its_file(shop):
+    files, result = shop
+    in_memory = custseg.run(pd.read_parquet(files.log), seed=3)
+    folder = in_memory.out_dir
+    assert folder.exists() and in_memory.manifest["input"]["format"] == "dataframe"
+    assert in_memory.manifest["input"]["sha256"] and in_memory.manifest["input"]["path"] == "DataFrame"
+    pd.testing.assert_frame_equal(in_memory.customers, result.customers)
+    pd.testing.assert_frame_equal(in_memory.segments, result.segments)
+    assert custseg.load(folder).manifest["reconciliation"] == result.manifest["reconciliation"]
+    del in_memory
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_reopening_a_run_reads_the_same_tables(shop):
+    _, result = shop
+    again = custseg.load(result.out_dir)
+    pd.testing.assert_frame_equal(again.customers, result.customers)
+    assert repr(again) == f"Run({str(result.out_dir)!r})"
+
+
+def test_bad_settings_and_folders_say_what_is_wrong(tmp_path):
+    with pytest.raises(TypeError, match="unknown setting.s. segmentz; the settings are as_of, seed"):
+        custseg.run(tmp_path / "x.csv", segmentz=5)
+    with pytest.raises(InputFileError, match="not the output folder of a custseg run"):
+        custseg.load(tmp_path)
+    with pytest.raises(InputFileError, match="no model.json"):
+        custseg.Model.load(tmp_path)
