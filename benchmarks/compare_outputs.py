@@ -3,9 +3,9 @@
 For a change that must not change any answer (a refactoring): run the same input and settings
 before and after it, then compare the folders. Compared: every table in ``custseg.duckdb`` (or
 ``tables/`` of a Spark run) value for value, in a fixed row order; the files a user reads byte for
-byte; run.json and model/model.json field for field. Not compared: run.json's timings and package
-versions, and the SHA-256 of the ``.skops`` files (skops stores memory addresses); their models'
-answers are in ``customers.parquet``.
+byte; run.json and model/model.json field for field. Not compared: run.json's timings, package
+versions and report path (it names the output folder), and the SHA-256 of the ``.skops`` files
+(skops stores memory addresses); their models' answers are in ``customers.parquet``.
 
     python benchmarks/compare_outputs.py BEFORE_DIR AFTER_DIR
 
@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 
 FILES = ("customers.parquet", "rejected.parquet", "segments.csv", "categories.csv", "report.html")
-UNCOMPARED_RUN_FIELDS = ("timings_s", "versions")
+UNCOMPARED_RUN_FIELDS = ("timings_s", "versions", "report")
 
 
 def tables(folder: Path) -> dict[str, pd.DataFrame]:

@@ -9,13 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from custseg import workspace
+from custseg import model as model_folder
 from custseg.api import create_app
 from custseg.cli import app as cli
 from custseg.errors import InputFileError
-from custseg.predict import ASSIGNED_COLUMNS, MODEL_VERSION
-from custseg.scoring import Scorer
-from custseg.workspace import load_model
+from custseg.model import ASSIGNED_COLUMNS, MODEL_VERSION, load_model
+from custseg.serve import Scorer
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +247,7 @@ def test_openapi_documents_the_endpoints(client):
 
 
 def test_a_model_with_untrusted_types_is_refused(model_dir, monkeypatch):
-    monkeypatch.setattr(workspace, "TRUSTED_TYPES", frozenset())
+    monkeypatch.setattr(model_folder, "TRUSTED_TYPES", frozenset())
     with pytest.raises(InputFileError, match="refusing untrusted types"):
         create_app(model_dir)
 

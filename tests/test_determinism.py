@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 
+from custseg.early import model_inputs
+from custseg.model import load_model
 from custseg.pipeline import run
-from custseg.predict import model_inputs
-from custseg.workspace import load_model
 
 # run.json holds timings, custseg.duckdb its own page layout, and skops files the memory addresses
 # of the objects they stored (so model.json's SHA-256 of them differs too); everything else a user

@@ -11,12 +11,12 @@ from sklearn.metrics import adjusted_rand_score
 from conftest import make_transactions
 from custseg.clean import clean
 from custseg.errors import ConfigError
+from custseg.features import customer_interests
 from custseg.products import (
     UNKNOWN,
     ProductCategorizer,
     ProductOptions,
     categorize,
-    customer_interests,
     normalise,
     product_summary,
     singular,

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from custseg.cluster import ClusterOptions
+from custseg.early import PredictOptions
 from custseg.engine import EngineOptions
 from custseg.pipeline import run
-from custseg.predict import PredictOptions
 from custseg.settings import Settings
 
 SAMPLE = 300

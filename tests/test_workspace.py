@@ -15,9 +15,8 @@ from typer.testing import CliRunner
 
 from custseg.cli import app
 from custseg.errors import InputFileError
+from custseg.model import MODEL_VERSION, load_model
 from custseg.pipeline import run
-from custseg.predict import MODEL_VERSION
-from custseg.workspace import load_model
 
 
 def rewrite_manifest(folder, change):

@@ -25,9 +25,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from custseg.predict import FittedModel
-from custseg.scoring import Batcher, Scored, Scorer
-from custseg.workspace import load_model
+from custseg.model import FittedModel, load_model
+from custseg.serve import Batcher, Scored, Scorer
 
 TOKEN_VARIABLE = "CUSTSEG_API_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 1_000_000

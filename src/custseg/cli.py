@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,9 +20,12 @@ from rich.table import Table
 
 from custseg import __version__
 from custseg.errors import CustsegError
-from custseg.pipeline import COURSE_STAGES, STAGES, RunResult, run
-from custseg.settings import load_settings, parse_as_of, parse_column_map, parse_spark_conf
-from custseg.simulate import simulate_to_files
+
+if TYPE_CHECKING:
+    from custseg.pipeline import RunResult
+
+# Each command imports the library when it runs: `custseg --help` need not load scikit-learn,
+# Ibis and Plotly (seconds on a laptop).
 
 app = typer.Typer(
     help="Turn a shop's transaction log into customer segments a marketing team can act on.",
@@ -63,6 +66,8 @@ def main(
 
 
 def _run_with_progress(data: str | Path, out: Path, settings) -> RunResult:
+    from custseg.pipeline import COURSE_STAGES, STAGES, run
+
     stages = COURSE_STAGES if settings.recipe == "course" else STAGES
     if not _interactive():
         return run(data, out, settings)
@@ -416,6 +421,8 @@ def run_command(
     ] = None,
 ) -> None:
     """Clean a transaction log, profile every customer and write the output folder."""
+    from custseg.settings import load_settings, parse_column_map, parse_spark_conf
+
     with _user_errors():
         if config is None and DEFAULT_CONFIG.exists():
             config = DEFAULT_CONFIG
@@ -457,7 +464,7 @@ def assign_command(
 ) -> None:
     """Give customers their RFM and learned segments with a model written by custseg run."""
     from custseg.pipeline import assign
-    from custseg.settings import InputOptions
+    from custseg.settings import InputOptions, parse_as_of, parse_column_map
 
     with _user_errors():
         options = InputOptions(
@@ -530,6 +537,8 @@ def simulate_command(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same bytes.")] = 0,
 ) -> None:
     """Write a simulated gift-shop log with planted segments (NAME.customers.*, NAME.products.*)."""
+    from custseg.simulate import simulate_to_files
+
     with _user_errors():
         written = simulate_to_files(out, customers, seed)
     if _interactive():
@@ -558,6 +567,9 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Simulate a gift shop with planted segments and run the whole pipeline on it."""
+    from custseg.settings import load_settings
+    from custseg.simulate import simulate_to_files
+
     with _user_errors():
         written = simulate_to_files(out / "simulated_shop.parquet", customers, seed)
         result = _run_with_progress(written.log, out, load_settings(None, seed=seed))

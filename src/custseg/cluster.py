@@ -35,7 +35,8 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
-from custseg.features import sample_positions, typical_gap_days
+from custseg.features import typical_gap_days
+from custseg.sampling import sample_positions
 from custseg.validation import (
     Outcomes,
     Scores,

@@ -8,15 +8,16 @@ expressions, so that the same code runs on DuckDB and on Spark.
 from __future__ import annotations
 
 import datetime
+import re
 
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from custseg.schema import EXACT
+from custseg.products import UNKNOWN
+from custseg.schema import EXACT, exact_sum
 
 SECONDS_PER_DAY = 86_400
 RECENT_WINDOW_DAYS = 90
@@ -229,48 +230,6 @@ def fully_returned_customers(lines: ir.Table, as_of: AsOf) -> ir.Table:
     return per_customer.filter(per_customer.best <= 0).select("customer_id")
 
 
-def rows_at(customers: ir.Table, positions) -> pd.DataFrame:
-    """Fetch the customers at 0-based ``positions`` in customer id order (ascending ints), ordered so.
-
-    How a sample of a customer table too large for this process reaches it: only those rows
-    leave the engine.
-
-    Returns
-    -------
-    DataFrame of shape (len(positions), n_columns)
-    """
-    wanted = ibis.memtable(pa.table({"position": pa.array(positions, pa.int64())}))
-    ranked = customers.mutate(position=ibis.row_number().over(order_by=customers.customer_id))
-    return ranked.semi_join(wanted, "position").drop("position").order_by("customer_id").execute()
-
-
-def rows_at_most(customers: ir.Table, size: int, seed: int) -> tuple[pd.DataFrame, int]:
-    """Fetch every customer in customer id order, or a random `sample_positions` of ``size`` when there are more.
-
-    Returns
-    -------
-    rows : DataFrame of shape (min(n_customers, size), n_columns)
-    n_customers : int
-        How many customers the table holds.
-    """
-    count = int(customers.count().execute())
-    if count > size:
-        return rows_at(customers, sample_positions(count, size, seed)), count
-    return customers.order_by("customer_id").execute(), count
-
-
-def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
-    """Return ascending 0-based positions of ``size`` of ``n`` rows drawn at random (all when fewer).
-
-    Returns
-    -------
-    ndarray of shape (min(n, size),)
-    """
-    if n <= size:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-
-
 def typical_gap_days(customers: pd.DataFrame) -> float:
     """Return the shop's typical days between a customer's orders.
 
@@ -283,3 +242,79 @@ def typical_gap_days(customers: pd.DataFrame) -> float:
     if len(gaps):
         return float(max(np.median(gaps), 1.0))
     return float(max(np.median(customers.recency_days.to_numpy(dtype=float)), 1.0))
+
+
+def with_customer_columns(customers: ir.Table, more: ir.Table) -> ir.Table:
+    """Add the columns of ``more`` to each customer (a left join on customer_id, one customer_id column)."""
+    return customers.left_join(more, "customer_id").drop("customer_id_right")
+
+
+def interest_columns(categories: list[str]) -> dict[str, str]:
+    """Category id -> the customers-table column of its revenue share (``share_c01``, ...)."""
+    return {category: f"share_{re.sub(r'[^a-z0-9]+', '_', category.lower()).strip('_')}" for category in categories}
+
+
+def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:
+    """Each customer's share of net revenue per category, dominant category and breadth.
+
+    Parameters
+    ----------
+    lines : ibis.Table
+        Kept purchase lines.
+    products : ibis.Table
+        product_id -> category.
+    categories : list of str
+        Every category id, in order (one share column each).
+    as_of : datetime or ibis.Table
+        Lines at or after it are ignored, as in `customer_features` (one date, or
+        a table of each customer's own).
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, n_categories + 3)
+        customer_id, one ``share_<category>`` column per category (summing to 1 for customers with
+        positive net revenue), dominant_category (ties: first id) and breadth, the entropy of the
+        shares divided by log(n_categories), to 9 decimals: 0 buys one category, 1 buys all alike.
+    """
+    before = lines_before(lines, as_of)
+    before = before.filter(before.net_revenue > 0)
+    joined = before.left_join(products.select("product_id", "category"), "product_id")
+    category = joined.category.fill_null(UNKNOWN)
+    columns = interest_columns(categories)
+    sums = joined.group_by("customer_id").aggregate(
+        total=exact_sum(joined.net_revenue),
+        **{
+            column: exact_sum(ibis.cases((category == cat, joined.net_revenue), else_=0.0))
+            for cat, column in columns.items()
+        },
+    )
+    shares = sums.select("customer_id", **{column: sums[column] / sums.total for column in columns.values()})
+    share_values = [shares[c] for c in columns.values()]
+    # Spark's greatest() wants two arguments or more: a shop without product text has one category.
+    largest = ibis.greatest(*share_values) if len(share_values) > 1 else share_values[0]
+    dominant = ibis.cases(
+        *[(largest == shares[column], cat) for cat, column in columns.items()],
+        else_=ibis.null(dt.string),
+    )
+    n = len(columns)
+    entropy = sum(
+        (ibis.cases((shares[c] > 0, -shares[c] * shares[c].ln()), else_=0.0) for c in columns.values()),
+        ibis.literal(0.0),
+    )
+    # Rounded: engines' logarithms differ in the last bit, and Spark and DuckDB must agree.
+    breadth = (entropy / float(np.log(n))).round(9) if n > 1 else ibis.literal(0.0)
+    return shares.mutate(dominant_category=dominant, breadth=breadth)
+
+
+def customer_table(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:
+    """One row per customer as of ``as_of``: `customer_features` and their interests.
+
+    The customer table of a run, of its backtest (as of T - H), of the early models (each customer
+    as of their own date) and of the API are all this one call.
+
+    Returns
+    -------
+    ibis.Table of shape (n_customers, 15 + n_categories + 2)
+    """
+    interests = customer_interests(lines, products, categories, as_of)
+    return with_customer_columns(customer_features(lines, as_of), interests)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
@@ -25,7 +25,6 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
-from custseg.features import AsOf, customer_features, lines_before
 from custseg.schema import exact_sum
 
 UNKNOWN = "unknown"
@@ -400,6 +399,21 @@ def _apply_mapping(products: pd.DataFrame, path: str) -> pd.DataFrame:
     return products
 
 
+def categories_state(products: pd.DataFrame) -> dict[str, Any]:
+    """Return what a model folder keeps of the learned categories (JSON): product -> category, labels, order."""
+    return {
+        "categories": dict(zip(products.product_id, products.category, strict=True)),
+        "labels": dict(zip(products.category, products.category_label, strict=True)),
+        "category_order": sorted(products.category.unique()),
+    }
+
+
+def apply_categories(products: pd.DataFrame, state: dict[str, Any]) -> pd.DataFrame:
+    """Put products in stored categories (`categories_state`); products never seen are ``unknown``."""
+    category = products.product_id.map(state["categories"]).fillna("unknown")
+    return products.assign(category=category, category_label=category.map(state["labels"]).fillna("unknown"))
+
+
 def category_table(products: pd.DataFrame, top_words: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Per category: label, products, revenue share, top words and three best-selling examples."""
     total = products.revenue.clip(lower=0).sum()
@@ -417,74 +431,3 @@ def category_table(products: pd.DataFrame, top_words: dict[str, list[str]] | Non
             }
         )
     return pd.DataFrame(rows, columns=["category", "label", "products", "revenue_share", "top_words", "examples"])
-
-
-def interest_columns(categories: list[str]) -> dict[str, str]:
-    """Category id -> the customers-table column of its revenue share (``share_c01``, ...)."""
-    return {category: f"share_{re.sub(r'[^a-z0-9]+', '_', category.lower()).strip('_')}" for category in categories}
-
-
-def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:
-    """Each customer's share of net revenue per category, dominant category and breadth.
-
-    Parameters
-    ----------
-    lines : ibis.Table
-        Kept purchase lines.
-    products : ibis.Table
-        product_id -> category.
-    categories : list of str
-        Every category id, in order (one share column each).
-    as_of : datetime or ibis.Table
-        Lines at or after it are ignored, as in `custseg.features.customer_features` (one date, or
-        a table of each customer's own).
-
-    Returns
-    -------
-    ibis.Table of shape (n_customers, n_categories + 3)
-        customer_id, one ``share_<category>`` column per category (summing to 1 for customers with
-        positive net revenue), dominant_category (ties: first id) and breadth, the entropy of the
-        shares divided by log(n_categories), to 9 decimals: 0 buys one category, 1 buys all alike.
-    """
-    before = lines_before(lines, as_of)
-    before = before.filter(before.net_revenue > 0)
-    joined = before.left_join(products.select("product_id", "category"), "product_id")
-    category = joined.category.fill_null(UNKNOWN)
-    columns = interest_columns(categories)
-    sums = joined.group_by("customer_id").aggregate(
-        total=exact_sum(joined.net_revenue),
-        **{
-            column: exact_sum(ibis.cases((category == cat, joined.net_revenue), else_=0.0))
-            for cat, column in columns.items()
-        },
-    )
-    shares = sums.select("customer_id", **{column: sums[column] / sums.total for column in columns.values()})
-    share_values = [shares[c] for c in columns.values()]
-    # Spark's greatest() wants two arguments or more: a shop without product text has one category.
-    largest = ibis.greatest(*share_values) if len(share_values) > 1 else share_values[0]
-    dominant = ibis.cases(
-        *[(largest == shares[column], cat) for cat, column in columns.items()],
-        else_=ibis.null(dt.string),
-    )
-    n = len(columns)
-    entropy = sum(
-        (ibis.cases((shares[c] > 0, -shares[c] * shares[c].ln()), else_=0.0) for c in columns.values()),
-        ibis.literal(0.0),
-    )
-    # Rounded: engines' logarithms differ in the last bit, and Spark and DuckDB must agree.
-    breadth = (entropy / float(np.log(n))).round(9) if n > 1 else ibis.literal(0.0)
-    return shares.mutate(dominant_category=dominant, breadth=breadth)
-
-
-def customer_table(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:
-    """One row per customer as of ``as_of``: `custseg.features.customer_features` and their interests.
-
-    The customer table of a run, of its backtest (as of T - H), of the early models (each customer
-    as of their own date) and of the API are all this one call.
-
-    Returns
-    -------
-    ibis.Table of shape (n_customers, 15 + n_categories + 2)
-    """
-    interests = customer_interests(lines, products, categories, as_of)
-    return customer_features(lines, as_of).left_join(interests, "customer_id").drop("customer_id_right")

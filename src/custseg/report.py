@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 from custseg import __version__
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
-from custseg.features import rows_at_most
+from custseg.sampling import rows_at_most
 from custseg.schema import exact_sum
 from custseg.workspace import MANIFEST_FILE
 

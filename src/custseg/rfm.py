@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
+from typing import Any
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -315,8 +316,7 @@ class RFMScorer:
         ``rfm_code`` is always on the 1-5 scale of the segment map (with 3 or 4 bins, scores are
         placed on the nearest point of that scale); the scores keep their own scale.
         """
-        if not hasattr(self, "cut_points_"):
-            raise RuntimeError("this RFMScorer is not fitted yet; call fit first")
+        self._check_fitted()
 
         def exceeded(column: str, points: list[float]) -> ir.IntegerValue:
             total = ibis.literal(0, dt.int64)
@@ -346,6 +346,28 @@ class RFMScorer:
     def segment_rules(self) -> dict[str, SegmentRule]:
         """Segment name -> its rule, in map order."""
         return {rule.name: rule for rule in (self.rules or RFM_SEGMENTS)}
+
+    def state(self) -> dict[str, Any]:
+        """Return what a model folder keeps of the fitted scorer (JSON): bins, cut points, code map, rules."""
+        self._check_fitted()
+        return {
+            "bins": self.bins,
+            "cut_points": self.cut_points_,
+            "code_map": self.code_map_,
+            "rules": [
+                {"name": r.name, "patterns": list(r.patterns), "description": r.description, "action": r.action}
+                for r in self.segment_rules().values()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RFMScorer:
+        """Rebuild a fitted scorer from `state` (no refitting)."""
+        rules = [SegmentRule(r["name"], tuple(r["patterns"]), r["description"], r["action"]) for r in state["rules"]]
+        scorer = cls(bins=state["bins"], rules=rules)
+        scorer.cut_points_ = {k: list(v) for k, v in state["cut_points"].items()}
+        scorer.code_map_ = dict(state["code_map"])
+        return scorer
 
 
 def segment_summary(

@@ -18,11 +18,11 @@ import pandas as pd
 import pyarrow as pa
 
 from custseg.errors import InputFileError
+from custseg.model import FittedModel, load_model
 from custseg.pipeline import assign as assign_with_model
 from custseg.pipeline import run as run_pipeline
-from custseg.predict import FittedModel
 from custseg.settings import InputOptions, load_settings, parse_as_of, parse_column_map
-from custseg.workspace import MANIFEST_FILE, load_model, read_table
+from custseg.workspace import MANIFEST_FILE, read_table
 
 Data = str | Path | pd.DataFrame | pa.Table
 """A transaction log: a file (CSV, gzip CSV, Parquet, Excel) or a table in memory."""

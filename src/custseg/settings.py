@@ -16,9 +16,9 @@ from typing import Any
 
 from custseg.clean import CleanRules
 from custseg.cluster import ClusterOptions
+from custseg.early import PredictOptions
 from custseg.engine import EngineOptions
 from custseg.errors import ConfigError
-from custseg.predict import PredictOptions
 from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import KFold
 
-from custseg.products import customer_table
+from custseg.features import customer_table, with_customer_columns
 
 OUTCOME_COLUMNS = ("next_orders", "next_revenue", "returned")
 """What a backtest customer did in the H days after the backtest date."""
@@ -154,14 +154,14 @@ def backtest_customers(
     Returns
     -------
     ibis.Table of shape (n_customers, n_features + 3)
-        `custseg.features.customer_features` and `custseg.products.customer_interests` as of
+        `custseg.features.customer_features` and `custseg.features.customer_interests` as of
         T - H, and `OUTCOME_COLUMNS`: next_orders and next_revenue in [T - H, T) (0 when none) and
         returned (1 when next_orders > 0). Only customers with an order before T - H.
     """
     start = backtest_date(as_of, horizon_days)
     features = customer_table(lines, products, categories, start)
     outcome = window_outcomes(lines, start, as_of)
-    joined = features.left_join(outcome, "customer_id").drop("customer_id_right")
+    joined = with_customer_columns(features, outcome)
     return joined.mutate(
         next_orders=joined.next_orders.fill_null(0),
         next_revenue=joined.next_revenue.fill_null(0.0),

@@ -1,11 +1,6 @@
-"""Segments for customers the model has not seen, and early: from a customer's first orders.
+"""What a new customer will become, from their first orders.
 
-A segmentation is only useful if tomorrow's customers get a segment too. `custseg run` keeps what
-it learned (cleaning rules, product categories, RFM cut points and map, the fitted segmentation,
-the segment names and actions) in a model folder; `custseg assign` runs the same stages on new
-transactions with those fitted pieces instead of learning new ones.
-
-The shop also wants to know, from a customer's first order or two, what kind of customer they will
+The shop wants to know, from a customer's first order or two, what kind of customer they will
 become. `EarlyClassifier` learns that from what is known after the first N orders (as placed, before
 any later return) to the learned segment and dominant interest the customer has H days after their
 first order, and `evaluate_early` measures it on the latest-joining customers, whom it never saw.
@@ -16,8 +11,8 @@ from __future__ import annotations
 import datetime
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -38,110 +33,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from custseg.cluster import Segmentation
-from custseg.products import customer_table, interest_columns
+from custseg.features import customer_table, interest_columns
 from custseg.profile import segment_ids
-from custseg.rfm import RFMScorer, SegmentRule
-from custseg.workspace import json_records
 
-MODEL_VERSION = 2
-"""Layout version of the model folder (model.json and segmentation.skops)."""
-
-
-@dataclass
-class FittedModel:
-    """What a run learned, to apply to other transactions.
-
-    Attributes
-    ----------
-    manifest : dict
-        model.json: version, custseg version, training data checksum, settings, RFM cut points,
-        code map and rules, product categories and labels, segment profiles.
-    segmentation : Segmentation or None
-        The fitted learned segmentation (None when the run skipped it).
-    early : dict
-        The early models, ``early[target][str(n_orders)]`` (`EarlyClassifier`); empty when none.
-    """
-
-    manifest: dict[str, Any]
-    segmentation: Segmentation | None
-    early: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def scorer(self) -> RFMScorer:
-        """Rebuild the RFM scorer with the stored cut points and segment map (no refitting)."""
-        rfm = self.manifest["rfm"]
-        rules = [SegmentRule(r["name"], tuple(r["patterns"]), r["description"], r["action"]) for r in rfm["rules"]]
-        scorer = RFMScorer(bins=rfm["bins"], rules=rules)
-        scorer.cut_points_ = {k: list(v) for k, v in rfm["cut_points"].items()}
-        scorer.code_map_ = dict(rfm["code_map"])
-        return scorer
-
-    def categorize(self, products: pd.DataFrame) -> pd.DataFrame:
-        """Put products in the stored categories; products the model never saw are ``unknown``."""
-        categories = self.manifest["products"]["categories"]
-        labels = self.manifest["products"]["labels"]
-        category = products.product_id.map(categories).fillna("unknown")
-        return products.assign(category=category, category_label=category.map(labels).fillna("unknown"))
-
-    def names(self) -> dict[str, dict[str, str]]:
-        """Display names per early-prediction target: segment id -> name, category id -> label."""
-        profiles = self.manifest.get("segments") or []
-        return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
-
-    def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """Segment id, name and action of each customer (DataFrame with the features)."""
-        profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
-        if self.segmentation is None or not profiles or customers.empty:
-            return pd.DataFrame(index=customers.index, columns=["segment", "segment_name", "action"], dtype=object)
-        ids = segment_ids(self.segmentation.predict(customers))
-        return pd.DataFrame(
-            {
-                "segment": ids,
-                "segment_name": [profiles[s]["name"] for s in ids],
-                "action": [profiles[s]["action"] for s in ids],
-            },
-            index=customers.index,
-        )
-
-
-def model_manifest(
-    *,
-    version: str,
-    trained_on: dict,
-    settings: dict,
-    as_of: str,
-    scorer: RFMScorer,
-    products: pd.DataFrame,
-    profiles: pd.DataFrame | None,
-    features: list[str] | None,
-) -> dict[str, Any]:
-    """Assemble model.json from a finished run's pieces."""
-    return {
-        "model_version": MODEL_VERSION,
-        "custseg_version": version,
-        "trained_on": trained_on,
-        "as_of": as_of,
-        "settings": settings,
-        "rfm": {
-            "bins": scorer.bins,
-            "cut_points": scorer.cut_points_,
-            "code_map": scorer.code_map_,
-            "rules": [
-                {"name": r.name, "patterns": list(r.patterns), "description": r.description, "action": r.action}
-                for r in scorer.segment_rules().values()
-            ],
-        },
-        "products": {
-            "categories": dict(zip(products.product_id, products.category, strict=True)),
-            "labels": dict(zip(products.category, products.category_label, strict=True)),
-            "category_order": sorted(products.category.unique()),
-        },
-        "segment_features": features,
-        "segments": None if profiles is None else json_records(profiles),
-    }
-
-
-# -- early prediction: what a customer will be, from their first orders ----------------------------
+if TYPE_CHECKING:
+    from custseg.cluster import Segmentation
 
 
 @dataclass(frozen=True)
@@ -225,7 +121,7 @@ def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n
     Returns
     -------
     ibis.Table of shape (n_customers, 15 + n_categories + 2)
-        `custseg.features.customer_features` and `custseg.products.customer_interests` of those
+        `custseg.features.customer_features` and `custseg.features.customer_interests` of those
         orders, as of one second after the last of them (so recency_days is 0, frequency is
         ``n_orders`` and tenure_days the whole days from the first to the last of them).
     """
@@ -278,7 +174,7 @@ def horizon_features(
     -------
     ibis.Table of shape (n_customers, 16 + n_categories + 2)
         joined_at (the first order's time), then the columns of `custseg.features.customer_features`
-        and `custseg.products.customer_interests` as of joined_at + ``horizon_days``.
+        and `custseg.features.customer_interests` as of joined_at + ``horizon_days``.
     """
     numbered = numbered_orders(lines)
     first = numbered.filter(numbered.order_number == 1)
@@ -635,24 +531,7 @@ EARLY_COLUMNS = (
     "predicted_category_name",
     "predicted_category_probability",
 )
-ASSIGNED_COLUMNS = (
-    "customer_id",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "segment",
-    "segment_name",
-    "action",
-    *EARLY_COLUMNS,
-)
-"""Columns of an assigned customer, in order (`custseg assign` and the API)."""
+"""The early prediction's columns on a customer (null for customers it does not apply to)."""
 
 
 def usable_orders(models: dict[str, dict[str, EarlyClassifier]]) -> list[int]:

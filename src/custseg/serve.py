@@ -24,9 +24,9 @@ from sklearn import config_context
 from threadpoolctl import ThreadpoolController
 
 from custseg.clean import allocate_returns, net_returns, return_events, screen
-from custseg.features import lines_before, reference_date
-from custseg.predict import ASSIGNED_COLUMNS, EARLY_COLUMNS, FittedModel, early_rows, predict_batch, usable_orders
-from custseg.products import customer_table
+from custseg.early import EARLY_COLUMNS, early_rows, predict_batch, usable_orders
+from custseg.features import customer_table, lines_before, reference_date
+from custseg.model import ASSIGNED_COLUMNS, FittedModel
 from custseg.schema import (
     CANONICAL_COLUMNS,
     FIRST_VALID_YEAR,
@@ -79,7 +79,7 @@ class Scorer:
     Parameters
     ----------
     fitted : FittedModel
-        From `custseg.workspace.load_model`.
+        From `custseg.model.load_model`.
 
     Notes
     -----

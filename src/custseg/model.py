@@ -1,0 +1,229 @@
+"""The model folder: what a run learned, kept so that tomorrow's customers get segments too.
+
+`custseg run` keeps what it learned (cleaning rules and settings, product categories, RFM cut points
+and map, the fitted segmentation, the segment names and actions, the early models) in ``model/``;
+`custseg assign`, the API and `custseg.Model` apply those fitted pieces to other transactions
+instead of learning new ones. Each fitted stage says what it keeps (`RFMScorer.state`,
+`custseg.products.categories_state`, `Segmentation.portable`); this module writes and checks the
+folder: model.json records the SHA-256 of every model file, and a model is loaded only when every
+file matches it and every stored type is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from custseg.early import EARLY_COLUMNS
+from custseg.errors import InputFileError
+from custseg.products import apply_categories
+from custseg.profile import segment_ids
+from custseg.rfm import RFMScorer
+from custseg.settings import settings_from_dict
+from custseg.workspace import MODEL_FOLDER, file_sha256, json_records
+
+if TYPE_CHECKING:
+    from custseg.cluster import Segmentation
+
+MODEL_VERSION = 3
+"""Layout version of the model folder (3: the early models are `custseg.early` classes)."""
+MODEL_FILE = "model.json"
+SEGMENTATION_FILE = "segmentation.skops"
+EARLY_FILE = "early.skops"
+TRUSTED_TYPES = frozenset(
+    {
+        "custseg.cluster.ClusterOptions",
+        "custseg.cluster.FeatureSpace",
+        "custseg.cluster.NextValueScore",
+        "custseg.cluster.QuantileTiers",
+        "custseg.cluster.Segmentation",
+        "custseg.validation.ValidationOptions",
+        "custseg.early.EarlyClassifier",
+        "custseg.early.LookupClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+    }
+)
+"""Types beyond skops' defaults that a custseg model file may hold; anything else is refused."""
+
+ASSIGNED_COLUMNS = (
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "segment",
+    "segment_name",
+    "action",
+    *EARLY_COLUMNS,
+)
+"""Columns of an assigned customer, in order (`custseg assign`, the API and `custseg.Model.assign`)."""
+
+
+@dataclass
+class FittedModel:
+    """What a run learned, to apply to other transactions.
+
+    Attributes
+    ----------
+    manifest : dict
+        model.json: version, custseg version, training data checksum, settings, RFM cut points,
+        code map and rules, product categories and labels, segment profiles.
+    segmentation : Segmentation or None
+        The fitted learned segmentation (None when the run skipped it).
+    early : dict
+        The early models, ``early[target][str(n_orders)]`` (`custseg.early.EarlyClassifier`); empty
+        when none.
+    """
+
+    manifest: dict[str, Any]
+    segmentation: Segmentation | None
+    early: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def scorer(self) -> RFMScorer:
+        """Rebuild the RFM scorer with the stored cut points and segment map (no refitting)."""
+        return RFMScorer.from_state(self.manifest["rfm"])
+
+    def categorize(self, products: pd.DataFrame) -> pd.DataFrame:
+        """Put products in the stored categories; products the model never saw are ``unknown``."""
+        return apply_categories(products, self.manifest["products"])
+
+    def names(self) -> dict[str, dict[str, str]]:
+        """Display names per early-prediction target: segment id -> name, category id -> label."""
+        profiles = self.manifest.get("segments") or []
+        return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
+
+    def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """Segment id, name and action of each customer (DataFrame with the features)."""
+        profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
+        if self.segmentation is None or not profiles or customers.empty:
+            return pd.DataFrame(index=customers.index, columns=["segment", "segment_name", "action"], dtype=object)
+        ids = segment_ids(self.segmentation.predict(customers))
+        return pd.DataFrame(
+            {
+                "segment": ids,
+                "segment_name": [profiles[s]["name"] for s in ids],
+                "action": [profiles[s]["action"] for s in ids],
+            },
+            index=customers.index,
+        )
+
+
+def model_manifest(
+    *,
+    version: str,
+    trained_on: dict,
+    settings: dict,
+    as_of: str,
+    scorer: RFMScorer,
+    categories: dict[str, Any],
+    profiles: pd.DataFrame | None,
+    features: list[str] | None,
+) -> dict[str, Any]:
+    """Assemble model.json from a finished run's pieces (each fitted stage's own state)."""
+    return {
+        "model_version": MODEL_VERSION,
+        "custseg_version": version,
+        "trained_on": trained_on,
+        "as_of": as_of,
+        "settings": settings,
+        "rfm": scorer.state(),
+        "products": categories,
+        "segment_features": features,
+        "segments": None if profiles is None else json_records(profiles),
+    }
+
+
+def save_model(folder: Path, manifest: dict[str, Any], segmentation: Segmentation | None, early: dict | None) -> Path:
+    """Write a model folder: segmentation.skops and early.skops when fitted, then model.json.
+
+    model.json records the SHA-256 of every model file (``files``), so that a changed file is
+    refused when the model is loaded.
+    """
+    import skops.io as sio
+
+    folder.mkdir(exist_ok=True)
+    files = {}
+    for name, fitted in ((SEGMENTATION_FILE, segmentation and segmentation.portable()), (EARLY_FILE, early)):
+        target = folder / name
+        target.unlink(missing_ok=True)
+        if fitted:
+            sio.dump(fitted, target)
+            files[name] = file_sha256(target)
+    manifest = {**manifest, "files": files}
+    (folder / MODEL_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    return folder
+
+
+def load_model(folder: str | Path) -> FittedModel:
+    """Load a model folder written by `save_model`, checking it before anything is loaded.
+
+    Refused, with one line naming the file: a missing or unreadable model.json, another model
+    version, settings that cannot be read, a model file missing, added or changed since it was
+    written (its SHA-256 against model.json's), a file that is not a skops file, a type that is
+    not trusted.
+
+    Raises
+    ------
+    InputFileError
+    """
+    import skops.io as sio
+
+    folder = Path(folder)
+    if (folder / MODEL_FOLDER / MODEL_FILE).exists():
+        folder = folder / MODEL_FOLDER
+    manifest_path = folder / MODEL_FILE
+    if not manifest_path.exists():
+        raise InputFileError(f"{folder}: no {MODEL_FILE}; give the output folder of custseg run (or its model/)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{manifest_path}: not a readable model manifest ({exc}); run custseg run again") from None
+    if not isinstance(manifest, dict) or manifest.get("model_version") != MODEL_VERSION:
+        found = manifest.get("model_version") if isinstance(manifest, dict) else None
+        raise InputFileError(
+            f"{manifest_path}: model version {found} is not {MODEL_VERSION} (written by another custseg); "
+            "run custseg run again"
+        )
+    try:
+        settings_from_dict(manifest["settings"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputFileError(f"{manifest_path}: its settings cannot be read ({exc!r}); run custseg run again") from None
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict):
+        raise InputFileError(f"{manifest_path}: no SHA-256 of the model files is recorded; run custseg run again")
+    fitted = {}
+    for name in (SEGMENTATION_FILE, EARLY_FILE):
+        stored = folder / name
+        if not stored.exists():
+            if name in recorded:
+                raise InputFileError(f"{stored}: missing; model.json records it")
+            continue
+        if name not in recorded or file_sha256(stored) != recorded[name]:
+            raise InputFileError(
+                f"{stored}: its SHA-256 is not the one model.json records: the file was changed since custseg "
+                "wrote it; refusing to load it"
+            )
+        try:
+            untrusted = set(sio.get_untrusted_types(file=stored))
+        except Exception as exc:  # a corrupt file fails in zipfile or json, with many error types
+            raise InputFileError(f"{stored}: not a skops model file ({type(exc).__name__})") from None
+        refused = sorted(untrusted - TRUSTED_TYPES)
+        if refused:
+            raise InputFileError(f"{stored}: refusing untrusted types {', '.join(refused)}")
+        fitted[name] = sio.load(stored, trusted=sorted(untrusted))
+    return FittedModel(
+        manifest=manifest, segmentation=fitted.get(SEGMENTATION_FILE), early=fitted.get(EARLY_FILE) or {}
+    )
