@@ -12,6 +12,7 @@ robust scaling tame the extremes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,16 +48,7 @@ from custseg.validation import (
     score_predictions,
 )
 
-MODELS = ("kmeans", "tiers", "gmm", "ward", "hdbscan")
 SPACES = ("features", "predicted", "tsne")
-MODELS_IN_SPACE = {
-    "features": ("kmeans", "gmm", "ward", "hdbscan"),
-    "tsne": ("kmeans", "gmm", "ward", "hdbscan"),
-    "predicted": ("tiers",),
-}
-"""Which models a space hosts. The predicted score is one number per customer: equal tiers cut it;
-clustering it isolates its tails (k-means on it left segments of 1% on the UCI file and never won
-on any shop tried, benchmarks/results/families.md)."""
 COUNT_FEATURES = frozenset(
     {"frequency", "monetary", "avg_order_value", "lines", "distinct_products", "orders_90d", "revenue_90d"}
 )
@@ -287,22 +279,81 @@ def _mixture(k: int, seed: int) -> GaussianMixture:
     return GaussianMixture(k, n_init=1, init_params="k-means++", random_state=seed)
 
 
-def _fit_model(model: str, points: np.ndarray, k: int | None, seed: int):
+FitAll = Callable[[np.ndarray, list, int], dict]
+"""``fit_all(points, ks, seed)``: for each k, (the fitted model or None, labels 0..k-1, HDBSCAN's noise -1)."""
+
+
+def _each_k(fit: Callable[[np.ndarray, int | None, int], tuple]) -> FitAll:
+    def fit_all(points: np.ndarray, ks: list, seed: int) -> dict:
+        return {k: fit(points, k, seed) for k in ks}
+
+    return fit_all
+
+
+def _kmeans(points: np.ndarray, k: int, seed: int) -> tuple:
+    fitted = KMeans(k, n_init=KMEANS_STARTS, random_state=seed).fit(points)
+    return fitted, fitted.labels_
+
+
+def _tiers(points: np.ndarray, k: int, seed: int) -> tuple:
+    fitted = QuantileTiers(k).fit(points)
+    return fitted, fitted.labels_
+
+
+def _gmm(points: np.ndarray, k: int, seed: int) -> tuple:
+    fitted = _mixture(k, seed).fit(points)
+    return fitted, fitted.predict(points)
+
+
+def _ward(points: np.ndarray, ks: list, seed: int) -> dict:
+    # One tree cut at every k.
+    tree = linkage(points, "ward")
+    return {k: (None, fcluster(tree, k, "maxclust") - 1) for k in ks}
+
+
+def _hdbscan(points: np.ndarray, k: None, seed: int) -> tuple:
+    return None, HDBSCAN(min_cluster_size=max(10, len(points) // 50), copy=True).fit_predict(points)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one kind of segmentation model is fitted, searched and applied to new customers.
+
+    Attributes
+    ----------
+    fit_all : callable
+        `FitAll`. A model it returns assigns new customers with its own ``predict``; where it returns
+        None (Ward, HDBSCAN), a nearest-neighbour classifier learned on the labels does.
+    spaces : tuple of str
+        The spaces (`SPACES`) it runs in.
+    finds_k : bool
+        It finds its own number of segments (k is None); its noise goes to the nearest segment.
+    split_by_k : bool
+        The search fits each k as its own unit of work (spread over the workers).
+    """
+
+    fit_all: FitAll
+    spaces: tuple[str, ...]
+    finds_k: bool = False
+    split_by_k: bool = False
+
+
+MODEL_SPECS = {
+    "kmeans": ModelSpec(_each_k(_kmeans), ("features", "tsne"), split_by_k=True),
+    "tiers": ModelSpec(_each_k(_tiers), ("predicted",)),
+    "gmm": ModelSpec(_each_k(_gmm), ("features", "tsne"), split_by_k=True),
+    "ward": ModelSpec(_ward, ("features", "tsne")),
+    "hdbscan": ModelSpec(_each_k(_hdbscan), ("features", "tsne"), finds_k=True),
+}
+"""The candidate models. The predicted score is one number per customer: equal tiers cut it;
+clustering it isolates its tails (k-means on it left segments of 1% on the UCI file and never won
+on any shop tried, benchmarks/results/families.md)."""
+MODELS = tuple(MODEL_SPECS)
+
+
+def _fit_model(model: str, points: np.ndarray, k: int | None, seed: int) -> tuple:
     """Fit one model on ``points``; returns (fitted model or None, labels 0..k-1 with HDBSCAN noise -1)."""
-    if model == "kmeans":
-        fitted = KMeans(k, n_init=KMEANS_STARTS, random_state=seed).fit(points)
-        return fitted, fitted.labels_
-    if model == "tiers":
-        fitted = QuantileTiers(k).fit(points)
-        return fitted, fitted.labels_
-    if model == "gmm":
-        fitted = _mixture(k, seed).fit(points)
-        return fitted, fitted.predict(points)
-    if model == "ward":
-        return None, fcluster(linkage(points, "ward"), k, "maxclust") - 1
-    if model == "hdbscan":
-        return None, HDBSCAN(min_cluster_size=max(10, len(points) // 50), copy=True).fit_predict(points)
-    raise ConfigError(f"model={model!r} must be one of {', '.join(MODELS)}")
+    return MODEL_SPECS[model].fit_all(points, [k], seed)[k]
 
 
 def _attach_noise(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -351,24 +402,14 @@ class _Search:
 
 def _candidate_unit(search: _Search, space: str, model: str, ks: list) -> list[tuple[dict, np.ndarray, tuple]]:
     """Every candidate of one model in one space: labels, out-of-fold predictions, metrics, stability."""
-    seed = search.seed
+    fit_all, seed = MODEL_SPECS[model].fit_all, search.seed
     points = search.points(space)
-    full = {}
-    if model == "ward":
-        tree = linkage(points, "ward")
-        full = {k: fcluster(tree, k, "maxclust") - 1 for k in ks}
-    else:
-        for k in ks:
-            full[k] = _fit_model(model, points, k, seed)[1]
+    full = {k: labels for k, (_, labels) in fit_all(points, ks, seed).items()}
     # Stability: the whole recipe (space and model) refitted on each subsample.
-    again = []
-    for rows in search.resamples:
-        resampled = search.points(space, rows)
-        if model == "ward":
-            tree = linkage(resampled, "ward")
-            again.append({k: fcluster(tree, k, "maxclust") - 1 for k in ks})
-        else:
-            again.append({k: _fit_model(model, resampled, k, seed)[1] for k in ks})
+    again = [
+        {k: labels for k, (_, labels) in fit_all(search.points(space, rows), ks, seed).items()}
+        for rows in search.resamples
+    ]
     predictions = {k: None for k in ks}
     if search.outcomes is not None:
         predictions = _out_of_fold(search, space, model, ks, full)
@@ -407,7 +448,10 @@ def _out_of_fold(search: _Search, space: str, model: str, ks: list, full: dict) 
 def _metrics(search: _Search, space: str, model: str, space_points, labels, stability) -> dict:
     """Separation metrics of one candidate, all measured in the scaled feature space."""
     fitted = search.feature_points
-    assigned = _attach_noise(space_points, labels) if model == "hdbscan" else np.unique(labels, return_inverse=True)[1]
+    if MODEL_SPECS[model].finds_k:
+        assigned = _attach_noise(space_points, labels)
+    else:
+        assigned = np.unique(labels, return_inverse=True)[1]
     segments = int(assigned.max() + 1)
     row = {
         "space": space,
@@ -626,14 +670,13 @@ class Segmentation(ClusterMixin, BaseEstimator):
             if space == "predicted" and not by_validity:
                 continue
             for model in models:
-                if model not in MODELS_IN_SPACE[space]:
+                spec = MODEL_SPECS[model]
+                if space not in spec.spaces:
                     continue
-                # Ward reuses one tree for every k and HDBSCAN finds its own; the others are split
-                # by k, so that the slow ones spread over the workers.
-                if model in ("ward", "hdbscan", "tiers"):
-                    units.append((space, model, ks if model != "hdbscan" else [None]))
-                else:
+                if spec.split_by_k:
                     units.extend((space, model, [k]) for k in ks)
+                else:
+                    units.append((space, model, [None] if spec.finds_k else ks))
         return units
 
     def _run_units(self, search: _Search, units: list, final_points: np.ndarray):
@@ -704,7 +747,8 @@ class Segmentation(ClusterMixin, BaseEstimator):
     def _refit(self, customers, final_space, searched, outcomes, options) -> None:
         """Fit the chosen recipe on the customers as of T and keep what assigns any customer."""
         space, model = self.chosen_["space"], self.chosen_["model"]
-        k = None if model == "hdbscan" else int(self.chosen_["n_segments"])
+        finds_k = MODEL_SPECS[model].finds_k
+        k = None if finds_k else int(self.chosen_["n_segments"])
         if space == "predicted":
             self.space_ = NextValueScore(features=options.features, interests=options.interests)
             self.space_.fit(searched, outcomes)
@@ -716,7 +760,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
                 points = _tsne(points, self.random_state)
         fitted, raw = _fit_model(model, points, k, self.random_state)
         self.noise_ = raw < 0
-        raw = _attach_noise(points, raw) if model == "hdbscan" else raw
+        raw = _attach_noise(points, raw) if finds_k else raw
         found, contiguous = np.unique(raw, return_inverse=True)
         order = _value_order(customers, contiguous)
         labels = order[contiguous]
