@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from custseg.cluster import ClusterOptions
+from custseg.early import PredictOptions
 from custseg.errors import ConfigError
-from custseg.settings import load_settings, settings_from_dict
+from custseg.products import ProductOptions
+from custseg.rfm import RFMOptions
+from custseg.settings import Settings, load_settings, settings_from_dict
+from custseg.validation import ValidationOptions
 
 
 def test_engine_table_and_overrides(tmp_path):
@@ -54,3 +59,31 @@ def test_validation_and_cluster_tables(tmp_path):
         load_settings(config)
     with pytest.raises(ConfigError, match="n_segments=1 must be at least 2"):
         load_settings(None, n_segments=1)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ClusterOptions(n_segments=1), "n_segments=1 must be at least 2"),
+        (lambda: ClusterOptions(min_segments=6, max_segments=3), r"\[cluster\] min_segments=6 and max_segments=3"),
+        (lambda: ProductOptions(min_categories=1), r"\[products\] min_categories=1 and max_categories=20"),
+        (lambda: ValidationOptions(folds=1), r"\[validation\]: horizon_days and bootstrap must be at least 1"),
+        (lambda: PredictOptions(test_share=1.5), r"\[predict\]: horizon_days and max_orders must be at least 1"),
+        (lambda: RFMOptions(segment_map="x"), "segment_map='x' must be one of rfm, rf_grid, custom"),
+        (lambda: Settings(seed=-1), "seed=-1 must be a whole number, at least 0"),
+        (lambda: Settings(recipe="notebook"), "recipe='notebook' must be custseg or course"),
+    ],
+)
+def test_each_options_class_checks_its_own_values(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_a_bad_value_in_the_file_names_the_file(tmp_path):
+    config = tmp_path / "custseg.toml"
+    config.write_text("[products]\nmin_categories = 9\nmax_categories = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == (
+        f"{config}: [products] min_categories=9 and max_categories=3 must satisfy 2 <= min <= max"
+    )

@@ -119,6 +119,15 @@ class ClusterOptions:
     max_fit_customers: int = 20_000
     map_customers: int = 4000
 
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_segments <= self.max_segments:
+            raise ConfigError(
+                f"[cluster] min_segments={self.min_segments} and max_segments={self.max_segments} "
+                "must satisfy 2 <= min <= max"
+            )
+        if self.n_segments is not None and self.n_segments < 2:
+            raise ConfigError(f"n_segments={self.n_segments} must be at least 2")
+
     def segment_range(self) -> tuple[int, int]:
         """Return the numbers of segments a chosen segmentation may have (low, high)."""
         if self.n_segments:

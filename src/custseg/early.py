@@ -33,6 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from custseg.errors import ConfigError
 from custseg.features import customer_table, interest_columns
 from custseg.profile import segment_ids
 
@@ -68,6 +69,12 @@ class PredictOptions:
     cv_folds: int = 3
     enabled: bool = True
     max_train_customers: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1 or self.max_orders < 1 or not 0 < self.test_share < 1:
+            raise ConfigError(
+                "[predict]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1"
+            )
 
 
 TARGETS = ("segment", "category")

@@ -326,6 +326,13 @@ class ProductOptions:
     mapping_file: str | None = None
     extra_ignored_words: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_categories <= self.max_categories:
+            raise ConfigError(
+                f"[products] min_categories={self.min_categories} and max_categories={self.max_categories} "
+                "must satisfy 2 <= min <= max"
+            )
+
 
 def categorize(
     products: pd.DataFrame, options: ProductOptions | None = None, *, seed: int = 0

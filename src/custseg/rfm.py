@@ -214,6 +214,9 @@ class RFMOptions:
     segment_map: str = "rfm"
     segments: list[dict] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.rules()
+
     def rules(self) -> tuple[SegmentRule, ...]:
         """Return the segment rules these options select."""
         if self.segment_map in BUILT_IN_MAPS:

@@ -67,6 +67,12 @@ class Settings:
     engine: EngineOptions = field(default_factory=EngineOptions)
     recipe: str = "custseg"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} must be a whole number, at least 0")
+        if self.recipe not in ("custseg", "course"):
+            raise ConfigError(f"recipe={self.recipe!r} must be custseg or course")
+
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain JSON-ready data (for run.json)."""
         return dataclasses.asdict(self)
@@ -198,7 +204,16 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     unknown = sorted(set(doc) - _TOML_SECTIONS)
     if unknown:
         raise ConfigError(f"{config_path}: unknown table(s) {', '.join(unknown)}")
-    where = str(config_path)
+    try:
+        return _settings_from(doc, str(config_path), overrides)
+    except ConfigError as exc:
+        # Each options class checks its own values; say which file they came from.
+        if config_path is None or str(exc).startswith(str(config_path)):
+            raise
+        raise ConfigError(f"{config_path}: {exc}") from None
+
+
+def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -> Settings:
 
     column_map = {str(k): str(v) for k, v in doc.get("columns", {}).items()}
     _check_canonical_names(column_map, f"{where} [columns]")
@@ -220,40 +235,27 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     if overrides.get("rfm_map") is not None:
         rfm_doc["segment_map"] = overrides["rfm_map"]
     rfm_options = RFMOptions(**rfm_doc)
-    rfm_options.rules()
 
     products_doc = _known_keys(doc.get("products", {}), ProductOptions, f"{where} [products]")
     if overrides.get("category_map") is not None:
         products_doc["mapping_file"] = str(overrides["category_map"])
     product_options = ProductOptions(**products_doc)
-    _check_range("[products]", "categories", product_options.min_categories, product_options.max_categories)
 
     cluster_doc = _known_keys(doc.get("cluster", {}), ClusterOptions, f"{where} [cluster]")
     for key in ("model", "n_segments"):
         if overrides.get(key) is not None:
             cluster_doc[key] = overrides[key]
     cluster_options = ClusterOptions(**cluster_doc)
-    _check_range("[cluster]", "segments", cluster_options.min_segments, cluster_options.max_segments)
-    if cluster_options.n_segments is not None and cluster_options.n_segments < 2:
-        raise ConfigError(f"n_segments={cluster_options.n_segments} must be at least 2")
 
     validation_doc = _known_keys(doc.get("validation", {}), ValidationOptions, f"{where} [validation]")
     validation_options = ValidationOptions(**validation_doc)
-    if validation_options.horizon_days < 1 or validation_options.folds < 2 or validation_options.bootstrap < 1:
-        raise ConfigError(f"{where} [validation]: horizon_days and bootstrap must be at least 1 and folds at least 2")
 
     predict_options = PredictOptions(**_known_keys(doc.get("predict", {}), PredictOptions, f"{where} [predict]"))
-    if predict_options.horizon_days < 1 or predict_options.max_orders < 1 or not 0 < predict_options.test_share < 1:
-        raise ConfigError(
-            f"{where} [predict]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1"
-        )
 
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
     if seed is None:
         seed = run_doc.get("seed", 0)
-    if not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be a whole number, at least 0")
     as_of = parse_as_of(overrides.get("as_of") or run_doc.get("as_of"))
     engine_table = dict(doc.get("engine", {}))
     if isinstance(engine_table.get("spark_conf"), dict):
@@ -270,8 +272,6 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     engine_doc["spark_conf"] = spark_conf
     engine = EngineOptions(**engine_doc)
     recipe = overrides.get("recipe") or run_doc.get("recipe") or "custseg"
-    if recipe not in ("custseg", "course"):
-        raise ConfigError(f"recipe={recipe!r} must be custseg or course")
     return Settings(
         input=input_options,
         clean=clean_rules,
@@ -293,11 +293,6 @@ class _RunTable:
     as_of: str | datetime.date | None = None
     memory_limit: str | None = None
     recipe: str = "custseg"
-
-
-def _check_range(section: str, what: str, low: int, high: int) -> None:
-    if not 2 <= low <= high:
-        raise ConfigError(f"{section} min_{what}={low} and max_{what}={high} must satisfy 2 <= min <= max")
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:

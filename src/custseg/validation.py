@@ -22,6 +22,7 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import KFold
 
+from custseg.errors import ConfigError
 from custseg.features import customer_table, with_customer_columns
 
 OUTCOME_COLUMNS = ("next_orders", "next_revenue", "returned")
@@ -54,6 +55,10 @@ class ValidationOptions:
     folds: int = 5
     bootstrap: int = 100
     min_customers: int = 50
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1 or self.folds < 2 or self.bootstrap < 1:
+            raise ConfigError("[validation]: horizon_days and bootstrap must be at least 1 and folds at least 2")
 
 
 @dataclass(frozen=True)
