@@ -164,3 +164,20 @@ def test_spark_drops_a_utc_offset_in_text_as_duckdb_does(zoned_shop, tmp_path):
     result = run(folder / "offsets.csv", tmp_path / "out", settings, until="clean")
     assert result.manifest["rows"]["rejected_by_reason"].get("invalid_timestamp", 0) == 0
     assert spark_transactions(tmp_path / "out") == written
+
+
+def report_text(folder) -> list[str]:
+    """The report's words and figures without its charts' data."""
+    import html
+    import re
+
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    page = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    return [html.unescape(t.strip()) for t in re.sub(r"<[^>]+>", "\n", page).split("\n") if t.strip()]
+
+
+def test_spark_tells_the_same_story_in_the_report(uci_run, spark_out):
+    # The exploration's tables are aggregated by each engine (eda.py): every sentence must agree.
+    expected = report_text(uci_run.out_dir)
+    assert len(expected) > 300
+    assert report_text(spark_out) == expected

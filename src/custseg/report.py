@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import ibis
-import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg import __version__
+from custseg.eda import BASKET_LINES_CAP, Exploration, explore, month_label
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
 from custseg.sampling import rows_at_most
-from custseg.schema import exact_sum
 from custseg.workspace import MANIFEST_FILE
 
 REPORT_FILE = "report.html"
@@ -156,31 +155,12 @@ def data_quality(manifest: dict[str, Any]) -> Section:
     )
 
 
-def _month_index(value: ir.TimestampValue) -> ir.IntegerValue:
-    return value.year() * 12 + value.month() - 1
-
-
-def _month_label(index: int) -> str:
-    return f"{index // 12}-{index % 12 + 1:02d}"
-
-
-def exploration(lines: ir.Table) -> Section:
+def exploration(tables: Exploration) -> Section:
     """Show revenue over time, when people order, where, what, baskets, new customers and cohorts."""
     charts = []
-    per_order = lines.group_by("customer_id", "invoice_id").aggregate(
-        ordered_at=lines.invoiced_at.min(),
-        value=exact_sum(lines.quantity * lines.unit_price),
-        net=exact_sum(lines.net_revenue),
-        size=lines.count(),
-        country=lines.country.min(),
-    )
-    # Ordered: the charts carry these rows, and the file must not change from run to run.
-    orders = per_order.order_by("customer_id", "invoice_id").execute()
-    orders["country"] = orders.country.fillna("unknown")
-    orders["month"] = orders.ordered_at.dt.year * 12 + orders.ordered_at.dt.month - 1
-
-    monthly = orders.groupby("month").agg(revenue=("net", "sum"), orders=("invoice_id", "size")).reset_index()
-    labels = [_month_label(m) for m in monthly.month]
+    facts = tables.summary
+    monthly = tables.monthly
+    labels = [month_label(m) for m in monthly.month]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(go.Bar(x=labels, y=monthly.revenue, name="net revenue", marker_color="#1f77b4"))
     figure.add_trace(
@@ -191,18 +171,19 @@ def exploration(lines: ir.Table) -> Section:
     figure.update_yaxes(title_text="orders", secondary_y=True)
     peak = monthly.loc[monthly.revenue.idxmax()]
     reading = (
-        f"Revenue peaks in {_month_label(int(peak.month))} at {_money(peak.revenue)}, "
+        f"Revenue peaks in {month_label(int(peak.month))} at {_money(peak.revenue)}, "
         f"{peak.revenue / monthly.revenue.median():.1f} times the median month"
     )
-    last_day = orders.ordered_at.max()
+    last_day = facts["last_ordered_at"]
     if (last_day + pd.Timedelta(days=1)).month == last_day.month:
-        reading += f"; {_month_label(int(monthly.month.iloc[-1]))} is cut short: the data ends on {last_day:%d %B}."
+        reading += f"; {month_label(int(monthly.month.iloc[-1]))} is cut short: the data ends on {last_day:%d %B}."
     else:
         reading += "."
     charts.append(Chart("Revenue and orders per month", reading, _layout(figure)))
 
-    when = orders.assign(weekday=orders.ordered_at.dt.day_of_week, hour=orders.ordered_at.dt.hour)
-    grid = when.pivot_table(index="weekday", columns="hour", values="invoice_id", aggfunc="size", fill_value=0)
+    grid = tables.weekday_hour.pivot_table(
+        index="weekday", columns="hour", values="orders", aggfunc="sum", fill_value=0
+    )
     grid = grid.reindex(index=range(7), fill_value=0)
     figure = go.Figure(
         go.Heatmap(
@@ -220,11 +201,7 @@ def exploration(lines: ir.Table) -> Section:
     reading += f"; no orders at all on {', '.join(quiet_days)}." if quiet_days else "."
     charts.append(Chart("Orders by weekday and hour", reading, _layout(figure, 360)))
 
-    countries = (
-        orders.groupby("country")
-        .agg(revenue=("net", "sum"), orders=("invoice_id", "size"), customers=("customer_id", "nunique"))
-        .sort_values("revenue", ascending=False)
-    )
+    countries = tables.countries.set_index("country")
     top = countries.head(12).iloc[::-1]
     figure = go.Figure(
         go.Bar(
@@ -243,25 +220,14 @@ def exploration(lines: ir.Table) -> Section:
         Chart(
             "Countries by revenue (orders and customers on hover)",
             f"{countries.index[0]} brings {first.revenue / countries.revenue.sum():.0%} of revenue from "
-            f"{int(first.customers):,} of {orders.customer_id.nunique():,} customers; "
+            f"{int(first.customers):,} of {facts['customers']:,} customers; "
             f"{len(countries)} countries in all.",
             _layout(figure, 440),
         )
     )
 
-    products = (
-        lines.group_by("product_id")
-        .aggregate(
-            description=lines.description.min(),
-            revenue=exact_sum(lines.net_revenue),
-            units=exact_sum(lines.net_quantity),
-        )
-        .order_by(ibis.desc("revenue"), "product_id")
-        .limit(15)
-        .execute()
-        .iloc[::-1]
-    )
-    total_revenue = float(orders.net.sum())
+    products = tables.top_products.iloc[::-1].copy()
+    total_revenue = facts["total_revenue"]
     products["name"] = products.description.fillna(products.product_id).fillna("unknown").astype(str)
     figure = go.Figure(
         go.Bar(
@@ -274,48 +240,54 @@ def exploration(lines: ir.Table) -> Section:
     figure.update_xaxes(title_text="net revenue")
     charts.append(
         Chart(
-            "Top 15 products by revenue",
-            f"The 15 best sellers bring {products.revenue.sum() / total_revenue:.1%} of revenue; the first, "
-            f"{products.name.iloc[-1]}, alone {products.revenue.iloc[-1] / total_revenue:.1%}.",
+            f"Top {len(products)} products by revenue",
+            f"The {len(products)} best sellers bring {products.revenue.sum() / total_revenue:.1%} of revenue; the "
+            f"first, {products.name.iloc[-1]}, alone {products.revenue.iloc[-1] / total_revenue:.1%}.",
             _layout(figure, 480),
         )
     )
 
     figure = make_subplots(rows=1, cols=2, subplot_titles=("basket value (log scale)", "lines per basket"))
-    positive = orders.value[orders.value > 0]
-    figure.add_trace(go.Histogram(x=np.log10(positive), nbinsx=60, marker_color="#17becf", name="value"), 1, 1)
+    values, sizes = tables.basket_values, tables.basket_sizes
+    # Counted in the engine; the histograms sum the counts into their bins.
     figure.add_trace(
-        go.Histogram(x=orders["size"].clip(upper=100), nbinsx=50, marker_color="#bcbd22", name="lines"), 1, 2
+        go.Histogram(
+            x=values.log_value, y=values.orders, histfunc="sum", nbinsx=60, marker_color="#17becf", name="value"
+        ),
+        1,
+        1,
+    )
+    figure.add_trace(
+        go.Histogram(x=sizes.lines, y=sizes.orders, histfunc="sum", nbinsx=50, marker_color="#bcbd22", name="lines"),
+        1,
+        2,
     )
     ticks = [1, 10, 100, 1_000, 10_000, 100_000]
     figure.update_xaxes(tickvals=np.log10(ticks), ticktext=[f"{t:,}" for t in ticks], row=1, col=1)
-    figure.update_xaxes(title_text="lines (100 or more in the last bar)", row=1, col=2)
+    figure.update_xaxes(title_text=f"lines ({BASKET_LINES_CAP} or more in the last bar)", row=1, col=2)
+    figure.update_yaxes(title_text="orders", row=1, col=1)
     figure.update_layout(showlegend=False)
     charts.append(
         Chart(
             "Basket value and size",
-            f"The median basket is worth {_money(orders.value.median())} with {orders['size'].median():.0f} lines; "
-            f"the top 10% of baskets are worth over {_money(orders.value.quantile(0.9))}.",
+            f"The median basket is worth {_money(facts['median_basket_value'])} with "
+            f"{facts['median_basket_lines']:.0f} lines; the top 10% of baskets are worth over "
+            f"{_money(facts['p90_basket_value'])}.",
             _layout(figure, 360),
         )
     )
 
-    first_month = orders.groupby("customer_id").month.min().rename("first_month")
-    active = orders[["customer_id", "month"]].drop_duplicates().join(first_month, on="customer_id")
-    active["new"] = active.month == active.first_month
-    by_month = (
-        active.groupby(["month", "new"]).size().unstack(fill_value=0).reindex(columns=[True, False], fill_value=0)
-    )
-    labels = [_month_label(m) for m in by_month.index]
+    by_month = tables.new_returning
+    labels = [month_label(m) for m in by_month.month]
     figure = go.Figure(
         [
-            go.Bar(x=labels, y=by_month[True], name="new customers", marker_color="#ff7f0e"),
-            go.Bar(x=labels, y=by_month[False], name="returning customers", marker_color="#1f77b4"),
+            go.Bar(x=labels, y=by_month.new, name="new customers", marker_color="#ff7f0e"),
+            go.Bar(x=labels, y=by_month.returning, name="returning customers", marker_color="#1f77b4"),
         ]
     )
     figure.update_layout(barmode="stack")
     later = by_month.iloc[1:] if len(by_month) > 1 else by_month
-    new_share = later[True].sum() / max(later.to_numpy().sum(), 1)
+    new_share = later.new.sum() / max(later.new.sum() + later.returning.sum(), 1)
     charts.append(
         Chart(
             "New and returning customers per month",
@@ -324,20 +296,21 @@ def exploration(lines: ir.Table) -> Section:
         )
     )
 
-    active["offset"] = active.month - active.first_month
-    cohorts = active.groupby(["first_month", "offset"]).size().unstack(fill_value=0)
+    cohorts = tables.cohorts.pivot_table(
+        index="first_month", columns="offset", values="customers", aggfunc="sum", fill_value=0
+    )
     # Every month offset, also one in which no cohort came back.
     cohorts = cohorts.reindex(columns=range(int(cohorts.columns.max()) + 1), fill_value=0)
     retention = cohorts.div(cohorts[0], axis=0)
     # Months after the end of the data are unknown, not zero.
-    last_month = int(orders.month.max())
+    last_month = int(monthly.month.max())
     observable = np.add.outer(retention.index.to_numpy(), retention.columns.to_numpy()) <= last_month
     retention = retention.where(observable)
     figure = go.Figure(
         go.Heatmap(
             z=(retention.to_numpy() * 100).round(1),
             x=[f"+{o}" for o in retention.columns],
-            y=[f"{_month_label(m)} ({cohorts.loc[m, 0]:,})" for m in retention.index],
+            y=[f"{month_label(m)} ({cohorts.loc[m, 0]:,})" for m in retention.index],
             colorscale="Greens",
             zmin=0,
             zmax=float(np.nanmax(retention.iloc[:, 1:].to_numpy() * 100)) if retention.shape[1] > 1 else 100.0,
@@ -867,7 +840,7 @@ def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list
     """Build every section the run's stages allow, from its tables and its manifest."""
     most = manifest["settings"]["engine"].get("max_driver_customers", sys.maxsize)
     customers, count = rows_at_most(backend.table("customers"), most, manifest["settings"]["seed"])
-    sections = [data_quality(manifest), exploration(backend.table("lines")), product_categories(manifest)]
+    sections = [data_quality(manifest), exploration(explore(backend.table("lines"))), product_categories(manifest)]
     sections.append(rfm(customers, manifest))
     if len(customers) < count:
         sections[-1].intro += f" Distributions from a random sample of {len(customers):,} of the {count:,} customers."
