@@ -106,3 +106,26 @@ def test_bad_settings_and_folders_say_what_is_wrong(tmp_path):
         custseg.load(tmp_path)
     with pytest.raises(InputFileError, match="no model.json"):
         custseg.Model.load(tmp_path)
+
+
+def test_the_stages_one_by_one_give_the_runs_customers(shop):
+    files, result = shop
+    s = custseg.Stages(seed=3)
+    read = s.read(files.log)
+    cleaned = s.clean(read)
+    products = s.products(cleaned)
+    now = s.features(read, cleaned, products)
+    earlier = s.features(read, cleaned, products, as_of="2011-03-01")
+    rfm = s.rfm(now)
+    backtest = s.backtest(cleaned, products, now)
+    segments = s.segments(rfm, products, backtest)
+    models = s.early_models(cleaned, products, now, segments)
+    early = s.predict_early(segments, cleaned, products, now, models)
+    customers = early.customers.to_pandas().sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(customers, result.customers, check_dtype=False)
+    assert segments.summary == result.manifest["segments"]
+    assert cleaned.rows == result.manifest["rows"] and now.summary == result.manifest["customers"]
+    # The customers as of an earlier date are their own table: the later call did not replace it.
+    then = earlier.customers.to_pandas()
+    assert earlier.as_of.date().isoformat() == "2011-03-01" and 0 < len(then) < len(customers)
+    assert (then.recency_days >= 0).all() and then.frequency.sum() < now.customers.to_pandas().frequency.sum()

@@ -7,7 +7,7 @@ The Python API, for notebooks and scripts (the command line is ``custseg``):
 >>> result.segments  # doctest: +SKIP
 >>> custseg.load("custseg-out").model.assign(new_orders)  # doctest: +SKIP
 
-`run`, `load`, `Run` and `Model` live in `custseg.runs`; they are imported on first use, so that
+`run`, `load`, `Run`, `Model` and `Stages` live in `custseg.runs`; they are imported on first use, so that
 ``import custseg`` (and ``custseg --help``) stays quick.
 """
 
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "Run", "__version__", "load", "run"]
+__all__ = ["Model", "Run", "Stages", "__version__", "load", "run"]
 
 if TYPE_CHECKING:
-    from custseg.runs import Model, Run, load, run
+    from custseg.runs import Model, Run, Stages, load, run
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Model", "Run", "load", "run"):
+    if name in ("Model", "Run", "Stages", "load", "run"):
         import custseg.runs
 
         return getattr(custseg.runs, name)

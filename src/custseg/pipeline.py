@@ -99,8 +99,8 @@ def _workspace(out_dir: str | Path, settings: Settings) -> Iterator[Workspace]:
     workspace.commit()
 
 
-def _as_input(data: Data) -> Data:
-    # A URL stays text: Path would fold its "//".
+def as_input(data: Data) -> Data:
+    """Return a file name as a Path; a URL (Path would fold its "//") or a table in memory as it is."""
     if isinstance(data, pd.DataFrame | pa.Table) or "://" in str(data):
         return data
     return Path(data)
@@ -148,9 +148,9 @@ def run(
     with _workspace(out_dir, settings) as workspace:
         try:
             if settings.recipe == "course":
-                _course(_as_input(data), settings, workspace, manifest, timed)
+                _course(as_input(data), settings, workspace, manifest, timed)
             else:
-                _learn(_as_input(data), settings, workspace, manifest, timed)
+                _learn(as_input(data), settings, workspace, manifest, timed)
         except _Until:
             pass
         manifest["timings_s"] = timed.seconds
@@ -269,7 +269,7 @@ def assign(
     settings = dataclasses.replace(settings, as_of=as_of, input=input_options or settings.input)
     manifest: dict[str, Any] = {"custseg_version": __version__, "settings": settings.to_dict()}
     with tempfile.TemporaryDirectory(prefix="custseg-assign-") as folder, _workspace(folder, settings) as workspace:
-        read = stage.read(_as_input(data), settings, workspace)
+        read = stage.read(as_input(data), settings, workspace)
         manifest["input"] = read.summary
         name = read.summary["path"]
         cleaned = stage.clean_lines(read.transactions, settings, workspace, name)

@@ -17,12 +17,15 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from custseg import stages as stage
 from custseg.errors import InputFileError
 from custseg.model import FittedModel, load_model
+from custseg.pipeline import as_input
 from custseg.pipeline import assign as assign_with_model
 from custseg.pipeline import run as run_pipeline
-from custseg.settings import InputOptions, load_settings, parse_as_of, parse_column_map
-from custseg.workspace import MANIFEST_FILE, read_table
+from custseg.rfm import RFMScorer
+from custseg.settings import InputOptions, Settings, load_settings, parse_as_of, parse_column_map
+from custseg.workspace import MANIFEST_FILE, Workspace, read_table
 
 Data = str | Path | pd.DataFrame | pa.Table
 """A transaction log: a file (CSV, gzip CSV, Parquet, Excel) or a table in memory."""
@@ -61,13 +64,17 @@ def run(data: Data, out: str | Path | None = None, *, config: str | Path | None 
     >>> result = custseg.run("orders.csv", as_of="2011-12-01")  # doctest: +SKIP
     >>> result.segments[["name", "customers", "action"]]  # doctest: +SKIP
     """
-    if isinstance(settings.get("column_map"), list | tuple):
-        settings["column_map"] = parse_column_map(list(settings["column_map"]))
-    loaded = load_settings(Path(config) if config is not None else None, **settings)
+    loaded = _settings(config, settings)
     temporary = tempfile.TemporaryDirectory(prefix="custseg-run-") if out is None else None
     folder = Path(temporary.name) / "out" if temporary is not None else Path(out)
     run_pipeline(data, folder, loaded)
     return Run(folder, _temporary=temporary)
+
+
+def _settings(config: str | Path | None, settings: dict[str, Any]) -> Settings:
+    if isinstance(settings.get("column_map"), list | tuple):
+        settings["column_map"] = parse_column_map(list(settings["column_map"]))
+    return load_settings(Path(config) if config is not None else None, **settings)
 
 
 def load(out_dir: str | Path) -> Run:
@@ -234,6 +241,136 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model.load({str(self.folder)!r})"
+
+
+class Stages:
+    """The stages of a run one by one, for a notebook: each takes earlier results and returns its own.
+
+    The same functions as `run` (`custseg.stages`), on tables kept in a temporary DuckDB database
+    for as long as this object lives. Every call stores its tables under names of their own, so
+    that the customers as of two dates are two results side by side. Each result is a frozen
+    dataclass; its ibis tables become DataFrames with ``.to_pandas()``.
+
+    Parameters
+    ----------
+    config : str or Path, optional
+        A custseg.toml file.
+    **settings
+        As for `run`.
+
+    Examples
+    --------
+    >>> s = custseg.Stages(seed=0)  # doctest: +SKIP
+    >>> read = s.read("orders.csv")  # doctest: +SKIP
+    >>> cleaned = s.clean(read)  # doctest: +SKIP
+    >>> products = s.products(cleaned)  # doctest: +SKIP
+    >>> spring = s.features(read, cleaned, products, as_of="2011-04-01")  # doctest: +SKIP
+    >>> s.rfm(spring).segments  # doctest: +SKIP
+    """
+
+    def __init__(self, *, config: str | Path | None = None, **settings: Any) -> None:
+        self.config = config
+        self.settings = settings
+        self._workspace = None
+
+    @functools.cached_property
+    def settings_(self) -> Settings:
+        """The settings in effect (checked)."""
+        return _settings(self.config, dict(self.settings))
+
+    @property
+    def _store(self) -> _Namespaced:
+        if self._workspace is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="custseg-stages-")
+            workspace = Workspace(Path(self._temporary.name) / "tables", self.settings_.engine)
+            workspace.open()
+            self._workspace = _Namespaced(workspace)
+        return self._workspace
+
+    def read(self, data: Data) -> stage.Read:
+        """Read a file or table into custseg's columns (`custseg.stages.read`)."""
+        return stage.read(as_input(data), self.settings_, self._store)
+
+    def clean(self, read: stage.Read) -> stage.Cleaned:
+        """Clean the transactions and match returns (`custseg.stages.clean_lines`)."""
+        return stage.clean_lines(read.transactions, self.settings_, self._store, read.summary["path"])
+
+    def products(self, cleaned: stage.Cleaned) -> stage.Products:
+        """Learn product categories (`custseg.stages.learn_products`)."""
+        return stage.learn_products(cleaned.lines, self.settings_, self._store)
+
+    def features(
+        self,
+        read: stage.Read,
+        cleaned: stage.Cleaned,
+        products: stage.Products,
+        as_of: str | datetime.date | None = None,
+    ) -> stage.Features:
+        """Describe every customer as of a date (default: the settings', else the day after the data)."""
+        settings = self.settings_
+        if as_of is not None:
+            day = parse_as_of(as_of)
+            moment = datetime.datetime.combine(day, datetime.time())
+        else:
+            moment = stage.default_as_of(settings, read.transactions)
+        return stage.customer_features(cleaned.lines, products, moment, self._store, read.summary["path"])
+
+    def rfm(self, features: stage.Features, scorer: RFMScorer | None = None) -> stage.RFM:
+        """Score RFM, with cut points learned on these customers unless a fitted ``scorer`` is given."""
+        settings = self.settings_
+        scorer = scorer or RFMScorer.from_options(settings.rfm).fit(features.customers)
+        return stage.score_rfm(features, scorer, settings.rfm.segment_map, self._store)
+
+    def backtest(self, cleaned: stage.Cleaned, products: stage.Products, features: stage.Features) -> stage.Backtest:
+        """Build the customers as of T - H with what they did next (`custseg.stages.backtest`)."""
+        first_at = cleaned.span["first_invoiced_at"]
+        return stage.backtest(cleaned.lines, products, features.as_of, first_at, self.settings_, self._store)
+
+    def segments(self, rfm: stage.RFM, products: stage.Products, backtest: stage.Backtest) -> stage.Segments:
+        """Choose, fit, profile and name the learned segments (`custseg.stages.learn_segments`)."""
+        return stage.learn_segments(rfm, products, backtest, self.settings_, self._store)
+
+    def early_models(
+        self, cleaned: stage.Cleaned, products: stage.Products, features: stage.Features, segments: stage.Segments
+    ) -> stage.EarlyModels:
+        """Fit and measure the early-prediction models (`custseg.stages.learn_early`)."""
+        return stage.learn_early(
+            cleaned.lines, products, features.as_of, segments.segmentation, self.settings_, self._store
+        )
+
+    def predict_early(
+        self,
+        segments: stage.Segments,
+        cleaned: stage.Cleaned,
+        products: stage.Products,
+        features: stage.Features,
+        models: stage.EarlyModels,
+    ) -> stage.Early:
+        """Add the early prediction to the customers younger than the horizon (`custseg.stages.predict_early`)."""
+        return stage.predict_early(
+            segments.customers,
+            cleaned.lines,
+            products,
+            features.as_of,
+            models,
+            segments.names,
+            segments.segmentation,
+            self.settings_,
+            self._store,
+        )
+
+
+class _Namespaced:
+    """A workspace whose every stored table gets a name of its own (``customers_7``), kept while it is open."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.engine = workspace.engine
+        self._calls = 0
+
+    def save(self, name: str, table, *, temp: bool = False):
+        self._calls += 1
+        return self.workspace.save(f"{name}_{self._calls}", table, temp=True)
 
 
 def summary_html(manifest: dict[str, Any], report_path: Path | None) -> str:
