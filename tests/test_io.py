@@ -105,6 +105,23 @@ def test_parquet_timestamps_with_a_time_zone_keep_the_shops_wall_clock(tmp_path,
     assert [t.to_pydatetime().replace(tzinfo=None) for t in read] == written
 
 
+def test_the_time_zone_of_a_parquet_folder_or_url_is_found(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from custseg.io import _parquet_time_zones
+
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    instants = pc.assume_timezone(pa.array([pd.Timestamp("2011-07-01 16:43")], pa.timestamp("ns")), "Asia/Tokyo")
+    pq.write_table(
+        pa.table({"InvoiceDate": instants, "At": pa.array([0], pa.timestamp("s", "UTC"))}), folder / "0.parquet"
+    )
+    expected = {"InvoiceDate": "Asia/Tokyo"}
+    assert _parquet_time_zones(folder / "0.parquet") == _parquet_time_zones(folder.as_uri()) == expected
+    assert _parquet_time_zones("hdfs://nowhere:9000/orders") == {}
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_a_column_name_twice_is_refused_naming_it(tmp_path, backend, suffix):
     frame = pd.DataFrame([["1", "3", "17850"]], columns=["Quantity", "Quantity", "CustomerID"])

@@ -196,12 +196,14 @@ def _read_parquet(path: str | Path, engine) -> Source:
 
 
 def _parquet_time_zones(path: str | Path) -> dict[str, str]:
-    """Timestamp columns of a local Parquet file that carry a time zone other than UTC, and the zone."""
-    import pyarrow.parquet as pq
+    """Timestamp columns of a Parquet file, folder or URL that carry a time zone other than UTC, and the zone."""
+    import pyarrow.dataset as ds
 
-    if "://" in str(path) or not Path(path).is_file():
+    try:
+        schema = ds.dataset(str(path), format="parquet").schema
+    except (OSError, ValueError, pa.ArrowException):
+        # A store this process cannot list (HDFS without its client library): the engine's reading stands.
         return {}
-    schema = pq.read_schema(path)
     return {
         f.name: f.type.tz
         for f in schema
