@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from custseg.profile import NAMES, name_segments, over_indexed, profile_segments, segment_position
+from custseg.profile import (
+    NAMES,
+    name_segments,
+    over_indexed,
+    profile_segments,
+    segment_position,
+    standardised_means,
+)
 
 
 def customers():
@@ -101,3 +109,23 @@ def test_profiles_have_sizes_quartiles_interests_worth_and_actions():
     assert new.over_indexed_categories.startswith("cards (")
     assert "10 customers (20% of customers" in new.description
     assert abs(profiles.revenue_share.sum() - 1) < 0.001
+
+
+def test_the_snake_profile_is_each_segments_mean_in_standard_deviations():
+    customers = pd.DataFrame(
+        {
+            "segment": ["S1", "S1", "S2", "S2"],
+            "recency_days": [np.e - 1, np.e - 1, 0.0, 0.0],  # log1p: 1, 1, 0, 0
+            "frequency": [3, 3, 3, 3],  # no spread: 0 everywhere
+            "monetary": [0.0, 0.0, np.e - 1, np.e - 1],
+            "tenure_days": [0.0, np.e - 1, 0.0, np.e - 1],
+            "share_c01": [1.0, None, 0.0, 0.0],
+        }
+    )
+    means = standardised_means(customers)
+    assert means.loc["S1", "recency_days"] == pytest.approx(1.0) and means.loc["S2", "recency_days"] == pytest.approx(
+        -1.0
+    )
+    assert means.loc["S1", "monetary"] == pytest.approx(-1.0)
+    assert (means.frequency == 0).all() and (means.tenure_days.abs() < 1e-12).all()
+    assert list(means.columns) == ["recency_days", "frequency", "monetary", "tenure_days", "share_c01"]

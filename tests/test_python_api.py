@@ -129,3 +129,16 @@ def test_the_stages_one_by_one_give_the_runs_customers(shop):
     then = earlier.customers.to_pandas()
     assert earlier.as_of.date().isoformat() == "2011-03-01" and 0 < len(then) < len(customers)
     assert (then.recency_days >= 0).all() and then.frequency.sum() < now.customers.to_pandas().frequency.sum()
+
+
+def test_the_summary_of_a_course_run_says_what_the_course_did(tmp_path):
+    manifest = {
+        "input": {"path": "x.parquet"},
+        "course": {
+            "counts": {"rows_raw": 10, "rows_final": 8, "customers": 3, "customers_after_trim": 2},
+            "comparison": [{"holds": True}, {"holds": False}],
+        },
+    }
+    (tmp_path / "run.json").write_text(json.dumps(manifest))
+    summary = custseg.load(tmp_path)._repr_html_()
+    assert "10 rows to 8, 3 customers, 2 after its trim of the top customers; 1 of 2 published figures" in summary

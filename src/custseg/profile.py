@@ -374,6 +374,25 @@ def _action(row: dict, leading: list[tuple[str, float]], interests: pd.Series, l
     return action
 
 
+SNAKE_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days")
+"""The features of a segment's snake profile, before its interest shares."""
+
+
+def standardised_means(customers: pd.DataFrame, column: str = "segment") -> pd.DataFrame:
+    """Each segment's mean of the log features and the interest shares, in standard deviations from all customers.
+
+    Returns
+    -------
+    DataFrame of shape (n_segments, 4 + n_categories)
+        Indexed by segment: `SNAKE_FEATURES` (log1p) then the ``share_*`` columns.
+    """
+    shares = [c for c in customers.columns if c.startswith("share_")]
+    logged = np.log1p(customers[list(SNAKE_FEATURES)].clip(lower=0).astype(float))
+    values = pd.concat([logged, customers[shares].astype(float).fillna(0.0)], axis=1)
+    standardised = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
+    return standardised.groupby(customers[column]).mean()
+
+
 def rfm_segment_rows(rfm_summary: pd.DataFrame) -> pd.DataFrame:
     """Put the RFM segment summary in the columns of `SEGMENT_COLUMNS` (kind ``rfm``)."""
     rows = rfm_summary.assign(kind="rfm", name=rfm_summary.segment)

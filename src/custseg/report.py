@@ -25,6 +25,7 @@ from custseg import __version__
 from custseg.eda import BASKET_LINES_CAP, Exploration, explore, month_label
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
+from custseg.profile import standardised_means
 from custseg.sampling import rows_at_most
 from custseg.workspace import MANIFEST_FILE
 
@@ -506,12 +507,8 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
                 _layout(figure, 520),
             )
         )
-    columns = ["recency_days", "frequency", "monetary", "tenure_days"]
-    shares = [c for c in customers.columns if c.startswith("share_")]
-    logged = np.log1p(customers[columns].clip(lower=0).astype(float))
-    values = pd.concat([logged, customers[shares].astype(float).fillna(0.0)], axis=1)
-    standardised = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
-    means = standardised.groupby(customers.segment).mean()
+    means = standardised_means(customers)
+    shares = [c for c in means.columns if c.startswith("share_")]
     axis = ["recency", "frequency", "monetary", "tenure", *[labels.get(c.removeprefix("share_"), c) for c in shares]]
     figure = go.Figure(
         [

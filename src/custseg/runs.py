@@ -395,6 +395,14 @@ def summary_html(manifest: dict[str, Any], report_path: Path | None) -> str:
         )
         + ".</p>",
     ]
+    course = manifest.get("course")
+    if course:
+        counts, held = course["counts"], sum(c["holds"] for c in course["comparison"])
+        parts[1] = (
+            f"<p>The published course pipeline (<code>--recipe course</code>): {counts['rows_raw']:,} rows to "
+            f"{counts['rows_final']:,}, {counts['customers']:,} customers, {counts['customers_after_trim']:,} after "
+            f"its trim of the top customers; {held} of {len(course['comparison'])} published figures reproduced.</p>"
+        )
     customers = manifest.get("customers")
     if customers:
         parts.append(f"<p>{customers['count']:,} customers as of {escape(customers['as_of'][:10])}.</p>")
