@@ -7,6 +7,7 @@ import pytest
 from custseg.profile import (
     NAMES,
     name_segments,
+    neighbours_alike,
     over_indexed,
     profile_segments,
     segment_position,
@@ -129,3 +130,12 @@ def test_the_snake_profile_is_each_segments_mean_in_standard_deviations():
     assert means.loc["S1", "monetary"] == pytest.approx(-1.0)
     assert (means.frequency == 0).all() and (means.tenure_days.abs() < 1e-12).all()
     assert list(means.columns) == ["recency_days", "frequency", "monetary", "tenure_days", "share_c01"]
+
+
+def test_neighbours_alike_is_the_share_of_near_customers_in_the_same_segment():
+    points = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0], [4.0, 0.5]])
+    segments = np.array(["S1", "S1", "S2", "S2", "S1"])
+    overall, own = neighbours_alike(points, segments, k=1)
+    assert own.to_dict() == {"S1": 1.0, "S2": 1.0} and overall == 1.0
+    overall, own = neighbours_alike(points, segments, k=2)
+    assert own.to_dict() == {"S1": 1.0, "S2": 0.5} and overall == pytest.approx(0.8)

@@ -393,6 +393,19 @@ def standardised_means(customers: pd.DataFrame, column: str = "segment") -> pd.D
     return standardised.groupby(customers[column]).mean()
 
 
+def neighbours_alike(points: np.ndarray, segments: np.ndarray, k: int = 10) -> tuple[float, pd.Series]:
+    """Share of each customer's k nearest neighbours in the same segment: overall, and per segment.
+
+    How well the segments hold together on a map (points of shape (n_customers, 2)).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(points) - 1)
+    _, index = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    alike = (segments[index[:, 1:]] == segments[:, None]).mean(axis=1)
+    return float(alike.mean()), pd.Series(alike).groupby(segments).mean()
+
+
 def rfm_segment_rows(rfm_summary: pd.DataFrame) -> pd.DataFrame:
     """Put the RFM segment summary in the columns of `SEGMENT_COLUMNS` (kind ``rfm``)."""
     rows = rfm_summary.assign(kind="rfm", name=rfm_summary.segment)

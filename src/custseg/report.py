@@ -25,7 +25,7 @@ from custseg import __version__
 from custseg.eda import BASKET_LINES_CAP, Exploration, explore, month_label
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
-from custseg.profile import standardised_means
+from custseg.profile import neighbours_alike, standardised_means
 from custseg.sampling import rows_at_most
 from custseg.workspace import MANIFEST_FILE
 
@@ -497,7 +497,7 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
         figure.update_xaxes(showticklabels=False, title_text="t-SNE 1")
         figure.update_yaxes(showticklabels=False, title_text="t-SNE 2")
         shown = f"a sample of {len(sample):,} of {len(customers):,}" if len(sample) < len(customers) else "all"
-        overall, own = _neighbours_alike(sample[["tsne_x", "tsne_y"]].to_numpy(), sample.segment.to_numpy())
+        overall, own = neighbours_alike(sample[["tsne_x", "tsne_y"]].to_numpy(), sample.segment.to_numpy())
         mixed = own.idxmin()
         charts.append(
             Chart(
@@ -717,16 +717,6 @@ def backtest(manifest: dict[str, Any]) -> Section | None:
         tables.insert(1, _candidates_table(pd.DataFrame(segments["candidates"]), "validity"))
         intro += f" The rule: {segments['rule']}."
     return Section("backtest", title, intro, charts, tables)
-
-
-def _neighbours_alike(points: np.ndarray, segments: np.ndarray, k: int = 10) -> tuple[float, pd.Series]:
-    """Share of each customer's k nearest neighbours in the same segment: overall, and per segment."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(k, len(points) - 1)
-    _, index = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
-    alike = (segments[index[:, 1:]] == segments[:, None]).mean(axis=1)
-    return float(alike.mean()), pd.Series(alike).groupby(segments).mean()
 
 
 def new_customers(manifest: dict[str, Any], names: dict[str, dict[str, str]]) -> Section | None:
