@@ -110,7 +110,8 @@ def explore(lines: ir.Table) -> Exploration:
     lines : ibis.Table
         Kept purchase lines (`custseg.clean`), on any engine.
     """
-    orders = order_table(lines)
+    # Computed once into the engine: every table below starts from the orders.
+    orders = order_table(lines).cache()
     monthly = orders.group_by("month").aggregate(revenue=exact_sum(orders.net), orders=orders.count()).order_by("month")
     when = orders.mutate(weekday=orders.ordered_at.day_of_week.index(), hour=orders.ordered_at.hour())
     weekday_hour = when.group_by("weekday", "hour").aggregate(orders=when.count()).order_by("weekday", "hour")

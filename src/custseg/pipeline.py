@@ -248,13 +248,9 @@ def assign(
     input_options: InputOptions | None = None,
     as_of=None,
 ) -> RunResult:
-    """Assign RFM and learned segments to the customers of ``data`` with a stored model.
+    """Assign RFM and learned segments to the customers of ``data`` with a stored model; write ``out``.
 
-    ``model`` is a run's output folder, its ``model/`` folder or a model loaded from one. The
-    transactions are cleaned with the model's rules, products get the model's categories, features
-    are computed as of ``as_of`` (default: the day after the data's last transaction), RFM is scored
-    with the stored cut points and the learned segment comes from the stored segmentation. Writes
-    ``out`` (Parquet, or CSV for any other extension).
+    ``out`` is Parquet, or CSV for any other extension; its rows are those of `assigned_customers`.
 
     Raises
     ------
@@ -264,6 +260,32 @@ def assign(
     out = Path(out)
     if out.is_dir():
         raise InputFileError(f"--out {out}: is a folder; give a file name ending in .parquet (or .csv)")
+    assigned, manifest = assigned_customers(data, model, input_options=input_options, as_of=as_of)
+    _write_atomically(assigned, out)
+    return RunResult(out_dir=out, manifest=manifest)
+
+
+def assigned_customers(
+    data: Data,
+    model: str | Path | FittedModel,
+    *,
+    input_options: InputOptions | None = None,
+    as_of=None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Give the customers of ``data`` their RFM segment, learned segment and early prediction.
+
+    ``model`` is a run's output folder, its ``model/`` folder or a model loaded from one. The
+    transactions are cleaned with the model's rules, products get the model's categories, features
+    are computed as of ``as_of`` (default: the day after the data's last transaction), RFM is scored
+    with the stored cut points and the learned segment comes from the stored segmentation.
+
+    Returns
+    -------
+    assigned : DataFrame of shape (n_customers, len(ASSIGNED_COLUMNS) + 1)
+        `ASSIGNED_COLUMNS` and as_of, one row per customer in id order.
+    manifest : dict
+        What the assignment read and found (input, rows, products, customers, RFM, segments, early).
+    """
     fitted = model if isinstance(model, FittedModel) else load_model(model)
     settings = settings_from_dict(fitted.manifest["settings"])
     settings = dataclasses.replace(settings, as_of=as_of, input=input_options or settings.input)
@@ -299,8 +321,7 @@ def assign(
         manifest["early"] = {"predicted_customers": predicted.predicted}
         assigned = predicted.customers.select(*ASSIGNED_COLUMNS).order_by("customer_id").execute()
         assigned["as_of"] = features.summary["as_of"]
-        _write_atomically(assigned, out)
-    return RunResult(out_dir=out, manifest=manifest)
+    return assigned, manifest
 
 
 def _write_atomically(frame: pd.DataFrame, out: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import functools
 import html
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,7 @@ import pyarrow as pa
 from custseg import stages as stage
 from custseg.errors import InputFileError
 from custseg.model import FittedModel, load_model
-from custseg.pipeline import as_input
-from custseg.pipeline import assign as assign_with_model
+from custseg.pipeline import as_input, assigned_customers
 from custseg.pipeline import run as run_pipeline
 from custseg.rfm import RFMScorer
 from custseg.settings import InputOptions, Settings, load_settings, parse_as_of, parse_column_map
@@ -114,8 +114,6 @@ class Run:
     @functools.cached_property
     def manifest(self) -> dict[str, Any]:
         """run.json."""
-        import json
-
         return json.loads((self.out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
 
     @property
@@ -234,10 +232,8 @@ class Model:
             The rows and columns ``custseg assign`` writes, one per customer.
         """
         options = InputOptions(column_map=column_map or {}, timestamp_format=timestamp_format)
-        with tempfile.TemporaryDirectory(prefix="custseg-assign-") as folder:
-            out = Path(folder) / "assigned.parquet"
-            assign_with_model(transactions, self.fitted, out, input_options=options, as_of=parse_as_of(as_of))
-            return pd.read_parquet(out)
+        assigned, _ = assigned_customers(transactions, self.fitted, input_options=options, as_of=parse_as_of(as_of))
+        return assigned
 
     def __repr__(self) -> str:
         return f"Model.load({str(self.folder)!r})"
