@@ -13,7 +13,7 @@ from custseg import model as model_folder
 from custseg.api import create_app
 from custseg.cli import app as cli
 from custseg.errors import InputFileError
-from custseg.model import ASSIGNED_COLUMNS, MODEL_VERSION, load_model
+from custseg.model import MODEL_VERSION, load_model
 from custseg.serve import Scorer
 
 
@@ -48,11 +48,13 @@ def request_body(rows: pd.DataFrame) -> dict:
 def test_scorer_reproduces_the_run_for_every_customer(model_dir, transactions, trained):
     _, result = trained
     as_of = datetime.datetime.fromisoformat(result.manifest["customers"]["as_of"])
-    scored = Scorer(load_model(model_dir)).score(transactions, as_of)
-    customers = pd.read_parquet(model_dir / "customers.parquet")[list(ASSIGNED_COLUMNS)]
+    fitted = load_model(model_dir)
+    columns = fitted.assigned_columns()
+    scored = Scorer(fitted).score(transactions, as_of)
+    customers = pd.read_parquet(model_dir / "customers.parquet")[list(columns)]
     assert len(scored.customers) == len(customers)
     merged = customers.merge(scored.customers, on="customer_id", suffixes=("_run", "_api"))
-    for column in ASSIGNED_COLUMNS[1:]:
+    for column in columns[1:]:
         run_values, api_values = merged[f"{column}_run"], merged[f"{column}_api"]
         if pd.api.types.is_float_dtype(run_values):
             assert ((run_values - api_values).abs().fillna(0) < 1e-9).all(), column
@@ -87,7 +89,7 @@ def test_healthz_names_the_model(client, trained):
     assert response.json()["model"]["trained_on_sha256"] == trained[1].manifest["input"]["sha256"]
 
 
-def test_assign_answers_segment_rfm_and_early_prediction(client, model_dir, trained):
+def test_assign_answers_segment_rfm_value_and_early_prediction(client, model_dir, trained):
     with duckdb.connect(str(model_dir / "custseg.duckdb"), read_only=True) as con:
         new_customer = con.sql(
             "select customer_id, invoice_id, invoiced_at, product_id, description, quantity, unit_price, country "
@@ -106,6 +108,9 @@ def test_assign_answers_segment_rfm_and_early_prediction(client, model_dir, trai
     assert customer["segment_name"] == names[customer["segment"]]
     early = customer["early"]
     assert early["orders_used"] >= 1 and 0 < early["category_probability"] <= 1
+    value = customer["value"]
+    assert value["horizon_days"] == trained[1].manifest["value"]["horizon_days"] == 90
+    assert 0 < value["p_order_again"] < 1 and value["expected_orders"] > 0 and value["expected_revenue"] > 0
     assert answer["rejected"] == [{"row": len(new_customer) + 1, "customer_id": "web-42", "reason": "non_product"}]
 
 

@@ -54,9 +54,11 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
     assert manifest["customers"]["count"] == 4
     assert sum(summary["rfm_segments"].values()) == 4
     segments = (out / "segments.csv").read_text().splitlines()
-    from custseg.profile import SEGMENT_COLUMNS
+    from custseg.profile import SEGMENT_COLUMNS, segment_value_columns
+    from custseg.value import value_columns
 
-    assert segments[0] == ",".join(SEGMENT_COLUMNS)
+    *profile, description, action = SEGMENT_COLUMNS
+    assert segments[0] == ",".join([*profile, *segment_value_columns(value_columns(90)), description, action])
     assert len(segments) == 1 + 11
     with duckdb.connect(str(out / "custseg.duckdb"), read_only=True) as con:
         tables = {row[0] for row in con.sql("show tables").fetchall()}

@@ -27,7 +27,8 @@ def test_the_same_input_settings_and_seed_give_the_same_output(trained, tmp_path
     for name in COMPARED:
         assert (first.out_dir / name).read_bytes() == (again.out_dir / name).read_bytes(), name
     manifests = [json.loads((out / "model" / "model.json").read_text()) for out in (first.out_dir, again.out_dir)]
-    assert set(manifests[0].pop("files")) == set(manifests[1].pop("files")) == {"segmentation.skops", "early.skops"}
+    model_files = {"segmentation.skops", "early.skops", "value.skops"}
+    assert set(manifests[0].pop("files")) == set(manifests[1].pop("files")) == model_files
     assert manifests[0] == manifests[1]
     assert first.manifest["early"] == again.manifest["early"]
     assert first.manifest["segments"] == again.manifest["segments"]

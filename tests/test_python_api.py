@@ -119,11 +119,14 @@ def test_the_stages_one_by_one_give_the_runs_customers(shop):
     rfm = s.rfm(now)
     backtest = s.backtest(cleaned, products, now)
     segments = s.segments(rfm, products, backtest)
+    movement = s.movement(backtest, rfm, segments, now)
+    value = s.value(segments, backtest, movement, cleaned, products, now)
     models = s.early_models(cleaned, products, now, segments)
-    early = s.predict_early(segments, cleaned, products, now, models)
+    early = s.predict_early(segments, cleaned, products, now, models, value)
     customers = early.customers.to_pandas().sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(customers, result.customers, check_dtype=False)
     assert segments.summary == result.manifest["segments"]
+    assert movement.summary == result.manifest["migration"] and value.summary == result.manifest["value"]
     assert cleaned.rows == result.manifest["rows"] and now.summary == result.manifest["customers"]
     # The customers as of an earlier date are their own table: the later call did not replace it.
     then = earlier.customers.to_pandas()

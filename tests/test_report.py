@@ -23,7 +23,18 @@ def sections_of(html: str) -> list[str]:
 
 def test_every_run_writes_a_report_with_every_section(report):
     html = report.read_text()
-    assert sections_of(html) == ["quality", "exploration", "products", "rfm", "learned", "backtest", "early", "actions"]
+    assert sections_of(html) == [
+        "quality",
+        "exploration",
+        "products",
+        "rfm",
+        "learned",
+        "backtest",
+        "value",
+        "movement",
+        "early",
+        "actions",
+    ]
     assert html.count('class="reading"') == int(re.search(r'data-charts="(\d+)"', html).group(1)) > 10
 
 

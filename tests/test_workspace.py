@@ -70,7 +70,7 @@ def model_copy(trained, tmp_path):
 
 def test_an_untouched_model_loads_and_records_its_files(model_copy):
     manifest = json.loads((model_copy / "model.json").read_text())
-    assert set(manifest["files"]) == {"segmentation.skops", "early.skops"}
+    assert set(manifest["files"]) == {"segmentation.skops", "early.skops", "value.skops"}
     assert load_model(model_copy).segmentation is not None
 
 

@@ -7,7 +7,8 @@ The Python API, for notebooks and scripts (the command line is ``custseg``):
 >>> result.segments  # doctest: +SKIP
 >>> custseg.load("custseg-out").model.assign(new_orders)  # doctest: +SKIP
 
-`run`, `load`, `Run`, `Model` and `Stages` live in `custseg.runs`; they are imported on first use, so that
+`run`, `load`, `Run`, `Model` and `Stages` live in `custseg.runs`, `compare` (who moved between the
+segments of two assigned tables) in `custseg.pipeline`; they are imported on first use, so that
 ``import custseg`` (and ``custseg --help``) stays quick.
 """
 
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "Run", "Stages", "__version__", "load", "run"]
+__all__ = ["Model", "Run", "Stages", "__version__", "compare", "load", "run"]
 
 if TYPE_CHECKING:
+    from custseg.pipeline import compare
     from custseg.runs import Model, Run, Stages, load, run
 
 
@@ -28,4 +30,8 @@ def __getattr__(name: str) -> Any:
         import custseg.runs
 
         return getattr(custseg.runs, name)
+    if name == "compare":
+        import custseg.pipeline
+
+        return custseg.pipeline.compare
     raise AttributeError(f"module 'custseg' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """The HTTP API: segments for customers from their transactions, as JSON.
 
 `custseg serve --model DIR` loads a model folder once (with skops' trusted-type checks) and
-answers ``POST /v1/assign`` with the same cleaning, features, RFM scores, learned segment and
-early prediction as `custseg assign`; ``GET /v1/segments`` describes the segments and
+answers ``POST /v1/assign`` with the same cleaning, features, RFM scores, learned segment, expected
+value and early prediction as `custseg assign`; ``GET /v1/segments`` describes the segments and
 ``GET /healthz`` says it is up. The OpenAPI schema is at ``/openapi.json``, the docs at ``/docs``.
 """
 
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from custseg.model import FittedModel, load_model
 from custseg.serve import Batcher, Scored, Scorer
+from custseg.value import value_columns
 
 TOKEN_VARIABLE = "CUSTSEG_API_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -76,8 +77,17 @@ class EarlyPrediction(BaseModel):
     category_probability: float | None
 
 
+class ExpectedValue(BaseModel):
+    """What the customer is expected to do over the next ``horizon_days`` (the model's backtest horizon)."""
+
+    horizon_days: int
+    p_order_again: float = Field(description="Chance of an order of positive net revenue within the horizon.")
+    expected_orders: float
+    expected_revenue: float = Field(description="Expected net revenue, in the shop's currency.")
+
+
 class CustomerSegments(BaseModel):
-    """A customer's features, RFM scores and segments."""
+    """A customer's features, RFM scores, segments and expected value."""
 
     customer_id: str
     recency_days: int
@@ -85,6 +95,7 @@ class CustomerSegments(BaseModel):
     monetary: float
     avg_order_value: float
     tenure_days: int
+    revenue_90d: float
     r_score: int
     f_score: int
     m_score: int
@@ -93,6 +104,7 @@ class CustomerSegments(BaseModel):
     segment: str | None
     segment_name: str | None
     action: str | None
+    value: ExpectedValue | None = Field(description="Null when the model has no value model (no backtest).")
     early: EarlyPrediction | None
 
 
@@ -163,7 +175,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _customers(scored: Scored) -> list[CustomerSegments]:
+def _customers(scored: Scored, horizon_days: int) -> list[CustomerSegments]:
+    columns = value_columns(horizon_days)
     answers = []
     for row in scored.customers.to_dict(orient="records"):
         row = {key: _value(value) for key, value in row.items()}
@@ -177,8 +190,11 @@ def _customers(scored: Scored) -> list[CustomerSegments]:
                     for suffix in ("", "_name", "_probability")
                 },
             )
+        value = None
+        if row[columns["expected_revenue"]] is not None:
+            value = ExpectedValue(horizon_days=horizon_days, **{target: row[c] for target, c in columns.items()})
         fields = {k: v for k, v in row.items() if k in CustomerSegments.model_fields}
-        answers.append(CustomerSegments(**fields, early=early))
+        answers.append(CustomerSegments(**fields, value=value, early=early))
     return answers
 
 
@@ -241,14 +257,14 @@ def create_app(
 
     @app.post("/v1/assign", dependencies=[Depends(authorised)])
     async def assign(request: AssignRequest) -> AssignResponse:
-        """Clean the transactions, score RFM and assign segments and early predictions per customer."""
+        """Clean the transactions, score RFM and assign segments, expected value and early predictions per customer."""
         transactions = pd.DataFrame([t.model_dump() for t in request.transactions])
         as_of = datetime.datetime.combine(request.as_of, datetime.time()) if request.as_of else None
         scored = await asyncio.wrap_future(batcher.submit(transactions, as_of))
         return AssignResponse(
             model=info,
             as_of=scored.as_of,
-            customers=_customers(scored),
+            customers=_customers(scored, fitted.horizon_days),
             rejected=[
                 RejectedTransaction(row=r.request_row, customer_id=r.customer_id, reason=r.reason)
                 for r in scored.rejected.itertuples()

@@ -493,6 +493,61 @@ def assign_command(
         typer.echo(json.dumps(summary))
 
 
+@app.command("compare")
+def compare_command(
+    first: Annotated[Path, typer.Argument(help="Customers as of the earlier date, written by custseg assign.")],
+    second: Annotated[Path, typer.Argument(help="Customers as of the later date, written with the same model.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write every flow to this CSV file (one row per flow).")
+    ] = None,
+) -> None:
+    """Count who moved between segments from one custseg assign file to another (same model, two dates)."""
+    from custseg.pipeline import compare
+
+    with _user_errors():
+        movements = compare(first, second)
+        if out is not None:
+            _write_flows(movements, out)
+    if not _interactive():
+        typer.echo(json.dumps(movements, indent=2))
+        return
+    console = Console(highlight=False)
+    for kind, summary in movements.items():
+        _print_migration(console, kind, summary)
+
+
+def _write_flows(movements: dict, out: Path) -> None:
+    import pandas as pd
+
+    flows = pd.concat(
+        [pd.DataFrame(summary["flows"]).assign(kind=kind) for kind, summary in movements.items()], ignore_index=True
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    flows[["kind", "from_segment", "to_segment", "customers", "revenue_before", "revenue_between"]].to_csv(
+        out, index=False
+    )
+
+
+def _print_migration(console: Console, kind: str, summary: dict) -> None:
+    """Print the customers from each segment (rows, first date) to each (columns, second date) and the sentences."""
+    flows = summary["flows"]
+    sources = list(dict.fromkeys(sorted(f["from_segment"] for f in flows)))
+    targets = list(dict.fromkeys(sorted(f["to_segment"] for f in flows)))
+    counts = {(f["from_segment"], f["to_segment"]): f["customers"] for f in flows}
+    title = "Learned segments" if kind == "learned" else "RFM segments"
+    table = _table(
+        f"{title}: customers as of {summary['from_date']} (rows) and {summary['to_date']} (columns)",
+        (("from \\ to", "left"), *((target, "right") for target in targets), ("total", "right")),
+    )
+    for source in sources:
+        row = [counts.get((source, target), 0) for target in targets]
+        table.add_row(source, *(f"{count:,}" for count in row), f"{sum(row):,}")
+    table.add_row("total", *(f"{sum(counts.get((s, t), 0) for s in sources):,}" for t in targets), "")
+    console.print(table)
+    for sentence in summary["sentences"]:
+        console.print(sentence)
+
+
 @app.command("report")
 def report_command(
     out_dir: Annotated[Path, typer.Argument(help="Output folder of custseg run.")],

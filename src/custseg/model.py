@@ -4,7 +4,7 @@
 and map, the fitted segmentation, the segment names and actions, the early models) in ``model/``;
 `custseg assign`, the API and `custseg.Model` apply those fitted pieces to other transactions
 instead of learning new ones. Each fitted stage says what it keeps (`RFMScorer.state`,
-`custseg.products.categories_state`, `Segmentation.portable`); this module writes and checks the
+`custseg.products.categories_state`, `Segmentation.portable`, the `ValueModel`); this module writes and checks the
 folder: model.json records the SHA-256 of every model file, and a model is loaded only when every
 file matches it and every stored type is trusted.
 """
@@ -24,16 +24,20 @@ from custseg.products import apply_categories
 from custseg.profile import segment_ids
 from custseg.rfm import RFMScorer
 from custseg.settings import settings_from_dict
+from custseg.value import value_columns
 from custseg.workspace import MODEL_FOLDER, file_sha256, json_records
 
 if TYPE_CHECKING:
     from custseg.cluster import Segmentation
+    from custseg.value import ValueModel
 
-MODEL_VERSION = 3
-"""Layout version of the model folder (3: the early models are `custseg.early` classes)."""
+MODEL_VERSION = 4
+"""Layout version of the model folder (4: the value model, value.skops)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
+VALUE_FILE = "value.skops"
+MODEL_FILES = (SEGMENTATION_FILE, EARLY_FILE, VALUE_FILE)
 TRUSTED_TYPES = frozenset(
     {
         "custseg.cluster.ClusterOptions",
@@ -44,6 +48,8 @@ TRUSTED_TYPES = frozenset(
         "custseg.validation.ValidationOptions",
         "custseg.early.EarlyClassifier",
         "custseg.early.LookupClassifier",
+        "custseg.value.IndexLink",
+        "custseg.value.ValueModel",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.metrics._dist_metrics.EuclideanDistance64",
         "sklearn.neighbors._kd_tree.KDTree",
@@ -52,13 +58,14 @@ TRUSTED_TYPES = frozenset(
 )
 """Types beyond skops' defaults that a custseg model file may hold; anything else is refused."""
 
-ASSIGNED_COLUMNS = (
+SEGMENT_COLUMNS = (
     "customer_id",
     "recency_days",
     "frequency",
     "monetary",
     "avg_order_value",
     "tenure_days",
+    "revenue_90d",
     "r_score",
     "f_score",
     "m_score",
@@ -67,9 +74,16 @@ ASSIGNED_COLUMNS = (
     "segment",
     "segment_name",
     "action",
-    *EARLY_COLUMNS,
 )
-"""Columns of an assigned customer, in order (`custseg assign`, the API and `custseg.Model.assign`)."""
+"""Columns of an assigned customer before the value and the early prediction (`assigned_columns`)."""
+
+
+def assigned_columns(horizon_days: int) -> tuple[str, ...]:
+    """Columns of an assigned customer, in order (`custseg assign`, the API and `custseg.Model.assign`).
+
+    The value columns are named after the model's horizon (`custseg.value.value_columns`).
+    """
+    return (*SEGMENT_COLUMNS, *value_columns(horizon_days).values(), *EARLY_COLUMNS)
 
 
 @dataclass
@@ -86,11 +100,23 @@ class FittedModel:
     early : dict
         The early models, ``early[target][str(n_orders)]`` (`custseg.early.EarlyClassifier`); empty
         when none.
+    value : ValueModel or None
+        Expected orders and revenue over the next H days (None when the run skipped it).
     """
 
     manifest: dict[str, Any]
     segmentation: Segmentation | None
     early: dict[str, dict[str, Any]] = field(default_factory=dict)
+    value: ValueModel | None = None
+
+    @property
+    def horizon_days(self) -> int:
+        """H of the value columns: the backtest horizon the model was trained with."""
+        return int(self.manifest["settings"]["validation"]["horizon_days"])
+
+    def assigned_columns(self) -> tuple[str, ...]:
+        """Columns of a customer this model assigns (`assigned_columns`)."""
+        return assigned_columns(self.horizon_days)
 
     def scorer(self) -> RFMScorer:
         """Rebuild the RFM scorer with the stored cut points and segment map (no refitting)."""
@@ -104,6 +130,16 @@ class FittedModel:
         """Display names per early-prediction target: segment id -> name, category id -> label."""
         profiles = self.manifest.get("segments") or []
         return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
+
+    def values(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """Return the expected value over the next H days of each customer (DataFrame with the features).
+
+        Null without a value model.
+        """
+        columns = value_columns(self.horizon_days)
+        if self.value is None or customers.empty:
+            return pd.DataFrame(index=customers.index, columns=list(columns.values()), dtype=float)
+        return self.value.predict(customers).rename(columns=columns)
 
     def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
         """Segment id, name and action of each customer (DataFrame with the features)."""
@@ -131,6 +167,7 @@ def model_manifest(
     categories: dict[str, Any],
     profiles: pd.DataFrame | None,
     features: list[str] | None,
+    value: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble model.json from a finished run's pieces (each fitted stage's own state)."""
     return {
@@ -143,11 +180,18 @@ def model_manifest(
         "products": categories,
         "segment_features": features,
         "segments": None if profiles is None else json_records(profiles),
+        "value": value,
     }
 
 
-def save_model(folder: Path, manifest: dict[str, Any], segmentation: Segmentation | None, early: dict | None) -> Path:
-    """Write a model folder: segmentation.skops and early.skops when fitted, then model.json.
+def save_model(
+    folder: Path,
+    manifest: dict[str, Any],
+    segmentation: Segmentation | None,
+    early: dict | None,
+    value: ValueModel | None = None,
+) -> Path:
+    """Write a model folder: segmentation.skops, early.skops and value.skops when fitted, then model.json.
 
     model.json records the SHA-256 of every model file (``files``), so that a changed file is
     refused when the model is loaded.
@@ -156,7 +200,8 @@ def save_model(folder: Path, manifest: dict[str, Any], segmentation: Segmentatio
 
     folder.mkdir(exist_ok=True)
     files = {}
-    for name, fitted in ((SEGMENTATION_FILE, segmentation and segmentation.portable()), (EARLY_FILE, early)):
+    portable = segmentation and segmentation.portable()
+    for name, fitted in ((SEGMENTATION_FILE, portable), (EARLY_FILE, early), (VALUE_FILE, value)):
         target = folder / name
         target.unlink(missing_ok=True)
         if fitted:
@@ -205,7 +250,7 @@ def load_model(folder: str | Path) -> FittedModel:
     if not isinstance(recorded, dict):
         raise InputFileError(f"{manifest_path}: no SHA-256 of the model files is recorded; run custseg run again")
     fitted = {}
-    for name in (SEGMENTATION_FILE, EARLY_FILE):
+    for name in MODEL_FILES:
         stored = folder / name
         if not stored.exists():
             if name in recorded:
@@ -225,5 +270,8 @@ def load_model(folder: str | Path) -> FittedModel:
             raise InputFileError(f"{stored}: refusing untrusted types {', '.join(refused)}")
         fitted[name] = sio.load(stored, trusted=sorted(untrusted))
     return FittedModel(
-        manifest=manifest, segmentation=fitted.get(SEGMENTATION_FILE), early=fitted.get(EARLY_FILE) or {}
+        manifest=manifest,
+        segmentation=fitted.get(SEGMENTATION_FILE),
+        early=fitted.get(EARLY_FILE) or {},
+        value=fitted.get(VALUE_FILE),
     )

@@ -21,21 +21,37 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import ibis
 import pandas as pd
 import pyarrow as pa
 
 from custseg import __version__
 from custseg import stages as stage
 from custseg.course import run_course
-from custseg.errors import InputFileError
-from custseg.model import ASSIGNED_COLUMNS, FittedModel, load_model, model_manifest, save_model
+from custseg.errors import EmptyInputError, InputFileError, MissingColumnsError
+from custseg.model import FittedModel, load_model, model_manifest, save_model
+from custseg.movement import migration, migration_summary
 from custseg.products import categories_state
 from custseg.report import write_report
 from custseg.rfm import RFMScorer
 from custseg.settings import InputOptions, Settings, settings_from_dict
+from custseg.value import value_columns
 from custseg.workspace import MODEL_FOLDER, Workspace
 
-STAGES = ("read", "clean", "products", "features", "rfm", "backtest", "segments", "predict", "write", "report")
+STAGES = (
+    "read",
+    "clean",
+    "products",
+    "features",
+    "rfm",
+    "backtest",
+    "segments",
+    "movement",
+    "value",
+    "predict",
+    "write",
+    "report",
+)
 """Stage names in run order, as reported to the progress callback and in run.json timings."""
 COURSE_STAGES = ("read", "course")
 """Stages of ``--recipe course``: the published course pipeline instead of custseg's."""
@@ -189,7 +205,24 @@ def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict,
         manifest["segments"] = segments.summary
         if segments.backtest is not None:
             manifest["validation"] = {**backtest.summary, "segments": segments.backtest}
-    customers = segments.customers
+    with timed.stage("movement"):
+        movement = stage.segment_movement(backtest, rfm, segments, as_of, settings, workspace)
+        manifest["migration"] = movement.summary
+    with timed.stage("value"):
+        value = stage.learn_value(
+            segments.customers,
+            segments.table,
+            backtest,
+            movement,
+            cleaned.lines,
+            products,
+            as_of,
+            cleaned.span["first_invoiced_at"],
+            settings,
+            workspace,
+        )
+        manifest["value"] = value.summary
+    customers = value.customers
     with timed.stage("predict"):
         early = stage.learn_early(cleaned.lines, products, as_of, segments.segmentation, settings, workspace)
         manifest["early"] = early.summary
@@ -210,9 +243,9 @@ def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict,
     with timed.stage("write"):
         workspace.write_parquet(cleaned.rejected, "rejected.parquet")
         workspace.write_parquet(customers, "customers.parquet")
-        workspace.write_csv(segments.table, "segments.csv")
+        workspace.write_csv(value.table, "segments.csv")
         workspace.write_csv(products.categories, "categories.csv")
-        workspace.save("segments", segments.table)
+        workspace.save("segments", value.table)
         model = model_manifest(
             version=__version__,
             trained_on={k: read.summary[k] for k in ("path", "sha256", "bytes")},
@@ -222,8 +255,9 @@ def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict,
             categories=categories_state(products.frame),
             profiles=segments.profiles,
             features=segments.segmentation.columns_ if segments.segmentation is not None else None,
+            value={"chosen": value.summary.get("chosen"), "columns": value_columns(settings.validation.horizon_days)},
         )
-        save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models)
+        save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models, value.model)
     with timed.stage("report"):
         written = write_report(workspace.path, workspace.backend, manifest)
         manifest["report"] = str(workspace.final / written.name)
@@ -281,8 +315,8 @@ def assigned_customers(
 
     Returns
     -------
-    assigned : DataFrame of shape (n_customers, len(ASSIGNED_COLUMNS) + 1)
-        `ASSIGNED_COLUMNS` and as_of, one row per customer in id order.
+    assigned : DataFrame of shape (n_customers, len(fitted.assigned_columns()) + 1)
+        `custseg.model.assigned_columns` and as_of, one row per customer in id order.
     manifest : dict
         What the assignment read and found (input, rows, products, customers, RFM, segments, early).
     """
@@ -305,10 +339,13 @@ def assigned_customers(
         manifest["rfm"] = rfm.summary
         segments = stage.stored_segments(rfm, fitted, workspace)
         manifest["segments"] = segments.summary
+        valued = workspace.save(
+            "customers", stage.with_value(segments.customers, fitted.value, fitted.horizon_days, workspace)
+        )
         # Without early models (or with the prediction switched off) the columns are there, null.
         stored = stage.EarlyModels(models=fitted.early if settings.predict.enabled else {}, summary={})
         predicted = stage.predict_early(
-            segments.customers,
+            valued,
             cleaned.lines,
             products,
             as_of,
@@ -319,7 +356,7 @@ def assigned_customers(
             workspace,
         )
         manifest["early"] = {"predicted_customers": predicted.predicted}
-        assigned = predicted.customers.select(*ASSIGNED_COLUMNS).order_by("customer_id").execute()
+        assigned = predicted.customers.select(*fitted.assigned_columns()).order_by("customer_id").execute()
         assigned["as_of"] = features.summary["as_of"]
     return assigned, manifest
 
@@ -334,3 +371,74 @@ def _write_atomically(frame: pd.DataFrame, out: Path) -> None:
     else:
         frame.to_csv(partial, index=False)
     partial.replace(out)
+
+
+COMPARED_COLUMNS = ("customer_id", "segment", "segment_name", "rfm_segment", "monetary", "revenue_90d", "as_of")
+"""What `compare` reads of each assigned table."""
+
+
+def read_assigned(assigned: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Read a table written by `assign` (Parquet, or CSV for any other extension), or take one in memory.
+
+    Raises
+    ------
+    InputFileError
+        For a missing or unreadable file.
+    MissingColumnsError
+        When a column of `COMPARED_COLUMNS` is missing.
+    EmptyInputError
+        For a table without customers.
+    """
+    name = "the table" if isinstance(assigned, pd.DataFrame) else str(assigned)
+    if isinstance(assigned, pd.DataFrame):
+        frame = assigned
+    else:
+        path = Path(assigned)
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such file; give a file written by custseg assign")
+        try:
+            if path.suffix.lower() == ".parquet":
+                frame = pd.read_parquet(path)
+            else:
+                frame = pd.read_csv(path, dtype={"customer_id": str, "segment": str, "rfm_segment": str})
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{path}: not a Parquet or CSV file written by custseg assign ({exc})") from None
+    missing = [column for column in COMPARED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise MissingColumnsError(
+            f"{name}: missing column(s) {', '.join(missing)}; give tables written by custseg assign"
+        )
+    if frame.empty:
+        raise EmptyInputError(f"{name}: no customers")
+    return frame
+
+
+def compare(first: str | Path | pd.DataFrame, second: str | Path | pd.DataFrame) -> dict[str, Any]:
+    """Count who moved between segments from one assigned table to another (`custseg compare`).
+
+    Both tables come from `assign` with the same model at two dates (``--as-of``); the answer is
+    run.json's ``migration`` for those dates.
+
+    Returns
+    -------
+    dict
+        ``learned`` (when either table has learned segments) and ``rfm``: each
+        `custseg.movement.migration_summary`.
+    """
+    tables = [read_assigned(first), read_assigned(second)]
+    dates = [str(table.as_of.iloc[0])[:10] for table in tables]
+    names = {}
+    for table in tables:
+        named = table.dropna(subset=["segment"])
+        names.update(zip(named.segment.astype(str), named.segment_name.astype(str), strict=True))
+    kinds = [("rfm", "rfm_segment", {})]
+    if names:
+        kinds.insert(0, ("learned", "segment", names))
+    columns = ["customer_id", "segment", "rfm_segment", "monetary", "revenue_90d"]
+    memtables = [
+        ibis.memtable(table[columns].astype({"segment": "string", "rfm_segment": "string"})) for table in tables
+    ]
+    return {
+        kind: migration_summary(migration(*memtables, column).execute(), kind_names, *dates)
+        for kind, column, kind_names in kinds
+    }

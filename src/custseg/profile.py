@@ -413,3 +413,88 @@ def rfm_segment_rows(rfm_summary: pd.DataFrame) -> pd.DataFrame:
         if column not in rows:
             rows[column] = np.nan
     return rows[list(SEGMENT_COLUMNS)]
+
+
+# -- per segment ----------------------------------------------------------------------------------
+
+
+def segment_value_columns(columns: dict[str, str]) -> list[str]:
+    """Columns segments.csv gains for the value of the next H days (``columns``: `custseg.value.value_columns`).
+
+    The mean chance of ordering again, orders and revenue per customer, the segment's total and the
+    revenue the backtest predicted per customer.
+    """
+    return [*columns.values(), f"{columns['expected_revenue']}_total", "backtest_predicted_revenue"]
+
+
+def segment_value(customers: ir.Table, column: str, columns: dict[str, str]) -> ir.Table:
+    """Each segment's expected value over the next H days, aggregated in the engine.
+
+    Returns
+    -------
+    ibis.Table of shape (n_segments, 5)
+        segment; the mean p_order_again, expected orders and expected revenue per customer; and
+        the expected revenue of the whole segment (``<expected_revenue column>_total``).
+    """
+    segmented = customers.filter(customers[column].notnull())
+    revenue = columns["expected_revenue"]
+    return (
+        segmented.group_by(segment=segmented[column])
+        .aggregate(
+            **{name: segmented[name].mean() for name in columns.values()},
+            **{f"{revenue}_total": segmented[revenue].sum()},
+        )
+        .order_by("segment")
+    )
+
+
+def segment_table_with_value(
+    table: pd.DataFrame,
+    expected: dict[str, pd.DataFrame] | None,
+    calibrated: dict[str, pd.DataFrame] | None,
+    columns: dict[str, str],
+) -> pd.DataFrame:
+    """Add the expected value of each segment, and its backtest check, to the segments table.
+
+    Parameters
+    ----------
+    table : DataFrame
+        segments.csv rows (kind ``learned`` or ``rfm``, `custseg.profile.SEGMENT_COLUMNS`).
+    expected : dict of str to DataFrame, or None
+        Per kind, `segment_value` as of T (None: the value columns stay empty).
+    calibrated : dict of str to DataFrame, or None
+        Per kind, `calibration` of the backtest customers by their segment as of T - H: the
+        predicted mean revenue becomes ``backtest_predicted_revenue``, beside the actual
+        ``backtest_mean_revenue`` (filled in for the RFM rows too).
+    columns : dict of str to str
+        `value_columns` of the horizon.
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with the value columns before description and action.
+    """
+    result = table.copy()
+    for column in segment_value_columns(columns):
+        result[column] = np.nan
+    for kind, frame in (expected or {}).items():
+        rows = result.kind == kind
+        values = frame.set_index("segment")
+        for column in values.columns:
+            result.loc[rows, column] = result.loc[rows, "segment"].map(values[column]).to_numpy(dtype=float)
+    check = {
+        "backtest_predicted_revenue": "predicted_mean",
+        "backtest_customers": "customers",
+        "backtest_return_rate": "ordered_again",
+        "backtest_mean_revenue": "actual_mean",
+    }
+    for kind, frame in (calibrated or {}).items():
+        if kind == "deciles":
+            continue
+        rows = result.kind == kind
+        values = frame.set_index("group")
+        for column, source in check.items():
+            mapped = result.loc[rows, "segment"].map(values[source]).to_numpy(dtype=float)
+            result.loc[rows, column] = result.loc[rows, column].fillna(pd.Series(mapped, index=result.index[rows]))
+    last = [c for c in ("description", "action") if c in result.columns]
+    return result[[c for c in result.columns if c not in last] + last]

@@ -25,6 +25,8 @@ from custseg import __version__
 from custseg.eda import BASKET_LINES_CAP, Exploration, explore, month_label
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
+from custseg.movement import GONE, NEW
+from custseg.movement import matrix as flow_matrix
 from custseg.profile import neighbours_alike, standardised_means
 from custseg.sampling import rows_at_most
 from custseg.workspace import MANIFEST_FILE
@@ -719,6 +721,228 @@ def backtest(manifest: dict[str, Any]) -> Section | None:
     return Section("backtest", title, intro, charts, tables)
 
 
+def value(manifest: dict[str, Any], segments: pd.DataFrame) -> Section | None:
+    """Show what customers are worth next: calibration on the backtest, the forward check, value per segment."""
+    described = manifest.get("value")
+    if not described:
+        return None
+    title = "What are the customers worth next?"
+    if "skipped" in described:
+        return Section("value", title, f"No expected value in this run: {described['skipped']}.")
+    horizon, fit = described["horizon_days"], described["backtest"]
+    columns = described["columns"]
+    candidates = {row["model"]: row for row in described["candidates"]}
+    others = ", ".join(f"{name.replace('_', ' ')} {row['validity']:.3f}" for name, row in candidates.items())
+    intro = (
+        f"Each customer's chance of ordering again, expected orders and expected revenue in the next {horizon} days "
+        f"({', '.join(columns.values())} in customers.parquet), {described['protocol']}. Validity of the candidates: "
+        f"{others}; {described['chosen'].replace('_', ' ')} won."
+    )
+    deciles = pd.DataFrame(described["calibration"]["deciles"])
+    figure = go.Figure()
+    for column, name, color in (("predicted_mean", "predicted", "#9467bd"), ("actual_mean", "actual", "#2ca02c")):
+        figure.add_trace(
+            go.Scatter(
+                x=deciles.group,
+                y=deciles[column],
+                name=name,
+                mode="lines+markers",
+                line={"color": color},
+                hovertemplate="%{y:,.0f}",
+            )
+        )
+    figure.update_yaxes(type="log", title_text=f"mean revenue per customer in {horizon} days")
+    figure.update_xaxes(title_text="decile of predicted revenue (10 = highest)", dtick=1)
+    charts = [
+        Chart(
+            f"Predicted against actual revenue on the backtest, decile by decile (out of fold, {fit['customers']:,} "
+            "customers)",
+            f"Spearman {fit['spearman']:.3f} between expected and actual revenue, R² of log revenue "
+            f"{fit['r_squared_log']:.3f}, AUC of the chance of ordering again {fit['auc']:.3f}; predicted "
+            f"{_money(fit['predicted_revenue'])} against {_money(fit['actual_revenue'])} actual "
+            f"({fit['revenue_ratio']:.0%} of it).",
+            _layout(figure, 380),
+        )
+    ]
+    forward = described["forward"]
+    if "skipped" in forward:
+        intro += f" No forward check: {forward['skipped']}."
+    else:
+        intro += (
+            f" Forward check, as the model is used now: fitted as of {forward['trained_as_of'][:10]} and scored on "
+            f"the {horizon} days from {forward['scored_as_of'][:10]}: Spearman {forward['spearman']:.3f}, R² of log "
+            f"revenue {forward['r_squared_log']:.3f}, predicted total {forward['revenue_ratio']:.0%} of the actual "
+            "(a shop's season moves the total more than the ranking)."
+        )
+    learned = segments[segments.kind == "learned"] if "kind" in segments else segments.iloc[:0]
+    shown = learned if len(learned) else segments[segments.kind == "rfm"]
+    revenue, total = columns["expected_revenue"], f"{columns['expected_revenue']}_total"
+    shown = shown[shown[revenue].notna()]
+    if len(shown):
+        labels = [f"{r.segment} {r.name}" if r.segment != r.name else r.name for r in shown.itertuples()]
+        figure = make_subplots(
+            rows=1,
+            cols=2,
+            subplot_titles=(
+                f"expected revenue in the next {horizon} days",
+                "backtest: predicted and actual revenue per customer",
+            ),
+        )
+        figure.add_trace(
+            go.Bar(
+                x=shown.segment,
+                y=shown[total],
+                marker_color="#1f77b4",
+                text=labels,
+                textposition="none",
+                hovertemplate="%{text}: %{y:,.0f}<extra></extra>",
+                showlegend=False,
+            ),
+            1,
+            1,
+        )
+        for column, name, color in (
+            ("backtest_predicted_revenue", "predicted", "#9467bd"),
+            ("backtest_mean_revenue", "actual", "#2ca02c"),
+        ):
+            figure.add_trace(
+                go.Bar(
+                    x=shown.segment,
+                    y=shown[column],
+                    name=name,
+                    marker_color=color,
+                    text=labels,
+                    textposition="none",
+                    hovertemplate="%{text}: %{y:,.0f}<extra></extra>",
+                ),
+                1,
+                2,
+            )
+        top = shown.loc[shown[total].idxmax()]
+        charts.append(
+            Chart(
+                f"Value per segment: the next {horizon} days, and the check on the backtest",
+                f"{top.segment} {top['name']} is expected to bring {_money(top[total])} "
+                f"({top[total] / shown[total].sum():.0%} of the {_money(shown[total].sum())} expected from these "
+                f"segments), {_money(top[revenue])} per customer; on the backtest its customers were predicted "
+                f"{_money(top.backtest_predicted_revenue)} each and spent {_money(top.backtest_mean_revenue)}.",
+                _layout(figure, 420),
+            )
+        )
+    table = Table(
+        f"Expected value per segment in the next {horizon} days",
+        [
+            "segment",
+            "customers",
+            "ordering again",
+            "orders per customer",
+            "revenue per customer",
+            "revenue in total",
+            "backtest: predicted",
+            "backtest: actual",
+        ],
+        [
+            [
+                f"{r.segment} {r.name}" if r.segment != r.name else r.name,
+                f"{r.customers:,}",
+                _share(getattr(r, columns["p_order_again"])),
+                f"{getattr(r, columns['expected_orders']):.2f}",
+                _money(getattr(r, revenue)),
+                _money(getattr(r, total)),
+                "" if pd.isna(r.backtest_predicted_revenue) else _money(r.backtest_predicted_revenue),
+                "" if pd.isna(r.backtest_mean_revenue) else _money(r.backtest_mean_revenue),
+            ]
+            for r in segments[segments[revenue].notna()].itertuples()
+        ],
+    )
+    return Section("value", title, intro, charts, [table])
+
+
+def _stacked(sizes: pd.Series) -> list[float]:
+    """Centre of each node when nodes are stacked top to bottom in proportion to their sizes (0 to 1)."""
+    shares = sizes.to_numpy(dtype=float) / sizes.sum()
+    return list(np.clip(np.cumsum(shares) - shares / 2, 0.001, 0.999))
+
+
+def _faded(color: str) -> str:
+    """Return a #rrggbb colour as rgba at 35% opacity, for Sankey links."""
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},0.35)"
+
+
+def movement(manifest: dict[str, Any]) -> Section | None:
+    """Show who moved between segments from T - H to T: a Sankey per segmentation and its sentences."""
+    described = manifest.get("migration")
+    if not described:
+        return None
+    title = "Who moved where?"
+    if "skipped" in described:
+        return Section("movement", title, f"No segment movement in this run: {described['skipped']}.")
+    charts, tables = [], []
+    for kind, label in (("learned", "learned segments"), ("rfm", "RFM segments")):
+        if kind not in described:
+            continue
+        summary = described[kind]
+        flows = pd.DataFrame(summary["flows"])
+        names = summary["names"]
+        named = {s: f"{s} {names[s]}" if s in names else s for s in set(flows.from_segment) | set(flows.to_segment)}
+        # Best segment on top: by what its customers spent between the two dates.
+        worth = summary["worth"]
+        sources = sorted(flows.from_segment.unique(), key=lambda s: (s == NEW, -worth.get(s, -1), s))
+        targets = sorted(flows.to_segment.unique(), key=lambda s: (s == GONE, -worth.get(s, -1), s))
+        colors = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(sorted(set(sources) | set(targets) - {NEW, GONE}))}
+        colors.update({NEW: "#c7c7c7", GONE: "#c7c7c7"})
+        figure = go.Figure(
+            go.Sankey(
+                arrangement="fixed",
+                node={
+                    "label": [f"{named[s]} · {summary['from_date']}" for s in sources]
+                    + [f"{named[s]} · {summary['to_date']}" for s in targets],
+                    "color": [colors[s] for s in (*sources, *targets)],
+                    # In segment order top to bottom on both sides, each as tall as its customers.
+                    "x": [0.001] * len(sources) + [0.999] * len(targets),
+                    "y": _stacked(flows.groupby("from_segment").customers.sum()[sources])
+                    + _stacked(flows.groupby("to_segment").customers.sum()[targets]),
+                    "pad": 10,
+                    "thickness": 14,
+                },
+                link={
+                    "source": [sources.index(s) for s in flows.from_segment],
+                    "target": [len(sources) + targets.index(t) for t in flows.to_segment],
+                    "value": flows.customers,
+                    "color": [_faded(colors[s]) for s in flows.from_segment],
+                    "customdata": np.stack([flows.revenue_before, flows.revenue_between], axis=1),
+                    "hovertemplate": "%{value:,} customers<br>revenue in the 90 days before: %{customdata[0]:,.0f}"
+                    "<br>revenue since: %{customdata[1]:,.0f}<extra></extra>",
+                },
+            )
+        )
+        charts.append(
+            Chart(
+                f"The {label} as of {summary['from_date']} and as of {summary['to_date']}",
+                " ".join(summary["sentences"]),
+                _layout(figure, 520),
+            )
+        )
+    if "learned" in described:
+        summary = described["learned"]
+        table = flow_matrix(pd.DataFrame(summary["flows"]))
+        tables.append(
+            Table(
+                f"Learned segments: customers from each segment as of {summary['from_date']} (rows) to each as of "
+                f"{summary['to_date']} (columns)",
+                ["from \\ to", *table.columns],
+                [[index, *(f"{v:,}" for v in row)] for index, row in zip(table.index, table.to_numpy(), strict=True)],
+            )
+        )
+    intro = (
+        f"The final segmentations applied to the customers as of T - {described['horizon_days']} days and as of T, "
+        "the same model at both dates (custseg compare gives this for any two files written by custseg assign). "
+        "A move is down when the segment moved to spent less per customer in between."
+    )
+    return Section("movement", title, intro, charts, tables)
+
+
 def new_customers(manifest: dict[str, Any], names: dict[str, dict[str, str]]) -> Section | None:
     """Show the early-prediction hold-out: results per target and number of orders, confusion matrices."""
     early = manifest.get("early", {})
@@ -835,10 +1059,14 @@ def report_sections(backend: ibis.BaseBackend, manifest: dict[str, Any]) -> list
     if "segment" in customers.columns:
         sections.append(learned_segments(customers, manifest, labels))
     sections.append(backtest(manifest))
+    segments = backend.table("segments").execute() if "segments" in backend.list_tables() else None
+    if segments is not None:
+        sections.append(value(manifest, segments))
+    sections.append(movement(manifest))
     segment_names = {p["segment"]: p["name"] for p in manifest.get("segments", {}).get("profiles", [])}
     sections.append(new_customers(manifest, {"segment": segment_names, "category": labels}))
-    if "segments" in backend.list_tables():
-        sections.append(actions(manifest, backend.table("segments").execute()))
+    if segments is not None:
+        sections.append(actions(manifest, segments))
     return [section for section in sections if section is not None]
 
 

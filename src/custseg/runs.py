@@ -326,6 +326,35 @@ class Stages:
         """Choose, fit, profile and name the learned segments (`custseg.stages.learn_segments`)."""
         return stage.learn_segments(rfm, products, backtest, self.settings_, self._store)
 
+    def movement(
+        self, backtest: stage.Backtest, rfm: stage.RFM, segments: stage.Segments, features: stage.Features
+    ) -> stage.Movement:
+        """Apply the final segments to the customers as of T - H; count who moved where (`stages.segment_movement`)."""
+        return stage.segment_movement(backtest, rfm, segments, features.as_of, self.settings_, self._store)
+
+    def value(
+        self,
+        segments: stage.Segments,
+        backtest: stage.Backtest,
+        movement: stage.Movement,
+        cleaned: stage.Cleaned,
+        products: stage.Products,
+        features: stage.Features,
+    ) -> stage.Value:
+        """Learn the expected value on the backtest and give it to every customer (`custseg.stages.learn_value`)."""
+        return stage.learn_value(
+            segments.customers,
+            segments.table,
+            backtest,
+            movement,
+            cleaned.lines,
+            products,
+            features.as_of,
+            cleaned.span["first_invoiced_at"],
+            self.settings_,
+            self._store,
+        )
+
     def early_models(
         self, cleaned: stage.Cleaned, products: stage.Products, features: stage.Features, segments: stage.Segments
     ) -> stage.EarlyModels:
@@ -341,10 +370,14 @@ class Stages:
         products: stage.Products,
         features: stage.Features,
         models: stage.EarlyModels,
+        value: stage.Value | None = None,
     ) -> stage.Early:
-        """Add the early prediction to the customers younger than the horizon (`custseg.stages.predict_early`)."""
+        """Add the early prediction to the customers younger than the horizon (`custseg.stages.predict_early`).
+
+        The customers are the value's when given (they carry the value columns), else the segments'.
+        """
         return stage.predict_early(
-            segments.customers,
+            (value or segments).customers,
             cleaned.lines,
             products,
             features.as_of,

@@ -26,7 +26,7 @@ from threadpoolctl import ThreadpoolController
 from custseg.clean import allocate_returns, net_returns, return_events, screen
 from custseg.early import EARLY_COLUMNS, early_rows, predict_batch, usable_orders
 from custseg.features import customer_table, lines_before, reference_date
-from custseg.model import ASSIGNED_COLUMNS, FittedModel
+from custseg.model import FittedModel
 from custseg.schema import (
     CANONICAL_COLUMNS,
     FIRST_VALID_YEAR,
@@ -48,7 +48,7 @@ class Scored:
 
     Attributes
     ----------
-    customers : DataFrame of shape (n_customers, len(ASSIGNED_COLUMNS))
+    customers : DataFrame of shape (n_customers, len(fitted.assigned_columns()))
         One row per customer with an order of positive net revenue before ``as_of``.
     rejected : DataFrame of shape (n_rejected, 3)
         request_row, customer_id and reason of every transaction that was not kept.
@@ -252,7 +252,7 @@ class Scorer:
         rejected = self._con.execute("EXECUTE rejected").df()
         self._load("request_as_of", cutoffs)
         customers = self._con.execute("EXECUTE customers").df()
-        assigned = pd.concat([customers, self.fitted.assign(customers)], axis=1)
+        assigned = pd.concat([customers, self.fitted.assign(customers), self.fitted.values(customers)], axis=1)
         if "early" in self._statements:
             described = self._con.execute("EXECUTE early").df()
             predicted = predict_batch(
@@ -265,7 +265,7 @@ class Scorer:
             assigned = assigned.merge(predicted, on="customer_id", how="left")
         else:
             assigned = assigned.assign(**dict.fromkeys(EARLY_COLUMNS))
-        return assigned[list(ASSIGNED_COLUMNS)], rejected
+        return assigned[list(self.fitted.assigned_columns())], rejected
 
 
 _SEPARATOR = "\x1f"

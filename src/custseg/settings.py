@@ -23,6 +23,7 @@ from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
 from custseg.validation import ValidationOptions
+from custseg.value import ValueOptions
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Settings:
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     validation: ValidationOptions = field(default_factory=ValidationOptions)
     predict: PredictOptions = field(default_factory=PredictOptions)
+    value: ValueOptions = field(default_factory=ValueOptions)
     as_of: datetime.date | None = None
     seed: int = 0
     engine: EngineOptions = field(default_factory=EngineOptions)
@@ -139,7 +141,19 @@ def _check_canonical_names(mapping: dict[str, str], where: str) -> None:
         )
 
 
-_TOML_SECTIONS = {"columns", "input", "clean", "products", "rfm", "cluster", "validation", "predict", "engine", "run"}
+_TOML_SECTIONS = {
+    "columns",
+    "input",
+    "clean",
+    "products",
+    "rfm",
+    "cluster",
+    "validation",
+    "predict",
+    "value",
+    "engine",
+    "run",
+}
 
 
 OVERRIDES = (
@@ -174,7 +188,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
         `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[validation]`` (the fields of
         `custseg.validation.ValidationOptions`), ``[predict]`` (the fields of
-        `PredictOptions`), ``[engine]`` (the fields of `custseg.engine.EngineOptions`; ``spark_conf``
+        `PredictOptions`), ``[value]`` (the fields of `custseg.value.ValueOptions`), ``[engine]``
+        (the fields of `custseg.engine.EngineOptions`; ``spark_conf``
         a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         `OVERRIDES`: ``column_map`` (a dict, canonical name to source column), ``encoding``,
@@ -251,6 +266,7 @@ def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -
     validation_options = ValidationOptions(**validation_doc)
 
     predict_options = PredictOptions(**_known_keys(doc.get("predict", {}), PredictOptions, f"{where} [predict]"))
+    value_options = ValueOptions(**_known_keys(doc.get("value", {}), ValueOptions, f"{where} [value]"))
 
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
     seed = overrides.get("seed")
@@ -280,6 +296,7 @@ def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -
         cluster=cluster_options,
         validation=validation_options,
         predict=predict_options,
+        value=value_options,
         as_of=as_of,
         seed=seed,
         engine=engine,
@@ -369,6 +386,7 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         cluster=ClusterOptions(**data["cluster"]),
         validation=ValidationOptions(**data.get("validation", {})),
         predict=PredictOptions(**data.get("predict", {})),
+        value=ValueOptions(**data.get("value", {})),
         as_of=parse_as_of(data.get("as_of")),
         seed=data.get("seed", 0),
         engine=EngineOptions(**data.get("engine", {})),

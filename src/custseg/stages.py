@@ -33,7 +33,7 @@ from custseg.early import (
     predict_batch,
     usable_orders,
 )
-from custseg.errors import InvalidValueError, NoRowsLeftError
+from custseg.errors import ConfigError, InvalidValueError, NoRowsLeftError
 from custseg.features import (
     customer_table,
     fully_returned_customers,
@@ -52,8 +52,16 @@ from custseg.io import (
     read_source,
 )
 from custseg.model import FittedModel
+from custseg.movement import MOVE_COLUMNS, NO_SEGMENT, migration, migration_summary
 from custseg.products import categorize, category_table, product_summary
-from custseg.profile import exact_sizes, profile_segments, rfm_segment_rows, segment_ids
+from custseg.profile import (
+    exact_sizes,
+    profile_segments,
+    rfm_segment_rows,
+    segment_ids,
+    segment_table_with_value,
+    segment_value,
+)
 from custseg.rfm import RFMScorer, segment_summary
 from custseg.sampling import rows_at, rows_at_most, sample_positions
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
@@ -63,12 +71,15 @@ from custseg.validation import (
     backtest_customers,
     backtest_date,
     bootstrap_weights,
+    calibration,
     ceilings,
     fold_ids,
     history_reason,
     score_labels,
     segment_outcomes,
+    value_scores,
 )
+from custseg.value import TARGETS, ValueModel, choose_model, value_columns
 from custseg.workspace import Workspace, file_sha256, json_records
 
 # -- read ---------------------------------------------------------------------------------------
@@ -358,14 +369,17 @@ def score_rfm(features: Features, scorer: RFMScorer, segment_map: str, workspace
 class Backtest:
     """The customers as of T - H with what they did in the last H days, and the RFM map scored on them.
 
-    ``customers`` is None when there is no backtest (``summary`` says why). ``folds`` and
-    ``weights`` are the out-of-fold and bootstrap plan every segmentation is scored with.
+    ``customers`` is None when there is no backtest (``summary`` says why); it is every backtest
+    customer or a sample of them, and ``table`` all of them in the engine (None when the log is too
+    short). ``folds`` and ``weights`` are the out-of-fold and bootstrap plan every segmentation is
+    scored with.
     """
 
     summary: dict[str, Any]
     customers: pd.DataFrame | None = None
     folds: np.ndarray | None = None
     weights: np.ndarray | None = None
+    table: ir.Table | None = None
 
 
 def backtest(
@@ -395,7 +409,7 @@ def backtest(
     if reason is None and len(customers) < options.min_customers:
         reason = f"{len(customers)} backtest customers; a backtest needs {options.min_customers}"
     if reason:
-        return Backtest(summary={**described, "skipped": reason})
+        return Backtest(summary={**described, "skipped": reason}, table=stored)
     scorer = RFMScorer.from_options(settings.rfm).fit(customers)
     rfm_columns = ["customer_id", "recency_days", "frequency", "monetary"]
     rfm_labels = (
@@ -421,7 +435,7 @@ def backtest(
         },
         ceilings=ceilings(points.fit_transform(customers), outcomes, folds),
     )
-    return Backtest(summary=described, customers=customers, folds=folds, weights=weights)
+    return Backtest(summary=described, customers=customers, folds=folds, weights=weights, table=stored)
 
 
 # -- segments -----------------------------------------------------------------------------------
@@ -578,6 +592,199 @@ def learn_segments(
         segmentation=segmentation,
         profiles=profiles,
         backtest=backtest_figures,
+    )
+
+
+# -- movement -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Movement:
+    """The customers as of T - H in the final segments (stored as ``customers_then``) and who moved where by T.
+
+    ``then`` (customer_id, segment, rfm_segment, monetary, revenue_90d) is None without customers
+    as of T - H; ``summary`` is run.json ``migration``: per segmentation (``learned``, ``rfm``)
+    `custseg.movement.migration_summary`, or ``skipped`` with the reason.
+    """
+
+    summary: dict[str, Any]
+    then: ir.Table | None = None
+
+
+def segment_movement(
+    backtested: Backtest, rfm: RFM, segments: Segments, as_of: datetime.datetime, settings: Settings, workspace
+) -> Movement:
+    """Apply the final segmentations (learned and RFM) to the customers as of T - H; count who moved where by T."""
+    if backtested.table is None:
+        return Movement(summary={"skipped": f"no customers as of T - H: {backtested.summary['skipped']}"})
+    horizon = settings.validation.horizon_days
+    then = rfm.scorer.transform(backtested.table)
+    if segments.segmentation is not None:
+        then = _assigned(workspace.engine, then, segments.segmentation)
+    else:
+        then = then.mutate(segment=ibis.null(dt.string))
+    then = workspace.save("customers_then", then.select("customer_id", "segment", "rfm_segment", *MOVE_COLUMNS[1:]))
+    first, second = backtest_date(as_of, horizon).date().isoformat(), as_of.date().isoformat()
+    summary: dict[str, Any] = {"horizon_days": horizon}
+    kinds = [("rfm", "rfm_segment", {})]
+    if segments.segmentation is not None:
+        kinds.insert(0, ("learned", "segment", segments.names))
+    for kind, column, names in kinds:
+        flows = migration(then, segments.customers, column).execute()
+        summary[kind] = migration_summary(flows, names, first, second)
+    return Movement(summary=summary, then=then)
+
+
+# -- value --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    """Customers with their expected orders and revenue over the next H days (stored as ``customers``).
+
+    ``table`` is segments.csv with each segment's expected value and its backtest check; ``model``
+    the fitted `ValueModel` (None when skipped; the columns are then null); ``summary`` is run.json
+    ``value``.
+    """
+
+    customers: ir.Table
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    model: ValueModel | None = None
+
+
+def value_batch(customers: pd.DataFrame, model: ValueModel, columns: dict[str, str]) -> pd.DataFrame:
+    """Return customer_id and the value columns (`value_columns`) of a batch of customers."""
+    predicted = model.predict(customers) if len(customers) else pd.DataFrame(columns=list(TARGETS), dtype=float)
+    return pd.DataFrame(
+        {"customer_id": customers.customer_id.to_numpy(), **{columns[t]: predicted[t].to_numpy() for t in TARGETS}}
+    )
+
+
+def with_value(customers: ir.Table, model: ValueModel | None, horizon_days: int, workspace) -> ir.Table:
+    """Add each customer's value columns (`custseg.value.value_columns`), null without a model."""
+    columns = value_columns(horizon_days)
+    if model is None:
+        return customers.mutate(**{column: ibis.null(dt.float64) for column in columns.values()})
+    schema = pa.schema([("customer_id", pa.string()), *((column, pa.float64()) for column in columns.values())])
+    valued = workspace.engine.map_batches(
+        "customer_value",
+        customers.select("customer_id", *model.columns_),
+        functools.partial(value_batch, model=model, columns=columns),
+        schema,
+    )
+    return with_customer_columns(customers, valued).order_by("customer_id")
+
+
+def _forward_check(
+    lines: ir.Table,
+    products: Products,
+    as_of: datetime.datetime,
+    first_at: str,
+    chosen: str,
+    history,
+    settings,
+    workspace,
+) -> dict[str, Any]:
+    """Fit the chosen learner one horizon earlier (as of T - 2H) and score it on the last H days, as it is used now."""
+    horizon = settings.validation.horizon_days
+    start = backtest_date(as_of, horizon)
+    reason = history_reason(pd.Timestamp(first_at).to_pydatetime(), start, horizon)
+    if reason:
+        return {"skipped": f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})"}
+    earlier = workspace.save(
+        "backtest_earlier", backtest_customers(lines, products.products, products.order, start, horizon), temp=True
+    )
+    most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
+    frame, _ = rows_at_most(earlier, most, settings.seed)
+    options = settings.value
+    model = ValueModel(model=chosen, features=options.features, interests=options.interests, random_state=settings.seed)
+    try:
+        model.fit(frame, frame[["next_orders", "next_revenue"]])
+    except ConfigError as exc:
+        return {"skipped": f"as of {backtest_date(start, horizon).date()}: {exc}"}
+    return {
+        "trained_as_of": backtest_date(start, horizon).isoformat(sep=" "),
+        "trained_on_customers": len(frame),
+        "scored_as_of": start.isoformat(sep=" "),
+        **value_scores(model.predict(history), history[["next_orders", "next_revenue"]]),
+    }
+
+
+def learn_value(
+    customers: ir.Table,
+    table: pd.DataFrame,
+    backtested: Backtest,
+    movement: Movement,
+    lines: ir.Table,
+    products: Products,
+    as_of: datetime.datetime,
+    first_at: str,
+    settings: Settings,
+    workspace: Workspace,
+) -> Value:
+    """Choose and fit the value model on the backtest, check it, and give every customer their expected value."""
+    horizon, options = settings.validation.horizon_days, settings.value
+    columns = value_columns(horizon)
+    reason = None
+    if not options.enabled:
+        reason = "[value] enabled = false"
+    elif backtested.customers is None:
+        reason = f"no backtest: {backtested.summary['skipped']}"
+    if reason:
+        saved = workspace.save("customers", with_value(customers, None, horizon, workspace))
+        return Value(
+            customers=saved, table=segment_table_with_value(table, None, None, columns), summary={"skipped": reason}
+        )
+    history = backtested.customers
+    actual = history[["next_orders", "next_revenue"]]
+    model, candidates, chosen = choose_model(history, options, backtested.folds, backtested.weights, settings.seed)
+    calibrated = {"deciles": calibration(chosen.predicted, actual)}
+    if movement.then is not None:
+        ids = workspace.engine.register("value_backtest_ids", pa.table({"customer_id": pa.array(history.customer_id)}))
+        labels = history[["customer_id"]].merge(
+            movement.then.semi_join(ids, "customer_id").select("customer_id", "segment", "rfm_segment").execute(),
+            on="customer_id",
+            how="left",
+        )
+        for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
+            if labels[column].notna().any():
+                calibrated[kind] = calibration(chosen.predicted, actual, labels[column].fillna(NO_SEGMENT))
+    valued = workspace.save("customers", with_value(customers, model, horizon, workspace))
+    at_t = {}
+    for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
+        if column in valued.columns:
+            at_t[kind] = segment_value(valued, column, columns).execute()
+    start = backtest_date(as_of, horizon)
+    summary = {
+        "horizon_days": horizon,
+        "columns": columns,
+        "protocol": (
+            f"learned on the customers as of {start.date()} (T - {horizon} days) and what they did in the next "
+            f"{horizon} days; applied to every customer as of {as_of.date()}. Candidates scored out of fold on the "
+            "backtest's folds by validity = (return Gini of p_order_again + R squared of the expected log revenue) "
+            "/ 2, the segments' own score; the highest wins"
+        ),
+        "chosen": chosen.model,
+        "candidates": [candidate.row() for candidate in candidates],
+        "backtest": chosen.figures,
+        "calibration": {kind: json_records(frame) for kind, frame in calibrated.items()},
+        "forward": _forward_check(lines, products, as_of, first_at, chosen.model, history, settings, workspace),
+        "expected": {
+            "customers": int(valued.count().execute()),
+            **{
+                target: round(float(valued[column].sum().execute()), 2)
+                for target, column in columns.items()
+                if target != "p_order_again"
+            },
+            "returning_customers": round(float(valued[columns["p_order_again"]].sum().execute()), 1),
+        },
+    }
+    return Value(
+        customers=valued,
+        table=segment_table_with_value(table, at_t, calibrated, columns),
+        summary=summary,
+        model=model,
     )
 
 

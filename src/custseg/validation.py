@@ -19,6 +19,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import KFold
 
@@ -27,6 +28,7 @@ from custseg.features import customer_table, with_customer_columns
 
 OUTCOME_COLUMNS = ("next_orders", "next_revenue", "returned")
 """What a backtest customer did in the H days after the backtest date."""
+DECILES = 10
 
 
 @dataclass(frozen=True)
@@ -399,3 +401,100 @@ def join_outcomes(customers: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame
     joined["next_revenue"] = joined.next_revenue.fillna(0.0).astype(float)
     joined["returned"] = (joined.next_orders > 0).astype("int64")
     return joined
+
+
+# -- value scores ---------------------------------------------------------------------------------
+
+
+def value_scores(predicted: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float | int | None]:
+    """How well predicted values match what customers did: the figures any value model is judged by.
+
+    Parameters
+    ----------
+    predicted : DataFrame of shape (n_customers, 3)
+        p_order_again, expected_orders and expected_revenue (`custseg.value.TARGETS`; a model
+        without the first two may leave them out).
+    actual : DataFrame of shape (n_customers, 2)
+        next_orders and next_revenue, row for row.
+
+    Returns
+    -------
+    dict
+        customers; auc (p_order_again for "ordered again"); spearman (expected against actual
+        revenue); r_squared_log (the squared correlation of log1p expected and log1p actual
+        revenue: the R squared of log revenue on a line through the predictions, whatever their
+        scale); predicted and actual revenue totals and their ratio; the same ratio for orders.
+        None where a figure is undefined (one outcome class, constant predictions).
+    """
+    revenue = np.clip(actual.next_revenue.to_numpy(dtype=float), 0, None)
+    expected = predicted.expected_revenue.to_numpy(dtype=float)
+    returned = (actual.next_orders.to_numpy() > 0).astype(int)
+    figures: dict[str, float | int | None] = {"customers": len(actual)}
+    two_classes = 0 < returned.sum() < len(returned)
+    if "p_order_again" in predicted and two_classes:
+        scores = predicted.p_order_again.to_numpy(dtype=float)
+        figures["auc"] = _rounded(weighted_auc(scores, returned, np.ones((1, len(scores))))[0])
+    else:
+        figures["auc"] = None
+    varies = np.ptp(expected) > 0 and np.ptp(revenue) > 0
+    figures["spearman"] = _rounded(spearmanr(expected, revenue).statistic) if varies else None
+    figures["r_squared_log"] = (
+        _rounded(np.corrcoef(np.log1p(np.clip(expected, 0, None)), np.log1p(revenue))[0, 1] ** 2) if varies else None
+    )
+    figures["predicted_revenue"] = round(float(expected.sum()), 2)
+    figures["actual_revenue"] = round(float(revenue.sum()), 2)
+    figures["revenue_ratio"] = _rounded(expected.sum() / revenue.sum()) if revenue.sum() > 0 else None
+    if "expected_orders" in predicted:
+        orders = actual.next_orders.to_numpy(dtype=float)
+        figures["orders_ratio"] = _rounded(predicted.expected_orders.sum() / orders.sum()) if orders.sum() else None
+    return figures
+
+
+def _rounded(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def calibration(predicted: pd.DataFrame, actual: pd.DataFrame, groups=None) -> pd.DataFrame:
+    """Predicted against actual revenue per decile of prediction, or per group (a segment).
+
+    Parameters
+    ----------
+    predicted, actual : DataFrame
+        As for `value_scores`.
+    groups : array-like of shape (n_customers,), optional
+        A label per customer; default the decile of expected revenue (1 = lowest; equal
+        predictions share a decile, so some may hold more customers).
+
+    Returns
+    -------
+    DataFrame of shape (n_groups, 7)
+        group, customers, predicted_mean and actual_mean revenue, predicted_total, actual_total,
+        and ordered_again (the actual share who did).
+    """
+    expected = predicted.expected_revenue.to_numpy(dtype=float)
+    if groups is None:
+        ranks = pd.Series(expected).rank(method="min").to_numpy()
+        groups = np.minimum((ranks - 1) * DECILES // len(expected) + 1, DECILES).astype(int)
+    frame = pd.DataFrame(
+        {
+            "group": np.asarray(groups),
+            "predicted": expected,
+            "actual": np.clip(actual.next_revenue.to_numpy(dtype=float), 0, None),
+            "ordered": (actual.next_orders.to_numpy() > 0).astype(float),
+        }
+    )
+    table = (
+        frame.groupby("group", sort=True)
+        .agg(
+            customers=("actual", "size"),
+            predicted_mean=("predicted", "mean"),
+            actual_mean=("actual", "mean"),
+            predicted_total=("predicted", "sum"),
+            actual_total=("actual", "sum"),
+            ordered_again=("ordered", "mean"),
+        )
+        .reset_index()
+    )
+    return table.round(
+        {"predicted_mean": 2, "actual_mean": 2, "predicted_total": 2, "actual_total": 2, "ordered_again": 4}
+    )

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from custseg.errors import ConfigError
+from custseg.profile import segment_table_with_value
+from custseg.validation import bootstrap_weights, calibration, fold_ids, value_scores
+from custseg.value import TARGETS, IndexLink, ValueModel, ValueOptions, choose_model, value_columns
+
+FEATURES = ["recency_days", "frequency", "monetary", "tenure_days"]
+
+
+def backtest_shop(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Customers whose next quarter follows their past: frequent, recent, big spenders come back and spend more."""
+    rng = np.random.default_rng(seed)
+    frequency = rng.geometric(0.35, n)
+    recency = rng.integers(0, 300, n)
+    monetary = np.round(frequency * rng.lognormal(5, 0.6, n), 2)
+    chance = 1 / (1 + np.exp(-(0.6 * np.log(frequency) - recency / 80 + 0.3)))
+    returned = rng.random(n) < chance
+    next_orders = np.where(returned, 1 + rng.poisson(0.3 * frequency), 0)
+    next_revenue = np.where(returned, np.round(next_orders * monetary / frequency * rng.lognormal(0, 0.4, n), 2), 0.0)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i:05d}" for i in range(n)],
+            "recency_days": recency,
+            "frequency": frequency,
+            "monetary": monetary,
+            "tenure_days": recency + rng.integers(0, 200, n),
+            "mean_days_between_orders": np.where(frequency > 1, rng.uniform(10, 90, n), np.nan),
+            "next_orders": next_orders,
+            "next_revenue": next_revenue,
+            "returned": returned.astype(int),
+        }
+    )
+
+
+def test_value_columns_follow_the_horizon():
+    assert value_columns(30) == {
+        "p_order_again": "p_order_again_30d",
+        "expected_orders": "expected_orders_30d",
+        "expected_revenue": "expected_revenue_30d",
+    }
+
+
+@pytest.mark.parametrize("model", ["linear", "gradient_boosting"])
+def test_the_value_model_ranks_customers_and_keeps_the_training_totals(model):
+    shop = backtest_shop()
+    fitted = ValueModel(model=model, features=FEATURES).fit(shop, shop[["next_orders", "next_revenue"]])
+    predicted = fitted.predict(shop)
+    assert list(predicted.columns) == list(TARGETS) and predicted.index.equals(shop.index)
+    assert predicted.p_order_again.between(0, 1).all()
+    assert (predicted.expected_orders >= 0).all() and (predicted.expected_revenue >= 0).all()
+    # The link is learned from cross-fitted indexes, so the training totals come close, not exact.
+    assert predicted.expected_revenue.sum() == pytest.approx(shop.next_revenue.sum(), rel=0.02)
+    assert predicted.expected_orders.sum() == pytest.approx(shop.next_orders.sum(), rel=0.02)
+    # Unseen customers of the same shop, ranked by what they then did.
+    test = backtest_shop(seed=1)
+    scores = value_scores(fitted.predict(test), test[["next_orders", "next_revenue"]])
+    assert scores["auc"] > 0.7 and scores["spearman"] > spearmanr(test.monetary, test.next_revenue).statistic + 0.15
+    assert 0.8 < scores["revenue_ratio"] < 1.25
+
+
+def test_one_outcome_class_cannot_be_learned():
+    shop = backtest_shop(200).assign(next_orders=0, next_revenue=0.0)
+    with pytest.raises(ConfigError, match="0 of 200 customers ordered again: one outcome class"):
+        ValueModel(features=FEATURES).fit(shop, shop[["next_orders", "next_revenue"]])
+
+
+def test_value_scores_of_perfect_and_of_constant_predictions():
+    actual = pd.DataFrame({"next_orders": [0, 1, 2, 3], "next_revenue": [0.0, 10.0, 100.0, 1000.0]})
+    perfect = pd.DataFrame({"p_order_again": [0.1, 0.9, 0.9, 0.9], "expected_revenue": actual.next_revenue})
+    scores = value_scores(perfect, actual)
+    assert scores["auc"] == 1.0 and scores["spearman"] == 1.0 and scores["r_squared_log"] == 1.0
+    assert scores["revenue_ratio"] == 1.0 and scores["predicted_revenue"] == 1110.0
+    constant = pd.DataFrame({"expected_revenue": [5.0] * 4, "expected_orders": [1.5] * 4})
+    scores = value_scores(constant, actual)
+    assert scores["spearman"] is None and scores["r_squared_log"] is None and scores["auc"] is None
+    assert scores["orders_ratio"] == 1.0
+
+
+def test_calibration_by_decile_and_by_segment():
+    actual = pd.DataFrame({"next_orders": [0, 1] * 10, "next_revenue": [0.0, 20.0] * 10})
+    predicted = pd.DataFrame({"expected_revenue": np.arange(20, dtype=float)})
+    deciles = calibration(predicted, actual)
+    assert deciles.group.tolist() == list(range(1, 11)) and (deciles.customers == 2).all()
+    assert deciles.predicted_mean.tolist() == [0.5 + 2 * i for i in range(10)]
+    assert (deciles.actual_mean == 10.0).all() and (deciles.ordered_again == 0.5).all()
+    by_segment = calibration(predicted, actual, ["a"] * 5 + ["b"] * 15)
+    assert by_segment.group.tolist() == ["a", "b"] and by_segment.customers.tolist() == [5, 15]
+    assert by_segment.predicted_total.sum() == predicted.expected_revenue.sum()
+
+
+def test_the_link_keeps_the_total_and_stays_flat_beyond_the_training_range():
+    index = np.linspace(0, 5, 500)[:, None]
+    amounts = np.exp(index[:, 0])
+    link = IndexLink().fit(index, amounts)
+    assert link.predict(index).sum() == pytest.approx(amounts.sum(), rel=1e-9)
+    assert link.predict(np.array([[7.0]]))[0] == link.predict(np.array([[5.0]]))[0]
+    assert spearmanr(link.predict(index), amounts).statistic > 0.99
+
+
+def test_the_most_valid_candidate_wins_and_every_candidate_is_reported():
+    shop = backtest_shop(1200)
+    folds, weights = fold_ids(len(shop), 5, 0), bootstrap_weights(len(shop), 20, 0)
+    options = ValueOptions(features=FEATURES)
+    model, candidates, chosen = choose_model(shop, options, folds, weights, seed=0)
+    assert [c.model for c in candidates] == ["linear", "gradient_boosting"]
+    assert chosen.scores.validity == max(c.scores.validity for c in candidates)
+    assert model.model == chosen.model and len(chosen.predicted) == len(shop)
+    row = chosen.row()
+    assert {"model", "auc", "eta_squared", "validity", "validity_se", "spearman", "r_squared_log"} <= set(row)
+
+
+def test_unknown_value_models_are_refused():
+    with pytest.raises(ConfigError, match=r"\[value\] models=\['forest'\] must name one or more of linear"):
+        ValueOptions(models=["forest"])
+
+
+def test_segment_value_goes_beside_each_segment_with_its_backtest_check():
+    table = pd.DataFrame(
+        {
+            "kind": ["rfm", "rfm", "learned"],
+            "segment": ["Champions", "Lost", "S1"],
+            "name": ["Champions", "Lost", "Big spenders"],
+            "backtest_customers": [np.nan, np.nan, 7.0],
+            "backtest_return_rate": [np.nan, np.nan, 0.5],
+            "backtest_mean_revenue": [np.nan, np.nan, 99.0],
+            "description": ["d"] * 3,
+            "action": ["a"] * 3,
+        }
+    )
+    columns = value_columns(90)
+    expected = {
+        "rfm": pd.DataFrame(
+            {
+                "segment": ["Champions", "Lost"],
+                "p_order_again_90d": [0.9, 0.2],
+                "expected_orders_90d": [3.0, 0.3],
+                "expected_revenue_90d": [500.0, 10.0],
+                "expected_revenue_90d_total": [5000.0, 300.0],
+            }
+        )
+    }
+    calibrated = {
+        "rfm": pd.DataFrame(
+            {
+                "group": ["Champions"],
+                "customers": [4],
+                "predicted_mean": [450.0],
+                "actual_mean": [480.0],
+                "ordered_again": [0.75],
+            }
+        ),
+        "learned": pd.DataFrame(
+            {"group": ["S1"], "customers": [7], "predicted_mean": [95.0], "actual_mean": [99.0], "ordered_again": [0.5]}
+        ),
+    }
+    result = segment_table_with_value(table, expected, calibrated, columns)
+    assert list(result.columns[-2:]) == ["description", "action"]
+    assert result.expected_revenue_90d_total.tolist()[:2] == [5000.0, 300.0] and np.isnan(
+        result.expected_revenue_90d[2]
+    )
+    assert result.backtest_predicted_revenue.tolist()[0] == 450.0 and np.isnan(result.backtest_predicted_revenue[1])
+    assert result.backtest_mean_revenue.tolist()[::2] == [480.0, 99.0]
+    assert result.backtest_customers.tolist()[::2] == [4.0, 7.0] and result.backtest_predicted_revenue[2] == 95.0
+    empty = segment_table_with_value(table, None, None, columns)
+    assert empty[list(columns.values())].isna().all().all()
