@@ -278,3 +278,41 @@ def test_segments_cut_at_a_date_predict_the_unseen_months_better_than_the_rfm_ma
     assert learned["auc"] >= rfm["auc"] - 0.01 and learned["auc"] >= 0.725
     # the run's own backtest saw only the log before the cut
     assert result.manifest["validation"]["window"][1] == "2011-09-10 00:00:00"
+
+
+def test_expected_value_predicts_the_backtest_better_than_the_published_references(runs):
+    """The issue's references on this data: BG/NBD x Gamma-Gamma 0.513 / 0.244, a linear model 0.529 / 0.259."""
+    value = runs["parquet"].manifest["value"]
+    fit = value["backtest"]
+    assert fit["customers"] == runs["parquet"].manifest["validation"]["customers"]
+    assert fit["spearman"] >= 0.53 and fit["r_squared_log"] >= 0.26
+    assert 0.85 <= fit["revenue_ratio"] <= 1.15 and fit["auc"] >= 0.72
+    assert value["chosen"] in {c["model"] for c in value["candidates"]} == {"linear", "gradient_boosting"}
+    deciles = pd.DataFrame(value["calibration"]["deciles"])
+    assert deciles.group.tolist() == list(range(1, 11))
+    # Ordered by what was predicted, the deciles' actual revenue rises from the first to the last.
+    assert deciles.actual_mean.iloc[-1] > 10 * deciles.actual_mean.iloc[0]
+    assert (deciles.predicted_mean / deciles.actual_mean).between(0.5, 2).all()
+    forward = value["forward"]
+    assert forward["trained_as_of"] == "2011-06-13 00:00:00" and forward["spearman"] >= 0.5
+    customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
+    assert customers.expected_revenue_90d.notna().all() and customers.p_order_again_90d.between(0, 1).all()
+    assert customers.expected_revenue_90d.sum() == pytest.approx(value["expected"]["expected_revenue"], rel=1e-6)
+    segments = pd.read_csv(runs["parquet"].out_dir / "segments.csv")
+    for kind in ("learned", "rfm"):
+        rows = segments[segments.kind == kind]
+        assert rows.expected_revenue_90d_total.sum() == pytest.approx(customers.expected_revenue_90d.sum(), rel=1e-6)
+        assert rows.backtest_predicted_revenue.notna().all() and rows.backtest_mean_revenue.notna().all()
+
+
+def test_the_migration_adds_up_to_the_segment_sizes_at_both_dates(runs):
+    manifest = runs["parquet"].manifest
+    for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
+        migration = manifest["migration"][kind]
+        flows = pd.DataFrame(migration["flows"])
+        customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
+        assert flows.groupby("to_segment").customers.sum().to_dict() == customers[column].value_counts().to_dict()
+        assert flows[flows.from_segment != "(new)"].customers.sum() == manifest["validation"]["customers"]
+        assert (flows.to_segment != "(gone)").all()
+        assert migration["from_date"] == "2011-09-11" and migration["to_date"] == "2011-12-10"
+        assert any(sentence.startswith("The largest move down:") for sentence in migration["sentences"])

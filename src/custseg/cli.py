@@ -153,6 +153,8 @@ def _print_summary(result: RunResult) -> None:
             },
             "segmentation": manifest["segments"].get("chosen", manifest["segments"].get("skipped")),
             "backtest": _backtest_summary(manifest.get("validation", {})),
+            "value": _value_summary(manifest.get("value", {})),
+            "migration": {k: v["sentences"] for k, v in _migrations(manifest)},
             "early_prediction": [
                 {
                     k: row.get(k)
@@ -216,6 +218,13 @@ def _print_summary(result: RunResult) -> None:
     console.print(rfm)
     _print_learned(console, manifest["segments"])
     _print_backtest(console, manifest.get("validation", {}))
+    _print_value(console, manifest.get("value", {}))
+    for kind, movement in manifest.get("migration", {}).items():
+        if "sentences" in movement:
+            label = "Learned segments" if kind == "learned" else "RFM segments"
+            console.print(
+                f"{label}, {movement['from_date']} to {movement['to_date']}: " + " ".join(movement["sentences"])
+            )
     _print_early(console, manifest.get("early", {}))
     if customers["fully_returned"]["count"]:
         console.print(
@@ -272,6 +281,43 @@ def _backtest_summary(validation: dict) -> dict:
         "rfm_map": {k: validation["rfm"][k] for k in keys},
         "ceilings": validation["ceilings"],
     }
+
+
+def _migrations(manifest: dict) -> list[tuple[str, dict]]:
+    """Return run.json's migrations (learned, RFM) that were counted."""
+    migration = manifest.get("migration", {})
+    return [(kind, migration[kind]) for kind in ("learned", "rfm") if kind in migration]
+
+
+def _value_summary(value: dict) -> dict:
+    """Return the value model's headline: the model chosen, its backtest and forward figures, the expected totals."""
+    if "skipped" in value or not value:
+        return {"skipped": value.get("skipped", "not run")}
+    keys = ("spearman", "r_squared_log", "auc", "revenue_ratio")
+    forward = value["forward"]
+    return {
+        "chosen": value["chosen"],
+        "backtest": {k: value["backtest"][k] for k in keys},
+        "forward": forward if "skipped" in forward else {k: forward[k] for k in keys},
+        "expected": value["expected"],
+    }
+
+
+def _print_value(console: Console, value: dict) -> None:
+    if "skipped" in value:
+        console.print(f"Expected value skipped: {value['skipped']}")
+        return
+    if not value:
+        return
+    fit, expected, horizon = value["backtest"], value["expected"], value["horizon_days"]
+    console.print(
+        f"Expected value ({value['chosen'].replace('_', ' ')}): {expected['expected_revenue']:,.0f} of revenue and "
+        f"{expected['expected_orders']:,.0f} orders in the next {horizon} days from {expected['customers']:,} "
+        "customers. "
+        f"On the backtest: Spearman {fit['spearman']:.3f}, R² of log revenue {fit['r_squared_log']:.3f}, predicted "
+        f"total {fit['revenue_ratio']:.0%} of the actual"
+        + (f"; forward check {value['forward']['revenue_ratio']:.0%}." if "revenue_ratio" in value["forward"] else ".")
+    )
 
 
 def _print_backtest(console: Console, validation: dict) -> None:
@@ -462,7 +508,7 @@ def assign_command(
     delimiter: DelimiterOption = None,
     date_format: DateFormatOption = None,
 ) -> None:
-    """Give customers their RFM and learned segments with a model written by custseg run."""
+    """Give customers their RFM and learned segments and expected value with a model written by custseg run."""
     from custseg.pipeline import assign
     from custseg.settings import InputOptions, parse_as_of, parse_column_map
 

@@ -306,12 +306,13 @@ def assigned_customers(
     input_options: InputOptions | None = None,
     as_of=None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Give the customers of ``data`` their RFM segment, learned segment and early prediction.
+    """Give the customers of ``data`` their RFM segment, learned segment, expected value and early prediction.
 
     ``model`` is a run's output folder, its ``model/`` folder or a model loaded from one. The
     transactions are cleaned with the model's rules, products get the model's categories, features
     are computed as of ``as_of`` (default: the day after the data's last transaction), RFM is scored
-    with the stored cut points and the learned segment comes from the stored segmentation.
+    with the stored cut points, the learned segment comes from the stored segmentation and the
+    expected value over the next H days from the stored value model.
 
     Returns
     -------

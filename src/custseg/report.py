@@ -774,10 +774,16 @@ def value(manifest: dict[str, Any], segments: pd.DataFrame) -> Section | None:
             f"revenue {forward['r_squared_log']:.3f}, predicted total {forward['revenue_ratio']:.0%} of the actual "
             "(a shop's season moves the total more than the ranking)."
         )
-    learned = segments[segments.kind == "learned"] if "kind" in segments else segments.iloc[:0]
-    shown = learned if len(learned) else segments[segments.kind == "rfm"]
     revenue, total = columns["expected_revenue"], f"{columns['expected_revenue']}_total"
-    shown = shown[shown[revenue].notna()]
+    # The stored table's row order is the engine's: RFM segments by value, learned ones by id.
+    segments = segments[segments[revenue].notna()]
+    order = [
+        (kind == "learned", int(segment[1:]) if kind == "learned" else -value)
+        for kind, segment, value in zip(segments.kind, segments.segment, segments[revenue], strict=True)
+    ]
+    segments = segments.iloc[sorted(range(len(segments)), key=order.__getitem__)]
+    learned = segments[segments.kind == "learned"]
+    shown = learned if len(learned) else segments[segments.kind == "rfm"]
     if len(shown):
         labels = [f"{r.segment} {r.name}" if r.segment != r.name else r.name for r in shown.itertuples()]
         figure = make_subplots(
@@ -852,7 +858,7 @@ def value(manifest: dict[str, Any], segments: pd.DataFrame) -> Section | None:
                 "" if pd.isna(r.backtest_predicted_revenue) else _money(r.backtest_predicted_revenue),
                 "" if pd.isna(r.backtest_mean_revenue) else _money(r.backtest_mean_revenue),
             ]
-            for r in segments[segments[revenue].notna()].itertuples()
+            for r in segments.itertuples()
         ],
     )
     return Section("value", title, intro, charts, [table])

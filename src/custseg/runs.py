@@ -215,7 +215,7 @@ class Model:
         column_map: dict[str, str] | None = None,
         timestamp_format: str | None = None,
     ) -> pd.DataFrame:
-        """Give the customers of ``transactions`` their RFM segment, learned segment and early prediction.
+        """Give the customers of ``transactions`` their RFM and learned segments, expected value and early prediction.
 
         Parameters
         ----------

@@ -711,6 +711,26 @@ def _forward_check(
     }
 
 
+def _expected_totals(valued: ir.Table, columns: dict[str, str]) -> dict[str, Any]:
+    """Return the customers, their expected orders and revenue in all, and how many are expected to order again."""
+    totals = (
+        valued.aggregate(
+            customers=valued.count(),
+            expected_orders=valued[columns["expected_orders"]].sum(),
+            expected_revenue=valued[columns["expected_revenue"]].sum(),
+            returning_customers=valued[columns["p_order_again"]].sum(),
+        )
+        .execute()
+        .iloc[0]
+    )
+    return {
+        "customers": int(totals.customers),
+        "expected_orders": round(float(totals.expected_orders), 2),
+        "expected_revenue": round(float(totals.expected_revenue), 2),
+        "returning_customers": round(float(totals.returning_customers), 1),
+    }
+
+
 def learn_value(
     customers: ir.Table,
     table: pd.DataFrame,
@@ -770,15 +790,7 @@ def learn_value(
         "backtest": chosen.figures,
         "calibration": {kind: json_records(frame) for kind, frame in calibrated.items()},
         "forward": _forward_check(lines, products, as_of, first_at, chosen.model, history, settings, workspace),
-        "expected": {
-            "customers": int(valued.count().execute()),
-            **{
-                target: round(float(valued[column].sum().execute()), 2)
-                for target, column in columns.items()
-                if target != "p_order_again"
-            },
-            "returning_customers": round(float(valued[columns["p_order_again"]].sum().execute()), 1),
-        },
+        "expected": _expected_totals(valued, columns),
     }
     return Value(
         customers=valued,
