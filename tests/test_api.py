@@ -128,6 +128,7 @@ def test_segments_lists_every_learned_segment_and_the_rfm_map(client, trained):
     profiles = trained[1].manifest["segments"]["profiles"]
     assert [s["segment"] for s in body["learned"]] == [p["segment"] for p in profiles]
     assert all(s["name"] and s["action"] for s in body["learned"])
+    assert all(s["expected_revenue_90d_total"] > 0 and 0 < s["p_order_again_90d"] < 1 for s in body["learned"])
     assert len(body["rfm"]) == 11
 
 

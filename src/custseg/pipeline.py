@@ -253,7 +253,8 @@ def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict,
             as_of=features.summary["as_of"],
             scorer=rfm.scorer,
             categories=categories_state(products.frame),
-            profiles=segments.profiles,
+            # The learned segments' rows of segments.csv: profiles with their expected value.
+            profiles=None if segments.profiles is None else value.table[value.table.kind == "learned"],
             features=segments.segmentation.columns_ if segments.segmentation is not None else None,
             value={"chosen": value.summary.get("chosen"), "columns": value_columns(settings.validation.horizon_days)},
         )
