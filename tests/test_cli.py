@@ -51,6 +51,11 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
     assert len(manifest["input"]["sha256"]) == 64
     assert set(manifest["timings_s"]) == set(STAGES)
     assert manifest["segments"] == {"skipped": "4 customers; learned segments need 20"}
+    reason = manifest["validation"]["skipped"]
+    assert manifest["value"] == {"skipped": f"no backtest: {reason}"}
+    # Movement needs no outcomes: the three customers of T - H and one new one, in RFM segments only.
+    assert set(manifest["migration"]) == {"horizon_days", "rfm"}
+    assert sum(flow["customers"] for flow in manifest["migration"]["rfm"]["flows"]) == 4
     assert manifest["customers"]["count"] == 4
     assert sum(summary["rfm_segments"].values()) == 4
     segments = (out / "segments.csv").read_text().splitlines()

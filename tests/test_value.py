@@ -66,8 +66,14 @@ def test_the_value_model_ranks_customers_and_keeps_the_training_totals(model):
 
 def test_one_outcome_class_cannot_be_learned():
     shop = backtest_shop(200).assign(next_orders=0, next_revenue=0.0)
-    with pytest.raises(ConfigError, match="0 of 200 customers ordered again: one outcome class"):
+    with pytest.raises(ConfigError, match="0 of 200 customers ordered again: a value model needs at least 3 who did"):
         ValueModel(features=FEATURES).fit(shop, shop[["next_orders", "next_revenue"]])
+    two = shop.assign(next_orders=[1, 1] + [0] * 198, next_revenue=[10.0, 20.0] + [0.0] * 198)
+    with pytest.raises(ConfigError, match="2 of 200 customers ordered again"):
+        ValueModel(features=FEATURES).fit(two, two[["next_orders", "next_revenue"]])
+    three = shop.assign(next_orders=[1, 1, 2] + [0] * 197, next_revenue=[10.0, 20.0, 5.0] + [0.0] * 197)
+    predicted = ValueModel(features=FEATURES).fit(three, three[["next_orders", "next_revenue"]]).predict(three)
+    assert predicted.expected_revenue.notna().all()
 
 
 def test_value_scores_of_perfect_and_of_constant_predictions():

@@ -758,7 +758,12 @@ def learn_value(
         )
     history = backtested.customers
     actual = history[["next_orders", "next_revenue"]]
-    model, candidates, chosen = choose_model(history, options, backtested.folds, backtested.weights, settings.seed)
+    try:
+        model, candidates, chosen = choose_model(history, options, backtested.folds, backtested.weights, settings.seed)
+    except ConfigError as exc:
+        saved = workspace.save("customers", with_value(customers, None, horizon, workspace))
+        table = segment_table_with_value(table, None, None, columns)
+        return Value(customers=saved, table=table, summary={"skipped": f"the backtest's customers: {exc}"})
     calibrated = {"deciles": calibration(chosen.predicted, actual)}
     if movement.then is not None:
         ids = workspace.engine.register("value_backtest_ids", pa.table({"customer_id": pa.array(history.customer_id)}))

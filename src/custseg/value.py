@@ -268,15 +268,19 @@ class ValueModel(RegressorMixin, BaseEstimator):
         Raises
         ------
         ConfigError
-            When every customer, or none, ordered again: there is nothing to tell apart.
+            When fewer than `LINK_FOLDS` customers ordered again, or did not: too little to tell apart.
         """
         if self.model not in MODELS:
             raise ConfigError(f"model={self.model!r} must be one of {', '.join(MODELS)}")
         orders = y.next_orders.to_numpy(dtype=float)
         revenue = np.clip(y.next_revenue.to_numpy(dtype=float), 0, None)
         ordered = orders > 0
-        if ordered.all() or not ordered.any():
-            raise ConfigError(f"{int(ordered.sum())} of {len(ordered)} customers ordered again: one outcome class")
+        fewer = int(min(ordered.sum(), (~ordered).sum()))
+        if fewer < LINK_FOLDS:
+            raise ConfigError(
+                f"{int(ordered.sum())} of {len(ordered)} customers ordered again: a value model needs at least "
+                f"{LINK_FOLDS} who did and {LINK_FOLDS} who did not"
+            )
         self.space_ = FeatureSpace(features=list(self.features or VALUE_FEATURES), interests=self.interests)
         points = self.space_.fit_transform(per_quarter(customers))
         log_revenue = np.log1p(revenue)
