@@ -100,7 +100,8 @@ LINK_GRID = 256
 LINK_KNOTS = 4
 """Knots of the spline from the expected log revenue to the expected revenue and orders. A straight
 log link overstates the best customers and halves the rest (decile by decile on the UCI backtest);
-three knots leave deciles 20% off, five bend the curve enough to cost rank correlation."""
+three knots left deciles about 20% off, five cost R² of log revenue (0.265 against 0.270) for no
+better calibration."""
 
 
 class IndexSpline(TransformerMixin, BaseEstimator):
