@@ -576,19 +576,19 @@ def _write_flows(movements: dict, out: Path) -> None:
 
 def _print_migration(console: Console, kind: str, summary: dict) -> None:
     """Print the customers from each segment (rows, first date) to each (columns, second date) and the sentences."""
-    flows = summary["flows"]
-    sources = list(dict.fromkeys(sorted(f["from_segment"] for f in flows)))
-    targets = list(dict.fromkeys(sorted(f["to_segment"] for f in flows)))
-    counts = {(f["from_segment"], f["to_segment"]): f["customers"] for f in flows}
+    import pandas as pd
+
+    from custseg.movement import matrix
+
+    counts = matrix(pd.DataFrame(summary["flows"]))
     title = "Learned segments" if kind == "learned" else "RFM segments"
     table = _table(
         f"{title}: customers as of {summary['from_date']} (rows) and {summary['to_date']} (columns)",
-        (("from \\ to", "left"), *((target, "right") for target in targets), ("total", "right")),
+        (("from \\ to", "left"), *((str(target), "right") for target in counts.columns), ("total", "right")),
     )
-    for source in sources:
-        row = [counts.get((source, target), 0) for target in targets]
-        table.add_row(source, *(f"{count:,}" for count in row), f"{sum(row):,}")
-    table.add_row("total", *(f"{sum(counts.get((s, t), 0) for s in sources):,}" for t in targets), "")
+    for source, row in zip(counts.index, counts.to_numpy(), strict=True):
+        table.add_row(str(source), *(f"{count:,}" for count in row), f"{row.sum():,}")
+    table.add_row("total", *(f"{total:,}" for total in counts.sum(axis=0)), "")
     console.print(table)
     for sentence in summary["sentences"]:
         console.print(sentence)

@@ -711,6 +711,13 @@ def _forward_check(
     }
 
 
+def _without_value(customers: ir.Table, table: pd.DataFrame, reason: str, horizon: int, workspace) -> Value:
+    """Return the customers and segments with empty value columns, and why."""
+    saved = workspace.save("customers", with_value(customers, None, horizon, workspace))
+    empty = segment_table_with_value(table, None, None, value_columns(horizon))
+    return Value(customers=saved, table=empty, summary={"skipped": reason})
+
+
 def _expected_totals(valued: ir.Table, columns: dict[str, str]) -> dict[str, Any]:
     """Return the customers, their expected orders and revenue in all, and how many are expected to order again."""
     totals = (
@@ -752,18 +759,13 @@ def learn_value(
     elif backtested.customers is None:
         reason = f"no backtest: {backtested.summary['skipped']}"
     if reason:
-        saved = workspace.save("customers", with_value(customers, None, horizon, workspace))
-        return Value(
-            customers=saved, table=segment_table_with_value(table, None, None, columns), summary={"skipped": reason}
-        )
+        return _without_value(customers, table, reason, horizon, workspace)
     history = backtested.customers
     actual = history[["next_orders", "next_revenue"]]
     try:
         model, candidates, chosen = choose_model(history, options, backtested.folds, backtested.weights, settings.seed)
     except ConfigError as exc:
-        saved = workspace.save("customers", with_value(customers, None, horizon, workspace))
-        table = segment_table_with_value(table, None, None, columns)
-        return Value(customers=saved, table=table, summary={"skipped": f"the backtest's customers: {exc}"})
+        return _without_value(customers, table, f"the backtest's customers: {exc}", horizon, workspace)
     calibrated = {"deciles": calibration(chosen.predicted, actual)}
     if movement.then is not None:
         ids = workspace.engine.register("value_backtest_ids", pa.table({"customer_id": pa.array(history.customer_id)}))
