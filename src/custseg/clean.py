@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 
 from custseg.engine import allocate_in_python
+from custseg.orders import refunded_share
 from custseg.schema import ROW_ID, SOURCE_COLUMNS, exact_sum, trimmed
 
 REASONS: dict[str, str] = {
     "invalid_timestamp": "timestamp missing or not parseable",
     "invalid_number": "quantity, price or amount missing or not a number",
+    "unpaid_order": "order not paid: its status is one of [clean] unpaid_statuses (e.g. voided, pending)",
     "missing_customer_id": "no customer id (a guest order)",
     "duplicate_row": "exact copy of an earlier row (the first copy is kept)",
     "non_product": "postage, carriage, fee, manual adjustment, discount, sample, bank charge or voucher",
@@ -57,6 +59,7 @@ LINE_COLUMNS = (
     "description",
     "quantity",
     "returned_quantity",
+    "refunded_quantity",
     "net_quantity",
     "unit_price",
     "net_revenue",
@@ -79,9 +82,13 @@ REJECTED_COLUMNS = (
 )
 
 
+DEFAULT_UNPAID_STATUSES = ("voided", "pending", "authorized", "expired")
+"""Order statuses that are no sale: Shopify's financial statuses of orders never paid, or not yet."""
+
+
 @dataclass(frozen=True)
 class CleanRules:
-    """Settings of the `non_product` rule (the other rules have no settings).
+    """Settings of the `non_product` and `unpaid_order` rules (the other rules have no settings).
 
     Attributes
     ----------
@@ -91,6 +98,8 @@ class CleanRules:
         Regular expression; product codes that match it in full are not products.
     non_product_description_pattern : str
         Regular expression; descriptions that match it in full (case-insensitive) are not products.
+    unpaid_statuses : tuple of str
+        Order statuses (``order_status``, compared in lower case) of orders that are not sales.
     """
 
     non_product_codes: tuple[str, ...] = DEFAULT_NON_PRODUCT_CODES
@@ -99,6 +108,7 @@ class CleanRules:
         r"(?i)(dotcom )?postage|carriage|manual|discount|samples?|bank charges?|amazon fee"
         r"|adjust bad debt|cruk commission|.*gift voucher.*|.*\bfees?\b.*"
     )
+    unpaid_statuses: tuple[str, ...] = DEFAULT_UNPAID_STATUSES
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,9 @@ class CleanResult:
     Attributes
     ----------
     lines : ibis.Table of shape (n_kept, 12)
-        Kept purchase lines, `LINE_COLUMNS`; ``net_quantity = quantity - returned_quantity``
+        Kept purchase lines, `LINE_COLUMNS`; ``returned_quantity`` is what matched returns and the
+        order's refund (``refunded_quantity``, `custseg.orders.refunded_share`) took back,
+        ``net_quantity = quantity - returned_quantity``
         and ``net_revenue = net_quantity * unit_price``.
     rejected : ibis.Table of shape (n_rejected, 12)
         Every other input row, `REJECTED_COLUMNS`, with its ``reason`` (a key of `REASONS`).
@@ -156,8 +168,10 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
     first_copies = transactions.group_by(list(SOURCE_COLUMNS)).aggregate(first_row=transactions[ROW_ID].min())
     first_copies = first_copies.select(first_row="first_row", is_first_copy=ibis.literal(True))
     t = transactions.left_join(first_copies, transactions[ROW_ID] == first_copies.first_row).drop("first_row")
+    unpaid = t.order_status.isin([s.lower() for s in rules.unpaid_statuses]).fill_null(False)
     reason = ibis.cases(
         (t.problem_reason.notnull(), t.problem_reason),
+        (unpaid, "unpaid_order"),
         (t.customer_id.isnull(), "missing_customer_id"),
         (t.is_first_copy.isnull(), "duplicate_row"),
         (is_non_product(t, rules), "non_product"),
@@ -167,6 +181,7 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
     )
     detail = ibis.cases(
         (t.problem_reason.notnull(), t.problem_column.concat("=", t.problem_value)),
+        (unpaid, ibis.literal("order_status=").concat(t.order_status)),
         else_=ibis.null(dt.string),
     )
     return t.mutate(reason=reason, detail=detail).drop("is_first_copy")
@@ -306,9 +321,10 @@ def net_returns(screened: ir.Table, allocation: ir.Table) -> tuple[ir.Table, ir.
     joined = candidates.left_join(allocation, ROW_ID).drop(f"{ROW_ID}_right")
     allocated = joined.allocated_quantity.fill_null(0.0)
 
-    purchases = joined.filter(joined.quantity > 0)
-    returned = purchases.allocated_quantity.fill_null(0.0)
-    net_quantity = purchases.quantity - returned
+    purchases = _with_refunded_share(joined.filter(joined.quantity > 0))
+    matched = purchases.allocated_quantity.fill_null(0.0)
+    refunded = (purchases.quantity - matched) * purchases.refunded_share
+    net_quantity = purchases.quantity - matched - refunded
     lines = purchases.select(
         ROW_ID,
         "customer_id",
@@ -317,7 +333,8 @@ def net_returns(screened: ir.Table, allocation: ir.Table) -> tuple[ir.Table, ir.
         "product_id",
         "description",
         "quantity",
-        returned_quantity=returned,
+        returned_quantity=matched + refunded,
+        refunded_quantity=refunded,
         net_quantity=net_quantity,
         unit_price=purchases.unit_price,
         net_revenue=net_quantity * purchases.unit_price,
@@ -336,6 +353,20 @@ def net_returns(screened: ir.Table, allocation: ir.Table) -> tuple[ir.Table, ir.
         returns.mutate(reason=return_reason).select(*REJECTED_COLUMNS),
     )
     return lines, rejected
+
+
+def _with_refunded_share(purchases: ir.Table) -> ir.Table:
+    """Add ``refunded_share``, the share of each purchase line that its order's refund took back."""
+    refunded = purchases.filter(purchases.refunded_amount > 0)
+    # Only orders with a refunded amount need their lines' total (the base when the order has no total).
+    per_order = refunded.group_by("invoice_id").aggregate(
+        lines_amount=(refunded.quantity * refunded.unit_price).sum()
+    )
+    joined = purchases.left_join(per_order, "invoice_id").drop("invoice_id_right")
+    share = refunded_share(
+        joined.order_status, joined.refunded_amount, joined.order_total, joined.lines_amount.fill_null(0.0)
+    )
+    return joined.mutate(refunded_share=share).drop("lines_amount")
 
 
 def check_partition(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> dict[str, int]:
@@ -371,15 +402,17 @@ def reconcile(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> di
     Returns
     -------
     dict
-        ``input_amount`` (sum of quantity x unit price over parseable rows), ``gross_sales`` and
-        ``returns_matched`` (at the purchase's price) and ``net_revenue`` of ``lines``,
+        ``input_amount`` (sum of quantity x unit price over parseable rows), ``gross_sales``,
+        ``returns_matched`` (at the purchase's price), ``refunds`` (orders' refunds, spread over
+        their lines) and ``net_revenue`` of ``lines`` (gross_sales - returns_matched - refunds),
         ``rejected_amount`` per reason (quantity x unit price as in the input) and ``balanced``:
         whether input_amount = gross_sales + all rejected amounts (to a cent).
     """
     line_sums = (
         lines.aggregate(
             gross_sales=exact_sum(lines.quantity * lines.unit_price),
-            returns_matched=exact_sum(lines.returned_quantity * lines.unit_price),
+            returns_matched=exact_sum((lines.returned_quantity - lines.refunded_quantity) * lines.unit_price),
+            refunds=exact_sum(lines.refunded_quantity * lines.unit_price),
             net_revenue=exact_sum(lines.net_revenue),
         )
         .execute()
@@ -402,6 +435,7 @@ def reconcile(transactions: ir.Table, lines: ir.Table, rejected: ir.Table) -> di
         "input_amount": round(input_amount, 2),
         "gross_sales": round(gross, 2),
         "returns_matched": round(float(line_sums.returns_matched or 0.0), 2),
+        "refunds": round(float(line_sums.refunds or 0.0), 2),
         "net_revenue": round(float(line_sums.net_revenue or 0.0), 2),
         "rejected_amount": rejected_amount,
         "balanced": abs(input_amount - gross - total_rejected) < 0.01,

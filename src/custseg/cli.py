@@ -636,12 +636,15 @@ def simulate_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Log file to write: .parquet, .csv or .csv.gz.")],
     customers: Annotated[int, typer.Option("--customers", "-n", help="Customers with an id.")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same bytes.")] = 0,
+    layout: Annotated[
+        str, typer.Option(help="uci (the UCI Online Retail log) or shopify (Shopify's orders export, CSV).")
+    ] = "uci",
 ) -> None:
     """Write a simulated gift-shop log with planted segments (NAME.customers.*, NAME.products.*)."""
     from custseg.simulate import simulate_to_files
 
     with _user_errors():
-        written = simulate_to_files(out, customers, seed)
+        written = simulate_to_files(out, customers, seed, layout)
     if _interactive():
         Console(highlight=False).print(
             f"{written.rows:,} rows for {written.customers_with_id:,} customers (plus guests) in [bold]{written.log}"

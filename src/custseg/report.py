@@ -79,6 +79,15 @@ class Section:
     tables: list[Table] = field(default_factory=list)
 
 
+def shareable_ids(customer_ids: pd.Series) -> pd.Series:
+    """Return customer ids as the report may show them: an email address (personal data) hidden.
+
+    The report is forwarded; the customer tables, which the marketer acts on, keep the addresses.
+    """
+    text = customer_ids.astype(str)
+    return text.where(~text.str.contains("@", regex=False), "(email hidden)")
+
+
 def _money(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -140,6 +149,11 @@ def data_quality(manifest: dict[str, Any]) -> Section:
                 for reason, amount in reconciliation["rejected_amount"].items()
             ],
             ["returns netted against kept lines", "-" + _money(reconciliation["returns_matched"])],
+            *(
+                [["orders' refunds, spread over their lines", "-" + _money(reconciliation["refunds"])]]
+                if reconciliation.get("refunds")
+                else []
+            ),
             ["net revenue", _money(reconciliation["net_revenue"])],
             ["balanced to the cent", "yes" if reconciliation["balanced"] else "NO"],
         ],
@@ -489,7 +503,7 @@ def learned_segments(customers: pd.DataFrame, manifest: dict[str, Any], labels: 
                     mode="markers",
                     name=f"{segment} {names[segment]}",
                     marker={"size": 4, "color": colors[segment], "opacity": 0.7},
-                    text=group.customer_id,
+                    text=shareable_ids(group.customer_id),
                     hovertemplate="customer %{text}<extra>" + segment + "</extra>",
                 )
                 for segment, group in sample.groupby("segment", sort=False)

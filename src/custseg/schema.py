@@ -45,8 +45,21 @@ MAPPABLE_COLUMNS = (
     "unit_price",
     "amount",
     "country",
+    "order_status",
+    "refunded_amount",
+    "order_total",
+    "currency",
 )
-"""Canonical names a source column can be mapped to; ``amount`` is quantity x unit price."""
+"""Canonical names a source column can be mapped to; ``amount`` is quantity x unit price. The last
+four describe a whole order (`custseg.orders`): its payment status (orders whose status is one of
+``[clean] unpaid_statuses`` are not sales), the amount refunded, the total paid and its currency."""
+
+ORDER_LINE_COLUMNS: dict[str, dt.DataType] = {
+    "order_status": dt.string,
+    "refunded_amount": dt.float64,
+    "order_total": dt.float64,
+}
+"""Order-level columns that `to_canonical` adds to every line (null where the source has none)."""
 
 PROBLEM_COLUMNS = ("problem_reason", "problem_column", "problem_value")
 """Columns that `to_canonical` adds: why a row's values could not be parsed, or null."""
@@ -81,6 +94,20 @@ PRESETS: dict[str, dict[str, str]] = {
         "unit_price": "Price",
         "customer_id": "Customer ID",
         "country": "Country",
+    },
+    "shopify": {
+        "invoice_id": "Name",
+        "customer_id": "Email",
+        "invoiced_at": "Created at",
+        "product_id": "Lineitem sku",
+        "description": "Lineitem name",
+        "quantity": "Lineitem quantity",
+        "unit_price": "Lineitem price",
+        "country": "Billing Country",
+        "order_status": "Financial Status",
+        "refunded_amount": "Refunded Amount",
+        "order_total": "Total",
+        "currency": "Currency",
     },
     "canonical": {name: name for name in MAPPABLE_COLUMNS},
 }
@@ -117,10 +144,13 @@ class ColumnMapping:
         Name of the preset recognised from the header, or ``"custom"``.
     columns : dict of str to str
         Canonical name -> source column name, only for columns that exist in the source.
+    layout : str or None
+        The preset whose layout the header has (most of its columns), whatever the user mapped.
     """
 
     preset: str
     columns: dict[str, str]
+    layout: str | None = None
 
 
 def detect_preset(source_columns: Iterable[str]) -> str | None:
@@ -204,7 +234,7 @@ def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, s
             "or a [columns] table in custseg.toml"
         )
     name = layout if layout and not user_map else "custom"
-    return ColumnMapping(preset=name, columns=columns)
+    return ColumnMapping(preset=name, columns=columns, layout=layout)
 
 
 @ibis.udf.scalar.builtin(name="try_strptime")
@@ -221,7 +251,8 @@ def trimmed(value: ir.StringValue) -> ir.StringValue:
     return value.re_replace(r"^\s+|\s+$", "")
 
 
-def _blank_to_null(value: ir.StringValue) -> ir.StringValue:
+def blank_to_null(value: ir.StringValue) -> ir.StringValue:
+    """Trimmed text, null where it is blank."""
     value = trimmed(value)
     return ibis.cases((value == "", ibis.null(dt.string)), else_=value)
 
@@ -242,23 +273,31 @@ def _as_text(value: ir.Value, *, is_id: bool = False, is_customer: bool = False)
 
     Integral floats lose their ``.0`` (CustomerID 17850.0), and so do ids written as text that
     way ("17850.0", as Excel and pandas export them), so that one customer stays one. Blank text is
-    missing, and so is a customer id that is one of `MISSING_ID_WORDS`.
+    missing, and so is a customer id that is one of `MISSING_ID_WORDS`. A customer id with an ``@``
+    is an email address, which is the same address in any case: it is read in lower case.
     """
     if value.type().is_floating():
         as_int = value.cast(dt.int64).cast(dt.string)
         return ibis.cases((value == value.floor(), as_int), else_=value.cast(dt.string))
     if value.type().is_string():
-        text = _blank_to_null(value)
+        text = blank_to_null(value)
         if is_id or is_customer:
             text = text.re_replace(r"^(-?\d+)\.0+$", r"\1")
         if is_customer:
-            text = ibis.cases((text.lower().isin(MISSING_ID_WORDS), ibis.null(dt.string)), else_=text)
+            text = ibis.cases(
+                (text.lower().isin(MISSING_ID_WORDS), ibis.null(dt.string)),
+                (text.contains("@"), text.lower()),
+                else_=text,
+            )
         return text
     return value.cast(dt.string)
 
 
 def customer_id_text(value: ir.Value) -> ir.StringValue:
-    """Read a customer id by the rules of `_as_text`: trimmed, ``17850.0`` is ``17850``, guests are null."""
+    """Read a customer id by the rules of `_as_text`: trimmed, ``17850.0`` is ``17850``, guests are null.
+
+    Emails are lower case.
+    """
     return _as_text(value, is_customer=True)
 
 
@@ -271,7 +310,7 @@ def _as_number(value: ir.Value) -> ir.FloatingValue:
     if value.type().is_numeric():
         number = value.cast(dt.float64)
     else:
-        text = _blank_to_null(value.cast(dt.string))
+        text = blank_to_null(value.cast(dt.string))
         text = text.re_replace(r"^(-?\d+),(\d{1,2}|\d{4,})$", r"\1.\2")
         number = text.try_cast(dt.float64)
     return ibis.cases(
@@ -284,7 +323,7 @@ def _as_timestamp(value: ir.Value, timestamp_format: str | None) -> ir.Timestamp
     if value.type().is_timestamp() or value.type().is_date():
         parsed = value.cast(dt.timestamp)
     else:
-        text = _blank_to_null(value.cast(dt.string)).re_replace(WALL_CLOCK, r"\1")
+        text = blank_to_null(value.cast(dt.string)).re_replace(WALL_CLOCK, r"\1")
         if timestamp_format is None:
             parsed = text.try_cast(dt.timestamp)
         else:
@@ -296,7 +335,7 @@ def _as_timestamp(value: ir.Value, timestamp_format: str | None) -> ir.Timestamp
 def timestamp_format_counts(table: ir.Table, column: str) -> ir.Table:
     """One-row table: for each of `TIMESTAMP_FORMATS`, how many distinct values of ``column`` it parses."""
     distinct = table.select(value=table[column].cast(dt.string)).distinct()
-    text = _blank_to_null(distinct.value).re_replace(WALL_CLOCK, r"\1")
+    text = blank_to_null(distinct.value).re_replace(WALL_CLOCK, r"\1")
     return distinct.aggregate(**{f"f{i}": _try_strptime(text, fmt).count() for i, fmt in enumerate(TIMESTAMP_FORMATS)})
 
 
@@ -323,18 +362,16 @@ def to_canonical(
     raw_timestamp : str
         Name of the column with the original text of a timestamp column parsed while reading,
         if there is one (for reporting values that did not parse).
-    raw_timestamp : str
-        Name of the column with the original text of a timestamp column parsed while reading,
-        if there is one (for reporting values that did not parse).
 
     Returns
     -------
-    ibis.Table of shape (n_rows, 12)
-        `CANONICAL_COLUMNS` plus `PROBLEM_COLUMNS`. Values that are missing or do not parse are
-        null; the first such value of a row is named in the problem columns. Without an invoice
-        column an order is one (customer_id, invoiced_at) pair; without a product column the
-        description stands for the product; with only an amount, quantity is its sign and
-        unit_price its absolute value, so that a negative amount is a return.
+    ibis.Table of shape (n_rows, 15)
+        `CANONICAL_COLUMNS`, `ORDER_LINE_COLUMNS` and `PROBLEM_COLUMNS`. Values that are missing or
+        do not parse are null; the first such value of a row is named in the problem columns.
+        Without an invoice column an order is one (customer_id, invoiced_at) pair; without a
+        product id (no column, or a blank one) the description stands for the product; with only
+        an amount, quantity is its sign and unit_price its absolute value, so that a negative
+        amount is a return. The order status is trimmed lower-case text.
     """
     cols = mapping.columns
 
@@ -342,7 +379,11 @@ def to_canonical(
         return raw[cols[name]] if name in cols else None
 
     invoiced_at = _as_timestamp(source("invoiced_at"), timestamp_format)
-    numbers = {name: _as_number(source(name)) for name in ("quantity", "unit_price", "amount") if name in cols}
+    numbers = {
+        name: _as_number(source(name))
+        for name in ("quantity", "unit_price", "amount", "refunded_amount", "order_total")
+        if name in cols
+    }
     quantity, unit_price, amount = (numbers.get(k) for k in ("quantity", "unit_price", "amount"))
     if quantity is None or unit_price is None:
         if quantity is not None:
@@ -355,7 +396,7 @@ def to_canonical(
     customer_id = customer_id_text(source("customer_id"))
     description = _as_text(source("description")) if "description" in cols else ibis.null(dt.string)
     if "product_id" in cols:
-        product_id = _as_text(source("product_id"))
+        product_id = _as_text(source("product_id")).coalesce(description)
     else:
         product_id = description
     if "invoice_id" in cols:
@@ -395,6 +436,11 @@ def to_canonical(
         quantity=quantity.cast(dt.float64),
         unit_price=unit_price.cast(dt.float64),
         country=country,
+        order_status=_as_text(source("order_status")).lower() if "order_status" in cols else ibis.null(dt.string),
+        **{
+            name: numbers[name] if name in numbers else ibis.null(dt.float64)
+            for name in ("refunded_amount", "order_total")
+        },
         problem_reason=problem_reason,
         problem_column=problem_column,
         problem_value=problem_value,

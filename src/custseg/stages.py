@@ -53,6 +53,7 @@ from custseg.io import (
 )
 from custseg.model import FittedModel
 from custseg.movement import MOVE_COLUMNS, NO_SEGMENT, migration, migration_summary
+from custseg.orders import ORDER_COLUMNS, SPREAD_BY_PRESET, currency_counts, spread_order_fields
 from custseg.products import categorize, category_table, product_summary
 from custseg.profile import (
     exact_sizes,
@@ -121,7 +122,14 @@ def load_transactions(source: Source, settings: Settings, engine) -> tuple[ir.Ta
         if timestamp_format is None:
             timestamp_format, tied = detect_timestamp_format(source.table, column)
         parse_format = timestamp_format
-    transactions = to_canonical(source.table, mapping, timestamp_format=parse_format, row_id=SOURCE_ROW)
+    table = source.table
+    spread = SPREAD_BY_PRESET.get(mapping.layout or "", ())
+    if "invoice_id" in mapping.columns and (spread or set(ORDER_COLUMNS) & set(mapping.columns)):
+        table = spread_order_fields(table, mapping.columns, SOURCE_ROW, spread)
+    currency = None
+    if "currency" in mapping.columns:
+        currency = _one_currency(table, mapping.columns["currency"], str(source.path))
+    transactions = to_canonical(table, mapping, timestamp_format=parse_format, row_id=SOURCE_ROW)
     described = {
         "path": str(source.path),
         "format": source.file_format,
@@ -132,8 +140,28 @@ def load_transactions(source: Source, settings: Settings, engine) -> tuple[ir.Ta
         "column_map": mapping.columns,
         "timestamp_format": timestamp_format,
         "timestamp_format_ties": tied,
+        "currency": currency,
     }
     return transactions, mapping, described
+
+
+def _one_currency(table: ir.Table, column: str, name: str) -> str | None:
+    """Return the one currency of the orders, or None when the column is blank.
+
+    Raises
+    ------
+    InvalidValueError
+        When the orders are in several currencies: custseg adds amounts, which only one currency allows.
+    """
+    counts = currency_counts(table, column)
+    if len(counts) > 1:
+        found = ", ".join(f"{code} ({rows:,} rows)" for code, rows in counts.items())
+        raise InvalidValueError(
+            f"{name}: column {column!r}: the orders are in {len(counts)} currencies: {found}; custseg adds "
+            "amounts, so one run reads one currency: export or select the orders of one currency "
+            "(e.g. --query \"select * from orders where currency = 'EUR'\")"
+        )
+    return next(iter(counts), None)
 
 
 def check_problems(transactions: ir.Table, source: Source, max_share: float) -> None:

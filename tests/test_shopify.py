@@ -1,0 +1,251 @@
+"""Shopify's admin orders export, read with no mapping: a small hand-made export whose every rule is known."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import custseg
+from custseg import Stages
+from custseg.cli import app
+from custseg.errors import InvalidValueError
+from custseg.schema import detect_preset
+from custseg.simulate import SHOPIFY_HEADER, simulate_to_files
+
+HEADER = (
+    "Name,Email,Financial Status,Paid at,Fulfillment Status,Fulfilled at,Accepts Marketing,Currency,Subtotal,"
+    "Shipping,Taxes,Total,Discount Code,Discount Amount,Shipping Method,Created at,Lineitem quantity,Lineitem name,"
+    "Lineitem price,Lineitem compare at price,Lineitem sku,Lineitem requires shipping,Lineitem taxable,"
+    "Lineitem fulfillment status,Billing Name,Billing Street,Billing Address1,Billing Address2,Billing Company,"
+    "Billing City,Billing Zip,Billing Province,Billing Country,Billing Phone,Shipping Name,Shipping Street,"
+    "Shipping Address1,Shipping Address2,Shipping Company,Shipping City,Shipping Zip,Shipping Province,"
+    "Shipping Country,Shipping Phone,Notes,Note Attributes,Cancelled at,Payment Method,Payment Reference,"
+    "Refunded Amount,Vendor,Outstanding Balance,Employee,Location,Device ID,Id,Tags,Risk Level,Source,"
+    "Lineitem discount,Tax 1 Name,Tax 1 Value,Tax 2 Name,Tax 2 Value,Tax 3 Name,Tax 3 Value,Tax 4 Name,"
+    "Tax 4 Value,Tax 5 Name,Tax 5 Value,Phone,Receipt Number,Duties,Billing Province Name,Shipping Province Name,"
+    "Payment ID,Payment Terms Name,Next Payment Due At,Payment References"
+).split(",")
+"""The columns of Shopify's admin "Export orders" CSV, in its order."""
+
+
+def order(name, email, status, created, total, lines, *, refunded="0.00", currency="EUR", country="DE", shipping=0):
+    """Rows of one order as Shopify writes them: the order's own fields on its first row only."""
+    rows = []
+    for i, (quantity, title, price, sku) in enumerate(lines):
+        row = {"Name": name, "Lineitem quantity": quantity, "Lineitem name": title, "Lineitem price": price}
+        row["Lineitem sku"] = sku
+        if i == 0:
+            row.update(
+                {
+                    "Email": email,
+                    "Financial Status": status,
+                    "Paid at": created if status in ("paid", "refunded", "partially_refunded") else "",
+                    "Currency": currency,
+                    "Subtotal": f"{total - shipping:.2f}",
+                    "Shipping": f"{shipping:.2f}",
+                    "Total": f"{total:.2f}",
+                    "Created at": created,
+                    "Billing Country": country,
+                    "Refunded Amount": refunded,
+                    "Id": str(abs(hash(name)) % 10**9),
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+ORDERS = [
+    # Two lines; the second row has only the order's name and its line-item fields.
+    *order(
+        "#1001",
+        "  Ann@Example.com ",
+        "paid",
+        "2025-10-07 09:50:26 +0200",
+        45.0,
+        [(2, "Lantern", "10.00", "LAN-1"), (1, "Mug", "25.00", "MUG-1")],
+    ),
+    *order("#1002", "ann@example.com", "paid", "2025-11-02 18:05:00 +0100", 12.0, [(1, "Mug", "12.00", "MUG-1")]),
+    *order("#1003", "bob@example.com", "voided", "2025-10-08 10:00:00 +0200", 30.0, [(3, "Lantern", "10.00", "LAN-1")]),
+    *order(
+        "#1004",
+        "bob@example.com",
+        "refunded",
+        "2025-10-09 11:00:00 +0200",
+        35.0,
+        [(1, "Vase", "30.00", "VAS-1")],
+        refunded="35.00",
+        shipping=5,
+    ),
+    # Half of the total refunded: each line loses half of its amount.
+    *order(
+        "#1005",
+        "cara@example.com",
+        "partially_refunded",
+        "2025-10-10 08:00:00 -0500",
+        50.0,
+        [(2, "Candle", "20.00", "CAN-1")],
+        refunded="25.00",
+        shipping=10,
+    ),
+    *order("#1006", "", "paid", "2025-10-11 09:00:00 +0200", 10.0, [(1, "Mug", "10.00", "MUG-1")]),
+    *order("#1007", "dan@example.com", "pending", "2025-10-12 09:00:00 +0200", 10.0, [(1, "Mug", "10.00", "MUG-1")]),
+    # A line item without a SKU is known by its name.
+    *order("#1008", "dan@example.com", "paid", "2025-10-13 09:00:00 +0200", 8.0, [(1, "Gift wrap", "8.00", "")]),
+]
+
+
+def write_export(path, orders=ORDERS):
+    with open(path, "w", newline="", encoding="utf-8") as sink:
+        writer = csv.DictWriter(sink, fieldnames=HEADER, restval="")
+        writer.writeheader()
+        writer.writerows(orders)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cleaned(tmp_path_factory):
+    path = write_export(tmp_path_factory.mktemp("shopify") / "orders_export_1.csv")
+    stages = Stages()
+    read = stages.read(path)
+    return read, stages.clean(read)
+
+
+def test_the_header_of_shopifys_export_is_recognised():
+    assert detect_preset(HEADER) == "shopify"
+
+
+def test_an_export_is_read_with_no_mapping_one_customer_per_email(cleaned):
+    read, result = cleaned
+    assert read.summary["preset"] == "shopify"
+    assert read.summary["currency"] == "EUR"
+    lines = result.lines.to_pandas()
+    # The email is the customer, trimmed and in lower case; both rows of #1001 belong to it.
+    assert sorted(lines.customer_id.unique()) == [
+        "ann@example.com",
+        "bob@example.com",
+        "cara@example.com",
+        "dan@example.com",
+    ]
+    assert lines[lines.customer_id == "ann@example.com"].invoice_id.nunique() == 2
+    assert result.span["customers"] == 4
+
+
+def test_order_fields_written_once_apply_to_every_line(cleaned):
+    _, result = cleaned
+    lines = result.lines.to_pandas().set_index("description")
+    first = lines[lines.invoice_id == "#1001"]
+    assert set(first.customer_id) == {"ann@example.com"}
+    assert set(first.country) == {"DE"}
+    # The shop's wall clock is kept: the offset is dropped, not applied.
+    assert {str(t) for t in first.invoiced_at} == {"2025-10-07 09:50:26"}
+    assert str(lines.loc["Candle", "invoiced_at"]) == "2025-10-10 08:00:00"
+    assert lines.loc["Gift wrap", "product_id"] == "Gift wrap"
+
+
+def test_unpaid_orders_are_rejected_with_their_status(cleaned):
+    _, result = cleaned
+    rejected = result.rejected.to_pandas().set_index("invoice_id")
+    assert rejected.loc["#1003", "reason"] == "unpaid_order"
+    assert rejected.loc["#1003", "detail"] == "order_status=voided"
+    assert rejected.loc["#1007", "detail"] == "order_status=pending"
+    assert rejected.loc["#1006", "reason"] == "missing_customer_id"
+    assert result.rows["rejected_by_reason"]["unpaid_order"] == 2
+
+
+def test_refunds_are_netted_and_reconciled(cleaned):
+    _, result = cleaned
+    lines = result.lines.to_pandas().set_index("invoice_id")
+    # A fully refunded order nets to zero; half of #1005's total refunded takes half of its line.
+    assert lines.loc["#1004", "net_revenue"] == 0.0
+    assert lines.loc["#1004", "refunded_quantity"] == 1.0
+    assert lines.loc["#1005", "net_revenue"] == pytest.approx(20.0)
+    money = result.reconciliation
+    assert money["refunds"] == pytest.approx(30.0 + 20.0)
+    assert money["balanced"]
+    assert money["net_revenue"] == pytest.approx(money["gross_sales"] - money["returns_matched"] - money["refunds"])
+    assert money["rejected_amount"]["unpaid_order"] == pytest.approx(40.0)
+
+
+def test_several_currencies_stop_with_a_message_naming_them(tmp_path):
+    mixed = [*ORDERS, *order("#2001", "eve@example.com", "paid", "2025-10-14 09:00:00 +0000", 9.0,
+                             [(1, "Mug", "9.00", "MUG-1")], currency="USD")]
+    path = write_export(tmp_path / "orders_export.csv", mixed)
+    with pytest.raises(InvalidValueError, match=r"orders_export.csv: column 'Currency'.* 2 currencies: EUR .*USD"):
+        Stages().read(path)
+
+
+def test_a_line_with_a_blank_order_name_belongs_to_the_order_above(tmp_path):
+    rows = order("#3001", "fay@example.com", "paid", "2025-10-15 09:00:00 +0200", 30.0,
+                 [(1, "Lantern", "10.00", "LAN-1"), (1, "Vase", "20.00", "VAS-1")])
+    rows[1]["Name"] = ""
+    rows += order("#3002", "gus@example.com", "paid", "2025-10-16 09:00:00 +0200", 10.0, [(1, "Mug", "10.00", "MUG-1")])
+    stages = Stages()
+    lines = stages.clean(stages.read(write_export(tmp_path / "orders_export.csv", rows))).lines.to_pandas()
+    assert lines.set_index("description").invoice_id.to_dict() == {"Lantern": "#3001", "Vase": "#3001", "Mug": "#3002"}
+    assert set(lines[lines.invoice_id == "#3001"].customer_id) == {"fay@example.com"}
+
+
+def test_the_tests_header_is_the_simulators():
+    assert HEADER == SHOPIFY_HEADER
+
+
+@pytest.fixture(scope="module")
+def whole_shop(tmp_path_factory):
+    """A simulated shop written as Shopify's export and run from the command line with no --map."""
+    folder = tmp_path_factory.mktemp("shopify_shop")
+    files = simulate_to_files(folder / "orders_export.csv", 900, seed=7, layout="shopify")
+    result = CliRunner().invoke(app, ["run", str(files.log), "--out", str(folder / "out")])
+    assert result.exit_code == 0, result.output
+    return files, folder / "out", json.loads((folder / "out" / "run.json").read_text())
+
+
+def test_a_whole_shop_counts_every_customer_with_a_paid_order_once(whole_shop):
+    files, out, summary = whole_shop
+    export = pd.read_csv(files.log, dtype=str, keep_default_na=False)
+    first_rows = export[export["Financial Status"] != ""]
+    sold = first_rows[first_rows["Financial Status"].isin(["paid", "partially_refunded", "refunded"])]
+    emails = sold.Email.str.strip().str.lower()
+    paying = set(emails[emails != ""])
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert customers.customer_id.is_unique
+    # A customer whose every order was refunded in full is listed apart, as in any shop.
+    refunded_only = set(summary["customers"]["fully_returned"]["customer_ids"])
+    assert refunded_only and not refunded_only & set(customers.customer_id)
+    assert set(customers.customer_id) | refunded_only == paying
+    assert summary["input"]["preset"] == "shopify"
+    # Every voided order's rows are rejected as unpaid, with the order's status.
+    rejected = pd.read_parquet(out / "rejected.parquet")
+    voided = set(first_rows[first_rows["Financial Status"] == "voided"].Name)
+    unpaid = rejected[rejected.reason == "unpaid_order"]
+    assert voided and voided <= set(unpaid.invoice_id)
+    assert set(unpaid[unpaid.invoice_id.isin(voided)].detail) == {"order_status=voided"}
+
+
+def test_a_whole_shops_refunds_net_and_reconcile(whole_shop):
+    files, out, summary = whole_shop
+    export = pd.read_csv(files.log, dtype=str, keep_default_na=False)
+    refunded = set(export[export["Financial Status"] == "refunded"].Name)
+    lines = custseg.load(out).lines
+    money = summary["reconciliation"]
+    assert money["balanced"]
+    assert money["refunds"] > 0
+    assert money["net_revenue"] == pytest.approx(
+        money["gross_sales"] - money["returns_matched"] - money["refunds"], abs=0.01
+    )
+    refunded_lines = lines[lines.invoice_id.isin(refunded)]
+    assert len(refunded_lines) and refunded_lines.net_revenue.abs().max() == 0.0
+
+
+def test_no_email_address_reaches_the_report(whole_shop):
+    files, out, _ = whole_shop
+    export = pd.read_csv(files.log, dtype=str, keep_default_na=False)
+    emails = {e.strip().lower() for e in export.Email if e.strip()}
+    html = (out / "report.html").read_text(encoding="utf-8").lower()
+    leaked = [e for e in emails if e in html]
+    assert not leaked, leaked[:3]
+    # The customer tables keep them: the marketer acts on a segment through them.
+    assert pd.read_parquet(out / "customers.parquet").customer_id.str.contains("@").all()
