@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import ibis
@@ -104,3 +111,67 @@ def open_in_chromium(page_file: Path, screenshot: Path) -> dict:
             }
         finally:
             browser.close()
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A throwaway PostgreSQL cluster: where it listens and its one user's password."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    def connect(self):
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", password=self.password, autocommit=True
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Start a PostgreSQL server in a temporary folder for the session (Debian's postgresql package).
+
+    The cluster asks for a password (scram-sha-256) over TCP on 127.0.0.1, as a shop's server does.
+    Missing server programs fail the tests: `make test` installs them (scripts/install-test-packages).
+    """
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL's server programs are missing (Debian package postgresql); `make test` installs them")
+    bin_dir = found[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="custseg-pg-"))
+    # initdb refuses to run as root; Debian's package has a postgres user for the server.
+    as_server_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_server_user:
+        shutil.chown(folder, "postgres")
+    password = secrets.token_hex(12)
+    (folder / "pw").write_text(password + "\n")
+    if as_server_user:
+        shutil.chown(folder / "pw", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+    subprocess.run(
+        [*as_server_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "custseg", "--auth=scram-sha-256",
+         f"--pwfile={folder / 'pw'}", "-E", "UTF8", "--locale=C.UTF-8"],
+        check=True, capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*as_server_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w",
+         "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        yield PostgresServer("127.0.0.1", port, "custseg", password)
+    finally:
+        subprocess.run(
+            [*as_server_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)

@@ -401,6 +401,12 @@ ColumnMapOption = Annotated[
     list[str] | None,
     typer.Option("--map", help="Map a canonical column to a source column: canonical=source (repeatable)."),
 ]
+TableOption = Annotated[
+    str | None, typer.Option("--table", help="With a postgresql:// input: the table of orders (schema.table allowed).")
+]
+QueryOption = Annotated[
+    str | None, typer.Option("--query", help='With a postgresql:// input: a query, e.g. "select * from orders".')
+]
 EncodingOption = Annotated[str | None, typer.Option("--encoding", help="CSV text encoding (default: detected).")]
 DelimiterOption = Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter (default: detected).")]
 DateFormatOption = Annotated[
@@ -418,11 +424,14 @@ def run_command(
     data: Annotated[
         str,
         typer.Argument(
-            help="Transaction log: .csv, .csv.gz, .parquet or .xlsx; with --engine spark also a Parquet URL "
-            "(e.g. hdfs://..., file://...) or a Spark table name."
+            help="Transaction log: .csv, .csv.gz, .parquet or .xlsx; a database, postgresql://user@host:5432/shop "
+            "(with --table or --query); with --engine spark also a Parquet URL (e.g. hdfs://..., file://...) or a "
+            "Spark table name."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("custseg-out"),
+    table: TableOption = None,
+    query: QueryOption = None,
     column_map: ColumnMapOption = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Settings file (default: ./custseg.toml if it exists).")
@@ -478,6 +487,8 @@ def run_command(
             encoding=encoding,
             delimiter=delimiter,
             timestamp_format=date_format,
+            table=table,
+            query=query,
             seed=seed,
             as_of=as_of,
             rfm_bins=rfm_bins,
@@ -497,11 +508,19 @@ def run_command(
 
 @app.command("assign")
 def assign_command(
-    data: Annotated[Path, typer.Argument(help="Transactions of any customers: .csv, .csv.gz, .parquet or .xlsx.")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Transactions of any customers: .csv, .csv.gz, .parquet or .xlsx, or a database "
+            "(postgresql://..., with --table or --query)."
+        ),
+    ],
     model: Annotated[Path, typer.Option("--model", "-m", help="Output folder of custseg run (or its model/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write: .parquet, or CSV otherwise.")] = Path(
         "assigned.parquet"
     ),
+    table: TableOption = None,
+    query: QueryOption = None,
     as_of: AsOfOption = None,
     column_map: ColumnMapOption = None,
     encoding: EncodingOption = None,
@@ -518,6 +537,8 @@ def assign_command(
             encoding=encoding,
             delimiter=delimiter,
             timestamp_format=date_format,
+            table=table,
+            query=query,
         )
         result = assign(data, model, out, input_options=options, as_of=parse_as_of(as_of))
     summary = {

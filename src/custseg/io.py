@@ -48,7 +48,8 @@ class Source:
     path : Path or str
         The file, with Spark a URL or table name, or `FRAME` for a table given in memory.
     file_format : str
-        ``csv``, ``parquet``, ``xlsx``, ``table`` (a Spark table) or ``dataframe`` (in memory).
+        ``csv``, ``parquet``, ``xlsx``, ``table`` (a Spark table), ``dataframe`` (in memory) or
+        ``postgresql`` (`custseg.database`).
     columns : list of str
         The file's own column names, in order.
     encoding, delimiter : str or None
@@ -135,11 +136,14 @@ FRAME = "DataFrame"
 """How messages and run.json name a table given in memory (its rows are numbered from 1)."""
 
 
-def read_frame(frame: pd.DataFrame | pa.Table, engine) -> Source:
+def read_frame(
+    frame: pd.DataFrame | pa.Table, engine, *, name: str = FRAME, file_format: str = "dataframe"
+) -> Source:
     """Read a pandas DataFrame or Arrow table in memory as a Parquet file's columns are read.
 
     The index of a DataFrame is not a column. Timestamps with a time zone keep the shop's wall
-    clock in that zone, as in a Parquet file.
+    clock in that zone, as in a Parquet file. ``name`` and ``file_format`` say where the table
+    came from (a database's rows are read this way).
 
     Raises
     ------
@@ -151,11 +155,11 @@ def read_frame(frame: pd.DataFrame | pa.Table, engine) -> Source:
         try:
             frame = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InputFileError(f"{FRAME}: cannot be read: {_first_line(exc)}") from None
+            raise InputFileError(f"{name}: cannot be read: {_first_line(exc)}") from None
     zoned = [i for i, f in enumerate(frame.schema) if pa.types.is_timestamp(f.type) and f.type.tz]
     for i in zoned:
         frame = frame.set_column(i, frame.field(i).name, pc.local_timestamp(frame.column(i)))
-    return _register(FRAME, engine, frame, "dataframe")
+    return _register(name, engine, frame, file_format)
 
 
 def frame_sha256(source: Source) -> str:

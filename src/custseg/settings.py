@@ -43,6 +43,9 @@ class InputOptions:
     max_invalid_share : float
         Above this share of unparseable values in one column the input is refused as a whole
         (a wrong mapping or format), below it the rows are rejected one by one.
+    table, query : str or None
+        With a ``postgresql://`` input: the table (``schema.table`` allowed) or SELECT statement
+        that holds the orders (`custseg.database`).
     """
 
     column_map: dict[str, str] = field(default_factory=dict)
@@ -50,6 +53,8 @@ class InputOptions:
     delimiter: str | None = None
     timestamp_format: str | None = None
     max_invalid_share: float = 0.05
+    table: str | None = None
+    query: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,8 @@ OVERRIDES = (
     "encoding",
     "delimiter",
     "timestamp_format",
+    "table",
+    "query",
     "category_map",
     "recipe",
     "memory_limit",
@@ -193,7 +200,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         `OVERRIDES`: ``column_map`` (a dict, canonical name to source column), ``encoding``,
-        ``delimiter``, ``timestamp_format``, ``seed``, ``as_of``, ``rfm_bins``, ``rfm_map``,
+        ``delimiter``, ``timestamp_format``, ``table``, ``query``, ``seed``, ``as_of``, ``rfm_bins``, ``rfm_map``,
         ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``, ``engine``,
         ``spark_master``, ``spark_conf`` (a dict, merged over the file's); None means "not given",
         and a given value wins over the file.
@@ -236,7 +243,7 @@ def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -
 
     input_doc = _known_keys(doc.get("input", {}), InputOptions, f"{where} [input]")
     input_doc.pop("column_map", None)
-    for key in ("encoding", "delimiter", "timestamp_format"):
+    for key in ("encoding", "delimiter", "timestamp_format", "table", "query"):
         if overrides.get(key) is not None:
             input_doc[key] = overrides[key]
     input_options = InputOptions(column_map=column_map, **input_doc)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.cluster import FeatureSpace, Segmentation, min_customers
+from custseg.database import is_database_url, read_database
 from custseg.early import (
     EARLY_COLUMNS,
     EARLY_SCHEMA,
@@ -186,13 +187,19 @@ def check_problems(transactions: ir.Table, source: Source, max_share: float) -> 
 def read(data: Path | str | pd.DataFrame | pa.Table, settings: Settings, workspace: Workspace) -> Read:
     """Read a file or table and map it to custseg's columns (stored as ``transactions``)."""
     options = settings.input
-    source = read_source(data, workspace.engine, encoding=options.encoding, delimiter=options.delimiter)
+    if is_database_url(data):
+        source = read_database(data, workspace.engine, table=options.table, query=options.query)
+    elif options.table is not None or options.query is not None:
+        raise ConfigError(f"{data}: --table and --query read a database (postgresql://...), not a file")
+    else:
+        source = read_source(data, workspace.engine, encoding=options.encoding, delimiter=options.delimiter)
     canonical, _, described = load_transactions(source, settings, workspace.engine)
     transactions = workspace.save("transactions", canonical)
     check_problems(transactions, source, options.max_invalid_share)
     if isinstance(data, Path) and data.is_file():
         described.update(bytes=data.stat().st_size, sha256=file_sha256(data))
-    elif source.file_format == "dataframe":
+    elif source.file_format in ("dataframe", "postgresql"):
+        # The rows as read (a database's, or a table in memory): the same rows give the same hash.
         described.update(bytes=None, sha256=frame_sha256(source))
     else:
         # A Spark table, URL or folder: no one file to fingerprint.
