@@ -32,7 +32,9 @@ HEADER = (
 """The columns of Shopify's admin "Export orders" CSV, in its order."""
 
 
-def order(name, email, status, created, total, lines, *, refunded="0.00", currency="EUR", country="DE", shipping=0):
+def order(
+    name, email, status, created, total, lines, *, refunded="0.00", currency="EUR", country="DE", shipping=0, notes=""
+):
     """Rows of one order as Shopify writes them: the order's own fields on its first row only."""
     rows = []
     for i, (quantity, title, price, sku) in enumerate(lines):
@@ -51,6 +53,7 @@ def order(name, email, status, created, total, lines, *, refunded="0.00", curren
                     "Created at": created,
                     "Billing Country": country,
                     "Refunded Amount": refunded,
+                    "Notes": notes,
                     "Id": str(abs(hash(name)) % 10**9),
                 }
             )
@@ -59,7 +62,8 @@ def order(name, email, status, created, total, lines, *, refunded="0.00", curren
 
 
 ORDERS = [
-    # Two lines; the second row has only the order's name and its line-item fields.
+    # Two lines; the second row has only the order's name and its line-item fields. The notes hold
+    # a line break inside quotes, as customers write them.
     *order(
         "#1001",
         "  Ann@Example.com ",
@@ -67,6 +71,7 @@ ORDERS = [
         "2025-10-07 09:50:26 +0200",
         45.0,
         [(2, "Lantern", "10.00", "LAN-1"), (1, "Mug", "25.00", "MUG-1")],
+        notes="Please wrap it,\nit is a gift",
     ),
     *order("#1002", "ann@example.com", "paid", "2025-11-02 18:05:00 +0100", 12.0, [(1, "Mug", "12.00", "MUG-1")]),
     *order("#1003", "bob@example.com", "voided", "2025-10-08 10:00:00 +0200", 30.0, [(3, "Lantern", "10.00", "LAN-1")]),

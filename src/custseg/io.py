@@ -345,7 +345,10 @@ def _read_csv(path: Path, encoding: str, delimiter: str, header: str) -> pa.Tabl
         skip_rows=1,
         block_size=1 << 24,
     )
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=keep_malformed)
+    # Quoted values may hold line breaks (a Shopify order's notes, a billing address).
+    parse_options = pa_csv.ParseOptions(
+        delimiter=delimiter, invalid_row_handler=keep_malformed, newlines_in_values=True
+    )
     convert_options = pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in names}, strings_can_be_null=False
     )
