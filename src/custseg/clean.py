@@ -117,7 +117,7 @@ class CleanResult:
 
     Attributes
     ----------
-    lines : ibis.Table of shape (n_kept, 12)
+    lines : ibis.Table of shape (n_kept, 13)
         Kept purchase lines, `LINE_COLUMNS`; ``returned_quantity`` is what matched returns and the
         order's refund (``refunded_quantity``, `custseg.orders.refunded_share`) took back,
         ``net_quantity = quantity - returned_quantity``
@@ -312,7 +312,7 @@ def net_returns(screened: ir.Table, allocation: ir.Table) -> tuple[ir.Table, ir.
 
     Returns
     -------
-    lines : ibis.Table of shape (n_kept, 12)
+    lines : ibis.Table of shape (n_kept, 13)
         `LINE_COLUMNS`.
     rejected : ibis.Table of shape (n_rejected, 12)
         `REJECTED_COLUMNS`.

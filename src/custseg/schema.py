@@ -437,10 +437,7 @@ def to_canonical(
         unit_price=unit_price.cast(dt.float64),
         country=country,
         order_status=_as_text(source("order_status")).lower() if "order_status" in cols else ibis.null(dt.string),
-        **{
-            name: numbers[name] if name in numbers else ibis.null(dt.float64)
-            for name in ("refunded_amount", "order_total")
-        },
+        **{name: numbers.get(name, ibis.null(ORDER_LINE_COLUMNS[name])) for name in ("refunded_amount", "order_total")},
         problem_reason=problem_reason,
         problem_column=problem_column,
         problem_value=problem_value,
