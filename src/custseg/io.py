@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
+import functools
 import gzip
 import hashlib
 import io as _io
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ibis.expr.types as ir
 import pandas as pd
@@ -43,8 +46,6 @@ class Source:
 
     Attributes
     ----------
-    table : ibis.Table of shape (n_rows, n_columns + 1)
-        The file's columns as read (text for CSV and Excel) plus `SOURCE_ROW`.
     path : Path or str
         The file, with Spark a URL or table name, or `FRAME` for a table given in memory.
     file_format : str
@@ -55,17 +56,45 @@ class Source:
     encoding, delimiter : str or None
         What a CSV was read with (None for other formats).
     arrow : pyarrow.Table or None
-        The data a CSV or Excel file was read into; held so that its buffers outlive every query
-        of ``table`` (the backend may scan them without copying).
+        The data a CSV, Excel file, table in memory or database was read into (with `SOURCE_ROW`);
+        held so that its buffers outlive every query of ``table`` (the backend may scan them
+        without copying).
+    engine : DuckDBEngine or SparkEngine or None
+        Where ``arrow`` goes when ``table`` is first used.
+    registered : ibis.Table or None
+        The table the engine read itself (Parquet, a Spark table).
     """
 
-    table: ir.Table
     path: Path | str
     file_format: str
     columns: list[str]
     encoding: str | None = None
     delimiter: str | None = None
     arrow: pa.Table | None = field(default=None, repr=False)
+    engine: Any = field(default=None, repr=False)
+    registered: ir.Table | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def table(self) -> ir.Table:
+        """The source in the engine, of shape (n_rows, n_columns + 1): its columns plus `SOURCE_ROW`.
+
+        A table read in this process goes to the engine on first use, so that only the columns a
+        mapping uses (`narrowed`) travel to Spark.
+        """
+        if self.registered is not None:
+            return self.registered
+        return self.engine.register("source", self.arrow)
+
+
+def narrowed(source: Source, keep: Iterable[str]) -> Source:
+    """Return the source with only the columns ``keep`` (and `SOURCE_ROW`), for one read in this process.
+
+    ``columns`` still lists every column of the file, for messages and run.json.
+    """
+    if source.arrow is None:
+        return source
+    wanted = set(keep) | {SOURCE_ROW}
+    return dataclasses.replace(source, arrow=source.arrow.select([c for c in source.arrow.column_names if c in wanted]))
 
 
 def file_format_of(path: Path) -> str:
@@ -183,8 +212,7 @@ def _register(path: Path | str, engine, table: pa.Table, file_format: str, **kwa
             "give each column its own name"
         )
     table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
-    registered = engine.register("source", table)
-    return Source(table=registered, path=path, file_format=file_format, columns=columns, arrow=table, **kwargs)
+    return Source(path=path, file_format=file_format, columns=columns, arrow=table, engine=engine, **kwargs)
 
 
 def _read_parquet(path: str | Path, engine) -> Source:
@@ -221,7 +249,7 @@ def _positioned(table: ir.Table, path: str | Path, file_format: str) -> Source:
     if table.count().execute() == 0:
         raise EmptyInputError(f"{path}: the file has a header but no data rows")
     table = table.mutate(**{SOURCE_ROW: table.file_row_number + 1}).drop("file_row_number")
-    return Source(table=table, path=path, file_format=file_format, columns=columns)
+    return Source(path=path, file_format=file_format, columns=columns, registered=table)
 
 
 def _read_xlsx(path: Path) -> pa.Table:
@@ -425,27 +453,16 @@ def detect_text_timestamp_format(values: pa.ChunkedArray | pa.Array) -> tuple[st
     return winners[0], winners[1:]
 
 
-def parse_text_timestamps(source: Source, column: str, fmt: str | None, engine) -> Source:
-    """Turn a text timestamp column of a CSV or Excel source into timestamps, in Arrow.
+def parse_text_timestamps(source: Source, column: str, fmt: str | None) -> Source:
+    """Turn a text timestamp column of a source read in this process into timestamps, in Arrow.
 
     The original text is kept in `RAW_TIMESTAMP`, so that a value that does not parse can be
     reported as it was written. Values that do not parse become null.
     """
     text = source.arrow.column(column)
     parsed = pc.strptime(_without_fraction(text), format=fmt or "%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
-    table = source.arrow.drop_columns([SOURCE_ROW]) if SOURCE_ROW in source.arrow.column_names else source.arrow
-    table = table.set_column(table.column_names.index(column), column, parsed).append_column(RAW_TIMESTAMP, text)
-    table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
-    registered = engine.register("source", table)
-    return Source(
-        table=registered,
-        path=source.path,
-        file_format=source.file_format,
-        columns=source.columns,
-        encoding=source.encoding,
-        delimiter=source.delimiter,
-        arrow=table,
-    )
+    table = source.arrow.set_column(source.arrow.column_names.index(column), column, parsed)
+    return dataclasses.replace(source, arrow=table.append_column(RAW_TIMESTAMP, text))
 
 
 def _first_line(exc: BaseException) -> str:

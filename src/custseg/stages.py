@@ -49,6 +49,7 @@ from custseg.io import (
     detect_text_timestamp_format,
     detect_timestamp_format,
     frame_sha256,
+    narrowed,
     parse_text_timestamps,
     read_source,
 )
@@ -99,7 +100,7 @@ class Read:
     summary: dict[str, Any]
 
 
-def load_transactions(source: Source, settings: Settings, engine) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
+def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, ColumnMapping, dict[str, Any]]:
     """Map a read source to the canonical transactions table and describe how it was read.
 
     Raises
@@ -111,13 +112,14 @@ def load_transactions(source: Source, settings: Settings, engine) -> tuple[ir.Ta
     """
     options = settings.input
     mapping = resolve_mapping(source.columns, options.column_map, source_name=str(source.path))
+    source = narrowed(source, mapping.columns.values())
     column = mapping.columns["invoiced_at"]
     timestamp_format, tied = options.timestamp_format, []
     if source.arrow is not None and pa.types.is_string(source.arrow.schema.field(column).type):
         # Text timestamps of a CSV or Excel file are parsed in Arrow, where the file already is.
         if timestamp_format is None:
             timestamp_format, tied = detect_text_timestamp_format(source.arrow.column(column))
-        source = parse_text_timestamps(source, column, timestamp_format, engine)
+        source = parse_text_timestamps(source, column, timestamp_format)
         parse_format = None
     else:
         if timestamp_format is None:
@@ -193,7 +195,7 @@ def read(data: Path | str | pd.DataFrame | pa.Table, settings: Settings, workspa
         raise ConfigError(f"{data}: --table and --query read a database (postgresql://...), not a file")
     else:
         source = read_source(data, workspace.engine, encoding=options.encoding, delimiter=options.delimiter)
-    canonical, _, described = load_transactions(source, settings, workspace.engine)
+    canonical, _, described = load_transactions(source, settings)
     transactions = workspace.save("transactions", canonical)
     check_problems(transactions, source, options.max_invalid_share)
     if isinstance(data, Path) and data.is_file():
