@@ -254,3 +254,14 @@ def test_no_email_address_reaches_the_report(whole_shop):
     assert not leaked, leaked[:3]
     # The customer tables keep them: the marketer acts on a segment through them.
     assert pd.read_parquet(out / "customers.parquet").customer_id.str.contains("@").all()
+
+
+def test_spark_reads_the_export_as_duckdb_does(tmp_path, cleaned):
+    _, expected = cleaned
+    stages = Stages(engine="spark", spark_master="local[2]")
+    result = stages.clean(stages.read(write_export(tmp_path / "orders_export_1.csv")))
+    got = result.lines.to_pandas().sort_values("row_id", ignore_index=True)
+    want = expected.lines.to_pandas().sort_values("row_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got[list(want.columns)], want, check_dtype=False)
+    assert result.reconciliation == expected.reconciliation
+    assert result.rows == expected.rows
