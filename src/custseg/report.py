@@ -1129,6 +1129,20 @@ def build_report(out_dir: str | Path) -> Path:
     InputFileError
         If the folder holds no finished custseg run.
     """
+    manifest, sections = run_sections(out_dir)
+    target = Path(out_dir) / REPORT_FILE
+    target.write_text(render(manifest, sections), encoding="utf-8")
+    return target
+
+
+def run_sections(out_dir: str | Path) -> tuple[dict[str, Any], list[Section]]:
+    """Build the report's sections of a finished output folder: its manifest and the sections.
+
+    Raises
+    ------
+    InputFileError
+        If the folder holds no finished custseg run.
+    """
     out_dir = Path(out_dir)
     manifest_path, database, tables = out_dir / MANIFEST_FILE, out_dir / DATABASE_FILE, stored_tables(out_dir)
     if not manifest_path.exists() or not (database.exists() or tables):
@@ -1146,6 +1160,6 @@ def build_report(out_dir: str | Path) -> Path:
         for name, folder in tables.items():
             backend.read_parquet(folder / "*.parquet", table_name=name)
     try:
-        return write_report(out_dir, backend, manifest)
+        return manifest, report_sections(backend, manifest)
     finally:
         backend.disconnect()

@@ -13,7 +13,7 @@ import html
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +26,9 @@ from custseg.pipeline import run as run_pipeline
 from custseg.rfm import RFMScorer
 from custseg.settings import InputOptions, Settings, load_settings, parse_as_of, parse_column_map
 from custseg.workspace import MANIFEST_FILE, Workspace, read_table
+
+if TYPE_CHECKING:
+    from custseg.report import Section
 
 Data = str | Path | pd.DataFrame | pa.Table
 """A transaction log: a file (CSV, gzip CSV, Parquet, Excel) or a table in memory."""
@@ -156,6 +159,19 @@ class Run:
     def model(self) -> Model:
         """The model this run wrote, to assign segments to other customers."""
         return Model.load(self.out_dir)
+
+    @functools.cached_property
+    def sections(self) -> dict[str, Section]:
+        """The report's sections by key.
+
+        The keys: ``quality``, ``exploration``, ``products``, ``rfm``, ``learned``, ``backtest``,
+        ``value``, ``movement``, ``early``, ``actions`` (those the run's stages allow). Each holds
+        its title, intro, charts (a Plotly figure and the sentence that reads it) and tables: the
+        report's own, to show in a notebook with ``chart.figure.show()``.
+        """
+        from custseg.report import run_sections
+
+        return {section.key: section for section in run_sections(self.out_dir)[1]}
 
     def __repr__(self) -> str:
         return f"Run({str(self.out_dir)!r})"
