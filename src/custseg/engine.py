@@ -9,6 +9,7 @@ function (a fitted model) over a table batch by batch.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import os
@@ -101,6 +102,8 @@ class DuckDBEngine:
 
     def open(self, folder: Path) -> ibis.BaseBackend:
         """Start a fresh ``custseg.duckdb`` in ``folder`` and return its connection."""
+        import duckdb
+
         database = folder / DATABASE_FILE
         for stale in (database, database.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
@@ -109,8 +112,10 @@ class DuckDBEngine:
             config["memory_limit"] = self.options.memory_limit
         self.folder = folder
         self.backend = ibis.duckdb.connect(database, **config)
-        # DuckDB draws its own progress bar on long queries, through custseg's output.
-        self.backend.raw_sql("SET enable_progress_bar = false")
+        # DuckDB draws its own progress bar on long queries, through custseg's output. In Jupyter
+        # without ipywidgets it refuses to change the setting; it draws no bar there either.
+        with contextlib.suppress(duckdb.InvalidInputException):
+            self.backend.raw_sql("SET enable_progress_bar = false")
         return self.backend
 
     def read_parquet(self, path: Path) -> ir.Table:

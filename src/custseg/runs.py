@@ -475,5 +475,6 @@ def summary_html(manifest: dict[str, Any], report_path: Path | None) -> str:
     elif "skipped" in segments:
         parts.append(f"<p>Learned segments skipped: {escape(segments['skipped'])}.</p>")
     if report_path is not None:
-        parts.append(f'<p>Report: <a href="{escape(report_path.as_uri())}">{escape(str(report_path))}</a></p>')
+        link = escape(report_path.resolve().as_uri())
+        parts.append(f'<p>Report: <a href="{link}">{escape(str(report_path))}</a></p>')
     return "\n".join(parts)
