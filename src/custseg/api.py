@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from custseg import __version__
 from custseg.model import FittedModel, load_model
 from custseg.serve import Batcher, Scored, Scorer
 from custseg.value import value_columns
@@ -218,10 +219,19 @@ def create_app(
     InputFileError
         If the model folder is missing, of another version, or holds untrusted types.
     """
-    fitted = load_model(model_folder)
-    info = model_info(fitted)
     token = (token if token is not None else os.environ.get(TOKEN_VARIABLE)) or None
-    batcher = Batcher(Scorer(fitted))
+    return _app(load_model(model_folder), max_body_bytes=max_body_bytes, token=token)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """Return the API's OpenAPI schema, which does not depend on the model (the docs publish it)."""
+    return _app(None, max_body_bytes=DEFAULT_MAX_BODY_BYTES, token=None).openapi()
+
+
+def _app(fitted: FittedModel | None, *, max_body_bytes: int, token: str | None) -> FastAPI:
+    """Build the app; without a model (``fitted=None``) only for its schema: no request can be answered."""
+    info = model_info(fitted) if fitted is not None else None
+    batcher = Batcher(Scorer(fitted)) if fitted is not None else None
     bearer = HTTPBearer(auto_error=False)
 
     # The dependency sits in the default: under postponed annotations FastAPI could not see a
@@ -235,12 +245,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        batcher.close()
+        if batcher is not None:
+            batcher.close()
 
     app = FastAPI(
         title="custseg",
         summary="Customer segments from transactions",
-        version=info.custseg_version,
+        version=info.custseg_version if info is not None else __version__,
         lifespan=lifespan,
         max_body_size=max_body_bytes,
     )
