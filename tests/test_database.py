@@ -67,6 +67,12 @@ def test_a_table_is_read_with_the_password_from_the_environment(small_shop_table
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "db" / "customers.parquet"), pd.read_parquet(tmp_path / "file" / "customers.parquet")
     )
+    # custseg assign reads the database the same way.
+    assigned = invoke(
+        "assign", server.url(), "--table", "small_shop", "--model", tmp_path / "db", "--out", tmp_path / "a.parquet"
+    )
+    assert assigned.exit_code == 0, assigned.output
+    assert json.loads(assigned.stdout)["customers"] == db["customers"]["count"]
 
 
 def test_a_pgpass_file_gives_the_password(small_shop_table, monkeypatch, tmp_path):
