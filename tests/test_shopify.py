@@ -265,3 +265,23 @@ def test_spark_reads_the_export_as_duckdb_does(tmp_path, cleaned):
     pd.testing.assert_frame_equal(got[list(want.columns)], want, check_dtype=False)
     assert result.reconciliation == expected.reconciliation
     assert result.rows == expected.rows
+
+
+def test_an_unreadable_refunded_amount_rejects_its_order_with_the_value(tmp_path):
+    rows = order("#4001", "hal@example.com", "partially_refunded", "2025-10-17 09:00:00 +0200", 30.0,
+                 [(1, "Lantern", "10.00", "LAN-1"), (1, "Vase", "20.00", "VAS-1")], refunded="ten pounds")
+    rows += order("#4002", "hal@example.com", "paid", "2025-10-18 09:00:00 +0200", 10.0, [(1, "Mug", "10.00", "MUG-1")])
+    path = write_export(tmp_path / "orders_export.csv", rows)
+    # Most of this tiny export is unreadable: by default the input is refused, naming the value.
+    with pytest.raises(InvalidValueError, match=r"row 1, column 'Refunded Amount': 'ten pounds' is not valid"):
+        Stages().read(path)
+    config = tmp_path / "custseg.toml"
+    config.write_text("[input]\nmax_invalid_share = 0.9\n")
+    stages = Stages(config=config)
+    result = stages.clean(stages.read(path))
+    rejected = result.rejected.to_pandas()
+    # Both lines of the order, not only the row the amount was written on: the amount is the order's.
+    assert sorted(rejected.invoice_id) == ["#4001", "#4001"]
+    assert set(rejected.reason) == {"invalid_number"}
+    assert set(rejected.detail) == {"Refunded Amount=ten pounds"}
+    assert list(result.lines.to_pandas().invoice_id) == ["#4002"]

@@ -367,11 +367,12 @@ def to_canonical(
     -------
     ibis.Table of shape (n_rows, 15)
         `CANONICAL_COLUMNS`, `ORDER_LINE_COLUMNS` and `PROBLEM_COLUMNS`. Values that are missing or
-        do not parse are null; the first such value of a row is named in the problem columns.
-        Without an invoice column an order is one (customer_id, invoiced_at) pair; without a
-        product id (no column, or a blank one) the description stands for the product; with only
-        an amount, quantity is its sign and unit_price its absolute value, so that a negative
-        amount is a return. The order status is trimmed lower-case text.
+        do not parse are null; the first such value of a row is named in the problem columns (a
+        blank order-level amount is no refund or no total, not a problem). Without an invoice
+        column an order is one (customer_id, invoiced_at) pair; without a product id (no column, or
+        a blank one) the description stands for the product; with only an amount, quantity is its
+        sign and unit_price its absolute value, so that a negative amount is a return. The order
+        status is trimmed lower-case text.
     """
     cols = mapping.columns
 
@@ -405,16 +406,21 @@ def to_canonical(
         invoice_id = customer_id.concat("@", invoiced_at.cast(dt.string))
     country = _as_text(source("country")) if "country" in cols else ibis.null(dt.string)
 
-    checks = [("invalid_timestamp", "invoiced_at", invoiced_at)]
+    # (reason, canonical column, whether the row's value is invalid): a missing line value is
+    # invalid, an order-level amount only when something unreadable was written (blank is none).
+    checks = [("invalid_timestamp", "invoiced_at", invoiced_at.isnull())]
     checks += [
-        ("invalid_number", name, numbers[name]) for name in ("quantity", "unit_price", "amount") if name in numbers
+        ("invalid_number", name, numbers[name].isnull())
+        for name in ("quantity", "unit_price", "amount")
+        if name in numbers
     ]
-    problem_reason = ibis.cases(
-        *[(parsed.isnull(), reason) for reason, _, parsed in checks], else_=ibis.null(dt.string)
-    )
-    problem_column = ibis.cases(
-        *[(parsed.isnull(), cols[name]) for _, name, parsed in checks], else_=ibis.null(dt.string)
-    )
+    checks += [
+        ("invalid_number", name, numbers[name].isnull() & blank_to_null(source(name).cast(dt.string)).notnull())
+        for name in ("refunded_amount", "order_total")
+        if name in numbers
+    ]
+    problem_reason = ibis.cases(*[(invalid, reason) for reason, _, invalid in checks], else_=ibis.null(dt.string))
+    problem_column = ibis.cases(*[(invalid, cols[name]) for _, name, invalid in checks], else_=ibis.null(dt.string))
 
     def written(name: str) -> ir.StringValue:
         # A timestamp parsed while reading keeps its original text beside it.
@@ -423,7 +429,7 @@ def to_canonical(
         return raw[cols[name]].cast(dt.string).fill_null("")
 
     problem_value = ibis.cases(
-        *[(parsed.isnull(), written(name)) for _, name, parsed in checks],
+        *[(invalid, written(name)) for _, name, invalid in checks],
         else_=ibis.null(dt.string),
     )
     return raw.select(
