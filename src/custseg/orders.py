@@ -66,8 +66,6 @@ def spread_order_fields(raw: ir.Table, columns: dict[str, str], row_id: str, spr
     keyed = order_keys(raw, columns["invoice_id"], row_id)
     keyed = keyed.mutate(**{columns["invoice_id"]: keyed.__custseg_order})
     sources = sorted({columns[name] for name in (*ORDER_COLUMNS, *spread) if name in columns})
-    if not sources:
-        return keyed
     firsts = {}
     for i, source in enumerate(sources):
         value = blank_to_null(keyed[source].cast(dt.string)) if keyed[source].type().is_string() else keyed[source]
@@ -79,9 +77,9 @@ def spread_order_fields(raw: ir.Table, columns: dict[str, str], row_id: str, spr
 
 
 def refunded_share(
-    status: ir.StringValue | None,
-    refunded_amount: ir.FloatingValue | None,
-    order_total: ir.FloatingValue | None,
+    status: ir.StringValue,
+    refunded_amount: ir.FloatingValue,
+    order_total: ir.FloatingValue,
     lines_amount: ir.FloatingValue,
 ) -> ir.FloatingValue:
     """Share of each line of an order that its refund took back, between 0 and 1.
@@ -92,14 +90,12 @@ def refunded_share(
     amounts (``lines_amount``) are the base. An order whose status is in `FULLY_REFUNDED_STATUSES`
     is refunded in full.
     """
-    share = ibis.literal(0.0)
-    if refunded_amount is not None:
-        base = lines_amount if order_total is None else ibis.cases((order_total > 0, order_total), else_=lines_amount)
-        share = ibis.cases(
-            ((refunded_amount > 0) & (base > 0), ibis.least(refunded_amount / base, 1.0)), else_=0.0
-        )
-    if status is not None:
-        share = ibis.cases((status.isin(FULLY_REFUNDED_STATUSES), 1.0), else_=share)
+    base = ibis.cases((order_total > 0, order_total), else_=lines_amount)
+    share = ibis.cases(
+        (status.isin(FULLY_REFUNDED_STATUSES), 1.0),
+        ((refunded_amount > 0) & (base > 0), ibis.least(refunded_amount / base, 1.0)),
+        else_=0.0,
+    )
     return share.cast(dt.float64)
 
 
