@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -175,3 +176,65 @@ def postgres_server():
             [*as_server_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TerminalRun:
+    """What a command printed in a pseudo-terminal (stdout and stderr together, as a person sees them)."""
+
+    exit_code: int
+    output: str
+
+
+def in_terminal(*args: str | Path, cwd: Path, columns: int = 200, timeout: float = 1200) -> TerminalRun:
+    """Run ``custseg ARGS`` in a pseudo-terminal of ``columns`` columns, as a person at a terminal does.
+
+    Standard output is a terminal, so the command takes its Rich path (tables, progress), the one
+    that piped tests never see.
+    """
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+    import time
+    from fcntl import ioctl
+
+    leader, follower = pty.openpty()
+    ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns)}
+    environment.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "custseg.cli", *map(str, args)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=cwd,
+        env=environment,
+        close_fds=True,
+    )
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if ready:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the command ended
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif process.poll() is not None:
+                break
+        else:
+            process.kill()
+            pytest.fail(f"custseg {' '.join(map(str, args))} did not end within {timeout} s")
+    finally:
+        os.close(leader)
+    exit_code = process.wait()
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    # Colours and cursor moves out, so that tests read the words.
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r", "", text)
+    return TerminalRun(exit_code=exit_code, output=text)

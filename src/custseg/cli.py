@@ -219,12 +219,9 @@ def _print_summary(result: RunResult) -> None:
     _print_learned(console, manifest["segments"])
     _print_backtest(console, manifest.get("validation", {}))
     _print_value(console, manifest.get("value", {}))
-    for kind, movement in manifest.get("migration", {}).items():
-        if "sentences" in movement:
-            label = "Learned segments" if kind == "learned" else "RFM segments"
-            console.print(
-                f"{label}, {movement['from_date']} to {movement['to_date']}: " + " ".join(movement["sentences"])
-            )
+    for kind, movement in _migrations(manifest):
+        label = "Learned segments" if kind == "learned" else "RFM segments"
+        console.print(f"{label}, {movement['from_date']} to {movement['to_date']}: " + " ".join(movement["sentences"]))
     _print_early(console, manifest.get("early", {}))
     if customers["fully_returned"]["count"]:
         console.print(

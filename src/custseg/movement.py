@@ -130,7 +130,8 @@ def migration_summary(flows: pd.DataFrame, names: dict[str, str], first: str, se
             f"({stayed / sizes_before.sum():.0%}) were in the same segment as of {second}."
         )
     moved = existing[existing.from_segment != existing.to_segment]
-    gain = moved.to_segment.map(worth) - moved.from_segment.map(worth)
+    # As floats: when nobody moved, the empty maps would keep the segments' text type.
+    gain = moved.to_segment.map(worth).astype(float) - moved.from_segment.map(worth).astype(float)
     for direction, chosen, order in (
         ("down", moved[gain < 0], "revenue_before"),
         ("up", moved[gain > 0], "revenue_between"),

@@ -1,0 +1,50 @@
+"""The commands as a person runs them: in a terminal, where Rich prints tables and progress.
+
+Piped output takes the JSON path; only a pseudo-terminal takes the path people see.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TEST_DATA, in_terminal
+
+
+def assert_clean(run, *expected: str) -> None:
+    assert run.exit_code == 0, run.output
+    assert "Traceback" not in run.output
+    for text in expected:
+        assert text in run.output, run.output
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("terminal")
+    return folder, in_terminal("demo", "--out", folder / "demo", "--customers", "600", cwd=folder)
+
+
+def test_demo_prints_its_summary_and_the_report_path(demo):
+    folder, run = demo
+    assert_clean(run, f"Report: {folder / 'demo' / 'report.html'}", "Learned segments, ", "Early prediction")
+
+
+def test_run_on_a_log_too_short_for_a_backtest_says_so_and_ends_cleanly(tmp_path):
+    run = in_terminal("run", TEST_DATA / "small_shop.csv", "--out", tmp_path / "out", cwd=tmp_path)
+    assert_clean(run, "Backtest skipped: ", f"Report: {tmp_path / 'out' / 'report.html'}")
+
+
+def test_assign_report_and_compare_end_cleanly(demo, tmp_path):
+    folder, _ = demo
+    log = folder / "demo" / "simulated_shop.parquet"
+    model = folder / "demo"
+    early = in_terminal("assign", log, "--model", model, "--as-of", "2011-09-11", "--out", tmp_path / "a.parquet",
+                        cwd=tmp_path)
+    assert_clean(early, "customers as of 2011-09-11", str(tmp_path / "a.parquet"))
+    late = in_terminal("assign", log, "--model", model, "--out", tmp_path / "b.parquet", cwd=tmp_path)
+    assert_clean(late, str(tmp_path / "b.parquet"))
+    compared = in_terminal("compare", tmp_path / "a.parquet", tmp_path / "b.parquet", cwd=tmp_path)
+    assert_clean(compared, "(rows)", "(columns)")
+    same = in_terminal("compare", tmp_path / "b.parquet", tmp_path / "b.parquet", cwd=tmp_path)
+    assert_clean(same, "were in the same segment")
+    report = in_terminal("report", model, cwd=tmp_path)
+    assert_clean(report, f"Report: {model / 'report.html'}")
