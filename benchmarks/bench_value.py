@@ -1,7 +1,7 @@
 """Benchmark: custseg's expected 90-day value against BG/NBD x Gamma-Gamma (pymc-marketing) and a linear model.
 
 Two protocols, both on customers described by custseg's own cleaning (returns netted, the same
-orders for every model), scored by the same function (`custseg.validation.value_scores`):
+orders for every model), scored by the same function (`custseg.backtest.value_scores`):
 
 * backtest: the customers as of T - H of the full log and their revenue in the last H days, the
   table every custseg run learns from. custseg's value model and the linear regression are scored
@@ -38,10 +38,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sklearn.linear_model import LinearRegression
 
+from custseg.backtest import backtest_date, fold_ids, join_outcomes, value_scores, window_outcomes
 from custseg.cluster import FeatureSpace
 from custseg.features import orders
 from custseg.runs import Stages
-from custseg.validation import backtest_date, fold_ids, join_outcomes, value_scores, window_outcomes
 from custseg.value import ValueModel, ValueOptions, choose_model
 
 HERE = Path(__file__).resolve().parent

@@ -17,8 +17,8 @@ from custseg.clean import clean
 from custseg.cli import app
 from custseg.early import (
     EARLY_COLUMNS,
+    EarlyOptions,
     LookupClassifier,
-    PredictOptions,
     early_features,
     evaluate_early,
     holdout_split,
@@ -187,7 +187,7 @@ def test_a_hold_out_with_one_class_says_so_instead_of_scoring():
     targets = pd.DataFrame(
         {"customer_id": early.customer_id, "joined_at": joined, "segment": segment, "category": None}
     )
-    report, _ = evaluate_early({1: early}, targets, ["c01"], options=PredictOptions(max_orders=1))
+    report, _ = evaluate_early({1: early}, targets, ["c01"], options=EarlyOptions(max_orders=1))
     row = report["results"][0]
     assert row["test_customers"] == 20
     assert row["degenerate"].startswith("all 20 test customers are in one class (S1)")

@@ -54,7 +54,7 @@ def test_assign_scores_new_customers_with_the_stored_cut_points(trained, tmp_pat
 def test_untrusted_types_in_a_model_file_are_refused(trained, monkeypatch):
     _, result = trained
     monkeypatch.setattr(model_folder, "TRUSTED_TYPES", frozenset())
-    with pytest.raises(InputFileError, match="refusing untrusted types custseg.cluster"):
+    with pytest.raises(InputFileError, match="refusing untrusted types custseg.backtest.BacktestOptions, custseg.cluster"):
         load_model(result.out_dir)
 
 

@@ -261,9 +261,9 @@ def test_segments_cut_at_a_date_predict_the_unseen_months_better_than_the_rfm_ma
     """Segment as of 2011-09-10, then judge by the 90 days after it, which the run never used."""
     import datetime
 
+    from custseg.backtest import Outcomes, in_sample_scores, join_outcomes, window_outcomes
     from custseg.pipeline import run
     from custseg.settings import load_settings
-    from custseg.validation import Outcomes, in_sample_scores, join_outcomes, window_outcomes
 
     cut = datetime.datetime(2011, 9, 10)
     result = run(shared_data / "online_retail.parquet", tmp_path / "cut", load_settings(None, as_of=cut.date()))

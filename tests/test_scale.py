@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from custseg.cluster import ClusterOptions
-from custseg.early import PredictOptions
+from custseg.early import EarlyOptions
 from custseg.engine import EngineOptions
 from custseg.pipeline import run
 from custseg.settings import Settings
@@ -40,7 +40,7 @@ def sampled_settings(**engine) -> Settings:
     """Models learn from SAMPLE customers; ``engine`` sets the engine's options."""
     return Settings(
         cluster=dataclasses.replace(ClusterOptions(), max_fit_customers=SAMPLE),
-        predict=dataclasses.replace(PredictOptions(), max_train_customers=SAMPLE),
+        early=dataclasses.replace(EarlyOptions(), max_train_customers=SAMPLE),
         engine=EngineOptions(**engine),
     )
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from custseg.backtest import bootstrap_weights, calibration, fold_ids, value_scores
 from custseg.errors import ConfigError
 from custseg.profile import segment_table_with_value
-from custseg.validation import bootstrap_weights, calibration, fold_ids, value_scores
 from custseg.value import TARGETS, IndexLink, ValueModel, ValueOptions, choose_model, value_columns
 
 FEATURES = ["recency_days", "frequency", "monetary", "tenure_days"]

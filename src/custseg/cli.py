@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from custseg import __version__
-from custseg.errors import CustsegError
+from custseg.errors import CustsegError, RenamedSettingWarning
 
 if TYPE_CHECKING:
     from custseg.pipeline import RunResult
@@ -63,6 +64,18 @@ def main(
     ] = False,
 ) -> None:
     """Turn a shop's transaction log into customer segments a marketing team can act on."""
+    warnings.showwarning = _one_line_warning
+
+
+_python_warning = warnings.showwarning
+
+
+def _one_line_warning(message, category, *args, **kwargs) -> None:
+    """Print custseg's own warnings (a setting under an earlier name) as one line, like its errors."""
+    if issubclass(category, RenamedSettingWarning):
+        typer.echo(f"custseg: warning: {message}", err=True)
+    else:
+        _python_warning(message, category, *args, **kwargs)
 
 
 def _run_with_progress(data: str | Path, out: Path, settings) -> RunResult:

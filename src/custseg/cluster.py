@@ -4,7 +4,7 @@ Silhouette and its friends only say how well separated the groups are, and custo
 a continuum, so they reward two or three groups. A segmentation exists to be acted on; its test
 is what its segments do next. Every candidate (a model x a space x a number of segments) is
 fitted on the customers as of T - H and scored on what they did in the last H days (the backtest
-of `custseg.validation`); among the stable ones, the fewest segments within a stated margin of
+of `custseg.backtest`); among the stable ones, the fewest segments within a stated margin of
 the best score win, and that recipe is refitted on every customer as of T. Without enough history
 the older rule applies: stability, then silhouette. Every customer is kept: log transforms and
 robust scaling tame the extremes.
@@ -35,18 +35,18 @@ from sklearn.preprocessing import RobustScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from custseg.errors import ConfigError
-from custseg.features import typical_gap_days
-from custseg.sampling import sample_positions
-from custseg.validation import (
+from custseg.backtest import (
+    BacktestOptions,
     Outcomes,
     Scores,
-    ValidationOptions,
     bootstrap_weights,
     fold_ids,
     rate_predictions,
     score_predictions,
 )
+from custseg.errors import ConfigError
+from custseg.features import typical_gap_days
+from custseg.sampling import sample_positions
 
 SPACES = ("features", "predicted", "tsne")
 COUNT_FEATURES = frozenset(
@@ -545,9 +545,9 @@ class Segmentation(ClusterMixin, BaseEstimator):
     """Learned customer segments: a candidate search, the selection rule, and the assignment of any customer.
 
     `fit` takes the customers as of T and, when the log allows a backtest, the customers as of
-    T - H with what they did in the last H days (`custseg.validation.backtest_customers`). Every
+    T - H with what they did in the last H days (`custseg.backtest.backtest_customers`). Every
     candidate is fitted on (a sample of at most ``search_customers`` of) the backtest customers
-    and scored out of fold (`custseg.validation`): the AUC of its per-segment return rate, the eta
+    and scored out of fold (`custseg.backtest`): the AUC of its per-segment return rate, the eta
     squared of log1p revenue, their combination ``validity``, with bootstrap standard errors;
     also its bootstrap stability, smallest segment and separation metrics. `choose` applies the
     rule; the chosen recipe is refitted on the customers as of T (the predicted space keeps what
@@ -557,7 +557,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
     Parameters
     ----------
     options : ClusterOptions
-    validation : ValidationOptions
+    backtest_options : BacktestOptions
         Folds and bootstrap resamples of the backtest scores.
     random_state : int, default 0
 
@@ -594,11 +594,11 @@ class Segmentation(ClusterMixin, BaseEstimator):
         self,
         *,
         options: ClusterOptions | None = None,
-        validation: ValidationOptions | None = None,
+        backtest_options: BacktestOptions | None = None,
         random_state: int = 0,
     ) -> None:
         self.options = options
-        self.validation = validation
+        self.backtest_options = backtest_options
         self.random_state = random_state
 
     @property
@@ -617,7 +617,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
         y : None
             Unused (scikit-learn's signature); the outcomes come with ``backtest``.
         backtest : DataFrame of shape (n_backtest_customers, n_columns + 3) or None
-            The customers as of T - H with `custseg.validation.OUTCOME_COLUMNS`.
+            The customers as of T - H with `custseg.backtest.OUTCOME_COLUMNS`.
         """
         options = self.options or ClusterOptions()
         n = len(customers)
@@ -665,7 +665,7 @@ class Segmentation(ClusterMixin, BaseEstimator):
             np.sort(rng.choice(len(searched), size, replace=False)) for _ in range(options.stability_resamples)
         ]
         outcomes = Outcomes.of(searched) if by_validity else None
-        folds = fold_ids(len(searched), self._validation().folds, self.random_state) if by_validity else None
+        folds = fold_ids(len(searched), self._backtest_options().folds, self.random_state) if by_validity else None
         return _Search(
             searched, outcomes, folds, resamples, feature_points, evaluation, distances, options, self.random_state
         )
@@ -716,11 +716,11 @@ class Segmentation(ClusterMixin, BaseEstimator):
         map_points = (map_rows, embedded[0]) if map_rows is not None else None
         return results, map_points
 
-    def _validation(self) -> ValidationOptions:
-        return self.validation or ValidationOptions()
+    def _backtest_options(self) -> BacktestOptions:
+        return self.backtest_options or BacktestOptions()
 
     def _add_scores(self, table: pd.DataFrame, predictions: list, search: _Search) -> pd.DataFrame:
-        weights = bootstrap_weights(len(search.customers), self._validation().bootstrap, self.random_state)
+        weights = bootstrap_weights(len(search.customers), self._backtest_options().bootstrap, self.random_state)
         scores: list[Scores] = [
             score_predictions(p_return, p_value, search.outcomes, weights) for p_return, p_value in predictions
         ]
@@ -796,7 +796,9 @@ class Segmentation(ClusterMixin, BaseEstimator):
     def portable(self) -> Segmentation:
         """Return a copy with only what `predict` needs, ready for skops (no DataFrames, no embedding)."""
         check_is_fitted(self, "space_")
-        copy = Segmentation(options=self.options, validation=self.validation, random_state=self.random_state)
+        copy = Segmentation(
+            options=self.options, backtest_options=self.backtest_options, random_state=self.random_state
+        )
         for name in ("space_", "model_", "classifier_", "order_", "n_segments_", "classifier_agreement_"):
             setattr(copy, name, getattr(self, name))
         return copy

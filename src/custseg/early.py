@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class PredictOptions:
+class EarlyOptions:
     """Settings of the early prediction.
 
     Attributes
@@ -73,7 +73,7 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.horizon_days < 1 or self.max_orders < 1 or not 0 < self.test_share < 1:
             raise ConfigError(
-                "[predict]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1"
+                "[early]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1"
             )
 
 
@@ -415,7 +415,7 @@ def evaluate_early(
     targets: pd.DataFrame,
     categories: list[str],
     *,
-    options: PredictOptions,
+    options: EarlyOptions,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, dict[str, EarlyClassifier]]]:
     """Fit and measure the early models on a temporal hold-out.
@@ -429,7 +429,7 @@ def evaluate_early(
         ``category``, from `horizon_features`; only these customers are used.
     categories : list of str
         Every category id, in order.
-    options : PredictOptions
+    options : EarlyOptions
         Horizon, number of orders, test share and folds.
     seed : int
         Seed of the folds and of gradient boosting.

@@ -36,3 +36,7 @@ class NoRowsLeftError(CustsegError):
 
 class ConfigError(CustsegError):
     """A setting (command-line option or custseg.toml entry) is invalid."""
+
+
+class RenamedSettingWarning(UserWarning):
+    """A setting was given under its earlier name; it is read under the new one."""

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 4
-"""Layout version of the model folder (4: the value model, value.skops)."""
+MODEL_VERSION = 5
+"""Layout version of the model folder (5: settings [backtest] and [early], module custseg.backtest)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
@@ -45,7 +45,7 @@ TRUSTED_TYPES = frozenset(
         "custseg.cluster.NextValueScore",
         "custseg.cluster.QuantileTiers",
         "custseg.cluster.Segmentation",
-        "custseg.validation.ValidationOptions",
+        "custseg.backtest.BacktestOptions",
         "custseg.early.EarlyClassifier",
         "custseg.early.LookupClassifier",
         "custseg.value.IndexLink",
@@ -112,7 +112,7 @@ class FittedModel:
     @property
     def horizon_days(self) -> int:
         """H of the value columns: the backtest horizon the model was trained with."""
-        return int(self.manifest["settings"]["validation"]["horizon_days"])
+        return int(self.manifest["settings"]["backtest"]["horizon_days"])
 
     def assigned_columns(self) -> tuple[str, ...]:
         """Columns of a customer this model assigns (`assigned_columns`)."""

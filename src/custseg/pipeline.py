@@ -48,7 +48,7 @@ STAGES = (
     "segments",
     "movement",
     "value",
-    "predict",
+    "early",
     "write",
     "report",
 )
@@ -223,10 +223,10 @@ def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict,
         )
         manifest["value"] = value.summary
     customers = value.customers
-    with timed.stage("predict"):
+    with timed.stage("early"):
         early = stage.learn_early(cleaned.lines, products, as_of, segments.segmentation, settings, workspace)
         manifest["early"] = early.summary
-        if settings.predict.enabled:
+        if settings.early.enabled:
             predicted = stage.predict_early(
                 customers,
                 cleaned.lines,
@@ -256,7 +256,7 @@ def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict,
             # The learned segments' rows of segments.csv: profiles with their expected value.
             profiles=None if segments.profiles is None else value.table[value.table.kind == "learned"],
             features=segments.segmentation.columns_ if segments.segmentation is not None else None,
-            value={"chosen": value.summary.get("chosen"), "columns": value_columns(settings.validation.horizon_days)},
+            value={"chosen": value.summary.get("chosen"), "columns": value_columns(settings.backtest.horizon_days)},
         )
         save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models, value.model)
     with timed.stage("report"):
@@ -345,7 +345,7 @@ def assigned_customers(
             "customers", stage.with_value(segments.customers, fitted.value, fitted.horizon_days, workspace)
         )
         # Without early models (or with the prediction switched off) the columns are there, null.
-        stored = stage.EarlyModels(models=fitted.early if settings.predict.enabled else {}, summary={})
+        stored = stage.EarlyModels(models=fitted.early if settings.early.enabled else {}, summary={})
         predicted = stage.predict_early(
             valued,
             cleaned.lines,

@@ -243,7 +243,7 @@ def profile_segments(
     gap_days : float
         The shop's typical days between orders (for the names, `segment_position`).
     worth : DataFrame or None
-        `custseg.validation.segment_outcomes` of these segments on the backtest customers: what a
+        `custseg.backtest.segment_outcomes` of these segments on the backtest customers: what a
         customer of each segment did in the backtest's ``horizon_days``. None without a backtest.
     horizon_days : int
         The backtest's horizon, for the wording.

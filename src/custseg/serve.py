@@ -136,7 +136,7 @@ class Scorer:
         usable = usable_orders(self.fitted.early)
         if usable:
             # Customers younger than the horizon get an early prediction, as in `custseg run`.
-            young = features.filter(features.tenure_days < self.settings.predict.horizon_days).select("customer_id")
+            young = features.filter(features.tenure_days < self.settings.early.horizon_days).select("customer_id")
             statements["early"] = self._backend.compile(
                 early_rows(known, products, self.categories, young, usable).order_by("customer_id")
             )

@@ -10,19 +10,20 @@ import datetime
 import tomllib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custseg.backtest import BacktestOptions
 from custseg.clean import CleanRules
 from custseg.cluster import ClusterOptions
-from custseg.early import PredictOptions
+from custseg.early import EarlyOptions
 from custseg.engine import EngineOptions
-from custseg.errors import ConfigError
+from custseg.errors import ConfigError, RenamedSettingWarning
 from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
 from custseg.schema import CANONICAL_COLUMNS, MAPPABLE_COLUMNS
-from custseg.validation import ValidationOptions
 from custseg.value import ValueOptions
 
 
@@ -66,8 +67,8 @@ class Settings:
     products: ProductOptions = field(default_factory=ProductOptions)
     rfm: RFMOptions = field(default_factory=RFMOptions)
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
-    validation: ValidationOptions = field(default_factory=ValidationOptions)
-    predict: PredictOptions = field(default_factory=PredictOptions)
+    backtest: BacktestOptions = field(default_factory=BacktestOptions)
+    early: EarlyOptions = field(default_factory=EarlyOptions)
     value: ValueOptions = field(default_factory=ValueOptions)
     as_of: datetime.date | None = None
     seed: int = 0
@@ -153,12 +154,33 @@ _TOML_SECTIONS = {
     "products",
     "rfm",
     "cluster",
-    "validation",
-    "predict",
+    "backtest",
+    "early",
     "value",
     "engine",
     "run",
 }
+
+
+RENAMED_TABLES = {"validation": "backtest", "predict": "early"}
+"""Tables of custseg.toml under their earlier names: still read, with a warning."""
+
+
+def _renamed_tables(doc: dict[str, Any], config_path: Path | None) -> dict[str, Any]:
+    """Read a table under its earlier name (`RENAMED_TABLES`) as the new one, and say so once."""
+    doc = dict(doc)
+    for old, new in RENAMED_TABLES.items():
+        if old not in doc:
+            continue
+        if new in doc:
+            raise ConfigError(f"{config_path}: [{old}] and [{new}] are the same table; keep [{new}] only")
+        warnings.warn(
+            f"{config_path}: [{old}] is now called [{new}]; read as [{new}] (rename it to silence this)",
+            RenamedSettingWarning,
+            stacklevel=3,
+        )
+        doc[new] = doc.pop(old)
+    return doc
 
 
 OVERRIDES = (
@@ -193,9 +215,9 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
         (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
-        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[validation]`` (the fields of
-        `custseg.validation.ValidationOptions`), ``[predict]`` (the fields of
-        `PredictOptions`), ``[value]`` (the fields of `custseg.value.ValueOptions`), ``[engine]``
+        `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[backtest]`` (the fields of
+        `custseg.backtest.BacktestOptions`), ``[early]`` (the fields of
+        `EarlyOptions`), ``[value]`` (the fields of `custseg.value.ValueOptions`), ``[engine]``
         (the fields of `custseg.engine.EngineOptions`; ``spark_conf``
         a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
@@ -223,6 +245,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             raise ConfigError(f"{config_path}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    doc = _renamed_tables(doc, config_path)
     unknown = sorted(set(doc) - _TOML_SECTIONS)
     if unknown:
         raise ConfigError(f"{config_path}: unknown table(s) {', '.join(unknown)}")
@@ -269,10 +292,8 @@ def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -
             cluster_doc[key] = overrides[key]
     cluster_options = ClusterOptions(**cluster_doc)
 
-    validation_doc = _known_keys(doc.get("validation", {}), ValidationOptions, f"{where} [validation]")
-    validation_options = ValidationOptions(**validation_doc)
-
-    predict_options = PredictOptions(**_known_keys(doc.get("predict", {}), PredictOptions, f"{where} [predict]"))
+    backtest_options = BacktestOptions(**_known_keys(doc.get("backtest", {}), BacktestOptions, f"{where} [backtest]"))
+    early_options = EarlyOptions(**_known_keys(doc.get("early", {}), EarlyOptions, f"{where} [early]"))
     value_options = ValueOptions(**_known_keys(doc.get("value", {}), ValueOptions, f"{where} [value]"))
 
     run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
@@ -301,8 +322,8 @@ def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -
         products=product_options,
         rfm=rfm_options,
         cluster=cluster_options,
-        validation=validation_options,
-        predict=predict_options,
+        backtest=backtest_options,
+        early=early_options,
         value=value_options,
         as_of=as_of,
         seed=seed,
@@ -391,8 +412,8 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         products=ProductOptions(**data["products"]),
         rfm=RFMOptions(**data["rfm"]),
         cluster=ClusterOptions(**data["cluster"]),
-        validation=ValidationOptions(**data.get("validation", {})),
-        predict=PredictOptions(**data.get("predict", {})),
+        backtest=BacktestOptions(**data.get("backtest", {})),
+        early=EarlyOptions(**data.get("early", {})),
         value=ValueOptions(**data.get("value", {})),
         as_of=parse_as_of(data.get("as_of")),
         seed=data.get("seed", 0),

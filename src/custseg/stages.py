@@ -21,6 +21,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from custseg.backtest import (
+    Outcomes,
+    backtest_customers,
+    backtest_date,
+    bootstrap_weights,
+    calibration,
+    ceilings,
+    fold_ids,
+    history_reason,
+    score_labels,
+    segment_outcomes,
+    value_scores,
+)
 from custseg.clean import check_partition, clean, reason_counts, reconcile
 from custseg.cluster import FeatureSpace, Segmentation, min_customers
 from custseg.database import is_database_url, read_database
@@ -69,19 +82,6 @@ from custseg.rfm import RFMScorer, segment_summary
 from custseg.sampling import rows_at, rows_at_most, sample_positions
 from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
-from custseg.validation import (
-    Outcomes,
-    backtest_customers,
-    backtest_date,
-    bootstrap_weights,
-    calibration,
-    ceilings,
-    fold_ids,
-    history_reason,
-    score_labels,
-    segment_outcomes,
-    value_scores,
-)
 from custseg.value import TARGETS, ValueModel, choose_model, value_columns
 from custseg.workspace import Workspace, file_sha256, json_records
 
@@ -423,9 +423,9 @@ def backtest(
     lines: ir.Table, products: Products, as_of: datetime.datetime, first_at: str, settings: Settings, workspace
 ) -> Backtest:
     """Build the customers as of T - H with what they did in the last H days; score the RFM map on them."""
-    options = settings.validation
+    options = settings.backtest
     if not options.enabled:
-        return Backtest(summary={"skipped": "[validation] enabled = false"})
+        return Backtest(summary={"skipped": "[backtest] enabled = false"})
     reason = history_reason(pd.Timestamp(first_at).to_pydatetime(), as_of, options.horizon_days)
     if reason:
         return Backtest(summary={"skipped": reason})
@@ -568,7 +568,7 @@ def learn_segments(
     else:
         sample = rows_at(customers, positions)
     history = backtested.customers
-    segmentation = Segmentation(options=options, validation=settings.validation, random_state=seed)
+    segmentation = Segmentation(options=options, backtest_options=settings.backtest, random_state=seed)
     segmentation.fit(sample, backtest=history)
     learned = {"customer_id": sample.customer_id, "segment_noise": segmentation.noise_}
     if segmentation.embedding_ is not None:
@@ -603,7 +603,7 @@ def learn_segments(
         products.labels,
         gap_days=typical_gap_days(profiled),
         worth=worth,
-        horizon_days=settings.validation.horizon_days,
+        horizon_days=settings.backtest.horizon_days,
     )
     if not on_driver:
         profiles = exact_sizes(profiles, segmented)
@@ -654,7 +654,7 @@ def segment_movement(
     """Apply the final segmentations (learned and RFM) to the customers as of T - H; count who moved where by T."""
     if backtested.table is None:
         return Movement(summary={"skipped": f"no customers as of T - H: {backtested.summary['skipped']}"})
-    horizon = settings.validation.horizon_days
+    horizon = settings.backtest.horizon_days
     then = rfm.scorer.transform(backtested.table)
     if segments.segmentation is not None:
         then = _assigned(workspace.engine, then, segments.segmentation)
@@ -724,7 +724,7 @@ def _forward_check(
     workspace,
 ) -> dict[str, Any]:
     """Fit the chosen learner one horizon earlier (as of T - 2H) and score it on the last H days, as it is used now."""
-    horizon = settings.validation.horizon_days
+    horizon = settings.backtest.horizon_days
     start = backtest_date(as_of, horizon)
     reason = history_reason(pd.Timestamp(first_at).to_pydatetime(), start, horizon)
     if reason:
@@ -788,7 +788,7 @@ def learn_value(
     workspace: Workspace,
 ) -> Value:
     """Choose and fit the value model on the backtest, check it, and give every customer their expected value."""
-    horizon, options = settings.validation.horizon_days, settings.value
+    horizon, options = settings.backtest.horizon_days, settings.value
     columns = value_columns(horizon)
     reason = None
     if not options.enabled:
@@ -864,9 +864,9 @@ def learn_early(
     workspace: Workspace,
 ) -> EarlyModels:
     """Fit and measure the early models on the customers old enough to have reached the horizon."""
-    options = settings.predict
+    options = settings.early
     if not options.enabled:
-        return EarlyModels(models={}, summary={"skipped": "[predict] enabled = false"})
+        return EarlyModels(models={}, summary={"skipped": "[early] enabled = false"})
     known = lines_before(lines, as_of).drop("as_of")
     eligible = horizon_features(known, products.products, products.order, options.horizon_days, as_of)
     most = min(options.max_train_customers, settings.engine.max_driver_customers)
@@ -923,7 +923,7 @@ def predict_early(
     usable = usable_orders(early.models)
     if usable:
         known = lines_before(lines, as_of).drop("as_of")
-        young = customers.filter(customers.tenure_days < settings.predict.horizon_days).select("customer_id")
+        young = customers.filter(customers.tenure_days < settings.early.horizon_days).select("customer_id")
         predicted = workspace.engine.map_batches(
             "early_predictions",
             early_rows(known, products.products, products.order, young, usable),

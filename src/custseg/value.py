@@ -27,9 +27,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from custseg.backtest import Outcomes, Scores, score_predictions, value_scores
 from custseg.cluster import FeatureSpace
 from custseg.errors import ConfigError
-from custseg.validation import Outcomes, Scores, score_predictions, value_scores
 
 VALUE_FEATURES = (
     "recency_days",
@@ -179,7 +179,7 @@ class IndexLink(RegressorMixin, BaseEstimator):
 
 @dataclass(frozen=True)
 class ValueOptions:
-    """Settings of the expected value (``[value]`` in custseg.toml); H is ``[validation] horizon_days``.
+    """Settings of the expected value (``[value]`` in custseg.toml); H is ``[backtest] horizon_days``.
 
     Attributes
     ----------
@@ -407,11 +407,11 @@ def choose_model(
     Parameters
     ----------
     customers : DataFrame of shape (n_customers, n_columns + 3)
-        Backtest customers with `custseg.validation.OUTCOME_COLUMNS`.
+        Backtest customers with `custseg.backtest.OUTCOME_COLUMNS`.
     options : ValueOptions
         The candidates and the columns they read.
     folds : ndarray of shape (n_customers,)
-        The backtest's folds (`custseg.validation.fold_ids`).
+        The backtest's folds (`custseg.backtest.fold_ids`).
     weights : ndarray of shape (n_replicates, n_customers)
         The backtest's bootstrap weights, for the standard errors.
     seed : int

@@ -32,8 +32,8 @@ DECILES = 10
 
 
 @dataclass(frozen=True)
-class ValidationOptions:
-    """Settings of the backtest (``[validation]`` in custseg.toml).
+class BacktestOptions:
+    """Settings of the backtest (``[backtest]`` in custseg.toml).
 
     Attributes
     ----------
@@ -60,7 +60,7 @@ class ValidationOptions:
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1 or self.folds < 2 or self.bootstrap < 1:
-            raise ConfigError("[validation]: horizon_days and bootstrap must be at least 1 and folds at least 2")
+            raise ConfigError("[backtest]: horizon_days and bootstrap must be at least 1 and folds at least 2")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from conftest import make_transactions
-from custseg.clean import clean
-from custseg.validation import (
+from custseg.backtest import (
     Outcomes,
     backtest_customers,
     bootstrap_weights,
@@ -26,6 +25,7 @@ from custseg.validation import (
     weighted_auc,
     weighted_eta_squared,
 )
+from custseg.clean import clean
 
 
 def test_weighted_auc_counts_ties_half_and_matches_scikit_learn():
@@ -137,13 +137,13 @@ def test_backtest_customers_are_described_before_the_cut_with_what_they_did_afte
 
 
 def test_a_log_too_short_for_the_horizon_has_no_backtest_and_says_why(tmp_path):
+    from custseg.backtest import BacktestOptions
     from custseg.pipeline import run
     from custseg.settings import Settings
     from custseg.simulate import simulate_to_files
-    from custseg.validation import ValidationOptions
 
     files = simulate_to_files(tmp_path / "shop.parquet", 400, seed=3)
-    settings = Settings(validation=ValidationOptions(horizon_days=200))
+    settings = Settings(backtest=BacktestOptions(horizon_days=200))
     result = run(files.log, tmp_path / "out", settings, until="segments")
     assert re.fullmatch(
         r"the log covers 37\d days before the reference date; a backtest with a horizon of 200 days needs 400",
