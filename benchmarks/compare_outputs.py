@@ -5,7 +5,9 @@ before and after it, then compare the folders. Compared: every table in ``custse
 ``tables/`` of a Spark run) value for value, in a fixed row order; the files a user reads byte for
 byte; run.json and model/model.json field for field. Not compared: run.json's timings, package
 versions and report path (it names the output folder), and the SHA-256 of the ``.skops`` files
-(skops stores memory addresses); their models' answers are in ``customers.parquet``.
+(skops stores memory addresses); their models' answers are in ``customers.parquet``. A run.json
+of the untyped layout (record version 1, custseg 0.1) is first renamed into today's
+(`renamed_v1`), so that a refactoring which renamed keys can still be checked value for value.
 
     python benchmarks/compare_outputs.py BEFORE_DIR AFTER_DIR
 
@@ -55,6 +57,54 @@ def json_differences(before: object, after: object, where: str) -> list[str]:
     return [] if before == after else [f"{where}: {json.dumps(before)[:200]} != {json.dumps(after)[:200]}"]
 
 
+def renamed_v1(run: dict) -> dict:
+    """Rename a run.json of record version 1 into version 2's keys; its values stay as they were.
+
+    validation -> backtest (its ``segments`` -> segments.backtest, and no figures when skipped),
+    migration -> movement, lines -> span, the stage and settings predict -> early (and the settings'
+    validation -> backtest), course null when it did not run, an early result's fields
+    under ``fit`` (``skipped`` as ``{"skipped": reason}``), and timestamps as ISO text with a T.
+    """
+    if "record_version" in run:
+        return run
+    run = {"record_version": 2, "course": None, **run}
+    renames = {"validation": "backtest", "migration": "movement", "lines": "span", "predict": "early"}
+    run = {renames.get(key, key): value for key, value in run.items()}
+    run["settings"] = {renames.get(key, key): value for key, value in run["settings"].items()}
+    backtest = run.get("backtest")
+    if isinstance(backtest, dict):
+        figures = backtest.pop("segments", None)
+        if "skipped" in backtest:
+            run["backtest"] = {"skipped": backtest["skipped"]}
+        if isinstance(run.get("segments"), dict) and "skipped" not in run["segments"]:
+            run["segments"]["backtest"] = figures
+    movement = run.get("movement")
+    if isinstance(movement, dict) and "skipped" not in movement:
+        movement.setdefault("learned", None)
+    early = run.get("early")
+    if isinstance(early, dict) and "results" in early:
+        kept = ("target", "n_orders", "train_customers", "test_customers")
+        for number, row in enumerate(early["results"]):
+            fit = {k: v for k, v in row.items() if k not in kept}
+            early["results"][number] = {
+                **{k: row[k] for k in kept},
+                "fit": {"skipped": fit["skipped"]} if "skipped" in fit else {"degenerate": None, **fit},
+            }
+    if "predict" in run.get("timings_s", {}):
+        run["timings_s"]["early"] = run["timings_s"].pop("predict")
+    return _iso_timestamps(run)
+
+
+def _iso_timestamps(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _iso_timestamps(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_iso_timestamps(item) for item in value]
+    if isinstance(value, str) and len(value) == 19 and value[4] == "-" and value[10] == " " and value[13] == ":":
+        return value[:10] + "T" + value[11:]
+    return value
+
+
 def differences(before: Path, after: Path) -> tuple[list[str], list[str]]:
     """The differences between two output folders, and the names of what was compared."""
     found, compared = [], []
@@ -74,7 +124,7 @@ def differences(before: Path, after: Path) -> tuple[list[str], list[str]]:
                 found.append(f"{name}: only in {'before' if (before / name).exists() else 'after'}")
             elif (before / name).read_bytes() != (after / name).read_bytes():
                 found.append(f"{name}: the bytes differ")
-    runs = [json.loads((folder / "run.json").read_text()) for folder in (before, after)]
+    runs = [renamed_v1(json.loads((folder / "run.json").read_text())) for folder in (before, after)]
     for run in runs:
         for field in UNCOMPARED_RUN_FIELDS:
             run.pop(field, None)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from custseg import __version__
 from custseg.errors import CustsegError, RenamedSettingWarning
@@ -79,9 +78,9 @@ def _one_line_warning(message, category, *args, **kwargs) -> None:
 
 
 def _run_with_progress(data: str | Path, out: Path, settings) -> RunResult:
-    from custseg.pipeline import COURSE_STAGES, STAGES, run
+    from custseg.pipeline import plan_of, run
 
-    stages = COURSE_STAGES if settings.recipe == "course" else STAGES
+    stages = [step.name for step in plan_of(settings)]
     if not _interactive():
         return run(data, out, settings)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -95,316 +94,16 @@ def _run_with_progress(data: str | Path, out: Path, settings) -> RunResult:
         return run(data, out, settings, on_stage=on_stage)
 
 
-def _print_course(result: RunResult) -> None:
-    report = result.manifest["course"]
-    if not _interactive():
-        typer.echo(json.dumps({"out_dir": str(result.out_dir), **report}, indent=2, default=str))
-        return
-    console = Console(highlight=False)
-    table = _table(
-        "The course pipeline, reproduced (../shared/REFERENCE.md, analysis A)",
-        tuple((column, "left") for column in ("figure", "published", "reproduced", "tolerance", "holds")),
-    )
-    for row in report["comparison"]:
-        table.add_row(
-            row["figure"],
-            str(row["published"]),
-            str(row["reproduced"]),
-            row["tolerance"],
-            "yes" if row["holds"] else "NO",
-        )
-    console.print(table)
-    for key, title in (("pca_segment_means", "PCA + k-means"), ("tsne_segment_means", "t-SNE + k-means")):
-        if key in report:
-            console.print(
-                title
-                + " segment means (R days, F, M): "
-                + "; ".join(
-                    f"({m['recency']:.0f}, {m['frequency']:.1f}, {m['monetary']:,.0f}) x {m['customers']}"
-                    for m in report[key]
-                )
-            )
-    console.print(
-        f"The course drops {report['counts']['customers'] - report['counts']['customers_after_trim']} customers "
-        "above the 95th percentile; custseg's own run keeps and segments every customer."
-    )
-
-
-def _tie_note(described: dict) -> str | None:
-    """One line when the timestamps were read by the tie rule (several formats fit every value)."""
-    ties = described.get("timestamp_format_ties") or []
-    if not ties:
-        return None
-    chosen = described["timestamp_format"]
-    return (
-        f"custseg: note: every timestamp fits both {chosen!r} and {', '.join(repr(t) for t in ties)}; read as "
-        f"{chosen!r}, the first in custseg's order; if that is wrong, rerun with --date-format {ties[0]!r}"
-    )
-
-
 def _print_summary(result: RunResult) -> None:
-    manifest = result.manifest
-    note = _tie_note(manifest.get("input", {}))
+    from custseg.report.terminal import print_run, run_summary, tie_note
+
+    note = tie_note(result.record)
     if note:
         typer.echo(note, err=True)
-    if "course" in manifest:
-        _print_course(result)
-        return
-    if not _interactive():
-        summary = {
-            "out_dir": str(result.out_dir),
-            "report": manifest.get("report"),
-            "rows": manifest["rows"],
-            "reconciliation": manifest["reconciliation"],
-            "lines": manifest["lines"],
-            "customers": {k: v for k, v in manifest["customers"].items() if k != "fully_returned"},
-            "fully_returned_customers": manifest["customers"]["fully_returned"]["count"],
-            "rfm_segments": {s["segment"]: s["customers"] for s in manifest["rfm"]["segments"]},
-            "categories": {c["category"]: c["label"] for c in manifest["products"]["categories"]},
-            "learned_segments": {
-                p["segment"]: [p["name"], p["customers"]] for p in manifest["segments"].get("profiles", [])
-            },
-            "segmentation": manifest["segments"].get("chosen", manifest["segments"].get("skipped")),
-            "backtest": _backtest_summary(manifest.get("validation", {})),
-            "value": _value_summary(manifest.get("value", {})),
-            "migration": {k: v["sentences"] for k, v in _migrations(manifest)},
-            "early_prediction": [
-                {
-                    k: row.get(k)
-                    for k in ("target", "n_orders", "test_customers", "chosen", "model", "majority", "degenerate")
-                    if k in row
-                }
-                for row in manifest.get("early", {}).get("results", [])
-            ],
-        }
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    console = Console(highlight=False)
-    rows = manifest["rows"]
-    table = Table(title="Cleaning", show_lines=False)
-    table.add_column("rows")
-    table.add_column("count", justify="right")
-    table.add_row("input", f"{rows['input_rows']:,}")
-    table.add_row("kept purchase lines", f"{rows['kept_rows']:,}")
-    for reason, count in rows["rejected_by_reason"].items():
-        if count:
-            table.add_row(f"  rejected: {reason}", f"{count:,}")
-    console.print(table)
-    rec = manifest["reconciliation"]
-    money = Table(title="Revenue reconciliation")
-    money.add_column("item")
-    money.add_column("amount", justify="right")
-    money.add_row("gross sales (kept lines)", f"{rec['gross_sales']:,.2f}")
-    money.add_row("returns netted against them", f"-{rec['returns_matched']:,.2f}")
-    money.add_row("net revenue", f"{rec['net_revenue']:,.2f}")
-    for reason, amount in rec["rejected_amount"].items():
-        money.add_row(f"  rejected: {reason}", f"{amount:,.2f}")
-    money.add_row("balanced", "yes" if rec["balanced"] else "NO")
-    console.print(money)
-    lines = manifest["lines"]
-    console.print(
-        f"{lines['customers']:,} customers, {lines['orders']:,} orders, {lines['products']:,} products, "
-        f"{lines['first_invoiced_at']} to {lines['last_invoiced_at']}"
-    )
-    products = manifest["products"]
-    categories = _table(
-        f"Product categories ({products['chosen']} chosen by {products['criterion']}; "
-        f"{products['products']:,} products)",
-        (("category", "left"), ("label", "left"), ("products", "right"), ("revenue", "right"), ("examples", "left")),
-    )
-    for category in products["categories"]:
-        categories.add_row(
-            category["category"],
-            category["label"],
-            f"{category['products']:,}",
-            f"{category['revenue_share']:.1%}",
-            category["examples"],
-        )
-    console.print(categories)
-    customers = manifest["customers"]
-    rfm = _table(
-        f"RFM segments ({customers['count']:,} customers as of {customers['as_of'][:10]})",
-        (("segment", "left"), ("customers", "right"), ("share", "right"), ("revenue", "right"), *RFM_COLUMNS),
-    )
-    for segment in manifest["rfm"]["segments"]:
-        rfm.add_row(segment["segment"], *_size_and_medians(segment))
-    console.print(rfm)
-    _print_learned(console, manifest["segments"])
-    _print_backtest(console, manifest.get("validation", {}))
-    _print_value(console, manifest.get("value", {}))
-    for kind, movement in _migrations(manifest):
-        label = "Learned segments" if kind == "learned" else "RFM segments"
-        console.print(f"{label}, {movement['from_date']} to {movement['to_date']}: " + " ".join(movement["sentences"]))
-    _print_early(console, manifest.get("early", {}))
-    if customers["fully_returned"]["count"]:
-        console.print(
-            f"{customers['fully_returned']['count']} customer(s) returned every order: no RFM segment "
-            "(listed in run.json)"
-        )
-    store = "tables/" if manifest["settings"]["engine"]["name"] == "spark" else "custseg.duckdb"
-    console.print(
-        f"Report: [bold]{result.out_dir / 'report.html'}[/bold]; tables in {result.out_dir} ({store}, "
-        "customers.parquet, segments.csv, categories.csv, rejected.parquet, model/, run.json)"
-    )
-
-
-def _print_learned(console: Console, segments: dict) -> None:
-    if "skipped" in segments:
-        console.print(f"Learned segments skipped: {segments['skipped']}")
-        return
-    chosen = segments["chosen"]
-    scored = (
-        f"backtest validity {chosen['validity']}, return AUC {chosen['auc']}, eta squared {chosen['eta_squared']}"
-        if segments.get("chosen_by") == "backtest"
-        else f"silhouette {chosen['silhouette']}"
-    )
-    learned = _table(
-        f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments "
-        f"({scored}; stability {chosen['stability']})",
-        (
-            ("id", "left"),
-            ("name", "left"),
-            ("customers", "right"),
-            ("share", "right"),
-            ("revenue", "right"),
-            *RFM_COLUMNS,
-            ("ordered again*", "right"),
-        ),
-    )
-    for profile in segments["profiles"]:
-        rate = profile.get("backtest_return_rate")
-        learned.add_row(
-            profile["segment"], profile["name"], *_size_and_medians(profile), "-" if rate is None else f"{rate:.0%}"
-        )
-    console.print(learned)
-
-
-def _backtest_summary(validation: dict) -> dict:
-    """Return the backtest's headline figures: learned segments, RFM map and continuous ceilings (or why none)."""
-    if "skipped" in validation or not validation:
-        return {"skipped": validation.get("skipped", "not run")}
-    keys = ("auc", "eta_squared", "validity")
-    return {
-        "as_of": validation["as_of"],
-        "horizon_days": validation["horizon_days"],
-        "learned_segments": {k: validation.get("segments", {}).get(k) for k in keys},
-        "rfm_map": {k: validation["rfm"][k] for k in keys},
-        "ceilings": validation["ceilings"],
-    }
-
-
-def _migrations(manifest: dict) -> list[tuple[str, dict]]:
-    """Return run.json's migrations (learned, RFM) that were counted."""
-    migration = manifest.get("migration", {})
-    return [(kind, migration[kind]) for kind in ("learned", "rfm") if kind in migration]
-
-
-def _value_summary(value: dict) -> dict:
-    """Return the value model's headline: the model chosen, its backtest and forward figures, the expected totals."""
-    if "skipped" in value or not value:
-        return {"skipped": value.get("skipped", "not run")}
-    keys = ("spearman", "r_squared_log", "auc", "revenue_ratio")
-    forward = value["forward"]
-    return {
-        "chosen": value["chosen"],
-        "backtest": {k: value["backtest"][k] for k in keys},
-        "forward": forward if "skipped" in forward else {k: forward[k] for k in keys},
-        "expected": value["expected"],
-    }
-
-
-def _print_value(console: Console, value: dict) -> None:
-    if "skipped" in value:
-        console.print(f"Expected value skipped: {value['skipped']}")
-        return
-    if not value:
-        return
-    fit, expected, horizon = value["backtest"], value["expected"], value["horizon_days"]
-    console.print(
-        f"Expected value ({value['chosen'].replace('_', ' ')}): {expected['expected_revenue']:,.0f} of revenue and "
-        f"{expected['expected_orders']:,.0f} orders in the next {horizon} days from {expected['customers']:,} "
-        "customers. "
-        f"On the backtest: Spearman {fit['spearman']:.3f}, R² of log revenue {fit['r_squared_log']:.3f}, predicted "
-        f"total {fit['revenue_ratio']:.0%} of the actual"
-        + (f"; forward check {value['forward']['revenue_ratio']:.0%}." if "revenue_ratio" in value["forward"] else ".")
-    )
-
-
-def _print_backtest(console: Console, validation: dict) -> None:
-    if "skipped" in validation:
-        console.print(f"Backtest skipped: {validation['skipped']} (learned segments chosen by silhouette)")
-        return
-    if "segments" not in validation:
-        return
-    learned, rfm, ceiling = validation["segments"], validation["rfm"], validation["ceilings"]
-    console.print(
-        f"* Backtest: the {validation['customers']:,} customers as of {validation['as_of'][:10]}, and what they did "
-        f"in the next {validation['horizon_days']} days. Learned segments: return AUC {learned['auc']:.3f}, eta "
-        f"squared of log revenue {learned['eta_squared']:.3f}; RFM map: {rfm['auc']:.3f}, {rfm['eta_squared']:.3f}; "
-        f"continuous scores (ceiling): {ceiling['logistic_regression_auc']:.3f}, "
-        f"{ceiling['linear_regression_r_squared']:.3f}."
-    )
-
-
-def _size_and_medians(segment: dict) -> tuple[str, ...]:
-    """Cells of a segment row: customers, share, revenue share and median R, F, M."""
-    return (
-        f"{segment['customers']:,}",
-        f"{segment['share']:.1%}",
-        f"{segment['revenue_share']:.1%}",
-        _number(segment["median_recency_days"]),
-        _number(segment["median_frequency"]),
-        _number(segment["median_monetary"], 2),
-    )
-
-
-def _print_early(console: Console, early: dict) -> None:
-    if "results" not in early:
-        return
-    table = _table(
-        f"Early prediction: target {early['horizon_days']} days after the first order, tested on the "
-        f"{early['test_share']:.0%} latest-joining customers (from {str(early['test_joined_from'])[:10]})",
-        (
-            ("target", "left"),
-            ("first orders", "right"),
-            ("test customers", "right"),
-            ("model", "left"),
-            ("macro-F1", "right"),
-            ("majority", "right"),
-            ("as is", "right"),
-            ("accuracy", "right"),
-        ),
-    )
-    for row in early["results"]:
-        if "skipped" in row or "degenerate" in row:
-            why = row.get("skipped") or "one class in the test set: no score"
-            table.add_row(row["target"], str(row["n_orders"]), f"{row['test_customers']:,}", why)
-            continue
-        table.add_row(
-            row["target"],
-            str(row["n_orders"]),
-            f"{row['test_customers']:,}",
-            row["chosen"],
-            f"{row['model']['macro_f1']:.3f}",
-            f"{row['majority']['macro_f1']:.3f}",
-            f"{row['first_orders_as_is']['macro_f1']:.3f}",
-            f"{row['model']['accuracy']:.1%}",
-        )
-    console.print(table)
-
-
-RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
-
-
-def _table(title: str, columns: tuple[tuple[str, str], ...]) -> Table:
-    table = Table(title=title)
-    for column, justify in columns:
-        table.add_column(column, justify=justify)
-    return table
-
-
-def _number(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None or value != value else f"{value:,.{digits}f}"
+    if _interactive():
+        print_run(Console(highlight=False), result.record, result.out_dir)
+    else:
+        typer.echo(json.dumps(run_summary(result.record, result.out_dir), indent=2))
 
 
 ColumnMapOption = Annotated[
@@ -550,18 +249,18 @@ def assign_command(
             table=table,
             query=query,
         )
-        result = assign(data, model, out, input_options=options, as_of=parse_as_of(as_of))
+        record = assign(data, model, out, input_options=options, as_of=parse_as_of(as_of))
     summary = {
         "out": str(out),
-        "customers": result.manifest["customers"]["count"],
-        "as_of": result.manifest["customers"]["as_of"],
-        "with_learned_segment": result.manifest["segments"].get("assigned", 0),
-        "with_early_prediction": result.manifest.get("early", {}).get("predicted_customers", 0),
-        "products_unknown_to_the_model": result.manifest["products"]["unknown_to_the_model"],
+        "customers": record.customers.count,
+        "as_of": record.customers.as_of.isoformat(sep=" "),
+        "with_learned_segment": record.segments.assigned,
+        "with_early_prediction": record.early.predicted_customers,
+        "products_unknown_to_the_model": record.products.unknown_to_the_model,
     }
     if _interactive():
         Console(highlight=False).print(
-            f"{summary['customers']:,} customers as of {summary['as_of'][:10]} -> [bold]{out}[/bold] "
+            f"{summary['customers']:,} customers as of {record.customers.as_of.date()} -> [bold]{out}[/bold] "
             f"({summary['with_learned_segment']:,} with a learned segment, "
             f"{summary['with_early_prediction']:,} new ones with an early prediction; "
             f"{summary['products_unknown_to_the_model']:,} products the model had not seen)"
@@ -580,49 +279,31 @@ def compare_command(
 ) -> None:
     """Count who moved between segments from one custseg assign file to another (same model, two dates)."""
     from custseg.pipeline import compare
+    from custseg.record import to_dict
+    from custseg.report.terminal import print_migration
 
     with _user_errors():
         movements = compare(first, second)
         if out is not None:
             _write_flows(movements, out)
     if not _interactive():
-        typer.echo(json.dumps(movements, indent=2))
+        typer.echo(json.dumps({kind: to_dict(migration) for kind, migration in movements.items()}, indent=2))
         return
     console = Console(highlight=False)
-    for kind, summary in movements.items():
-        _print_migration(console, kind, summary)
+    for kind, migration in movements.items():
+        print_migration(console, kind, migration)
 
 
 def _write_flows(movements: dict, out: Path) -> None:
     import pandas as pd
 
     flows = pd.concat(
-        [pd.DataFrame(summary["flows"]).assign(kind=kind) for kind, summary in movements.items()], ignore_index=True
+        [pd.DataFrame(migration.flows).assign(kind=kind) for kind, migration in movements.items()], ignore_index=True
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     flows[["kind", "from_segment", "to_segment", "customers", "revenue_before", "revenue_between"]].to_csv(
         out, index=False
     )
-
-
-def _print_migration(console: Console, kind: str, summary: dict) -> None:
-    """Print the customers from each segment (rows, first date) to each (columns, second date) and the sentences."""
-    import pandas as pd
-
-    from custseg.movement import matrix
-
-    counts = matrix(pd.DataFrame(summary["flows"]))
-    title = "Learned segments" if kind == "learned" else "RFM segments"
-    table = _table(
-        f"{title}: customers as of {summary['from_date']} (rows) and {summary['to_date']} (columns)",
-        (("from \\ to", "left"), *((str(target), "right") for target in counts.columns), ("total", "right")),
-    )
-    for source, row in zip(counts.index, counts.to_numpy(), strict=True):
-        table.add_row(str(source), *(f"{count:,}" for count in row), f"{row.sum():,}")
-    table.add_row("total", *(f"{total:,}" for total in counts.sum(axis=0)), "")
-    console.print(table)
-    for sentence in summary["sentences"]:
-        console.print(sentence)
 
 
 @app.command("report")

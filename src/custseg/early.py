@@ -14,9 +14,6 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import ibis
-import ibis.expr.datatypes as dt
-import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -34,8 +31,9 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
-from custseg.features import customer_table, interest_columns
+from custseg.features import interest_columns
 from custseg.profile import segment_ids
+from custseg.record import ClassifierScores, ConfusionMatrix, EarlyFit, EarlyResult, Skipped
 
 if TYPE_CHECKING:
     from custseg.cluster import Segmentation
@@ -86,111 +84,6 @@ MIN_TRAIN_PER_FOLD = 10
 """Early models need at least this many training customers per cross-validation fold."""
 AS_IS_INPUTS = {"segment": "segment_now", "category": "dominant_category"}
 """Per target, the input that is the target's value on the first orders themselves."""
-
-
-def numbered_orders(lines: ir.Table) -> ir.Table:
-    """Each customer's orders numbered from 1 in the order they were placed.
-
-    Returns
-    -------
-    ibis.Table of shape (n_orders, 4)
-        customer_id, invoice_id, ordered_at (the order's first timestamp) and order_number
-        (ties in time: by invoice id).
-    """
-    per_order = lines.group_by("customer_id", "invoice_id").aggregate(ordered_at=lines.invoiced_at.min())
-    number = ibis.row_number().over(
-        group_by=per_order.customer_id, order_by=[per_order.ordered_at, per_order.invoice_id]
-    )
-    return per_order.mutate(order_number=number + 1)
-
-
-def as_placed(lines: ir.Table) -> ir.Table:
-    """Return the lines as they were when bought: returns made later are not netted yet."""
-    gross = lines.quantity * lines.unit_price
-    return lines.mutate(returned_quantity=ibis.literal(0.0), net_quantity=lines.quantity, net_revenue=gross)
-
-
-def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n_orders: int | ir.Table) -> ir.Table:
-    """Describe each customer right after their ``n_orders``-th order (customers with that many).
-
-    Parameters
-    ----------
-    lines : ibis.Table
-        Kept purchase lines; only the first ``n_orders`` orders of each customer are read, as placed.
-    products : ibis.Table
-        product_id -> category.
-    categories : list of str
-        Every category id, in order.
-    n_orders : int or ibis.Table
-        How many first orders are known: one number for every customer, or a table
-        (customer_id, n_orders) with each customer's own (only its customers are described).
-
-    Returns
-    -------
-    ibis.Table of shape (n_customers, 15 + n_categories + 2)
-        `custseg.features.customer_features` and `custseg.features.customer_interests` of those
-        orders, as of one second after the last of them (so recency_days is 0, frequency is
-        ``n_orders`` and tenure_days the whole days from the first to the last of them).
-    """
-    numbered = numbered_orders(lines)
-    if isinstance(n_orders, ir.Table):
-        numbered = numbered.inner_join(n_orders.select("customer_id", wanted="n_orders"), "customer_id")
-        wanted = numbered.wanted
-    else:
-        wanted = ibis.literal(n_orders)
-    known = numbered.filter(numbered.order_number <= wanted)
-    enough = numbered.filter(numbered.order_number == wanted).select("customer_id")
-    placed = as_placed(lines).semi_join(known, ["customer_id", "invoice_id"]).semi_join(enough, "customer_id")
-    cutoff = placed.group_by("customer_id").aggregate(as_of=placed.invoiced_at.max() + ibis.interval(seconds=1))
-    return customer_table(placed, products, categories, cutoff)
-
-
-def first_orders(
-    lines: ir.Table,
-    products: ir.Table,
-    categories: list[str],
-    max_orders: int,
-    segmentation: Segmentation | None,
-) -> dict[int, pd.DataFrame]:
-    """Compute `early_features` for 1 to ``max_orders`` first orders.
-
-    Returns
-    -------
-    dict of int to DataFrame
-        For each number of orders, the customers with that many; with a segmentation, column
-        ``segment_now`` holds the segment it gives those orders as they are.
-    """
-    early = {}
-    for n_orders in range(1, max_orders + 1):
-        frame = early_features(lines, products, categories, n_orders).order_by("customer_id").execute()
-        if segmentation is not None and len(frame):
-            frame["segment_now"] = segment_ids(segmentation.predict(frame))
-        early[n_orders] = frame
-    return early
-
-
-def horizon_features(
-    lines: ir.Table, products: ir.Table, categories: list[str], horizon_days: int, data_end: datetime.datetime
-) -> ir.Table:
-    """Each customer's features and interests ``horizon_days`` after their first order.
-
-    Only customers whose first order is at least ``horizon_days`` before ``data_end`` are
-    described, and only those with an order of positive net revenue by then.
-
-    Returns
-    -------
-    ibis.Table of shape (n_customers, 16 + n_categories + 2)
-        joined_at (the first order's time), then the columns of `custseg.features.customer_features`
-        and `custseg.features.customer_interests` as of joined_at + ``horizon_days``.
-    """
-    numbered = numbered_orders(lines)
-    first = numbered.filter(numbered.order_number == 1)
-    horizon = first.ordered_at + ibis.interval(days=horizon_days)
-    cutoff = first.filter(horizon <= ibis.timestamp(data_end)).select(
-        "customer_id", joined_at="ordered_at", as_of=horizon
-    )
-    features = customer_table(lines, products, categories, cutoff)
-    return cutoff.select("customer_id", "joined_at").inner_join(features, "customer_id")
 
 
 def model_inputs(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
@@ -395,11 +288,11 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
 
 
-def _scores(truth: pd.Series, predicted) -> dict[str, float]:
-    return {
-        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
-        "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4),
-    }
+def _scores(truth: pd.Series, predicted) -> ClassifierScores:
+    return ClassifierScores(
+        accuracy=round(float(accuracy_score(truth, predicted)), 4),
+        macro_f1=round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4),
+    )
 
 
 def holdout_split(targets: pd.DataFrame, test_share: float) -> pd.Series:
@@ -410,6 +303,25 @@ def holdout_split(targets: pd.DataFrame, test_share: float) -> pd.Series:
     return targets.customer_id.isin(test_ids)
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """The early models measured on the latest-joining customers.
+
+    Attributes
+    ----------
+    results : list of EarlyResult
+        One per target and number of first orders, in that order.
+    models : dict
+        ``models[target][str(n)]``: the fitted `EarlyClassifier` (fitted on training customers only).
+    test_joined_from : datetime or None
+        When the first test customer joined (None without test customers).
+    """
+
+    results: list[EarlyResult]
+    models: dict[str, dict[str, EarlyClassifier]]
+    test_joined_from: datetime.datetime | None
+
+
 def evaluate_early(
     early: dict[int, pd.DataFrame],
     targets: pd.DataFrame,
@@ -417,16 +329,16 @@ def evaluate_early(
     *,
     options: EarlyOptions,
     seed: int = 0,
-) -> tuple[dict[str, Any], dict[str, dict[str, EarlyClassifier]]]:
+) -> Holdout:
     """Fit and measure the early models on a temporal hold-out.
 
     Parameters
     ----------
     early : dict of int to DataFrame
-        `early_features` for each number of first orders, 1 to ``options.max_orders``.
+        `custseg.first_orders.early_features` for each number of first orders, 1 to ``options.max_orders``.
     targets : DataFrame
         customer_id, joined_at, and the targets ``segment`` (None without a segmentation) and
-        ``category``, from `horizon_features`; only these customers are used.
+        ``category``, from `custseg.first_orders.horizon_features`; only these customers are used.
     categories : list of str
         Every category id, in order.
     options : EarlyOptions
@@ -436,32 +348,18 @@ def evaluate_early(
 
     Returns
     -------
-    report : dict
-        The protocol, and one row per target and number of orders: customers in training and
-        test, the chosen model and its cross-validated candidates, test accuracy and macro-F1 of
-        the model and of the two baselines (the training majority class; the first orders taken
-        as they are: the segmentation applied to their features, or their dominant category),
-        and the model's confusion matrix.
-    models : dict
-        ``models[target][str(n)]``: the fitted `EarlyClassifier` (fitted on training customers only).
+    Holdout
+        Per target and number of orders: customers in training and test, and (unless too few)
+        the chosen model and its cross-validated candidates, test accuracy and macro-F1 of the
+        model and of the two baselines (the training majority class; the first orders taken as
+        they are: the segmentation applied to their features, or their dominant category), and
+        the model's confusion matrix.
     """
     test = holdout_split(targets, options.test_share)
     test_ids = set(targets.customer_id[test])
-    report: dict[str, Any] = {
-        "horizon_days": options.horizon_days,
-        "test_share": options.test_share,
-        "eligible_customers": len(targets),
-        "test_joined_from": str(targets.joined_at[test].min()) if test.any() else None,
-        "protocol": (
-            f"customers whose first order is at least {options.horizon_days} days before the end of the data; "
-            f"the latest-joining {options.test_share:.0%} are the test set; models are chosen by "
-            f"{options.cv_folds}-fold cross-validation on the others only; inputs are each customer's first N orders "
-            f"as placed (later returns not netted), for customers whose N-th order came within the horizon"
-        ),
-        "results": [],
-    }
     rows: list[dict[str, Any]] = []
     tasks = []
+    fewest = MIN_TRAIN_PER_FOLD * options.cv_folds
     for target in TARGETS:
         if targets[target].isna().all():
             continue
@@ -472,17 +370,12 @@ def evaluate_early(
             frame = frame[pd.to_datetime(frame.last_order_at) < horizon].sort_values("customer_id")
             in_test = frame.customer_id.isin(test_ids).to_numpy()
             train, held_out = frame[~in_test], frame[in_test]
-            row: dict[str, Any] = {
-                "target": target,
-                "n_orders": n_orders,
-                "train_customers": len(train),
-                "test_customers": len(held_out),
-            }
+            row = {"target": target, "n_orders": n_orders, "train_customers": len(train)}
+            row["test_customers"] = len(held_out)
             rows.append(row)
-            fewest = MIN_TRAIN_PER_FOLD * options.cv_folds
             if len(train) < fewest or held_out.empty:
                 reason = f"fewer than {fewest} training customers" if len(train) < fewest else "no test customers"
-                row["skipped"] = reason
+                row["fit"] = Skipped(reason=reason)
                 continue
             model = EarlyClassifier(as_is_column=AS_IS_INPUTS[target], cv_folds=options.cv_folds, random_state=seed)
             tasks.append((row, model, train, held_out))
@@ -494,39 +387,47 @@ def evaluate_early(
         )
     models: dict[str, dict[str, EarlyClassifier]] = {}
     for (row, _, train, held_out), model in zip(tasks, fitted, strict=True):
-        target = row["target"]
-        held_out_inputs = model_inputs(held_out, categories)
-        predicted = model.predict(held_out_inputs)
-        counts = train[target].astype(str).value_counts()
-        majority = sorted(counts.index, key=lambda label: (-counts[label], label))[0]
-        as_is = held_out_inputs[AS_IS_INPUTS[target]]
-        truth = held_out[target].astype(str)
-        labels = sorted(set(model.classes_) | set(truth) | set(predicted))
-        # Counted directly: scikit-learn's confusion_matrix warns on a single label.
-        matrix = pd.crosstab(
-            pd.Categorical(truth, categories=labels), pd.Categorical(predicted, categories=labels), dropna=False
+        row["fit"] = _measured(model, train, held_out, row["target"], categories)
+        models.setdefault(row["target"], {})[str(row["n_orders"])] = model
+    joined_from = targets.joined_at[test].min() if test.any() else None
+    return Holdout(
+        results=[EarlyResult(**row) for row in rows],
+        models=models,
+        test_joined_from=None if joined_from is None else pd.Timestamp(joined_from).to_pydatetime(),
+    )
+
+
+def _measured(
+    model: EarlyClassifier, train: pd.DataFrame, held_out: pd.DataFrame, target: str, categories: list[str]
+) -> EarlyFit:
+    """Score a fitted early model and the two baselines on the held-out customers."""
+    held_out_inputs = model_inputs(held_out, categories)
+    predicted = model.predict(held_out_inputs)
+    counts = train[target].astype(str).value_counts()
+    majority = sorted(counts.index, key=lambda label: (-counts[label], label))[0]
+    truth = held_out[target].astype(str)
+    labels = sorted(set(model.classes_) | set(truth) | set(predicted))
+    # Counted directly: scikit-learn's confusion_matrix warns on a single label.
+    matrix = pd.crosstab(
+        pd.Categorical(truth, categories=labels), pd.Categorical(predicted, categories=labels), dropna=False
+    )
+    degenerate = None
+    if truth.nunique() == 1:
+        # One class in the test set: every score is perfect or zero for model and guess alike.
+        degenerate = (
+            f"all {len(truth):,} test customers are in one class ({truth.iloc[0]}): the hold-out cannot tell "
+            "a model from a guess, so no score is given"
         )
-        if truth.nunique() == 1:
-            # One class in the test set: every score is perfect or zero for model and guess alike.
-            row["degenerate"] = (
-                f"all {len(truth):,} test customers are in one class ({truth.iloc[0]}): the hold-out cannot tell "
-                "a model from a guess, so no score is given"
-            )
-        row.update(
-            classes=model.classes_.tolist(),
-            chosen=model.chosen_,
-            candidates=model.candidates_,
-            model=_scores(truth, predicted),
-            majority=_scores(truth, [majority] * len(truth)),
-            first_orders_as_is=_scores(truth, as_is),
-            confusion_matrix={
-                "labels": labels,
-                "rows_true_columns_predicted": matrix.to_numpy().tolist(),
-            },
-        )
-        models.setdefault(target, {})[str(row["n_orders"])] = model
-    report["results"] = rows
-    return report, models
+    return EarlyFit(
+        classes=model.classes_.tolist(),
+        chosen=model.chosen_,
+        candidates=model.candidates_,
+        model=_scores(truth, predicted),
+        majority=_scores(truth, [majority] * len(truth)),
+        first_orders_as_is=_scores(truth, held_out_inputs[AS_IS_INPUTS[target]]),
+        confusion_matrix=ConfusionMatrix(labels=labels, rows_true_columns_predicted=matrix.to_numpy().tolist()),
+        degenerate=degenerate,
+    )
 
 
 EARLY_COLUMNS = (
@@ -625,31 +526,3 @@ def predict_batch(
         )
         columns[f"predicted_{target}_probability"] = probability[target]
     return pd.DataFrame(columns)[["customer_id", *EARLY_COLUMNS]]
-
-
-def early_rows(
-    lines: ir.Table, products: ir.Table, categories: list[str], customers: ir.Table, usable: list[int]
-) -> ir.Table:
-    """Describe ``customers`` after the most first orders a model uses, each with its own number.
-
-    Parameters
-    ----------
-    lines, products, categories
-        As for `early_features`.
-    customers : ibis.Table
-        With customer_id: whom to describe.
-    usable : list of int
-        Numbers of first orders the models use (`usable_orders`).
-
-    Returns
-    -------
-    ibis.Table of shape (n_customers, n_columns)
-        `early_features` plus n_orders: the largest of ``usable`` that is at most the customer's
-        number of orders (customers with fewer orders than any are left out).
-    """
-    mine = lines.semi_join(customers, "customer_id")
-    counted = mine.group_by("customer_id").aggregate(orders=mine.invoice_id.nunique())
-    largest = ibis.cases(*((counted.orders >= n, n) for n in sorted(usable, reverse=True)), else_=None)
-    wanted = counted.select("customer_id", n_orders=largest.cast(dt.int64))
-    wanted = wanted.filter(wanted.n_orders.notnull())
-    return early_features(lines, products, categories, wanted).inner_join(wanted, "customer_id")

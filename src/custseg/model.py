@@ -76,6 +76,8 @@ SEGMENT_COLUMNS = (
     "action",
 )
 """Columns of an assigned customer before the value and the early prediction (`assigned_columns`)."""
+NAMED_SEGMENT_COLUMNS = ("segment", "segment_name", "action")
+"""What `FittedModel.assign` gives a customer: the learned segment's id, name and action."""
 
 
 def assigned_columns(horizon_days: int) -> tuple[str, ...]:
@@ -131,21 +133,11 @@ class FittedModel:
         profiles = self.manifest.get("segments") or []
         return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
 
-    def values(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """Return the expected value over the next H days of each customer (DataFrame with the features).
-
-        Null without a value model.
-        """
-        columns = value_columns(self.horizon_days)
-        if self.value is None or customers.empty:
-            return pd.DataFrame(index=customers.index, columns=list(columns.values()), dtype=float)
-        return self.value.predict(customers).rename(columns=columns)
-
     def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
         """Segment id, name and action of each customer (DataFrame with the features)."""
         profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
         if self.segmentation is None or not profiles or customers.empty:
-            return pd.DataFrame(index=customers.index, columns=["segment", "segment_name", "action"], dtype=object)
+            return pd.DataFrame(index=customers.index, columns=list(NAMED_SEGMENT_COLUMNS), dtype=object)
         ids = segment_ids(self.segmentation.predict(customers))
         return pd.DataFrame(
             {

@@ -9,10 +9,14 @@ into the matrix's margins and the sentences a marketer reads.
 
 from __future__ import annotations
 
+import datetime
+
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
+
+from custseg.record import Migration
 
 NEW = "(new)"
 """The row of customers who had no order at the first date."""
@@ -94,7 +98,9 @@ def _label(segment: str, names: dict[str, str]) -> str:
     return f"{segment} {name}" if name and name != segment else segment
 
 
-def migration_summary(flows: pd.DataFrame, names: dict[str, str], first: str, second: str) -> dict:
+def migration_summary(
+    flows: pd.DataFrame, names: dict[str, str], first: datetime.date, second: datetime.date
+) -> Migration:
     """Describe the flows: sizes at both dates, who stayed, the largest moves down and up, the new customers.
 
     A move is down when the segment moved to was worth less than the one left: its customers of
@@ -107,15 +113,14 @@ def migration_summary(flows: pd.DataFrame, names: dict[str, str], first: str, se
         `migration`'s table.
     names : dict
         Segment id -> display name (empty for RFM segments, whose ids are their names).
-    first, second : str
-        The two dates, for the sentences.
+    first, second : date
+        The two dates.
 
     Returns
     -------
-    dict
-        from_date, to_date, names, flows (records), sizes_before and sizes_after (per segment),
-        worth (revenue between the dates per customer of each segment at the first date), stayed
-        (customers in the same segment at both dates) and sentences.
+    Migration
+        The flows (records), sizes at both dates, each segment's worth (revenue between the dates
+        per customer of it at the first date), the customers who stayed, and the sentences.
     """
     existing = flows[(flows.from_segment != NEW) & (flows.to_segment != GONE)]
     before = flows[flows.from_segment != NEW].groupby("from_segment")
@@ -155,14 +160,14 @@ def migration_summary(flows: pd.DataFrame, names: dict[str, str], first: str, se
     gone = flows[flows.to_segment == GONE]
     if len(gone):
         sentences.append(f"{int(gone.customers.sum()):,} customers as of {first} are not in the table as of {second}.")
-    return {
-        "from_date": first,
-        "to_date": second,
-        "names": names,
-        "flows": flows.to_dict(orient="records"),
-        "sizes_before": {k: int(v) for k, v in sizes_before.items()},
-        "sizes_after": {k: int(v) for k, v in sizes_after.items()},
-        "worth": {k: float(v) for k, v in worth.items()},
-        "stayed": stayed,
-        "sentences": sentences,
-    }
+    return Migration(
+        from_date=first,
+        to_date=second,
+        names=names,
+        flows=flows.to_dict(orient="records"),
+        sizes_before={k: int(v) for k, v in sizes_before.items()},
+        sizes_after={k: int(v) for k, v in sizes_after.items()},
+        worth={k: float(v) for k, v in worth.items()},
+        stayed=stayed,
+        sentences=sentences,
+    )

@@ -1,91 +1,109 @@
-"""Run the stages in order, from a file to a finished output folder, with a record of the run.
+"""The plan: the stages listed once, walked by `run`, `assign` and the notebook's `custseg.Stages`.
 
-A user wants one command that does everything and leaves behind how it was done: inputs and
-their checksum, settings, row counts per rule, the revenue reconciliation, timings and versions.
-`run` learns and writes the output folder; `assign` applies a stored model to other transactions.
-Both compose the stage functions of `custseg.stages`, and run.json is assembled here from their
-results.
+A user wants one command that does everything and leaves behind how it was done. Each `Step` names
+a stage, its function (`custseg.stages`), the sections of the run record it fills and the tables
+the output folder keeps of it; what a stage needs is the names of its keyword-only arguments
+(earlier stages' results, ``settings``, ``store``, ...). `LEARN` is ``custseg run``, `ASSIGN` is
+``custseg assign`` (a stored model's stages), `COURSE` the published course recipe. Writing the
+output folder is a step of its own, at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import inspect
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import pandas as pd
-import pyarrow as pa
 
 from custseg import __version__
-from custseg import stages as stage
 from custseg.course import run_course
 from custseg.errors import EmptyInputError, InputFileError, MissingColumnsError
 from custseg.model import FittedModel, load_model, model_manifest, save_model
 from custseg.movement import migration, migration_summary
 from custseg.products import categories_state
+from custseg.record import RECORD_FILE, AssignRecord, Migration, RunRecord, ValueSection, frozen, to_json
 from custseg.report import write_report
-from custseg.rfm import RFMScorer
 from custseg.settings import InputOptions, Settings, settings_from_dict
+from custseg.stages.backtest import build_backtest
+from custseg.stages.clean import Cleaned, clean_lines
+from custseg.stages.customers import RFM, Features, customer_features, score_rfm, stored_rfm
+from custseg.stages.early import Early, learn_early, stored_early
+from custseg.stages.movement import segment_movement
+from custseg.stages.products import Products, learn_products, stored_products
+from custseg.stages.read import Data, Read, read_input
+from custseg.stages.segments import Segments, learn_segments, stored_segments
+from custseg.stages.value import Value, learn_value, stored_value
 from custseg.value import value_columns
 from custseg.workspace import MODEL_FOLDER, Workspace
 
-STAGES = (
-    "read",
-    "clean",
-    "products",
-    "features",
-    "rfm",
-    "backtest",
-    "segments",
-    "movement",
-    "value",
-    "early",
-    "write",
-    "report",
-)
-"""Stage names in run order, as reported to the progress callback and in run.json timings."""
-COURSE_STAGES = ("read", "course")
-"""Stages of ``--recipe course``: the published course pipeline instead of custseg's."""
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of a plan.
+
+    Attributes
+    ----------
+    name : str
+        The stage's name: in progress, timings, and the name later stages take its result by.
+    function : callable
+        Takes what it needs as keyword-only arguments and returns its result (a frozen dataclass).
+    fills : tuple of str
+        The run record's sections it fills: attributes of its result of the same names.
+    keeps : dict of str to str
+        Tables the output folder keeps (in custseg.duckdb, or tables/ with Spark): table name ->
+        attribute of the result. Later stages get the kept table.
+    """
+
+    name: str
+    function: Callable[..., Any]
+    fills: tuple[str, ...] = ()
+    keeps: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """What the function needs: its keyword-only arguments without a default."""
+        parameters = inspect.signature(self.function).parameters.values()
+        return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
-    """What a finished run leaves: the output folder and the manifest written to run.json."""
+    """A finished run: its output folder and the record written to its run.json."""
 
     out_dir: Path
-    manifest: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord
 
 
-class _Until(Exception):
-    """Raised after the stage named by ``until``: the run stops there and writes what it has."""
+@frozen
+class Written:
+    """The output folder's files are written (report.html comes last, from the record)."""
 
 
-class _Stages:
-    """Time each stage, report it to the progress callback, and stop after ``until``."""
+@frozen
+class Reported:
+    """Where report.html went."""
 
-    def __init__(self, on_stage: Callable[[str], None] | None, until: str | None) -> None:
-        self.seconds: dict[str, float] = {}
-        self.on_stage = on_stage
-        self.until = until
+    report: str
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        if self.on_stage is not None:
-            self.on_stage(name)
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - start, 3)
-        if name == self.until:
-            raise _Until
+
+@frozen
+class Course:
+    """The published course recipe's customers and its comparison with the published figures."""
+
+    customers: ir.Table
+    course: dict[str, Any]
 
 
 def package_versions() -> dict[str, str]:
@@ -99,27 +117,166 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-Data = str | Path | pd.DataFrame | pa.Table
+def write_outputs(
+    *,
+    read: Read,
+    clean: Cleaned,
+    products: Products,
+    features: Features,
+    rfm: RFM,
+    segments: Segments,
+    value: Value,
+    early: Early,
+    settings: Settings,
+    workspace: Workspace,
+) -> Written:
+    """Write the files a marketer opens and the model that assigns tomorrow's customers."""
+    workspace.write_parquet(clean.rejected, "rejected.parquet")
+    workspace.write_parquet(early.table, "customers.parquet")
+    workspace.write_csv(value.rows, "segments.csv")
+    workspace.write_csv(products.categories, "categories.csv")
+    model = model_manifest(
+        version=__version__,
+        trained_on={"path": read.input.path, "sha256": read.input.sha256, "bytes": read.input.bytes},
+        settings=settings.to_dict(),
+        as_of=features.as_of.isoformat(sep=" "),
+        scorer=rfm.scorer,
+        categories=categories_state(products.frame),
+        # The learned segments' rows of segments.csv: profiles with their expected value.
+        profiles=None if segments.profiles is None else value.rows[value.rows.kind == "learned"],
+        features=segments.segmentation.columns_ if segments.segmentation is not None else None,
+        value={
+            "chosen": value.value.chosen if isinstance(value.value, ValueSection) else None,
+            "columns": value_columns(settings.backtest.horizon_days),
+        },
+    )
+    save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models, value.model)
+    return Written()
 
 
-@contextmanager
-def _workspace(out_dir: str | Path, settings: Settings) -> Iterator[Workspace]:
-    """Open a workspace; commit it when the block ends, abort it when the block fails."""
-    workspace = Workspace(out_dir, settings.engine)
-    workspace.open()
-    try:
-        yield workspace
-    except BaseException:
-        workspace.abort()
-        raise
-    workspace.commit()
+def write_report_step(*, record: RunRecord, workspace: Workspace) -> Reported:
+    """Write report.html from the record and the kept tables."""
+    written = write_report(workspace.path, workspace.backend, record)
+    return Reported(report=str(workspace.final / written.name))
 
 
-def as_input(data: Data) -> Data:
-    """Return a file name as a Path; a URL (Path would fold its "//") or a table in memory as it is."""
-    if isinstance(data, pd.DataFrame | pa.Table) or "://" in str(data):
-        return data
-    return Path(data)
+def course_recipe(*, read: Read, store) -> Course:
+    """Run the published course pipeline on the transactions (``--recipe course``), for comparison."""
+    customers, report = run_course(read.transactions.execute())
+    return Course(customers=store.cache("course_customers", customers.reset_index()), course=report)
+
+
+def write_course(*, course: Course, workspace: Workspace) -> Written:
+    """Write the course recipe's customers."""
+    workspace.write_parquet(course.customers, "course_customers.parquet")
+    return Written()
+
+
+LEARN = (
+    Step("read", read_input, fills=("input",), keeps={"transactions": "transactions"}),
+    Step(
+        "clean", clean_lines, fills=("rows", "span", "reconciliation"), keeps={"lines": "lines", "rejected": "rejected"}
+    ),
+    Step("products", learn_products, fills=("products",), keeps={"products": "table"}),
+    Step("features", customer_features, fills=("customers",)),
+    Step("rfm", score_rfm, fills=("rfm",), keeps={"customers": "table"}),
+    Step("backtest", build_backtest, fills=("backtest",)),
+    Step("segments", learn_segments, fills=("segments",), keeps={"customers": "table"}),
+    Step("movement", segment_movement, fills=("movement",), keeps={"customers_then": "then"}),
+    Step("value", learn_value, fills=("value",), keeps={"customers": "table", "segments": "rows"}),
+    Step("early", learn_early, fills=("early",), keeps={"customers": "table"}),
+    Step("write", write_outputs),
+    Step("report", write_report_step, fills=("report",)),
+)
+"""``custseg run``: learn every stage from the data and write the output folder."""
+ASSIGN = (
+    Step("read", read_input, fills=("input",)),
+    Step("clean", clean_lines, fills=("rows", "span", "reconciliation")),
+    Step("products", stored_products, fills=("products",)),
+    Step("features", customer_features, fills=("customers",)),
+    Step("rfm", stored_rfm, fills=("rfm",)),
+    Step("segments", stored_segments, fills=("segments",)),
+    Step("value", stored_value),
+    Step("early", stored_early, fills=("early",)),
+)
+"""``custseg assign``: a stored model's categories, cut points, segments, value and early models."""
+COURSE = (
+    Step("read", read_input, fills=("input",), keeps={"transactions": "transactions"}),
+    Step("course", course_recipe, fills=("course",)),
+    Step("write", write_course),
+)
+"""``--recipe course``: the published course pipeline instead of custseg's."""
+STAGES = tuple(step.name for step in LEARN)
+"""Stage names of ``custseg run`` in run order, as reported to the progress callback and in the timings."""
+
+
+def plan_of(settings: Settings) -> tuple[Step, ...]:
+    """Return the plan ``custseg run`` walks with these settings."""
+    return COURSE if settings.recipe == "course" else LEARN
+
+
+def walk(
+    plan: tuple[Step, ...],
+    context: dict[str, Any],
+    *,
+    on_stage: Callable[[str], None] | None = None,
+    until: str | None = None,
+    record: Callable[[dict[str, Any]], Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run the steps in order: each gets what it needs from ``context``, and its result goes back in.
+
+    Parameters
+    ----------
+    plan : tuple of Step
+        The steps, in order.
+    context : dict
+        What the first step needs (``data``, ``settings``, ``store``, ...); results are added
+        under their step's name. With a ``workspace``, each step's `Step.keeps` are kept in it.
+    on_stage : callable, optional
+        Called with each step's name as it starts.
+    until : str, optional
+        Stop after this step.
+    record : callable, optional
+        Builds the record from the sections filled so far, for a step that needs ``record``.
+
+    Returns
+    -------
+    sections : dict
+        The record's sections, by name.
+    seconds : dict
+        Each step's duration, by name.
+    """
+    sections: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for step in plan:
+        if on_stage is not None:
+            on_stage(step.name)
+        start = time.perf_counter()
+        if "record" in step.needs:
+            context["record"] = record(sections)
+        result = step.function(**{name: context[name] for name in step.needs})
+        workspace = context.get("workspace")
+        if workspace is not None and step.keeps:
+            result = _kept(result, step.keeps, workspace)
+        context[step.name] = result
+        sections.update({name: getattr(result, name) for name in step.fills})
+        seconds[step.name] = round(time.perf_counter() - start, 3)
+        if step.name == until:
+            break
+    return sections, seconds
+
+
+def _kept(result: Any, keeps: dict[str, str], workspace: Workspace) -> Any:
+    """Keep a result's tables in the output folder; the result then holds the kept tables."""
+    changes = {}
+    for table, attribute in keeps.items():
+        value = getattr(result, attribute)
+        if value is None:
+            continue
+        kept = workspace.save(table, value)
+        if isinstance(value, ir.Table):
+            changes[attribute] = kept
+    return dataclasses.replace(result, **changes)
 
 
 def run(
@@ -138,17 +295,18 @@ def run(
         The transaction log (CSV, gzip CSV, Parquet or Excel, or a table in memory); with the Spark
         engine also a Parquet URL or a Spark table name.
     out_dir : str or Path
-        The output folder (created; its previous database is replaced).
+        The output folder (created; an earlier run's files in it are replaced when this one ends).
     settings : Settings, optional
         Defaults to `Settings()`.
     on_stage : callable, optional
         Called with each stage's name (`STAGES`) as it starts, for progress display.
     until : str, optional
-        Stop after this stage (for benchmarks and debugging); run.json then covers the stages run.
+        Stop after this stage (for benchmarks and debugging); the record then covers the stages run.
 
     Returns
     -------
     RunResult
+        The output folder and what was written to its run.json.
 
     Raises
     ------
@@ -156,123 +314,26 @@ def run(
         For any problem with the input or the settings.
     """
     settings = settings or Settings()
-    stages = COURSE_STAGES if settings.recipe == "course" else STAGES
-    if until is not None and until not in stages:
-        raise ValueError(f"until={until!r} must be one of {', '.join(stages)}")
-    timed = _Stages(on_stage, until)
-    manifest: dict[str, Any] = {"custseg_version": __version__, "settings": settings.to_dict()}
-    with _workspace(out_dir, settings) as workspace:
-        try:
-            if settings.recipe == "course":
-                _course(as_input(data), settings, workspace, manifest, timed)
-            else:
-                _learn(as_input(data), settings, workspace, manifest, timed)
-        except _Until:
-            pass
-        manifest["timings_s"] = timed.seconds
-        manifest["versions"] = package_versions()
-        workspace.write_json(manifest)
-    return RunResult(out_dir=Path(out_dir), manifest=manifest)
+    plan = plan_of(settings)
+    names = [step.name for step in plan]
+    if until is not None and until not in names:
+        raise ValueError(f"until={until!r} must be one of {', '.join(names)}")
 
+    def record(sections: dict[str, Any], **more: Any) -> RunRecord:
+        return RunRecord(custseg_version=__version__, settings=settings.to_dict(), **sections, **more)
 
-def _learn(data: Data, settings: Settings, workspace: Workspace, manifest: dict, timed: _Stages) -> None:
-    """Run the stages that learn; each result's summary goes into run.json as it comes."""
-    with timed.stage("read"):
-        read = stage.read(data, settings, workspace)
-        manifest["input"] = read.summary
-    name = read.summary["path"]
-    with timed.stage("clean"):
-        cleaned = stage.clean_lines(read.transactions, settings, workspace, name)
-        manifest.update(rows=cleaned.rows, lines=cleaned.span, reconciliation=cleaned.reconciliation)
-    with timed.stage("products"):
-        products = stage.learn_products(cleaned.lines, settings, workspace)
-        manifest["products"] = products.summary
-    with timed.stage("features"):
-        as_of = stage.default_as_of(settings, read.transactions)
-        features = stage.customer_features(cleaned.lines, products, as_of, workspace, name)
-        manifest["customers"] = features.summary
-    with timed.stage("rfm"):
-        scorer = RFMScorer.from_options(settings.rfm).fit(features.customers)
-        rfm = stage.score_rfm(features, scorer, settings.rfm.segment_map, workspace)
-        manifest["rfm"] = rfm.summary
-    with timed.stage("backtest"):
-        backtest = stage.backtest(
-            cleaned.lines, products, as_of, cleaned.span["first_invoiced_at"], settings, workspace
-        )
-        manifest["validation"] = backtest.summary
-    with timed.stage("segments"):
-        segments = stage.learn_segments(rfm, products, backtest, settings, workspace)
-        manifest["segments"] = segments.summary
-        if segments.backtest is not None:
-            manifest["validation"] = {**backtest.summary, "segments": segments.backtest}
-    with timed.stage("movement"):
-        movement = stage.segment_movement(backtest, rfm, segments, as_of, settings, workspace)
-        manifest["migration"] = movement.summary
-    with timed.stage("value"):
-        value = stage.learn_value(
-            segments.customers,
-            segments.table,
-            backtest,
-            movement,
-            cleaned.lines,
-            products,
-            as_of,
-            cleaned.span["first_invoiced_at"],
-            settings,
-            workspace,
-        )
-        manifest["value"] = value.summary
-    customers = value.customers
-    with timed.stage("early"):
-        early = stage.learn_early(cleaned.lines, products, as_of, segments.segmentation, settings, workspace)
-        manifest["early"] = early.summary
-        if settings.early.enabled:
-            predicted = stage.predict_early(
-                customers,
-                cleaned.lines,
-                products,
-                as_of,
-                early,
-                segments.names,
-                segments.segmentation,
-                settings,
-                workspace,
-            )
-            customers = predicted.customers
-            manifest["early"] = {**early.summary, "predicted_customers": predicted.predicted}
-    with timed.stage("write"):
-        workspace.write_parquet(cleaned.rejected, "rejected.parquet")
-        workspace.write_parquet(customers, "customers.parquet")
-        workspace.write_csv(value.table, "segments.csv")
-        workspace.write_csv(products.categories, "categories.csv")
-        workspace.save("segments", value.table)
-        model = model_manifest(
-            version=__version__,
-            trained_on={k: read.summary[k] for k in ("path", "sha256", "bytes")},
-            settings=settings.to_dict(),
-            as_of=features.summary["as_of"],
-            scorer=rfm.scorer,
-            categories=categories_state(products.frame),
-            # The learned segments' rows of segments.csv: profiles with their expected value.
-            profiles=None if segments.profiles is None else value.table[value.table.kind == "learned"],
-            features=segments.segmentation.columns_ if segments.segmentation is not None else None,
-            value={"chosen": value.summary.get("chosen"), "columns": value_columns(settings.backtest.horizon_days)},
-        )
-        save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models, value.model)
-    with timed.stage("report"):
-        written = write_report(workspace.path, workspace.backend, manifest)
-        manifest["report"] = str(workspace.final / written.name)
-
-
-def _course(data: Data, settings: Settings, workspace: Workspace, manifest: dict, timed: _Stages) -> None:
-    with timed.stage("read"):
-        read = stage.read(data, settings, workspace)
-        manifest["input"] = read.summary
-    with timed.stage("course"):
-        customers, report = run_course(read.transactions.execute())
-        saved = workspace.save("course_customers", customers.reset_index())
-        workspace.write_parquet(saved, "course_customers.parquet")
-        manifest["course"] = report
+    workspace = Workspace(out_dir, settings.engine)
+    workspace.open()
+    try:
+        context = {"data": data, "settings": settings, "store": workspace, "workspace": workspace}
+        sections, seconds = walk(plan, context, on_stage=on_stage, until=until, record=record)
+        finished = record(sections, timings_s=seconds, versions=package_versions())
+        workspace.write_text(to_json(finished), RECORD_FILE)
+    except BaseException:
+        workspace.abort()
+        raise
+    workspace.commit()
+    return RunResult(out_dir=Path(out_dir), record=finished)
 
 
 def assign(
@@ -281,8 +342,8 @@ def assign(
     out: str | Path,
     *,
     input_options: InputOptions | None = None,
-    as_of=None,
-) -> RunResult:
+    as_of: datetime.date | None = None,
+) -> AssignRecord:
     """Assign RFM and learned segments to the customers of ``data`` with a stored model; write ``out``.
 
     ``out`` is Parquet, or CSV for any other extension; its rows are those of `assigned_customers`.
@@ -295,9 +356,9 @@ def assign(
     out = Path(out)
     if out.is_dir():
         raise InputFileError(f"--out {out}: is a folder; give a file name ending in .parquet (or .csv)")
-    assigned, manifest = assigned_customers(data, model, input_options=input_options, as_of=as_of)
+    assigned, record = assigned_customers(data, model, input_options=input_options, as_of=as_of)
     _write_atomically(assigned, out)
-    return RunResult(out_dir=out, manifest=manifest)
+    return record
 
 
 def assigned_customers(
@@ -305,62 +366,37 @@ def assigned_customers(
     model: str | Path | FittedModel,
     *,
     input_options: InputOptions | None = None,
-    as_of=None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+    as_of: datetime.date | None = None,
+) -> tuple[pd.DataFrame, AssignRecord]:
     """Give the customers of ``data`` their RFM segment, learned segment, expected value and early prediction.
 
     ``model`` is a run's output folder, its ``model/`` folder or a model loaded from one. The
-    transactions are cleaned with the model's rules, products get the model's categories, features
-    are computed as of ``as_of`` (default: the day after the data's last transaction), RFM is scored
-    with the stored cut points, the learned segment comes from the stored segmentation and the
-    expected value over the next H days from the stored value model.
+    `ASSIGN` plan cleans the transactions with the model's rules, puts products in the model's
+    categories, describes the customers as of ``as_of`` (default: the day after the data's last
+    transaction) and applies the stored cut points, segmentation, value and early models.
 
     Returns
     -------
     assigned : DataFrame of shape (n_customers, len(fitted.assigned_columns()) + 1)
         `custseg.model.assigned_columns` and as_of, one row per customer in id order.
-    manifest : dict
-        What the assignment read and found (input, rows, products, customers, RFM, segments, early).
+    record : AssignRecord
+        What the assignment read and found.
     """
     fitted = model if isinstance(model, FittedModel) else load_model(model)
     settings = settings_from_dict(fitted.manifest["settings"])
     settings = dataclasses.replace(settings, as_of=as_of, input=input_options or settings.input)
-    manifest: dict[str, Any] = {"custseg_version": __version__, "settings": settings.to_dict()}
-    with tempfile.TemporaryDirectory(prefix="custseg-assign-") as folder, _workspace(folder, settings) as workspace:
-        read = stage.read(as_input(data), settings, workspace)
-        manifest["input"] = read.summary
-        name = read.summary["path"]
-        cleaned = stage.clean_lines(read.transactions, settings, workspace, name)
-        manifest.update(rows=cleaned.rows, lines=cleaned.span, reconciliation=cleaned.reconciliation)
-        products = stage.stored_products(cleaned.lines, fitted, workspace)
-        manifest["products"] = products.summary
-        as_of = stage.default_as_of(settings, read.transactions)
-        features = stage.customer_features(cleaned.lines, products, as_of, workspace, name)
-        manifest["customers"] = features.summary
-        rfm = stage.score_rfm(features, fitted.scorer(), settings.rfm.segment_map, workspace)
-        manifest["rfm"] = rfm.summary
-        segments = stage.stored_segments(rfm, fitted, workspace)
-        manifest["segments"] = segments.summary
-        valued = workspace.save(
-            "customers", stage.with_value(segments.customers, fitted.value, fitted.horizon_days, workspace)
-        )
-        # Without early models (or with the prediction switched off) the columns are there, null.
-        stored = stage.EarlyModels(models=fitted.early if settings.early.enabled else {}, summary={})
-        predicted = stage.predict_early(
-            valued,
-            cleaned.lines,
-            products,
-            as_of,
-            stored,
-            segments.names,
-            fitted.segmentation,
-            settings,
-            workspace,
-        )
-        manifest["early"] = {"predicted_customers": predicted.predicted}
-        assigned = predicted.customers.select(*fitted.assigned_columns()).order_by("customer_id").execute()
-        assigned["as_of"] = features.summary["as_of"]
-    return assigned, manifest
+    with tempfile.TemporaryDirectory(prefix="custseg-assign-") as folder:
+        workspace = Workspace(folder, settings.engine)
+        workspace.open()
+        try:
+            context = {"data": data, "settings": settings, "store": workspace, "fitted": fitted}
+            sections, _ = walk(ASSIGN, context)
+            features, early = context["features"], context["early"]
+            assigned = early.table.select(*fitted.assigned_columns()).order_by("customer_id").execute()
+        finally:
+            workspace.abort()
+    assigned["as_of"] = features.as_of.isoformat(sep=" ")
+    return assigned, AssignRecord(custseg_version=__version__, settings=settings.to_dict(), **sections)
 
 
 def _write_atomically(frame: pd.DataFrame, out: Path) -> None:
@@ -415,20 +451,19 @@ def read_assigned(assigned: str | Path | pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def compare(first: str | Path | pd.DataFrame, second: str | Path | pd.DataFrame) -> dict[str, Any]:
+def compare(first: str | Path | pd.DataFrame, second: str | Path | pd.DataFrame) -> dict[str, Migration]:
     """Count who moved between segments from one assigned table to another (`custseg compare`).
 
     Both tables come from `assign` with the same model at two dates (``--as-of``); the answer is
-    run.json's ``migration`` for those dates.
+    the run record's movement for those dates.
 
     Returns
     -------
-    dict
-        ``learned`` (when either table has learned segments) and ``rfm``: each
-        `custseg.movement.migration_summary`.
+    dict of str to Migration
+        ``learned`` (when either table has learned segments) and ``rfm``.
     """
     tables = [read_assigned(first), read_assigned(second)]
-    dates = [str(table.as_of.iloc[0])[:10] for table in tables]
+    dates = [pd.Timestamp(table.as_of.iloc[0]).date() for table in tables]
     names = {}
     for table in tables:
         named = table.dropna(subset=["segment"])

@@ -9,29 +9,31 @@ from __future__ import annotations
 
 import datetime
 import functools
-import html
-import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow as pa
 
-from custseg import stages as stage
-from custseg.errors import InputFileError
 from custseg.model import FittedModel, load_model
-from custseg.pipeline import as_input, assigned_customers
+from custseg.pipeline import LEARN, assigned_customers
 from custseg.pipeline import run as run_pipeline
+from custseg.record import RunRecord, read_record
 from custseg.rfm import RFMScorer
 from custseg.settings import InputOptions, Settings, load_settings, parse_as_of, parse_column_map
-from custseg.workspace import MANIFEST_FILE, Workspace, read_table
+from custseg.stages.backtest import Backtest
+from custseg.stages.clean import Cleaned
+from custseg.stages.customers import RFM, Features
+from custseg.stages.early import Early
+from custseg.stages.movement import Movement
+from custseg.stages.products import Products
+from custseg.stages.read import Data, Read
+from custseg.stages.segments import Segments
+from custseg.stages.value import Value
+from custseg.workspace import Workspace, read_table
 
 if TYPE_CHECKING:
     from custseg.report import Section
-
-Data = str | Path | pd.DataFrame | pa.Table
-"""A transaction log: a file (CSV, gzip CSV, Parquet, Excel) or a table in memory."""
 
 
 def run(data: Data, out: str | Path | None = None, *, config: str | Path | None = None, **settings: Any) -> Run:
@@ -81,16 +83,16 @@ def _settings(config: str | Path | None, settings: dict[str, Any]) -> Settings:
 
 
 def load(out_dir: str | Path) -> Run:
-    """Open the output folder of an earlier run.
+    """Open the output folder of an earlier run, reading its run.json first.
 
     Raises
     ------
     InputFileError
-        If the folder holds no run.
+        If the folder holds no run, or its run.json cannot be read (damaged, or another version's).
     """
-    if not (Path(out_dir) / MANIFEST_FILE).exists():
-        raise InputFileError(f"{out_dir}: not the output folder of a custseg run (no {MANIFEST_FILE})")
-    return Run(out_dir)
+    run = Run(out_dir)
+    run.record  # noqa: B018 (read now: a damaged run.json is refused here, not at first use)
+    return run
 
 
 class Run:
@@ -104,9 +106,9 @@ class Run:
     Attributes
     ----------
     out_dir : Path
-    manifest : dict
+    record : RunRecord
         run.json: input and its checksum, settings, row counts, reconciliation, products, customers,
-        RFM, the backtest, the segments and their choice, early prediction, timings, versions.
+        RFM, the backtest, the segments and their choice, value, movement, early prediction, timings.
     """
 
     def __init__(self, out_dir: str | Path, *, _temporary: tempfile.TemporaryDirectory | None = None) -> None:
@@ -115,9 +117,9 @@ class Run:
         self._temporary = _temporary
 
     @functools.cached_property
-    def manifest(self) -> dict[str, Any]:
-        """run.json."""
-        return json.loads((self.out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    def record(self) -> RunRecord:
+        """run.json, as a `custseg.record.RunRecord`."""
+        return read_record(self.out_dir)
 
     @property
     def report_path(self) -> Path | None:
@@ -177,7 +179,9 @@ class Run:
         return f"Run({str(self.out_dir)!r})"
 
     def _repr_html_(self) -> str:
-        return summary_html(self.manifest, self.report_path)
+        from custseg.report.notebook import summary_html
+
+        return summary_html(self.record, self.report_path)
 
 
 class Model:
@@ -258,10 +262,11 @@ class Model:
 class Stages:
     """The stages of a run one by one, for a notebook: each takes earlier results and returns its own.
 
-    The same functions as `run` (`custseg.stages`), on tables kept in a temporary DuckDB database
-    for as long as this object lives. Every call stores its tables under names of their own, so
-    that the customers as of two dates are two results side by side. Each result is a frozen
-    dataclass; its ibis tables become DataFrames with ``.to_pandas()``.
+    Each method calls the step of the same name in the plan of ``custseg run``
+    (`custseg.pipeline.LEARN`) on tables kept in a temporary DuckDB database for as long as this
+    object lives. Every call caches its tables under names of its own, so that the customers as
+    of two dates are two results side by side. Each result is a frozen dataclass; its ibis tables
+    become DataFrames with ``.to_pandas()``.
 
     Parameters
     ----------
@@ -274,207 +279,102 @@ class Stages:
     --------
     >>> s = custseg.Stages(seed=0)  # doctest: +SKIP
     >>> read = s.read("orders.csv")  # doctest: +SKIP
-    >>> cleaned = s.clean(read)  # doctest: +SKIP
-    >>> products = s.products(cleaned)  # doctest: +SKIP
-    >>> spring = s.features(read, cleaned, products, as_of="2011-04-01")  # doctest: +SKIP
-    >>> s.rfm(spring).segments  # doctest: +SKIP
+    >>> clean = s.clean(read)  # doctest: +SKIP
+    >>> products = s.products(clean)  # doctest: +SKIP
+    >>> spring = s.features(read, clean, products, as_of="2011-04-01")  # doctest: +SKIP
+    >>> s.rfm(spring).rfm.segments  # doctest: +SKIP
     """
 
     def __init__(self, *, config: str | Path | None = None, **settings: Any) -> None:
         self.config = config
         self.settings = settings
-        self._workspace = None
+        self._store = None
 
     @functools.cached_property
     def settings_(self) -> Settings:
         """The settings in effect (checked)."""
         return _settings(self.config, dict(self.settings))
 
-    @property
-    def _store(self) -> _Namespaced:
-        if self._workspace is None:
+    def _step(self, name: str, **results: Any) -> Any:
+        """Call the plan's step ``name`` with the given results, the settings and this object's store."""
+        if self._store is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="custseg-stages-")
             workspace = Workspace(Path(self._temporary.name) / "tables", self.settings_.engine)
             workspace.open()
-            self._workspace = _Namespaced(workspace)
-        return self._workspace
+            self._store = _Namespaced(workspace)
+        step = next(step for step in LEARN if step.name == name)
+        return step.function(settings=self.settings_, store=self._store, **results)
 
-    def read(self, data: Data) -> stage.Read:
-        """Read a file or table into custseg's columns (`custseg.stages.read`)."""
-        return stage.read(as_input(data), self.settings_, self._store)
+    def read(self, data: Data) -> Read:
+        """Read a file or table into custseg's columns (`custseg.stages.read.read_input`)."""
+        return self._step("read", data=data)
 
-    def clean(self, read: stage.Read) -> stage.Cleaned:
-        """Clean the transactions and match returns (`custseg.stages.clean_lines`)."""
-        return stage.clean_lines(read.transactions, self.settings_, self._store, read.summary["path"])
+    def clean(self, read: Read) -> Cleaned:
+        """Clean the transactions and match returns (`custseg.stages.clean.clean_lines`)."""
+        return self._step("clean", read=read)
 
-    def products(self, cleaned: stage.Cleaned) -> stage.Products:
-        """Learn product categories (`custseg.stages.learn_products`)."""
-        return stage.learn_products(cleaned.lines, self.settings_, self._store)
+    def products(self, clean: Cleaned) -> Products:
+        """Learn product categories (`custseg.stages.products.learn_products`)."""
+        return self._step("products", clean=clean)
 
     def features(
-        self,
-        read: stage.Read,
-        cleaned: stage.Cleaned,
-        products: stage.Products,
-        as_of: str | datetime.date | None = None,
-    ) -> stage.Features:
+        self, read: Read, clean: Cleaned, products: Products, as_of: str | datetime.date | None = None
+    ) -> Features:
         """Describe every customer as of a date (default: the settings', else the day after the data)."""
-        settings = self.settings_
-        if as_of is not None:
-            day = parse_as_of(as_of)
-            moment = datetime.datetime.combine(day, datetime.time())
-        else:
-            moment = stage.default_as_of(settings, read.transactions)
-        return stage.customer_features(cleaned.lines, products, moment, self._store, read.summary["path"])
+        moment = None if as_of is None else datetime.datetime.combine(parse_as_of(as_of), datetime.time())
+        return self._step("features", read=read, clean=clean, products=products, as_of=moment)
 
-    def rfm(self, features: stage.Features, scorer: RFMScorer | None = None) -> stage.RFM:
+    def rfm(self, features: Features, scorer: RFMScorer | None = None) -> RFM:
         """Score RFM, with cut points learned on these customers unless a fitted ``scorer`` is given."""
-        settings = self.settings_
-        scorer = scorer or RFMScorer.from_options(settings.rfm).fit(features.customers)
-        return stage.score_rfm(features, scorer, settings.rfm.segment_map, self._store)
+        return self._step("rfm", features=features, scorer=scorer)
 
-    def backtest(self, cleaned: stage.Cleaned, products: stage.Products, features: stage.Features) -> stage.Backtest:
-        """Build the customers as of T - H with what they did next (`custseg.stages.backtest`)."""
-        first_at = cleaned.span["first_invoiced_at"]
-        return stage.backtest(cleaned.lines, products, features.as_of, first_at, self.settings_, self._store)
+    def backtest(self, clean: Cleaned, products: Products, features: Features) -> Backtest:
+        """Build the customers as of T - H with what they did in the last H days (`custseg.stages.backtest`)."""
+        return self._step("backtest", clean=clean, products=products, features=features)
 
-    def segments(self, rfm: stage.RFM, products: stage.Products, backtest: stage.Backtest) -> stage.Segments:
-        """Choose, fit, profile and name the learned segments (`custseg.stages.learn_segments`)."""
-        return stage.learn_segments(rfm, products, backtest, self.settings_, self._store)
+    def segments(self, rfm: RFM, products: Products, backtest: Backtest) -> Segments:
+        """Choose, fit, profile and name the learned segments (`custseg.stages.segments.learn_segments`)."""
+        return self._step("segments", rfm=rfm, products=products, backtest=backtest)
 
-    def movement(
-        self, backtest: stage.Backtest, rfm: stage.RFM, segments: stage.Segments, features: stage.Features
-    ) -> stage.Movement:
-        """Apply the final segments to the customers as of T - H; count who moved where (`stages.segment_movement`)."""
-        return stage.segment_movement(backtest, rfm, segments, features.as_of, self.settings_, self._store)
+    def movement(self, backtest: Backtest, rfm: RFM, segments: Segments, features: Features) -> Movement:
+        """Apply the final segments to the customers as of T - H; count who moved where."""
+        return self._step("movement", backtest=backtest, rfm=rfm, segments=segments, features=features)
 
     def value(
         self,
-        segments: stage.Segments,
-        backtest: stage.Backtest,
-        movement: stage.Movement,
-        cleaned: stage.Cleaned,
-        products: stage.Products,
-        features: stage.Features,
-    ) -> stage.Value:
-        """Learn the expected value on the backtest and give it to every customer (`custseg.stages.learn_value`)."""
-        return stage.learn_value(
-            segments.customers,
-            segments.table,
-            backtest,
-            movement,
-            cleaned.lines,
-            products,
-            features.as_of,
-            cleaned.span["first_invoiced_at"],
-            self.settings_,
-            self._store,
+        segments: Segments,
+        backtest: Backtest,
+        movement: Movement,
+        clean: Cleaned,
+        products: Products,
+        features: Features,
+    ) -> Value:
+        """Learn the expected value on the backtest and give it to every customer (`custseg.stages.value`)."""
+        return self._step(
+            "value",
+            segments=segments,
+            backtest=backtest,
+            movement=movement,
+            clean=clean,
+            products=products,
+            features=features,
         )
 
-    def early_models(
-        self, cleaned: stage.Cleaned, products: stage.Products, features: stage.Features, segments: stage.Segments
-    ) -> stage.EarlyModels:
-        """Fit and measure the early-prediction models (`custseg.stages.learn_early`)."""
-        return stage.learn_early(
-            cleaned.lines, products, features.as_of, segments.segmentation, self.settings_, self._store
-        )
-
-    def predict_early(
-        self,
-        segments: stage.Segments,
-        cleaned: stage.Cleaned,
-        products: stage.Products,
-        features: stage.Features,
-        models: stage.EarlyModels,
-        value: stage.Value | None = None,
-    ) -> stage.Early:
-        """Add the early prediction to the customers younger than the horizon (`custseg.stages.predict_early`).
-
-        The customers are the value's when given (they carry the value columns), else the segments'.
-        """
-        return stage.predict_early(
-            (value or segments).customers,
-            cleaned.lines,
-            products,
-            features.as_of,
-            models,
-            segments.names,
-            segments.segmentation,
-            self.settings_,
-            self._store,
+    def early(self, value: Value, clean: Cleaned, products: Products, features: Features, segments: Segments) -> Early:
+        """Learn the early models, measure them on a hold-out and predict the young customers."""
+        return self._step(
+            "early", value=value, clean=clean, products=products, features=features, segments=segments
         )
 
 
 class _Namespaced:
-    """A workspace whose every stored table gets a name of its own (``customers_7``), kept while it is open."""
+    """A workspace whose every cached table gets a name of its own (``customers_7``), kept while it is open."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.engine = workspace.engine
         self._calls = 0
 
-    def save(self, name: str, table, *, temp: bool = False):
+    def cache(self, name: str, table) -> Any:
         self._calls += 1
-        return self.workspace.save(f"{name}_{self._calls}", table, temp=True)
-
-
-def summary_html(manifest: dict[str, Any], report_path: Path | None) -> str:
-    """One screen of a run for a notebook: the input, the cleaning, the customers and the segments."""
-    escape = html.escape
-    rows, money = manifest.get("rows", {}), manifest.get("reconciliation", {})
-    reasons = sorted(((n, r) for r, n in rows.get("rejected_by_reason", {}).items() if n), reverse=True)
-    parts = [
-        f"<h4>custseg run of {escape(str(manifest.get('input', {}).get('path', '')))}</h4>",
-        "<p>"
-        + (
-            f"{rows['input_rows']:,} rows: {rows['kept_rows']:,} kept, {rows['rejected_rows']:,} rejected"
-            + (" (" + ", ".join(f"{escape(r)} {n:,}" for n, r in reasons[:4]) + ")" if reasons else "")
-            + (
-                f"; revenue {'reconciled' if money.get('balanced') else 'NOT reconciled'}: "
-                f"{money.get('net_revenue', 0):,.2f} net"
-                if money
-                else ""
-            )
-            if rows
-            else "no cleaning (the run stopped before it)"
-        )
-        + ".</p>",
-    ]
-    course = manifest.get("course")
-    if course:
-        counts, held = course["counts"], sum(c["holds"] for c in course["comparison"])
-        parts[1] = (
-            f"<p>The published course pipeline (<code>--recipe course</code>): {counts['rows_raw']:,} rows to "
-            f"{counts['rows_final']:,}, {counts['customers']:,} customers, {counts['customers_after_trim']:,} after "
-            f"its trim of the top customers; {held} of {len(course['comparison'])} published figures reproduced.</p>"
-        )
-    customers = manifest.get("customers")
-    if customers:
-        parts.append(f"<p>{customers['count']:,} customers as of {escape(customers['as_of'][:10])}.</p>")
-    segments = manifest.get("segments", {})
-    validation = manifest.get("validation", {})
-    if "profiles" in segments:
-        parts.append(f"<p>Learned segments: {escape(segments['reason'])}.</p>")
-        learned = validation.get("segments", {})
-        rfm = validation.get("rfm", {})
-        if learned and rfm:
-            parts.append(
-                f"<p>Backtest ({validation['horizon_days']} days after {escape(validation['as_of'][:10])}, "
-                f"{validation['customers']:,} customers): validity {learned['validity']:.3f} learned, "
-                f"{rfm['validity']:.3f} RFM map.</p>"
-            )
-        cells = "".join(
-            f"<tr><td>{escape(p['segment'])}</td><td>{escape(p['name'])}</td><td>{p['customers']:,}</td>"
-            f"<td>{p['share']:.1%}</td><td>{p['revenue_share']:.1%}</td></tr>"
-            for p in segments["profiles"]
-        )
-        parts.append(
-            "<table><tr><th>segment</th><th>name</th><th>customers</th><th>share</th><th>revenue share</th></tr>"
-            f"{cells}</table>"
-        )
-    elif "skipped" in segments:
-        parts.append(f"<p>Learned segments skipped: {escape(segments['skipped'])}.</p>")
-    if report_path is not None:
-        link = escape(report_path.resolve().as_uri())
-        parts.append(f'<p>Report: <a href="{link}">{escape(str(report_path))}</a></p>')
-    return "\n".join(parts)
+        return self.workspace.cache(f"{name}_{self._calls}", table)

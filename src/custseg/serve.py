@@ -24,8 +24,9 @@ from sklearn import config_context
 from threadpoolctl import ThreadpoolController
 
 from custseg.clean import allocate_returns, net_returns, return_events, screen
-from custseg.early import EARLY_COLUMNS, early_rows, predict_batch, usable_orders
+from custseg.early import EARLY_COLUMNS, predict_batch, usable_orders
 from custseg.features import customer_table, lines_before, reference_date
+from custseg.first_orders import early_rows
 from custseg.model import FittedModel
 from custseg.schema import (
     CANONICAL_COLUMNS,
@@ -37,6 +38,9 @@ from custseg.schema import (
     to_canonical,
 )
 from custseg.settings import settings_from_dict
+from custseg.stages.segments import named_segment_batch
+from custseg.stages.value import value_batch
+from custseg.value import value_columns
 
 REQUEST_ROW = "request_row"
 """The 1-based position of a transaction in the request, its lineage id."""
@@ -252,7 +256,14 @@ class Scorer:
         rejected = self._con.execute("EXECUTE rejected").df()
         self._load("request_as_of", cutoffs)
         customers = self._con.execute("EXECUTE customers").df()
-        assigned = pd.concat([customers, self.fitted.assign(customers), self.fitted.values(customers)], axis=1)
+        # The customer-level steps of `custseg assign` (`custseg.pipeline.ASSIGN`), on a DataFrame.
+        named = named_segment_batch(customers, self.fitted).drop(columns="customer_id")
+        assigned = pd.concat([customers, named], axis=1)
+        if self.fitted.value is not None:
+            valued = value_batch(customers, self.fitted.value, value_columns(self.fitted.horizon_days))
+            assigned = pd.concat([assigned, valued.drop(columns="customer_id")], axis=1)
+        else:
+            assigned = assigned.assign(**dict.fromkeys(value_columns(self.fitted.horizon_days).values(), np.nan))
         if "early" in self._statements:
             described = self._con.execute("EXECUTE early").df()
             predicted = predict_batch(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -20,8 +19,8 @@ import pandas as pd
 
 from custseg.engine import EngineOptions, make_engine
 from custseg.errors import InputFileError
+from custseg.record import RECORD_FILE
 
-MANIFEST_FILE = "run.json"
 MODEL_FOLDER = "model"
 
 
@@ -35,7 +34,7 @@ def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 RUN_OUTPUTS = frozenset(
     {
-        MANIFEST_FILE,
+        RECORD_FILE,
         "report.html",
         "customers.parquet",
         "segments.csv",
@@ -120,6 +119,10 @@ class Workspace:
         """
         return self.engine.save(name, table, temp=temp)
 
+    def cache(self, name: str, table: ir.Table | pd.DataFrame) -> ir.Table:
+        """Compute ``table`` into a temporary table ``name``, gone when the workspace closes."""
+        return self.engine.save(name, table, temp=True)
+
     def write_parquet(self, table: ir.Table, file_name: str) -> Path:
         """Write ``table`` to ``file_name`` in the folder (Parquet, zstd; with Spark, a folder of parts)."""
         target = self.path / file_name
@@ -132,10 +135,10 @@ class Workspace:
         frame.to_csv(target, index=False, encoding="utf-8")
         return target
 
-    def write_json(self, data: dict[str, Any], file_name: str = MANIFEST_FILE) -> Path:
-        """Write ``data`` as indented JSON to ``file_name`` in the folder."""
+    def write_text(self, text: str, file_name: str) -> Path:
+        """Write ``text`` (UTF-8) to ``file_name`` in the folder."""
         target = self.path / file_name
-        target.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
         return target
 
     def close(self) -> None:
@@ -196,8 +199,8 @@ def read_table(folder: str | Path, name: str) -> pd.DataFrame:
                 return con.sql(f'select * from "{name}"').to_arrow_table().to_pandas()
     elif spark_table.exists():
         return pd.read_parquet(spark_table)
-    elif not (folder / MANIFEST_FILE).exists():
-        raise InputFileError(f"{folder}: not the output folder of a custseg run (no {MANIFEST_FILE})")
+    elif not (folder / RECORD_FILE).exists():
+        raise InputFileError(f"{folder}: not the output folder of a custseg run (no {RECORD_FILE})")
     raise InputFileError(f"{folder}: the run stored no table {name!r}")
 
 

@@ -1,0 +1,87 @@
+"""New customers: the early prediction measured on customers it never saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from custseg.record import EarlyFit, EarlySection
+from custseg.report.charts import Chart, Section, Table, layout, share
+from custseg.report.data import ReportData
+
+
+def early(data: ReportData) -> Section | None:
+    """Show the early-prediction hold-out: results per target and number of orders, confusion matrices."""
+    described = data.record.early
+    if not isinstance(described, EarlySection):
+        return None
+    names = {"segment": data.segment_names, "category": data.category_labels}
+    results = [row for row in described.results if row.scored]
+    degenerate = [row for row in described.results if isinstance(row.fit, EarlyFit) and row.fit.degenerate]
+    if not results and not degenerate:
+        return None
+    joined_from = described.test_joined_from.date() if described.test_joined_from else "-"
+    table = Table(
+        f"Hold-out results: {described.eligible_customers:,} eligible customers, tested on those who joined "
+        f"from {joined_from}",
+        [
+            "target",
+            "first orders",
+            "test customers",
+            "model",
+            "macro-F1",
+            "majority class",
+            "first orders as is",
+            "accuracy",
+        ],
+        [
+            [
+                row.target,
+                str(row.n_orders),
+                f"{row.test_customers:,}",
+                row.fit.chosen.replace("_", " "),
+                f"{row.fit.model.macro_f1:.3f}",
+                f"{row.fit.majority.macro_f1:.3f}",
+                f"{row.fit.first_orders_as_is.macro_f1:.3f}",
+                share(row.fit.model.accuracy),
+            ]
+            for row in results
+        ],
+    )
+    charts = []
+    for target in ("segment", "category"):
+        rows = [row for row in results if row.target == target]
+        if not rows:
+            continue
+        row, fit = rows[0], rows[0].fit
+        matrix = np.array(fit.confusion_matrix.rows_true_columns_predicted, dtype=float)
+        label_names = [f"{label} {names[target].get(label, '')}".strip()[:32] for label in fit.confusion_matrix.labels]
+        totals = matrix.sum(axis=1, keepdims=True)
+        figure = go.Figure(
+            go.Heatmap(
+                z=np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0) * 100,
+                x=label_names,
+                y=label_names,
+                text=matrix.astype(int),
+                texttemplate="%{text}",
+                colorscale="Purples",
+                colorbar={"title": "% of row"},
+                hovertemplate="truth %{y}<br>predicted %{x}<br>%{text} customers<extra></extra>",
+            )
+        )
+        figure.update_yaxes(autorange="reversed", title_text="what they became")
+        figure.update_xaxes(title_text="predicted from the first order")
+        gain = fit.model.macro_f1 - fit.majority.macro_f1
+        charts.append(
+            Chart(
+                f"Predicting the {target} from the first order: confusion matrix on unseen customers",
+                f"On {row.test_customers:,} customers the model never saw, macro-F1 is {fit.model.macro_f1:.3f} "
+                f"({gain:+.3f} over always predicting the most common {target}; accuracy "
+                f"{fit.model.accuracy:.0%}).",
+                layout(figure, 420),
+            )
+        )
+    intro = described.protocol[0].upper() + described.protocol[1:] + "."
+    for row in degenerate:
+        intro += f" {row.target.capitalize()} after {row.n_orders} first order(s): {row.fit.degenerate}."
+    return Section("early", "New customers", intro, charts, [table] if results else [])

@@ -1,0 +1,178 @@
+"""Learned segments: how the model was chosen, the t-SNE map, each segment's profile, size and revenue."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from custseg.profile import neighbours_alike, standardised_means
+from custseg.record import SegmentsSection
+from custseg.report.charts import PALETTE, Chart, Section, Table, layout, share, shareable_ids
+from custseg.report.data import ReportData
+
+EMBEDDING_SAMPLE = 4000
+"""Customers drawn in the embedding scatter (a seeded sample when there are more)."""
+
+
+def learned_segments(data: ReportData) -> Section | None:
+    """Show model selection, the embedding, per-segment profiles, sizes and revenue."""
+    described, customers, labels = data.record.segments, data.customers, data.category_labels
+    if not isinstance(described, SegmentsSection) or "segment" not in customers.columns:
+        return None
+    chosen = described.chosen
+    candidates = pd.DataFrame(described.candidates)
+    by_validity = described.chosen_by == "backtest"
+    min_stability = data.record.settings["cluster"]["min_stability"]
+    score, score_title = ("validity", "backtest validity") if by_validity else ("silhouette", "silhouette")
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(score_title, "bootstrap stability"))
+    for index, ((model, space), group) in enumerate(candidates.groupby(["model", "space"], sort=True)):
+        group = group.sort_values("n_segments")
+        color = PALETTE[index % len(PALETTE)]
+        for col, metric in ((1, score), (2, "stability")):
+            figure.add_trace(
+                go.Scatter(
+                    x=group.n_segments,
+                    y=group[metric],
+                    mode="lines+markers",
+                    name=f"{model} · {space}",
+                    legendgroup=f"{model}{space}",
+                    showlegend=col == 1,
+                    line={"color": color},
+                ),
+                1,
+                col,
+            )
+    for col in (1, 2):
+        figure.add_trace(
+            go.Scatter(
+                x=[chosen["n_segments"]],
+                y=[chosen[score if col == 1 else "stability"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 16, "color": "black"},
+                name="chosen",
+                showlegend=col == 1,
+            ),
+            1,
+            col,
+        )
+    figure.add_hline(y=min_stability, line_dash="dot", line_color="#999", row=1, col=2)
+    figure.update_xaxes(title_text="segments")
+    eligible = int(candidates.eligible.sum())
+    curves = Chart(
+        "Model selection: every candidate over the number of segments",
+        f"{eligible} of {len(candidates)} candidates are stable enough (>= {min_stability}) with no tiny segment. "
+        f"The rule chose {described.reason}.",
+        layout(figure, 440),
+    )
+    names = dict(zip(customers.segment, customers.segment_name, strict=False))
+    order = sorted(names, key=lambda s: int(s[1:]))
+    colors = {segment: PALETTE[i % len(PALETTE)] for i, segment in enumerate(order)}
+    charts = [curves]
+    # Above max_fit_customers only the customers the segments were learned from have a place.
+    mapped = customers[customers.tsne_x.notna()] if "tsne_x" in customers.columns else customers.iloc[:0]
+    if len(mapped):
+        sample = mapped.sample(min(EMBEDDING_SAMPLE, len(mapped)), random_state=0)
+        figure = go.Figure(
+            [
+                go.Scattergl(
+                    x=group.tsne_x,
+                    y=group.tsne_y,
+                    mode="markers",
+                    name=f"{segment} {names[segment]}",
+                    marker={"size": 4, "color": colors[segment], "opacity": 0.7},
+                    text=shareable_ids(group.customer_id),
+                    hovertemplate="customer %{text}<extra>" + segment + "</extra>",
+                )
+                for segment, group in sample.groupby("segment", sort=False)
+                if segment in colors
+            ]
+        )
+        figure.update_xaxes(showticklabels=False, title_text="t-SNE 1")
+        figure.update_yaxes(showticklabels=False, title_text="t-SNE 2")
+        shown = f"a sample of {len(sample):,} of {len(customers):,}" if len(sample) < len(customers) else "all"
+        overall, own = neighbours_alike(sample[["tsne_x", "tsne_y"]].to_numpy(), sample.segment.to_numpy())
+        mixed = own.idxmin()
+        charts.append(
+            Chart(
+                "Customers in a 2-D t-SNE map, coloured by learned segment",
+                f"The map shows {shown} customers; {overall:.0%} of a customer's 10 nearest neighbours on "
+                f"it are in the customer's own segment, least so in {mixed} {names[mixed]} ({own[mixed]:.0%}).",
+                layout(figure, 520),
+            )
+        )
+    means = standardised_means(customers)
+    shares = [c for c in means.columns if c.startswith("share_")]
+    axis = ["recency", "frequency", "monetary", "tenure", *[labels.get(c.removeprefix("share_"), c) for c in shares]]
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=axis,
+                y=means.loc[segment],
+                mode="lines+markers",
+                name=f"{segment} {names[segment]}",
+                line={"color": colors[segment]},
+            )
+            for segment in order
+            if segment in means.index
+        ]
+    )
+    figure.add_hline(y=0, line_color="#999")
+    figure.update_yaxes(title_text="mean, in standard deviations from all customers")
+    spread = means[["recency_days", "frequency", "monetary", "tenure_days"]]
+    widest = spread.max() - spread.min()
+    charts.append(
+        Chart(
+            "Segment profiles (snake plot of standardised features and interests)",
+            f"The segments differ most in {widest.idxmax().removesuffix('_days')} "
+            f"({widest.max():.1f} standard deviations between the highest and the lowest segment).",
+            layout(figure, 440),
+        )
+    )
+    profiles = pd.DataFrame(described.profiles)
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=profiles.segment + " " + profiles.name, y=profiles.share, name="customers", marker_color="#1f77b4"
+            ),
+            go.Bar(
+                x=profiles.segment + " " + profiles.name,
+                y=profiles.revenue_share,
+                name="revenue",
+                marker_color="#2ca02c",
+            ),
+        ]
+    )
+    figure.update_layout(barmode="group")
+    figure.update_yaxes(tickformat=".0%")
+    top = profiles.loc[profiles.revenue_share.idxmax()]
+    charts.append(
+        Chart(
+            "Size and revenue share of each learned segment",
+            f"{top['name']} ({top.segment}) is {top.share:.0%} of customers and brings "
+            f"{top.revenue_share:.0%} of revenue.",
+            layout(figure, 380),
+        )
+    )
+    table = candidates_table(candidates, score)
+    return Section("learned", "Learned segments", described.rule.capitalize() + ".", charts, [table])
+
+
+def candidates_table(candidates: pd.DataFrame, score: str) -> Table:
+    """Build the table of the best candidates by the rule's score, eligible first."""
+    shown = candidates.sort_values(["eligible", score], ascending=[False, False], kind="mergesort").head(12)
+    with_backtest = "validity" in candidates.columns
+    columns = ["model", "space", "segments"]
+    if with_backtest:
+        columns += ["return AUC", "eta²", "validity (± se)"]
+    columns += ["silhouette", "stability", "smallest segment", "chosen"]
+    rows = []
+    for c in shown.itertuples():
+        cells = [c.model, c.space, str(c.n_segments)]
+        if with_backtest:
+            cells += [f"{c.auc:.3f}", f"{c.eta_squared:.3f}", f"{c.validity:.3f} ± {c.validity_se:.3f}"]
+        silhouette = "-" if c.silhouette != c.silhouette else f"{c.silhouette:.3f}"
+        cells += [silhouette, f"{c.stability:.3f}", share(c.smallest_share), "yes" if c.chosen else ""]
+        rows.append(cells)
+    order = "backtest validity" if with_backtest else "silhouette"
+    return Table(f"Best candidates (eligible first, by {order})", columns, rows)

@@ -1,0 +1,373 @@
+"""The terminal's view of a run: Rich tables on a terminal, one JSON document when the output is piped.
+
+Both read the run record (`custseg.record`) and its headline figures, as the report does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from custseg.record import (
+    AssignRecord,
+    BacktestSection,
+    EarlySection,
+    Migration,
+    MovementSection,
+    RunRecord,
+    SegmentsSection,
+    Skipped,
+    ValueSection,
+    headline,
+    to_dict,
+)
+
+RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
+
+
+def table(title: str, columns: tuple[tuple[str, str], ...]) -> Table:
+    """Return an empty Rich table with a title and (name, justify) columns."""
+    shown = Table(title=title)
+    for column, justify in columns:
+        shown.add_column(column, justify=justify)
+    return shown
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def tie_note(record: RunRecord | AssignRecord) -> str | None:
+    """One line when the timestamps were read by the tie rule (several formats fit every value)."""
+    described = record.input
+    if described is None or not described.timestamp_format_ties:
+        return None
+    chosen, ties = described.timestamp_format, described.timestamp_format_ties
+    return (
+        f"custseg: note: every timestamp fits both {chosen!r} and {', '.join(repr(t) for t in ties)}; read as "
+        f"{chosen!r}, the first in custseg's order; if that is wrong, rerun with --date-format {ties[0]!r}"
+    )
+
+
+# -- piped: JSON ---------------------------------------------------------------------------------
+
+
+def run_summary(record: RunRecord, out_dir: Path) -> dict[str, Any]:
+    """Return the run's headline as JSON-ready data, for a pipe (the whole record is in run.json)."""
+    if record.course is not None:
+        return {"out_dir": str(out_dir), **record.course}
+    segments, backtest, value, early = record.segments, record.backtest, record.value, record.early
+    learned = segments if isinstance(segments, SegmentsSection) else None
+    movement = record.movement if isinstance(record.movement, MovementSection) else None
+    return {
+        "out_dir": str(out_dir),
+        "report": record.report,
+        "rows": to_dict(record.rows),
+        "reconciliation": to_dict(record.reconciliation),
+        "span": to_dict(record.span),
+        "customers": {"as_of": to_dict(record.customers)["as_of"], "count": record.customers.count},
+        "fully_returned_customers": headline(record).fully_returned,
+        "rfm_segments": {s.segment: s.customers for s in record.rfm.segments},
+        "categories": {c.category: c.label for c in record.products.categories},
+        "learned_segments": {p["segment"]: [p["name"], p["customers"]] for p in (learned.profiles if learned else [])},
+        "segmentation": learned.chosen if learned else _reason(segments),
+        "backtest": _backtest_summary(backtest, learned),
+        "value": _value_summary(value),
+        "movement": {
+            kind: migration.sentences
+            for kind, migration in (("learned", movement and movement.learned), ("rfm", movement and movement.rfm))
+            if migration
+        },
+        "early_prediction": [
+            {
+                "target": row.target,
+                "n_orders": row.n_orders,
+                "test_customers": row.test_customers,
+                **(
+                    {"skipped": row.fit.reason}
+                    if isinstance(row.fit, Skipped)
+                    else {
+                        "chosen": row.fit.chosen,
+                        "model": to_dict(row.fit.model),
+                        "majority": to_dict(row.fit.majority),
+                        "degenerate": row.fit.degenerate,
+                    }
+                ),
+            }
+            for row in (early.results if isinstance(early, EarlySection) else [])
+        ],
+    }
+
+
+def _reason(section: Any) -> str:
+    return section.reason if isinstance(section, Skipped) else "not run"
+
+
+def _backtest_summary(backtest: BacktestSection | Skipped | None, learned: SegmentsSection | None) -> dict:
+    """Return the backtest's headline: learned segments, RFM map and continuous ceilings (or why none)."""
+    if not isinstance(backtest, BacktestSection):
+        return {"skipped": _reason(backtest)}
+    keys = ("auc", "eta_squared", "validity")
+    scored = learned.backtest if learned else None
+    return {
+        "as_of": to_dict(backtest)["as_of"],
+        "horizon_days": backtest.horizon_days,
+        "learned_segments": {k: getattr(scored, k) if scored else None for k in keys},
+        "rfm_map": {k: getattr(backtest.rfm, k) for k in keys},
+        "ceilings": to_dict(backtest.ceilings),
+    }
+
+
+def _value_summary(value: ValueSection | Skipped | None) -> dict:
+    """Return the value model's headline: the chosen model, its backtest and forward figures, the totals."""
+    if not isinstance(value, ValueSection):
+        return {"skipped": _reason(value)}
+    keys = ("spearman", "r_squared_log", "auc", "revenue_ratio")
+    forward = value.forward
+    return {
+        "chosen": value.chosen,
+        "backtest": {k: getattr(value.backtest, k) for k in keys},
+        "forward": (
+            {"skipped": forward.reason} if isinstance(forward, Skipped) else {k: getattr(forward, k) for k in keys}
+        ),
+        "expected": to_dict(value.expected),
+    }
+
+
+# -- on a terminal: Rich -------------------------------------------------------------------------
+
+
+def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
+    """Print a finished run's tables and sentences, and where its report and tables are."""
+    if record.course is not None:
+        print_course(console, record.course)
+        return
+    figures = headline(record)
+    rows = record.rows
+    cleaning = table("Cleaning", (("rows", "left"), ("count", "right")))
+    cleaning.add_row("input", f"{rows.input_rows:,}")
+    cleaning.add_row("kept purchase lines", f"{rows.kept_rows:,}")
+    for reason, count in rows.rejected_by_reason.items():
+        if count:
+            cleaning.add_row(f"  rejected: {reason}", f"{count:,}")
+    console.print(cleaning)
+    money = record.reconciliation
+    amounts = table(
+        "Revenue reconciliation" + (f" ({figures.currency})" if figures.currency else ""),
+        (("item", "left"), ("amount", "right")),
+    )
+    amounts.add_row("gross sales (kept lines)", f"{money.gross_sales:,.2f}")
+    amounts.add_row("returns netted against them", f"-{money.returns_matched:,.2f}")
+    if money.refunds:
+        amounts.add_row("orders' refunds", f"-{money.refunds:,.2f}")
+    amounts.add_row("net revenue", f"{money.net_revenue:,.2f}")
+    for reason, amount in money.rejected_amount.items():
+        amounts.add_row(f"  rejected: {reason}", f"{amount:,.2f}")
+    amounts.add_row("balanced", "yes" if money.balanced else "NO")
+    console.print(amounts)
+    span = record.span
+    console.print(
+        f"{span.customers:,} customers, {span.orders:,} orders, {span.products:,} products, "
+        f"{span.first_invoiced_at} to {span.last_invoiced_at}"
+    )
+    products = record.products
+    categories = table(
+        f"Product categories ({products.chosen} chosen by {products.criterion}; {products.products:,} products)",
+        (("category", "left"), ("label", "left"), ("products", "right"), ("revenue", "right"), ("examples", "left")),
+    )
+    for category in products.categories:
+        categories.add_row(
+            category.category,
+            category.label,
+            f"{category.products:,}",
+            f"{category.revenue_share:.1%}",
+            category.examples,
+        )
+    console.print(categories)
+    rfm = table(
+        f"RFM segments ({figures.customers:,} customers as of {figures.as_of})",
+        (("segment", "left"), ("customers", "right"), ("share", "right"), ("revenue", "right"), *RFM_COLUMNS),
+    )
+    for segment in record.rfm.segments:
+        rfm.add_row(segment.segment, *_size_and_medians(dataclasses.asdict(segment)))
+    console.print(rfm)
+    _print_learned(console, record.segments)
+    _print_backtest(console, record.backtest, record.segments)
+    _print_value(console, record.value)
+    if isinstance(record.movement, MovementSection):
+        for label, migration in (("Learned segments", record.movement.learned), ("RFM segments", record.movement.rfm)):
+            if migration is not None:
+                sentences = " ".join(migration.sentences)
+                console.print(f"{label}, {migration.from_date} to {migration.to_date}: {sentences}")
+    _print_early(console, record.early)
+    if figures.fully_returned:
+        console.print(f"{figures.fully_returned} customer(s) returned every order: no RFM segment (listed in run.json)")
+    store = "tables/" if record.settings["engine"]["name"] == "spark" else "custseg.duckdb"
+    console.print(
+        f"Report: [bold]{out_dir / 'report.html'}[/bold]; tables in {out_dir} ({store}, "
+        "customers.parquet, segments.csv, categories.csv, rejected.parquet, model/, run.json)"
+    )
+
+
+def print_course(console: Console, course: dict[str, Any]) -> None:
+    """Print the course recipe's figures beside the published ones."""
+    shown = table(
+        "The course pipeline, reproduced (../shared/REFERENCE.md, analysis A)",
+        tuple((column, "left") for column in ("figure", "published", "reproduced", "tolerance", "holds")),
+    )
+    for row in course["comparison"]:
+        holds = "yes" if row["holds"] else "NO"
+        shown.add_row(row["figure"], str(row["published"]), str(row["reproduced"]), row["tolerance"], holds)
+    console.print(shown)
+    for key, title in (("pca_segment_means", "PCA + k-means"), ("tsne_segment_means", "t-SNE + k-means")):
+        if key in course:
+            console.print(
+                title
+                + " segment means (R days, F, M): "
+                + "; ".join(
+                    f"({m['recency']:.0f}, {m['frequency']:.1f}, {m['monetary']:,.0f}) x {m['customers']}"
+                    for m in course[key]
+                )
+            )
+    counts = course["counts"]
+    console.print(
+        f"The course drops {counts['customers'] - counts['customers_after_trim']} customers above the 95th "
+        "percentile; custseg's own run keeps and segments every customer."
+    )
+
+
+def _print_learned(console: Console, segments: SegmentsSection | Skipped | None) -> None:
+    if isinstance(segments, Skipped):
+        console.print(f"Learned segments skipped: {segments.reason}")
+    if not isinstance(segments, SegmentsSection):
+        return
+    chosen = segments.chosen
+    scored = (
+        f"backtest validity {chosen['validity']}, return AUC {chosen['auc']}, eta squared {chosen['eta_squared']}"
+        if segments.chosen_by == "backtest"
+        else f"silhouette {chosen['silhouette']}"
+    )
+    learned = table(
+        f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments "
+        f"({scored}; stability {chosen['stability']})",
+        (
+            ("id", "left"),
+            ("name", "left"),
+            ("customers", "right"),
+            ("share", "right"),
+            ("revenue", "right"),
+            *RFM_COLUMNS,
+            ("ordered again*", "right"),
+        ),
+    )
+    for profile in segments.profiles:
+        rate = profile.get("backtest_return_rate")
+        learned.add_row(
+            profile["segment"], profile["name"], *_size_and_medians(profile), "-" if rate is None else f"{rate:.0%}"
+        )
+    console.print(learned)
+
+
+def _print_backtest(
+    console: Console, backtest: BacktestSection | Skipped | None, segments: SegmentsSection | Skipped | None
+) -> None:
+    if isinstance(backtest, Skipped):
+        console.print(f"Backtest skipped: {backtest.reason} (learned segments chosen by silhouette)")
+        return
+    if not isinstance(backtest, BacktestSection) or not isinstance(segments, SegmentsSection):
+        return
+    learned, rfm, ceiling = segments.backtest, backtest.rfm, backtest.ceilings
+    console.print(
+        f"* Backtest: the {backtest.customers:,} customers as of {backtest.as_of.date()}, and what they did "
+        f"in the next {backtest.horizon_days} days. Learned segments: return AUC {learned.auc:.3f}, eta "
+        f"squared of log revenue {learned.eta_squared:.3f}; RFM map: {rfm.auc:.3f}, {rfm.eta_squared:.3f}; "
+        f"continuous scores (ceiling): {ceiling.logistic_regression_auc:.3f}, "
+        f"{ceiling.linear_regression_r_squared:.3f}."
+    )
+
+
+def _print_value(console: Console, value: ValueSection | Skipped | None) -> None:
+    if isinstance(value, Skipped):
+        console.print(f"Expected value skipped: {value.reason}")
+    if not isinstance(value, ValueSection):
+        return
+    fit, expected, forward = value.backtest, value.expected, value.forward
+    console.print(
+        f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue and "
+        f"{expected.expected_orders:,.0f} orders in the next {value.horizon_days} days from "
+        f"{expected.customers:,} customers. On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
+        f"{fit.r_squared_log:.3f}, predicted total {fit.revenue_ratio:.0%} of the actual"
+        + ("." if isinstance(forward, Skipped) else f"; forward check {forward.revenue_ratio:.0%}.")
+    )
+
+
+def _size_and_medians(segment: dict) -> tuple[str, ...]:
+    """Cells of a segment row: customers, share, revenue share and median R, F, M."""
+    return (
+        f"{segment['customers']:,}",
+        f"{segment['share']:.1%}",
+        f"{segment['revenue_share']:.1%}",
+        _number(segment["median_recency_days"]),
+        _number(segment["median_frequency"]),
+        _number(segment["median_monetary"], 2),
+    )
+
+
+def _print_early(console: Console, early: EarlySection | Skipped | None) -> None:
+    if not isinstance(early, EarlySection):
+        return
+    joined_from = early.test_joined_from.date() if early.test_joined_from else "-"
+    shown = table(
+        f"Early prediction: target {early.horizon_days} days after the first order, tested on the "
+        f"{early.test_share:.0%} latest-joining customers (from {joined_from})",
+        (
+            ("target", "left"),
+            ("first orders", "right"),
+            ("test customers", "right"),
+            ("model", "left"),
+            ("macro-F1", "right"),
+            ("majority", "right"),
+            ("as is", "right"),
+            ("accuracy", "right"),
+        ),
+    )
+    for row in early.results:
+        fit = row.fit
+        if row.scored is None:
+            why = fit.reason if isinstance(fit, Skipped) else "one class in the test set: no score"
+            shown.add_row(row.target, str(row.n_orders), f"{row.test_customers:,}", why)
+            continue
+        shown.add_row(
+            row.target,
+            str(row.n_orders),
+            f"{row.test_customers:,}",
+            fit.chosen,
+            f"{fit.model.macro_f1:.3f}",
+            f"{fit.majority.macro_f1:.3f}",
+            f"{fit.first_orders_as_is.macro_f1:.3f}",
+            f"{fit.model.accuracy:.1%}",
+        )
+    console.print(shown)
+
+
+def print_migration(console: Console, kind: str, migration: Migration) -> None:
+    """Print the customers from each segment (rows, first date) to each (columns, second date) and the sentences."""
+    from custseg.movement import matrix
+
+    counts = matrix(pd.DataFrame(migration.flows))
+    title = "Learned segments" if kind == "learned" else "RFM segments"
+    shown = table(
+        f"{title}: customers as of {migration.from_date} (rows) and {migration.to_date} (columns)",
+        (("from \\ to", "left"), *((str(target), "right") for target in counts.columns), ("total", "right")),
+    )
+    for source, row in zip(counts.index, counts.to_numpy(), strict=True):
+        shown.add_row(str(source), *(f"{count:,}" for count in row), f"{row.sum():,}")
+    shown.add_row("total", *(f"{total:,}" for total in counts.sum(axis=0)), "")
+    console.print(shown)
+    for sentence in migration.sentences:
+        console.print(sentence)

@@ -1,0 +1,154 @@
+"""Value: what the customers and each segment are expected to bring next, and how the model was checked."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from custseg.record import Skipped
+from custseg.report.charts import Chart, Section, Table, layout, money, share
+from custseg.report.data import ReportData
+
+
+def value(data: ReportData) -> Section | None:
+    """Show what customers are worth next: calibration on the backtest, the forward check, value per segment."""
+    described, segments = data.record.value, data.segments
+    if described is None or segments is None:
+        return None
+    title = "What are the customers worth next?"
+    if isinstance(described, Skipped):
+        return Section("value", title, f"No expected value in this run: {described.reason}.")
+    horizon, fit = described.horizon_days, described.backtest
+    columns = described.columns
+    candidates = pd.DataFrame(described.candidates)
+    others = ", ".join(f"{c.model.replace('_', ' ')} {c.validity:.3f}" for c in candidates.itertuples())
+    intro = (
+        f"Each customer's chance of ordering again, expected orders and expected revenue in the next {horizon} days "
+        f"({', '.join(columns.values())} in customers.parquet), {described.protocol}. Validity of the candidates: "
+        f"{others}; {described.chosen.replace('_', ' ')} won."
+    )
+    deciles = pd.DataFrame(described.calibration["deciles"])
+    figure = go.Figure()
+    for column, name, color in (("predicted_mean", "predicted", "#9467bd"), ("actual_mean", "actual", "#2ca02c")):
+        figure.add_trace(
+            go.Scatter(
+                x=deciles.group,
+                y=deciles[column],
+                name=name,
+                mode="lines+markers",
+                line={"color": color},
+                hovertemplate="%{y:,.0f}",
+            )
+        )
+    figure.update_yaxes(type="log", title_text=f"mean revenue per customer in {horizon} days")
+    figure.update_xaxes(title_text="decile of predicted revenue (10 = highest)", dtick=1)
+    charts = [
+        Chart(
+            f"Predicted against actual revenue on the backtest, decile by decile (out of fold, {fit.customers:,} "
+            "customers)",
+            f"Spearman {fit.spearman:.3f} between expected and actual revenue, R² of log revenue "
+            f"{fit.r_squared_log:.3f}, AUC of the chance of ordering again {fit.auc:.3f}; predicted "
+            f"{money(fit.predicted_revenue)} against {money(fit.actual_revenue)} actual "
+            f"({fit.revenue_ratio:.0%} of it).",
+            layout(figure, 380),
+        )
+    ]
+    forward = described.forward
+    if isinstance(forward, Skipped):
+        intro += f" No forward check: {forward.reason}."
+    else:
+        intro += (
+            f" Forward check, as the model is used now: fitted as of {forward.trained_as_of.date()} and scored on "
+            f"the {horizon} days from {forward.scored_as_of.date()}: Spearman {forward.spearman:.3f}, R² of log "
+            f"revenue {forward.r_squared_log:.3f}, predicted total {forward.revenue_ratio:.0%} of the actual "
+            "(a shop's season moves the total more than the ranking)."
+        )
+    revenue, total = columns["expected_revenue"], f"{columns['expected_revenue']}_total"
+    # The stored table's row order is the engine's: RFM segments by value, learned ones by id.
+    segments = segments[segments[revenue].notna()]
+    order = [
+        (kind == "learned", int(segment[1:]) if kind == "learned" else -value)
+        for kind, segment, value in zip(segments.kind, segments.segment, segments[revenue], strict=True)
+    ]
+    segments = segments.iloc[sorted(range(len(segments)), key=order.__getitem__)]
+    learned = segments[segments.kind == "learned"]
+    shown = learned if len(learned) else segments[segments.kind == "rfm"]
+    if len(shown):
+        labels = [f"{r.segment} {r.name}" if r.segment != r.name else r.name for r in shown.itertuples()]
+        figure = make_subplots(
+            rows=1,
+            cols=2,
+            subplot_titles=(
+                f"expected revenue in the next {horizon} days",
+                "backtest: predicted and actual revenue per customer",
+            ),
+        )
+        figure.add_trace(
+            go.Bar(
+                x=shown.segment,
+                y=shown[total],
+                marker_color="#1f77b4",
+                text=labels,
+                textposition="none",
+                hovertemplate="%{text}: %{y:,.0f}<extra></extra>",
+                showlegend=False,
+            ),
+            1,
+            1,
+        )
+        for column, name, color in (
+            ("backtest_predicted_revenue", "predicted", "#9467bd"),
+            ("backtest_mean_revenue", "actual", "#2ca02c"),
+        ):
+            figure.add_trace(
+                go.Bar(
+                    x=shown.segment,
+                    y=shown[column],
+                    name=name,
+                    marker_color=color,
+                    text=labels,
+                    textposition="none",
+                    hovertemplate="%{text}: %{y:,.0f}<extra></extra>",
+                ),
+                1,
+                2,
+            )
+        top = shown.loc[shown[total].idxmax()]
+        charts.append(
+            Chart(
+                f"Value per segment: the next {horizon} days, and the check on the backtest",
+                f"{top.segment} {top['name']} is expected to bring {money(top[total])} "
+                f"({top[total] / shown[total].sum():.0%} of the {money(shown[total].sum())} expected from these "
+                f"segments), {money(top[revenue])} per customer; on the backtest its customers were predicted "
+                f"{money(top.backtest_predicted_revenue)} each and spent {money(top.backtest_mean_revenue)}.",
+                layout(figure, 420),
+            )
+        )
+    table = Table(
+        f"Expected value per segment in the next {horizon} days",
+        [
+            "segment",
+            "customers",
+            "ordering again",
+            "orders per customer",
+            "revenue per customer",
+            "revenue in total",
+            "backtest: predicted",
+            "backtest: actual",
+        ],
+        [
+            [
+                f"{r.segment} {r.name}" if r.segment != r.name else r.name,
+                f"{r.customers:,}",
+                share(getattr(r, columns["p_order_again"])),
+                f"{getattr(r, columns['expected_orders']):.2f}",
+                money(getattr(r, revenue)),
+                money(getattr(r, total)),
+                "" if pd.isna(r.backtest_predicted_revenue) else money(r.backtest_predicted_revenue),
+                "" if pd.isna(r.backtest_mean_revenue) else money(r.backtest_mean_revenue),
+            ]
+            for r in segments.itertuples()
+        ],
+    )
+    return Section("value", title, intro, charts, [table])

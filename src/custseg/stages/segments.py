@@ -1,0 +1,183 @@
+"""Segments: the learned segments chosen by the backtest, profiled and named; or a stored model's."""
+
+from __future__ import annotations
+
+import functools
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from custseg.backtest import Outcomes, score_labels, segment_outcomes
+from custseg.cluster import Segmentation, min_customers
+from custseg.features import typical_gap_days, with_customer_columns
+from custseg.model import NAMED_SEGMENT_COLUMNS, FittedModel
+from custseg.profile import exact_sizes, profile_segments, rfm_segment_rows, segment_ids
+from custseg.record import AssignedSegments, SegmentsBacktest, SegmentsSection, Skipped, frozen
+from custseg.sampling import rows_at, sample_positions
+from custseg.settings import Settings
+from custseg.stages import Store
+from custseg.stages.backtest import Backtest
+from custseg.stages.customers import RFM
+from custseg.stages.products import Products
+from custseg.workspace import json_records
+
+
+@frozen
+class Segments:
+    """Customers with their learned segment, name and action (``table``), and the segments' rows.
+
+    ``rows`` are segments.csv's rows (the RFM segments and the learned ones); ``names`` maps a
+    learned segment's id to its name; ``profiles`` are the learned rows (None without them).
+    """
+
+    table: ir.Table
+    rows: pd.DataFrame
+    names: dict[str, str]
+    segments: SegmentsSection | Skipped | AssignedSegments
+    segmentation: Segmentation | None = None
+    profiles: pd.DataFrame | None = None
+
+
+SEGMENT_SCHEMA = pa.schema([("customer_id", pa.string()), ("segment", pa.string())])
+"""What the engine's batches of customers get back: each customer's learned segment."""
+
+
+def segment_batch(customers: pd.DataFrame, segmentation: Segmentation) -> pd.DataFrame:
+    """Return customer_id and learned segment id (`SEGMENT_SCHEMA`) of a batch of customers."""
+    ids = segment_ids(segmentation.predict(customers)) if len(customers) else []
+    return pd.DataFrame({"customer_id": customers.customer_id.to_numpy(), "segment": ids})
+
+
+def assigned(store: Store, customers: ir.Table, segmentation: Segmentation) -> ir.Table:
+    """Add each customer's learned segment; the engine assigns them batch by batch."""
+    segments = store.engine.map_batches(
+        "segment_assignment",
+        customers.select("customer_id", *segmentation.columns_),
+        functools.partial(segment_batch, segmentation=segmentation),
+        SEGMENT_SCHEMA,
+    )
+    return with_customer_columns(customers, segments)
+
+
+def _named(store: Store, segmented: ir.Table, profiles: pd.DataFrame) -> ir.Table:
+    """Add segment_name and action from the profiles (segment, name, action), in customer id order."""
+    table = pa.Table.from_pandas(
+        profiles[["segment", "name", "action"]].rename(columns={"name": "segment_name"}), preserve_index=False
+    )
+    named = segmented.left_join(store.engine.register("segment_names", table), "segment").drop("segment_right")
+    return named.order_by("customer_id")
+
+
+def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings: Settings, store: Store) -> Segments:
+    """Choose, fit, profile and name the learned segments; give every customer one."""
+    customers, options, seed = rfm.table, settings.cluster, settings.seed
+    count = int(customers.count().execute())
+    needed = min_customers(options)
+    if count < needed:
+        return Segments(
+            table=customers,
+            rows=rfm_segment_rows(rfm.segment_sizes),
+            names={},
+            segments=Skipped(reason=f"{count} customers; learned segments need {needed}"),
+        )
+    on_driver = count <= settings.engine.max_driver_customers
+    positions = sample_positions(count, min(options.max_fit_customers, settings.engine.max_driver_customers), seed)
+    if on_driver:
+        sample = customers.order_by("customer_id").execute().iloc[positions].reset_index(drop=True)
+    else:
+        sample = rows_at(customers, positions)
+    history = backtest.customers
+    segmentation = Segmentation(options=options, backtest_options=settings.backtest, random_state=seed)
+    segmentation.fit(sample, backtest=history)
+    learned = {"customer_id": sample.customer_id, "segment_noise": segmentation.noise_}
+    if segmentation.embedding_ is not None:
+        learned.update(tsne_x=segmentation.embedding_[:, 0], tsne_y=segmentation.embedding_[:, 1])
+    learned = store.engine.register("segment_sample", pa.Table.from_pandas(pd.DataFrame(learned), preserve_index=False))
+    segmented = with_customer_columns(assigned(store, customers, segmentation), learned)
+    segmented = store.cache("segmented", segmented.mutate(segment_noise=segmented.segment_noise.fill_null(False)))
+    worth = figures = None
+    if history is not None:
+        # The final segments applied to the backtest customers: what a customer of each was worth next.
+        then = segment_ids(segmentation.predict(history))
+        outcomes = Outcomes.of(history)
+        worth = segment_outcomes(then, outcomes)
+        learned_on = (
+            "their predicted space was learned on these same outcomes"
+            if segmentation.chosen_["space"] == "predicted"
+            else "they were fitted without these outcomes"
+        )
+        figures = SegmentsBacktest(
+            **score_labels(np.asarray(then), outcomes, backtest.folds, backtest.weights).summary(),
+            note="the final segments (refitted as of the reference date) applied to the backtest customers; "
+            + learned_on,
+            per_segment=json_records(worth),
+        )
+    # Profiles describe every customer on the driver, else the sample (sizes and revenue exact).
+    profiled = segmented.order_by("customer_id").execute() if on_driver else rows_at(segmented, positions)
+    profiles = profile_segments(
+        profiled,
+        products.labels,
+        gap_days=typical_gap_days(profiled),
+        worth=worth,
+        horizon_days=settings.backtest.horizon_days,
+    )
+    if not on_driver:
+        profiles = exact_sizes(profiles, segmented)
+    return Segments(
+        table=_named(store, segmented, profiles),
+        rows=pd.concat([rfm_segment_rows(rfm.segment_sizes), profiles], ignore_index=True),
+        names=dict(zip(profiles.segment, profiles.name, strict=True)),
+        segments=SegmentsSection(
+            rule=segmentation.rule_,
+            reason=segmentation.reason_,
+            chosen_by="backtest" if history is not None else "silhouette",
+            features=segmentation.columns_,
+            typical_gap_days=round(typical_gap_days(profiled), 1),
+            searched_on_customers=min(len(history if history is not None else sample), options.search_customers),
+            fitted_on_customers=len(sample),
+            profiled_on_customers=len(profiled),
+            chosen=json_records(pd.DataFrame([segmentation.chosen_]))[0],
+            classifier_agreement=segmentation.classifier_agreement_,
+            candidates=json_records(segmentation.candidates_),
+            profiles=json_records(profiles.drop(columns=["description", "action"])),
+            backtest=figures,
+        ),
+        segmentation=segmentation,
+        profiles=profiles,
+    )
+
+
+NAMED_SEGMENT_SCHEMA = pa.schema([("customer_id", pa.string()), *((c, pa.string()) for c in NAMED_SEGMENT_COLUMNS)])
+
+
+def named_segment_batch(customers: pd.DataFrame, fitted: FittedModel) -> pd.DataFrame:
+    """Return customer_id and a stored model's segment, name and action (`NAMED_SEGMENT_SCHEMA`)."""
+    named = fitted.assign(customers).reset_index(drop=True)
+    return pd.concat([customers[["customer_id"]].reset_index(drop=True), named], axis=1)
+
+
+def stored_segments(*, rfm: RFM, fitted: FittedModel, store: Store) -> Segments:
+    """Give every customer a stored model's learned segment, name and action (null without one)."""
+    customers = rfm.table
+    if fitted.segmentation is None or not fitted.manifest.get("segments"):
+        segmented = customers.mutate(**{column: ibis.null(dt.string) for column in NAMED_SEGMENT_COLUMNS})
+    else:
+        named = store.engine.map_batches(
+            "segment_assignment",
+            customers.select("customer_id", *fitted.segmentation.columns_),
+            functools.partial(named_segment_batch, fitted=fitted),
+            NAMED_SEGMENT_SCHEMA,
+        )
+        segmented = with_customer_columns(customers, named).order_by("customer_id")
+    segmented = store.cache("segmented", segmented)
+    return Segments(
+        table=segmented,
+        rows=pd.DataFrame(fitted.manifest.get("segments") or []),
+        names=fitted.names()["segment"],
+        segments=AssignedSegments(assigned=int(segmented.segment.notnull().sum().execute())),
+        segmentation=fitted.segmentation,
+    )

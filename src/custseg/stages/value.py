@@ -1,0 +1,193 @@
+"""Value: every customer's expected orders and revenue over the next H days, learned on the backtest."""
+
+from __future__ import annotations
+
+import functools
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+
+from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
+from custseg.errors import ConfigError
+from custseg.features import with_customer_columns
+from custseg.model import FittedModel
+from custseg.movement import NO_SEGMENT
+from custseg.profile import segment_table_with_value, segment_value
+from custseg.record import ExpectedTotals, ForwardCheck, Skipped, ValueFigures, ValueSection, frozen
+from custseg.sampling import rows_at_most
+from custseg.settings import Settings
+from custseg.stages import Store
+from custseg.stages.backtest import Backtest
+from custseg.stages.clean import Cleaned
+from custseg.stages.customers import Features
+from custseg.stages.movement import Movement
+from custseg.stages.products import Products
+from custseg.stages.segments import Segments
+from custseg.value import TARGETS, ValueModel, choose_model, value_columns
+from custseg.workspace import json_records
+
+
+@frozen
+class Value:
+    """Customers with their expected value over the next H days (``table``; null columns without a model).
+
+    ``rows`` are segments.csv's rows with each segment's expected value and its backtest check;
+    ``model`` the fitted `ValueModel` (None when skipped).
+    """
+
+    table: ir.Table
+    rows: pd.DataFrame
+    value: ValueSection | Skipped | None
+    model: ValueModel | None = None
+
+
+def value_batch(customers: pd.DataFrame, model: ValueModel, columns: dict[str, str]) -> pd.DataFrame:
+    """Return customer_id and the value columns (`value_columns`) of a batch of customers."""
+    predicted = model.predict(customers) if len(customers) else pd.DataFrame(columns=list(TARGETS), dtype=float)
+    return pd.DataFrame(
+        {"customer_id": customers.customer_id.to_numpy(), **{columns[t]: predicted[t].to_numpy() for t in TARGETS}}
+    )
+
+
+def with_value(customers: ir.Table, model: ValueModel | None, horizon_days: int, store: Store) -> ir.Table:
+    """Add each customer's value columns (`custseg.value.value_columns`), null without a model."""
+    columns = value_columns(horizon_days)
+    if model is None:
+        return customers.mutate(**{column: ibis.null(dt.float64) for column in columns.values()})
+    schema = pa.schema([("customer_id", pa.string()), *((column, pa.float64()) for column in columns.values())])
+    valued = store.engine.map_batches(
+        "customer_value",
+        customers.select("customer_id", *model.columns_),
+        functools.partial(value_batch, model=model, columns=columns),
+        schema,
+    )
+    return with_customer_columns(customers, valued).order_by("customer_id")
+
+
+def _forward_check(
+    clean: Cleaned, products: Products, features: Features, chosen: str, history: pd.DataFrame, settings, store
+) -> ForwardCheck | Skipped:
+    """Fit the chosen learner one horizon earlier (as of T - 2H) and score it on the last H days, as it is used now."""
+    horizon = settings.backtest.horizon_days
+    start = backtest_date(features.as_of, horizon)
+    reason = history_reason(clean.span.first_invoiced_at, start, horizon)
+    if reason:
+        return Skipped(reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})")
+    earlier = store.cache(
+        "backtest_earlier", backtest_customers(clean.lines, products.table, products.order, start, horizon)
+    )
+    most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
+    frame, _ = rows_at_most(earlier, most, settings.seed)
+    options = settings.value
+    model = ValueModel(model=chosen, features=options.features, interests=options.interests, random_state=settings.seed)
+    trained_as_of = backtest_date(start, horizon)
+    try:
+        model.fit(frame, frame[["next_orders", "next_revenue"]])
+    except ConfigError as exc:
+        return Skipped(reason=f"as of {trained_as_of.date()}: {exc}")
+    return ForwardCheck(
+        trained_as_of=trained_as_of,
+        trained_on_customers=len(frame),
+        scored_as_of=start,
+        **value_scores(model.predict(history), history[["next_orders", "next_revenue"]]),
+    )
+
+
+def _without_value(segments: Segments, reason: str, horizon: int, store: Store) -> Value:
+    """Return the customers and segments with empty value columns, and why."""
+    empty = segment_table_with_value(segments.rows, None, None, value_columns(horizon))
+    return Value(table=with_value(segments.table, None, horizon, store), rows=empty, value=Skipped(reason=reason))
+
+
+def _expected_totals(valued: ir.Table, columns: dict[str, str]) -> ExpectedTotals:
+    """Return the customers, their expected orders and revenue in all, and how many are expected to order again."""
+    totals = (
+        valued.aggregate(
+            customers=valued.count(),
+            expected_orders=valued[columns["expected_orders"]].sum(),
+            expected_revenue=valued[columns["expected_revenue"]].sum(),
+            returning_customers=valued[columns["p_order_again"]].sum(),
+        )
+        .execute()
+        .iloc[0]
+    )
+    return ExpectedTotals(
+        customers=int(totals.customers),
+        expected_orders=round(float(totals.expected_orders), 2),
+        expected_revenue=round(float(totals.expected_revenue), 2),
+        returning_customers=round(float(totals.returning_customers), 1),
+    )
+
+
+def learn_value(
+    *,
+    segments: Segments,
+    backtest: Backtest,
+    movement: Movement,
+    clean: Cleaned,
+    products: Products,
+    features: Features,
+    settings: Settings,
+    store: Store,
+) -> Value:
+    """Choose and fit the value model on the backtest, check it, and give every customer their expected value."""
+    horizon, options = settings.backtest.horizon_days, settings.value
+    columns = value_columns(horizon)
+    if not options.enabled:
+        return _without_value(segments, "[value] enabled = false", horizon, store)
+    if backtest.customers is None:
+        return _without_value(segments, f"no backtest: {backtest.backtest.reason}", horizon, store)
+    history = backtest.customers
+    actual = history[["next_orders", "next_revenue"]]
+    try:
+        model, candidates, chosen = choose_model(history, options, backtest.folds, backtest.weights, settings.seed)
+    except ConfigError as exc:
+        return _without_value(segments, f"the backtest's customers: {exc}", horizon, store)
+    calibrated = {"deciles": calibration(chosen.predicted, actual)}
+    if movement.then is not None:
+        ids = store.engine.register("value_backtest_ids", pa.table({"customer_id": pa.array(history.customer_id)}))
+        labels = history[["customer_id"]].merge(
+            movement.then.semi_join(ids, "customer_id").select("customer_id", "segment", "rfm_segment").execute(),
+            on="customer_id",
+            how="left",
+        )
+        for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
+            if labels[column].notna().any():
+                calibrated[kind] = calibration(chosen.predicted, actual, labels[column].fillna(NO_SEGMENT))
+    valued = store.cache("valued", with_value(segments.table, model, horizon, store))
+    at_t = {}
+    for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
+        if column in valued.columns:
+            at_t[kind] = segment_value(valued, column, columns).execute()
+    start = backtest_date(features.as_of, horizon)
+    section = ValueSection(
+        horizon_days=horizon,
+        columns=columns,
+        protocol=(
+            f"learned on the customers as of {start.date()} (T - {horizon} days) and what they did in the next "
+            f"{horizon} days; applied to every customer as of {features.as_of.date()}. Candidates scored out of "
+            "fold on the backtest's folds by validity = (return Gini of p_order_again + R squared of the expected "
+            "log revenue) / 2, the segments' own score; the highest wins"
+        ),
+        chosen=chosen.model,
+        candidates=[candidate.row() for candidate in candidates],
+        backtest=ValueFigures(**chosen.figures),
+        calibration={kind: json_records(frame) for kind, frame in calibrated.items()},
+        forward=_forward_check(clean, products, features, chosen.model, history, settings, store),
+        expected=_expected_totals(valued, columns),
+    )
+    return Value(
+        table=valued,
+        rows=segment_table_with_value(segments.rows, at_t, calibrated, columns),
+        value=section,
+        model=model,
+    )
+
+
+def stored_value(*, segments: Segments, fitted: FittedModel, store: Store) -> Value:
+    """Give every customer a stored model's expected value over its horizon (null columns without one)."""
+    valued = with_value(segments.table, fitted.value, fitted.horizon_days, store)
+    return Value(table=store.cache("valued", valued), rows=segments.rows, value=None, model=fitted.value)
