@@ -238,3 +238,32 @@ def in_terminal(*args: str | Path, cwd: Path, columns: int = 200, timeout: float
     # Colours and cursor moves out, so that tests read the words.
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r", "", text)
     return TerminalRun(exit_code=exit_code, output=text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_run_record_matches_the_published_schema(tmp_path_factory):
+    """After the session, check every run.json the tests wrote (in this process or a CLI's) against the schema.
+
+    The schema is the one the documentation publishes (`custseg.record.json_schema`), checked with an
+    independent validator. Files the tests damaged or wrote in an earlier layout on purpose (to see
+    them refused) are not custseg's output and are left out.
+    """
+    yield
+    import json
+
+    import jsonschema
+
+    from custseg.record import RECORD_FILE, RECORD_VERSION, json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    problems = []
+    for path in sorted(tmp_path_factory.getbasetemp().rglob(RECORD_FILE)):
+        try:
+            written = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(written, dict) or written.get("record_version") != RECORD_VERSION:
+            continue
+        for error in validator.iter_errors(written):
+            problems.append(f"{path}: {'.'.join(map(str, error.absolute_path))}: {error.message[:200]}")
+    assert not problems, "\n".join(problems[:20])

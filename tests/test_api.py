@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime
 import json
 
 import duckdb
@@ -47,7 +46,7 @@ def request_body(rows: pd.DataFrame) -> dict:
 
 def test_scorer_reproduces_the_run_for_every_customer(model_dir, transactions, trained):
     _, result = trained
-    as_of = datetime.datetime.fromisoformat(result.manifest["customers"]["as_of"])
+    as_of = result.record.customers.as_of
     fitted = load_model(model_dir)
     columns = fitted.assigned_columns()
     scored = Scorer(fitted).score(transactions, as_of)
@@ -86,7 +85,7 @@ def test_one_batch_keeps_two_requests_for_the_same_customer_id_apart(model_dir, 
 def test_healthz_names_the_model(client, trained):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json()["model"]["trained_on_sha256"] == trained[1].manifest["input"]["sha256"]
+    assert response.json()["model"]["trained_on_sha256"] == trained[1].record.input.sha256
 
 
 def test_assign_answers_segment_rfm_value_and_early_prediction(client, model_dir, trained):
@@ -104,12 +103,12 @@ def test_assign_answers_segment_rfm_value_and_early_prediction(client, model_dir
     (customer,) = answer["customers"]
     assert customer["customer_id"] == "web-42"
     assert customer["segment_name"] and customer["action"] and customer["rfm_code"]
-    names = {p["segment"]: p["name"] for p in trained[1].manifest["segments"]["profiles"]}
+    names = {p["segment"]: p["name"] for p in trained[1].record.segments.profiles}
     assert customer["segment_name"] == names[customer["segment"]]
     early = customer["early"]
     assert early["orders_used"] >= 1 and 0 < early["category_probability"] <= 1
     value = customer["value"]
-    assert value["horizon_days"] == trained[1].manifest["value"]["horizon_days"] == 90
+    assert value["horizon_days"] == trained[1].record.value.horizon_days == 90
     assert 0 < value["p_order_again"] < 1 and value["expected_orders"] > 0 and value["expected_revenue"] > 0
     assert answer["rejected"] == [{"row": len(new_customer) + 1, "customer_id": "web-42", "reason": "non_product"}]
 
@@ -125,7 +124,7 @@ def test_segments_lists_every_learned_segment_and_the_rfm_map(client, trained):
     response = client.get("/v1/segments")
     assert response.status_code == 200
     body = response.json()
-    profiles = trained[1].manifest["segments"]["profiles"]
+    profiles = trained[1].record.segments.profiles
     assert [s["segment"] for s in body["learned"]] == [p["segment"] for p in profiles]
     assert all(s["name"] and s["action"] for s in body["learned"])
     assert all(s["expected_revenue_90d_total"] > 0 and 0 < s["p_order_again_90d"] < 1 for s in body["learned"])

@@ -139,16 +139,18 @@ def test_backtest_customers_are_described_before_the_cut_with_what_they_did_afte
 def test_a_log_too_short_for_the_horizon_has_no_backtest_and_says_why(tmp_path):
     from custseg.backtest import BacktestOptions
     from custseg.pipeline import run
+    from custseg.record import Skipped
     from custseg.settings import Settings
     from custseg.simulate import simulate_to_files
 
     files = simulate_to_files(tmp_path / "shop.parquet", 400, seed=3)
     settings = Settings(backtest=BacktestOptions(horizon_days=200))
     result = run(files.log, tmp_path / "out", settings, until="segments")
+    assert isinstance(result.record.backtest, Skipped)
     assert re.fullmatch(
         r"the log covers 37\d days before the reference date; a backtest with a horizon of 200 days needs 400",
-        result.manifest["validation"]["skipped"],
+        result.record.backtest.reason,
     )
-    assert result.manifest["segments"]["chosen_by"] == "silhouette"
-    assert "no backtest" in result.manifest["segments"]["rule"]
-    assert {"validity", "auc"}.isdisjoint(result.manifest["segments"]["candidates"][0])
+    assert result.record.segments.chosen_by == "silhouette"
+    assert "no backtest" in result.record.segments.rule
+    assert {"validity", "auc"}.isdisjoint(result.record.segments.candidates[0])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from conftest import PROJECT, TEST_DATA
 from custseg.cli import app
 from custseg.pipeline import STAGES
+from custseg.record import Skipped, read_record
 
 runner = CliRunner()
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
@@ -45,18 +47,18 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
         "customers.parquet",
         "segments.csv",
     }
-    manifest = json.loads((out / "run.json").read_text())
-    assert manifest["input"]["preset"] == "uci_online_retail"
-    assert manifest["input"]["timestamp_format"] == "%m/%d/%Y %H:%M"
-    assert len(manifest["input"]["sha256"]) == 64
-    assert set(manifest["timings_s"]) == set(STAGES)
-    assert manifest["segments"] == {"skipped": "4 customers; learned segments need 20"}
-    reason = manifest["validation"]["skipped"]
-    assert manifest["value"] == {"skipped": f"no backtest: {reason}"}
+    record = read_record(out)
+    assert record.input.preset == "uci_online_retail"
+    assert record.input.timestamp_format == "%m/%d/%Y %H:%M"
+    assert len(record.input.sha256) == 64
+    assert set(record.timings_s) == set(STAGES)
+    assert record.segments == Skipped(reason="4 customers; learned segments need 20")
+    assert isinstance(record.backtest, Skipped)
+    assert record.value == Skipped(reason=f"no backtest: {record.backtest.reason}")
     # Movement needs no outcomes: the three customers of T - H and one new one, in RFM segments only.
-    assert set(manifest["migration"]) == {"horizon_days", "rfm"}
-    assert sum(flow["customers"] for flow in manifest["migration"]["rfm"]["flows"]) == 4
-    assert manifest["customers"]["count"] == 4
+    assert record.movement.learned is None and record.movement.rfm is not None
+    assert sum(flow["customers"] for flow in record.movement.rfm.flows) == 4
+    assert record.customers.count == 4
     assert sum(summary["rfm_segments"].values()) == 4
     segments = (out / "segments.csv").read_text().splitlines()
     from custseg.profile import SEGMENT_COLUMNS, segment_value_columns
@@ -247,5 +249,8 @@ def test_timestamps_with_a_utc_offset_keep_the_shops_wall_clock(tmp_path):
     rows = "1,A,THING,1,2010-12-01T11:52:00+01:00,1.5,100,UK\n2,A,THING,1,2010-12-02T09:50:26-05:00,1.5,101,UK\n"
     result = invoke("run", bad(tmp_path, HEADER + rows), "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    lines = json.loads((tmp_path / "out" / "run.json").read_text())["lines"]
-    assert (lines["first_invoiced_at"], lines["last_invoiced_at"]) == ("2010-12-01 11:52:00", "2010-12-02 09:50:26")
+    span = read_record(tmp_path / "out").span
+    assert (span.first_invoiced_at, span.last_invoiced_at) == (
+        datetime.datetime(2010, 12, 1, 11, 52, 0),
+        datetime.datetime(2010, 12, 2, 9, 50, 26),
+    )

@@ -187,8 +187,8 @@ def test_planted_segments_of_a_simulated_shop_are_recovered_and_named(tmp_path, 
     truth["customer_id"] = truth.customer_id.astype(str)
     merged = customers.merge(truth, on="customer_id")
     assert len(merged) == len(customers)
-    assert result.manifest["segments"]["chosen_by"] == "backtest"
-    assert result.manifest["segments"]["chosen"]["n_segments"] == 6
+    assert result.record.segments.chosen_by == "backtest"
+    assert result.record.segments.chosen["n_segments"] == 6
     assert adjusted_rand_score(merged.planted_segment, merged.segment) >= 0.9
     # the planted new customers are in a segment named as new
     new = merged[merged.planted_segment == "new_customers"].segment_name.value_counts()

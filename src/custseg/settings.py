@@ -82,8 +82,18 @@ class Settings:
             raise ConfigError(f"recipe={self.recipe!r} must be custseg or course")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the settings as plain JSON-ready data (for run.json)."""
-        return dataclasses.asdict(self)
+        """Return the settings as plain JSON-ready data (for run.json): tuples as lists, a date as text."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
 
 
 def parse_column_map(pairs: list[str]) -> dict[str, str]:
