@@ -197,6 +197,37 @@ def test_unparseable_values_are_rejected_with_the_source_column_and_value():
     ]
 
 
+@pytest.mark.parametrize(
+    ("rules", "kept"),
+    [
+        (None, {"paid": 2.0, "refunded": 0.0}),
+        (CleanRules(unpaid_statuses=("voided",)), {"paid": 2.0, "refunded": 0.0, "pending": 2.0}),
+    ],
+)
+def test_a_status_column_without_a_layout_is_read_with_the_layouts_words(rules, kept):
+    # A mapped export of no known layout: its refunded order nets to zero, and its unpaid ones are
+    # rejected by [clean] unpaid_statuses (the layouts' words unless the shop lists its own).
+    statuses = [" Voided", "pending", "paid", "REFUNDED"]
+    raw = ibis.memtable(
+        {
+            "Client": ["a"] * 4,
+            "When": ["2011-01-01 10:00"] * 4,
+            "Order": ["o1", "o2", "o3", "o4"],
+            "Status": statuses,
+            "Amount": ["2"] * 4,
+            "row": [1, 2, 3, 4],
+        }
+    )
+    columns = {"customer_id": "Client", "invoiced_at": "When", "invoice_id": "Order", "order_status": "Status"}
+    mapping = ColumnMapping("custom", {**columns, "amount": "Amount"})
+    result = clean(to_canonical(raw, mapping, timestamp_format="%Y-%m-%d %H:%M", row_id="row"), rules)
+    lines = result.lines.to_pandas()
+    status = dict(zip(range(1, 5), [s.strip().lower() for s in statuses], strict=True))
+    assert dict(zip(lines.row_id.map(status), lines.net_revenue, strict=True)) == kept
+    unpaid = result.rejected.to_pandas()
+    assert set(unpaid.detail) == {f"order_status={s}" for s in status.values() if s not in kept}
+
+
 def test_every_row_is_kept_or_rejected_once_and_revenue_reconciles():
     rows = [
         {"quantity": 6, "unit_price": 2.0, "invoiced_at": "2011-01-01"},

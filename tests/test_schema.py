@@ -4,7 +4,8 @@ import ibis
 import pytest
 
 from custseg.errors import MissingColumnsError
-from custseg.schema import ColumnMapping, detect_preset, resolve_mapping, to_canonical
+from custseg.presets import PRESETS
+from custseg.schema import CANONICAL, ColumnMapping, detect_preset, resolve_mapping, to_canonical
 
 UCI = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 UCI_II = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"]
@@ -20,7 +21,22 @@ UCI_II = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Pri
     ],
 )
 def test_presets_are_recognised_from_the_header(columns, preset):
-    assert detect_preset(columns) == preset
+    found = detect_preset(columns)
+    assert (found.name if found else None) == preset
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda preset: preset.name)
+def test_every_preset_reads_its_own_header_with_no_mapping(preset):
+    header = list(preset.columns.values())
+    assert detect_preset(header) is preset
+    assert resolve_mapping(header, {}, source_name="x.csv") == ColumnMapping(preset.name, preset.columns, preset)
+
+
+def test_a_header_with_custsegs_names_is_read_by_the_canonical_preset():
+    mapping = resolve_mapping(["invoiced_at", "customer_id", "amount"], {}, source_name="x.csv")
+    assert mapping == ColumnMapping(
+        "canonical", {"customer_id": "customer_id", "invoiced_at": "invoiced_at", "amount": "amount"}, CANONICAL
+    )
 
 
 def test_user_map_completes_an_unknown_layout():

@@ -19,6 +19,7 @@ import pandas as pd
 
 from custseg.engine import allocate_in_python
 from custseg.orders import refunded_share
+from custseg.presets import UNPAID_STATUSES
 from custseg.schema import ROW_ID, SOURCE_COLUMNS, exact_sum, trimmed
 
 REASONS: dict[str, str] = {
@@ -82,10 +83,6 @@ REJECTED_COLUMNS = (
 )
 
 
-DEFAULT_UNPAID_STATUSES = ("voided", "pending", "authorized", "expired")
-"""Order statuses that are no sale: Shopify's financial statuses of orders never paid, or not yet."""
-
-
 @dataclass(frozen=True)
 class CleanRules:
     """Settings of the `non_product` and `unpaid_order` rules (the other rules have no settings).
@@ -99,7 +96,8 @@ class CleanRules:
     non_product_description_pattern : str
         Regular expression; descriptions that match it in full (case-insensitive) are not products.
     unpaid_statuses : tuple of str
-        Order statuses (``order_status``, compared in lower case) of orders that are not sales.
+        Order statuses (``order_status``, compared in lower case) of orders that are not sales; by
+        default every layout's (`custseg.presets.Preset.unpaid_statuses`).
     """
 
     non_product_codes: tuple[str, ...] = DEFAULT_NON_PRODUCT_CODES
@@ -108,7 +106,7 @@ class CleanRules:
         r"(?i)(dotcom )?postage|carriage|manual|discount|samples?|bank charges?|amazon fee"
         r"|adjust bad debt|cruk commission|.*gift voucher.*|.*\bfees?\b.*"
     )
-    unpaid_statuses: tuple[str, ...] = DEFAULT_UNPAID_STATUSES
+    unpaid_statuses: tuple[str, ...] = UNPAID_STATUSES
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,11 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
+from custseg.presets import REFUNDED_STATUSES
 from custseg.schema import blank_to_null
 
 ORDER_COLUMNS = ("order_status", "refunded_amount", "order_total", "currency")
 """Canonical columns that describe a whole order; an order's value is its first non-blank one, by row."""
-
-SPREAD_BY_PRESET = {"shopify": ("customer_id", "invoiced_at", "country")}
-"""Line columns that a layout writes on an order's first row only: every line gets its order's value."""
-
-FULLY_REFUNDED_STATUSES = ("refunded",)
-"""Order statuses (lower case) that mean the whole order was refunded, whatever its refunded amount says."""
 
 
 def order_keys(raw: ir.Table, invoice_column: str, row_id: str) -> ir.Table:
@@ -54,7 +49,7 @@ def spread_order_fields(raw: ir.Table, columns: dict[str, str], row_id: str, spr
     row_id : str
         The source's 1-based row-position column (an order's first row is its lowest).
     spread : tuple of str
-        Canonical line columns the layout writes once per order (`SPREAD_BY_PRESET`).
+        Canonical line columns the layout writes once per order (`custseg.presets.Preset.once_per_order`).
 
     Returns
     -------
@@ -87,12 +82,12 @@ def refunded_share(
     A refund is spread over the order's lines in proportion to their amounts: each line loses
     ``refunded_amount / order_total`` of its amount (shipping and taxes are refunded in the same
     proportion as the goods), at most all of it. Without a positive order total, the order's line
-    amounts (``lines_amount``) are the base. An order whose status is in `FULLY_REFUNDED_STATUSES`
-    is refunded in full.
+    amounts (``lines_amount``) are the base. An order whose status is in
+    `custseg.presets.REFUNDED_STATUSES` is refunded in full.
     """
     base = ibis.cases((order_total > 0, order_total), else_=lines_amount)
     share = ibis.cases(
-        (status.isin(FULLY_REFUNDED_STATUSES), 1.0),
+        (status.isin(REFUNDED_STATUSES), 1.0),
         ((refunded_amount > 0) & (base > 0), ibis.least(refunded_amount / base, 1.0)),
         else_=0.0,
     )

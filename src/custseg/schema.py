@@ -16,6 +16,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from custseg.errors import MissingColumnsError
+from custseg.presets import PRESETS, Preset
 
 ROW_ID = "row_id"
 """Lineage id: the 1-based position of the row among the data rows of the source."""
@@ -74,43 +75,12 @@ def exact_sum(value: ir.NumericValue) -> ir.FloatingValue:
     return value.cast(EXACT).sum().cast(dt.float64)
 
 
-PRESETS: dict[str, dict[str, str]] = {
-    "uci_online_retail": {
-        "invoice_id": "InvoiceNo",
-        "product_id": "StockCode",
-        "description": "Description",
-        "quantity": "Quantity",
-        "invoiced_at": "InvoiceDate",
-        "unit_price": "UnitPrice",
-        "customer_id": "CustomerID",
-        "country": "Country",
-    },
-    "uci_online_retail_ii": {
-        "invoice_id": "Invoice",
-        "product_id": "StockCode",
-        "description": "Description",
-        "quantity": "Quantity",
-        "invoiced_at": "InvoiceDate",
-        "unit_price": "Price",
-        "customer_id": "Customer ID",
-        "country": "Country",
-    },
-    "shopify": {
-        "invoice_id": "Name",
-        "customer_id": "Email",
-        "invoiced_at": "Created at",
-        "product_id": "Lineitem sku",
-        "description": "Lineitem name",
-        "quantity": "Lineitem quantity",
-        "unit_price": "Lineitem price",
-        "country": "Billing Country",
-        "order_status": "Financial Status",
-        "refunded_amount": "Refunded Amount",
-        "order_total": "Total",
-        "currency": "Currency",
-    },
-    "canonical": {name: name for name in MAPPABLE_COLUMNS},
-}
+CANONICAL = Preset(
+    "canonical",
+    {name: name for name in MAPPABLE_COLUMNS},
+    recognised_by=frozenset({"customer_id", "invoiced_at"}),
+)
+"""custseg's own column names: any header that has the two required ones, tried after `PRESETS`."""
 
 TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
@@ -141,40 +111,34 @@ class ColumnMapping:
     Attributes
     ----------
     preset : str
-        Name of the preset recognised from the header, or ``"custom"``.
+        What run.json records as ``input.preset``: the name of the layout, or ``"custom"`` when the
+        user mapped columns.
     columns : dict of str to str
         Canonical name -> source column name, only for columns that exist in the source.
-    layout : str or None
+    layout : Preset or None
         The preset whose layout the header has (most of its columns), whatever the user mapped.
     """
 
     preset: str
     columns: dict[str, str]
-    layout: str | None = None
+    layout: Preset | None = None
 
 
-def detect_preset(source_columns: Iterable[str]) -> str | None:
-    """Return the name of the preset whose every column is in ``source_columns``, or None."""
+def detect_preset(source_columns: Iterable[str]) -> Preset | None:
+    """Return the first of `PRESETS` and `CANONICAL` whose every identifying column is in ``source_columns``."""
     found = set(source_columns)
-    for name, mapping in PRESETS.items():
-        required = set(mapping.values()) - {"amount"}
-        if name == "canonical":
-            required = {"customer_id", "invoiced_at"}
-        if required <= found:
-            return name
-    return None
+    return next((preset for preset in (*PRESETS, CANONICAL) if preset.signature <= found), None)
 
 
-def closest_preset(source_columns: Iterable[str]) -> str | None:
-    """Return the named preset (not ``canonical``) with most of its columns in the header, if half or more are."""
+def closest_preset(source_columns: Iterable[str]) -> Preset | None:
+    """Return the preset of `PRESETS` with most of its columns in the header, if half or more are."""
     found = set(source_columns)
-    overlap = {
-        name: len(set(mapping.values()) & found) / len(mapping)
-        for name, mapping in PRESETS.items()
-        if name != "canonical"
-    }
-    best = max(overlap, key=overlap.get)
-    return best if overlap[best] >= 0.5 else None
+
+    def share(preset: Preset) -> float:
+        return len(set(preset.columns.values()) & found) / len(preset.columns)
+
+    best = max(PRESETS, key=share)
+    return best if share(best) >= 0.5 else None
 
 
 def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, source_name: str) -> ColumnMapping:
@@ -198,13 +162,11 @@ def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, s
         If a mapped source column does not exist, or a required canonical column has no source:
         customer_id, invoiced_at, and quantity with unit_price or an amount column.
     """
-    preset = detect_preset(source_columns)
-    layout = preset or closest_preset(source_columns)
+    layout = detect_preset(source_columns) or closest_preset(source_columns)
+    expected = layout.columns if layout else {}
     # Columns already named canonically need no mapping, whatever the rest of the header is.
     columns = {name: name for name in MAPPABLE_COLUMNS if name in source_columns}
-    columns.update(
-        {canonical: source for canonical, source in PRESETS.get(layout or "", {}).items() if source in source_columns}
-    )
+    columns.update({canonical: source for canonical, source in expected.items() if source in source_columns})
     found = ", ".join(source_columns)
     for canonical, source in user_map.items():
         if source not in source_columns:
@@ -212,10 +174,9 @@ def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, s
                 f"{source_name}: --map {canonical}={source}: no column {source!r}; columns found: {found}"
             )
         columns[canonical] = source
-    expected = PRESETS.get(layout or "", {})
 
     def named(canonical: str, alternative: str = "") -> str:
-        where = [f"{expected[canonical]} in the {layout} layout"] if canonical in expected else []
+        where = [f"{expected[canonical]} in the {layout.name} layout"] if canonical in expected else []
         notes = ", ".join(where + ([alternative] if alternative else []))
         return f"{canonical} ({notes})" if notes else canonical
 
@@ -233,7 +194,7 @@ def resolve_mapping(source_columns: list[str], user_map: Mapping[str, str], *, s
             "map them with --map canonical=source (e.g. --map customer_id=Client) "
             "or a [columns] table in custseg.toml"
         )
-    name = layout if layout and not user_map else "custom"
+    name = layout.name if layout and not user_map else "custom"
     return ColumnMapping(preset=name, columns=columns, layout=layout)
 
 

@@ -20,7 +20,7 @@ from custseg.io import (
     parse_text_timestamps,
     read_source,
 )
-from custseg.orders import ORDER_COLUMNS, SPREAD_BY_PRESET, currency_counts, spread_order_fields
+from custseg.orders import ORDER_COLUMNS, currency_counts, spread_order_fields
 from custseg.record import InputSection, frozen
 from custseg.schema import problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
@@ -108,7 +108,7 @@ def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, dic
             timestamp_format, tied = detect_timestamp_format(source.table, column)
         parse_format = timestamp_format
     table = source.table
-    spread = SPREAD_BY_PRESET.get(mapping.layout or "", ())
+    spread = mapping.layout.once_per_order if mapping.layout else ()
     if "invoice_id" in mapping.columns and (spread or set(ORDER_COLUMNS) & set(mapping.columns)):
         table = spread_order_fields(table, mapping.columns, SOURCE_ROW, spread)
     currency = None
