@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from custseg.cluster import MODELS, SPACES
+from custseg.candidates import MODELS
 from custseg.pipeline import run
 from custseg.settings import load_settings
 from custseg.simulate import simulate_to_files
+from custseg.spaces import SPACES
 
 HERE = Path(__file__).resolve().parent
 UCI = HERE.parent.parent / "shared" / "data" / "online_retail.parquet"

@@ -39,9 +39,9 @@ import pyarrow.parquet as pq
 from sklearn.linear_model import LinearRegression
 
 from custseg.backtest import backtest_date, fold_ids, join_outcomes, value_scores, window_outcomes
-from custseg.cluster import FeatureSpace
 from custseg.features import orders
 from custseg.runs import Stages
+from custseg.spaces import FeatureSpace
 from custseg.value import ValueModel, ValueOptions, choose_model
 
 HERE = Path(__file__).resolve().parent

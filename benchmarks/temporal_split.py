@@ -24,9 +24,9 @@ from pathlib import Path
 import ibis
 
 from custseg.backtest import Outcomes, ceilings, fold_ids, in_sample_scores, join_outcomes, window_outcomes
-from custseg.cluster import FeatureSpace
 from custseg.pipeline import run
 from custseg.settings import load_settings
+from custseg.spaces import FeatureSpace
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "online_retail.parquet"

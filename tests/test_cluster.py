@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from custseg.cluster import ClusterOptions, QuantileTiers, Segmentation, choose
+from custseg.cluster import ClusterOptions, Segmentation, choose
 from custseg.errors import ConfigError
 from custseg.pipeline import run
 from custseg.simulate import simulate_to_files
@@ -96,15 +96,6 @@ def test_segment_range_and_silhouette_rule_without_a_backtest():
     assert default.eligible.tolist() == [False, True, True, False]
     tiny, reason = choose(table.assign(smallest_share=0.001), ClusterOptions(min_segments=3), by_validity=False)
     assert tiny.loc[tiny.chosen, "n_segments"].item() == 3 and "most stable" in reason
-
-
-def test_quantile_tiers_are_equal_and_equal_scores_share_a_tier():
-    assert np.bincount(QuantileTiers(4).fit(np.arange(100.0)[:, None]).labels_).tolist() == [25, 25, 25, 25]
-    points = np.r_[np.arange(100.0), np.full(20, 50.0)][:, None]
-    tiers = QuantileTiers(4).fit(points)
-    assert len(set(tiers.labels_[points[:, 0] == 50.0])) == 1  # the 21 customers at 50 share one tier
-    assert np.bincount(tiers.labels_).sum() == 120
-    assert (tiers.predict(np.array([[-5.0], [500.0]])) == [0, 3]).all()
 
 
 def backtest_shop(seed=0, n=1200):

@@ -8,54 +8,37 @@ of `custseg.backtest`); among the stable ones, the fewest segments within a stat
 the best score win, and that recipe is refitted on every customer as of T. Without enough history
 the older rule applies: stability, then silhouette. Every customer is kept: log transforms and
 robust scaling tame the extremes.
+
+This module holds the settings, the choice rule and the fitted `Segmentation`; the spaces customers
+are compared in are `custseg.spaces`, the candidate models and their search `custseg.candidates`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from scipy.cluster.hierarchy import fcluster, linkage
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.cluster import HDBSCAN, KMeans
-from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import (
-    adjusted_rand_score,
-    calinski_harabasz_score,
-    davies_bouldin_score,
-    pairwise_distances,
-    silhouette_score,
-)
-from sklearn.mixture import GaussianMixture
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import KMeans
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import RobustScaler
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
-from custseg.backtest import (
-    BacktestOptions,
-    Outcomes,
-    Scores,
-    bootstrap_weights,
-    fold_ids,
-    rate_predictions,
-    score_predictions,
+from custseg.backtest import BacktestOptions, Scores, bootstrap_weights, score_predictions
+from custseg.candidates import (
+    MODEL_SPECS,
+    MODELS,
+    QuantileTiers,
+    Search,
+    attach_noise,
+    candidate_units,
+    fit_model,
+    run_units,
 )
 from custseg.errors import ConfigError
-from custseg.features import typical_gap_days
+from custseg.features import Use, features_used_by
 from custseg.sampling import sample_positions
-
-SPACES = ("features", "predicted", "tsne")
-COUNT_FEATURES = frozenset(
-    {"frequency", "monetary", "avg_order_value", "lines", "distinct_products", "orders_90d", "revenue_90d"}
-)
-"""Counts and amounts with long tails: log1p before scaling."""
-KMEANS_STARTS = 10
-"""k-means starts per fit: with fewer, a fit now and then stops in a worse partition, and the
-backtest then prefers more segments for the wrong reason."""
+from custseg.spaces import SPACES, FeatureSpace, NextValueScore, tsne
 
 
 @dataclass(frozen=True)
@@ -65,9 +48,9 @@ class ClusterOptions:
     Attributes
     ----------
     features : list of str
-        Customer columns to segment on. Day counts (``*_days``) enter as log1p(days / the shop's
-        typical gap between orders), counts and amounts (`COUNT_FEATURES`) as log1p, all scaled
-        by median and interquartile range.
+        Customer columns to segment on, each transformed as the catalogue says
+        (`custseg.features.CATALOGUE`) and scaled by median and interquartile range
+        (`FeatureSpace`); by default the features used by segments.
     interests : bool
         Also segment on the category shares (``share_*`` columns).
     min_segments, max_segments : int
@@ -101,7 +84,7 @@ class ClusterOptions:
         Customers drawn on the report's 2-D t-SNE map (0: no map).
     """
 
-    features: list[str] = field(default_factory=lambda: ["recency_days", "frequency", "monetary", "tenure_days"])
+    features: list[str] = field(default_factory=lambda: list(features_used_by(Use.SEGMENTS)))
     interests: bool = False
     min_segments: int = 4
     max_segments: int = 10
@@ -138,351 +121,6 @@ class ClusterOptions:
 def min_customers(options: ClusterOptions) -> int:
     """Return the fewest customers a segmentation is learned from (five per segment, at least 10)."""
     return max(options.segment_range()[0] * 5, 10)
-
-
-# -- spaces ------------------------------------------------------------------------------------
-
-
-class FeatureSpace(TransformerMixin, BaseEstimator):
-    """The customer features as the segmentation sees them: transformed and robustly scaled.
-
-    Recency and tenure in days become log1p(days / typical gap): a customer one gap away from
-    their last order differs from a customer ten gaps away, two customers a day apart do not.
-
-    Parameters
-    ----------
-    features : list of str or None
-        Customer columns; None is the default of `ClusterOptions`.
-    interests : bool
-        Add the category shares (``share_*``).
-
-    Attributes
-    ----------
-    columns_ : list of str
-    typical_gap_days_ : float
-        The shop's typical days between orders (`custseg.features.typical_gap_days`).
-    scaler_ : RobustScaler
-    """
-
-    def __init__(self, *, features: list[str] | None = None, interests: bool = False) -> None:
-        self.features = features
-        self.interests = interests
-
-    def fit(self, customers: pd.DataFrame, y=None) -> FeatureSpace:
-        """Learn the gap and the scaling from ``customers`` (DataFrame of shape (n_customers, n_columns))."""
-        columns = list(self.features or ClusterOptions().features)
-        if self.interests:
-            columns += sorted(c for c in customers.columns if c.startswith("share_"))
-        missing = [c for c in columns if c not in customers.columns]
-        if missing:
-            raise ConfigError(f"[cluster] features: no customer column {', '.join(missing)}")
-        self.columns_ = columns
-        self.typical_gap_days_ = typical_gap_days(customers) if "mean_days_between_orders" in customers else 30.0
-        self.scaler_ = RobustScaler().fit(self._raw(customers))
-        return self
-
-    def _raw(self, customers: pd.DataFrame) -> np.ndarray:
-        # Row-major whatever pandas holds: the models' sums then run in one order, so that a
-        # sample taken on the driver or from the engine gives the same segments to the last bit.
-        values = np.ascontiguousarray(customers[self.columns_].to_numpy(dtype=float, na_value=0.0))
-        for i, column in enumerate(self.columns_):
-            if column.endswith("_days"):
-                values[:, i] = np.log1p(np.clip(values[:, i], 0, None) / self.typical_gap_days_)
-            elif column in COUNT_FEATURES:
-                values[:, i] = np.log1p(np.clip(values[:, i], 0, None))
-        return values
-
-    def transform(self, customers: pd.DataFrame) -> np.ndarray:
-        """Return the scaled features, shape (n_customers, n_features)."""
-        check_is_fitted(self, "scaler_")
-        return self.scaler_.transform(self._raw(customers))
-
-
-class NextValueScore(TransformerMixin, BaseEstimator):
-    """A customer's expected behaviour over the next H days, in one number.
-
-    Learned on the backtest (features as of T - H, outcomes in the last H days): a logistic
-    regression for "orders again" and a linear regression for log1p(revenue), both on the
-    `FeatureSpace`; the score is the sum of their standardised predictions (the log-odds of
-    returning and the log revenue count alike). Cut into equal tiers, it gives segments that are
-    ordered by what they will do.
-
-    Parameters
-    ----------
-    features, interests
-        As for `FeatureSpace`.
-
-    Attributes
-    ----------
-    space_ : FeatureSpace
-        Fitted on the backtest customers.
-    return_model_ : LogisticRegression or None
-        None when every backtest customer had the same outcome.
-    revenue_model_ : LinearRegression
-    centre_, spread_ : ndarray of shape (2,)
-        Means and standard deviations of the two predictions on the backtest customers.
-    """
-
-    def __init__(self, *, features: list[str] | None = None, interests: bool = False) -> None:
-        self.features = features
-        self.interests = interests
-
-    @property
-    def columns_(self) -> list[str]:
-        """The customer columns read."""
-        return self.space_.columns_
-
-    def fit(self, customers: pd.DataFrame, y: Outcomes) -> NextValueScore:
-        """Learn the score from backtest ``customers`` and their outcomes ``y`` (`Outcomes`)."""
-        self.space_ = FeatureSpace(features=self.features, interests=self.interests).fit(customers)
-        points = self.space_.transform(customers)
-        both = len(np.unique(y.returned)) > 1
-        self.return_model_ = LogisticRegression(max_iter=2000).fit(points, y.returned) if both else None
-        self.revenue_model_ = LinearRegression().fit(points, y.log_revenue)
-        predictions = self._predictions(points)
-        self.centre_ = predictions.mean(axis=0)
-        self.spread_ = np.where(predictions.std(axis=0) > 0, predictions.std(axis=0), 1.0)
-        return self
-
-    def _predictions(self, points: np.ndarray) -> np.ndarray:
-        odds = self.return_model_.decision_function(points) if self.return_model_ is not None else np.zeros(len(points))
-        return np.column_stack([odds, self.revenue_model_.predict(points)])
-
-    def transform(self, customers: pd.DataFrame) -> np.ndarray:
-        """Return the score, shape (n_customers, 1)."""
-        check_is_fitted(self, "revenue_model_")
-        standardised = (self._predictions(self.space_.transform(customers)) - self.centre_) / self.spread_
-        return standardised.sum(axis=1, keepdims=True)
-
-
-class QuantileTiers(ClusterMixin, BaseEstimator):
-    """Cut a one-dimensional score into ``n_tiers`` tiers of (nearly) equal size.
-
-    Equal scores always land in the same tier, so a tie can make tiers unequal or fewer.
-
-    Attributes
-    ----------
-    cut_points_ : ndarray of shape (n_tiers - 1,)
-        A score above the i-th cut point and at most the next is in tier i + 1 (0-based).
-    labels_ : ndarray of shape (n_customers,)
-    """
-
-    def __init__(self, n_tiers: int = 5) -> None:
-        self.n_tiers = n_tiers
-
-    def fit(self, points: np.ndarray, y=None) -> QuantileTiers:
-        """Learn the cut points from ``points`` of shape (n_customers, 1)."""
-        scores = np.asarray(points, dtype=float)[:, 0]
-        self.cut_points_ = np.unique(np.quantile(scores, np.arange(1, self.n_tiers) / self.n_tiers))
-        self.labels_ = self.predict(points)
-        return self
-
-    def predict(self, points: np.ndarray) -> np.ndarray:
-        """Tier of each point, 0 = lowest score."""
-        check_is_fitted(self, "cut_points_")
-        return np.searchsorted(self.cut_points_, np.asarray(points, dtype=float)[:, 0], side="left")
-
-
-def _mixture(k: int, seed: int) -> GaussianMixture:
-    # k-means++ seeding instead of a full k-means run: a third less time over the bootstrap refits.
-    return GaussianMixture(k, n_init=1, init_params="k-means++", random_state=seed)
-
-
-FitAll = Callable[[np.ndarray, list, int], dict]
-"""``fit_all(points, ks, seed)``: for each k, (the fitted model or None, labels 0..k-1, HDBSCAN's noise -1)."""
-
-
-def _each_k(fit: Callable[[np.ndarray, int | None, int], tuple]) -> FitAll:
-    def fit_all(points: np.ndarray, ks: list, seed: int) -> dict:
-        return {k: fit(points, k, seed) for k in ks}
-
-    return fit_all
-
-
-def _kmeans(points: np.ndarray, k: int, seed: int) -> tuple:
-    fitted = KMeans(k, n_init=KMEANS_STARTS, random_state=seed).fit(points)
-    return fitted, fitted.labels_
-
-
-def _tiers(points: np.ndarray, k: int, seed: int) -> tuple:
-    fitted = QuantileTiers(k).fit(points)
-    return fitted, fitted.labels_
-
-
-def _gmm(points: np.ndarray, k: int, seed: int) -> tuple:
-    fitted = _mixture(k, seed).fit(points)
-    return fitted, fitted.predict(points)
-
-
-def _ward(points: np.ndarray, ks: list, seed: int) -> dict:
-    # One tree cut at every k.
-    tree = linkage(points, "ward")
-    return {k: (None, fcluster(tree, k, "maxclust") - 1) for k in ks}
-
-
-def _hdbscan(points: np.ndarray, k: None, seed: int) -> tuple:
-    return None, HDBSCAN(min_cluster_size=max(10, len(points) // 50), copy=True).fit_predict(points)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How one kind of segmentation model is fitted, searched and applied to new customers.
-
-    Attributes
-    ----------
-    fit_all : callable
-        `FitAll`. A model it returns assigns new customers with its own ``predict``; where it returns
-        None (Ward, HDBSCAN), a nearest-neighbour classifier learned on the labels does.
-    spaces : tuple of str
-        The spaces (`SPACES`) it runs in.
-    finds_k : bool
-        It finds its own number of segments (k is None); its noise goes to the nearest segment.
-    split_by_k : bool
-        The search fits each k as its own unit of work (spread over the workers).
-    """
-
-    fit_all: FitAll
-    spaces: tuple[str, ...]
-    finds_k: bool = False
-    split_by_k: bool = False
-
-
-MODEL_SPECS = {
-    "kmeans": ModelSpec(_each_k(_kmeans), ("features", "tsne"), split_by_k=True),
-    "tiers": ModelSpec(_each_k(_tiers), ("predicted",)),
-    "gmm": ModelSpec(_each_k(_gmm), ("features", "tsne"), split_by_k=True),
-    "ward": ModelSpec(_ward, ("features", "tsne")),
-    "hdbscan": ModelSpec(_each_k(_hdbscan), ("features", "tsne"), finds_k=True),
-}
-"""The candidate models. The predicted score is one number per customer: equal tiers cut it;
-clustering it isolates its tails (k-means on it left segments of 1% on the UCI file and never won
-on any shop tried, benchmarks/results/families.md)."""
-MODELS = tuple(MODEL_SPECS)
-
-
-def _fit_model(model: str, points: np.ndarray, k: int | None, seed: int) -> tuple:
-    """Fit one model on ``points``; returns (fitted model or None, labels 0..k-1 with HDBSCAN noise -1)."""
-    return MODEL_SPECS[model].fit_all(points, [k], seed)[k]
-
-
-def _attach_noise(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Give HDBSCAN's noise points the label of the nearest segment centre; labels become 0.. contiguous."""
-    found = np.unique(labels[labels >= 0])
-    if len(found) == 0:
-        return np.zeros(len(labels), dtype=int)
-    centres = np.array([points[labels == c].mean(axis=0) for c in found])
-    noise = labels < 0
-    nearest = ((points[noise, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-    labels = labels.copy()
-    labels[noise] = found[nearest]
-    return np.searchsorted(found, labels)
-
-
-@dataclass
-class _Search:
-    """What every candidate of one fit shares: the backtest customers, their folds and resamples."""
-
-    customers: pd.DataFrame
-    outcomes: Outcomes | None
-    folds: np.ndarray | None
-    resamples: list[np.ndarray]
-    feature_points: np.ndarray
-    evaluation: np.ndarray
-    distances: np.ndarray | None
-    options: ClusterOptions
-    seed: int
-    spaces: dict = field(default_factory=dict)
-
-    def points(self, space: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """Return the search customers (or ``rows`` of them, refitted on those alone) in ``space``."""
-        options = self.options
-        customers = self.customers if rows is None else self.customers.iloc[rows]
-        if space == "predicted":
-            outcomes = self.outcomes if rows is None else self.outcomes.take(rows)
-            score = NextValueScore(features=options.features, interests=options.interests).fit(customers, outcomes)
-            return score.transform(customers)
-        if space == "tsne":
-            embedding = self.spaces["tsne"]
-            return embedding if rows is None else embedding[rows]
-        if rows is None:
-            return self.feature_points
-        return FeatureSpace(features=options.features, interests=options.interests).fit_transform(customers)
-
-
-def _candidate_unit(search: _Search, space: str, model: str, ks: list) -> list[tuple[dict, np.ndarray, tuple]]:
-    """Every candidate of one model in one space: labels, out-of-fold predictions, metrics, stability."""
-    fit_all, seed = MODEL_SPECS[model].fit_all, search.seed
-    points = search.points(space)
-    full = {k: labels for k, (_, labels) in fit_all(points, ks, seed).items()}
-    # Stability: the whole recipe (space and model) refitted on each subsample.
-    again = [
-        {k: labels for k, (_, labels) in fit_all(search.points(space, rows), ks, seed).items()}
-        for rows in search.resamples
-    ]
-    predictions = {k: None for k in ks}
-    if search.outcomes is not None:
-        predictions = _out_of_fold(search, space, model, ks, full)
-    results = []
-    for k, labels in full.items():
-        stability = np.mean(
-            [adjusted_rand_score(labels[r], refit[k]) for r, refit in zip(search.resamples, again, strict=True)]
-        )
-        row = _metrics(search, space, model, points, labels, stability)
-        results.append((row, labels, predictions[k]))
-    return results
-
-
-def _out_of_fold(search: _Search, space: str, model: str, ks: list, full: dict) -> dict:
-    """Out-of-fold (p_return, p_log_revenue) of each k: supervised spaces are refitted per fold."""
-    outcomes, folds = search.outcomes, search.folds
-    predictions = {k: (np.empty(len(folds)), np.empty(len(folds))) for k in ks}
-    for fold in np.unique(folds):
-        test = folds == fold
-        train_rows = np.flatnonzero(~test)
-        if space == "predicted":
-            score = NextValueScore(features=search.options.features, interests=search.options.interests)
-            score.fit(search.customers.iloc[train_rows], outcomes.take(train_rows))
-            points = score.transform(search.customers)
-        for k in ks:
-            if space == "predicted":
-                fitted, train_labels = _fit_model(model, points[~test], k, search.seed)
-                test_labels = fitted.predict(points[test])
-            else:
-                train_labels, test_labels = full[k][~test], full[k][test]
-            p_return, p_value = rate_predictions(train_labels, test_labels, outcomes.take(train_rows))
-            predictions[k][0][test], predictions[k][1][test] = p_return, p_value
-    return predictions
-
-
-def _metrics(search: _Search, space: str, model: str, space_points, labels, stability) -> dict:
-    """Separation metrics of one candidate, all measured in the scaled feature space."""
-    fitted = search.feature_points
-    if MODEL_SPECS[model].finds_k:
-        assigned = _attach_noise(space_points, labels)
-    else:
-        assigned = np.unique(labels, return_inverse=True)[1]
-    segments = int(assigned.max() + 1)
-    row = {
-        "space": space,
-        "model": model,
-        "n_segments": segments,
-        "silhouette": np.nan,
-        "calinski_harabasz": np.nan,
-        "davies_bouldin": np.nan,
-        "stability": round(float(stability), 4),
-        "smallest_share": round(float(np.bincount(assigned).min() / len(assigned)), 4),
-        "noise_share": round(float((labels < 0).mean()), 4),
-    }
-    if segments >= 2:
-        rows = search.evaluation
-        if search.distances is not None:
-            silhouette = silhouette_score(search.distances, assigned[rows], metric="precomputed")
-        else:
-            silhouette = silhouette_score(fitted[rows], assigned[rows])
-        row["silhouette"] = round(float(silhouette), 4)
-        row["calinski_harabasz"] = round(float(calinski_harabasz_score(fitted, assigned)), 1)
-        row["davies_bouldin"] = round(float(davies_bouldin_score(fitted, assigned)), 4)
-    return row
 
 
 def eligible_candidates(table: pd.DataFrame, options: ClusterOptions) -> pd.Series:
@@ -632,15 +270,28 @@ class Segmentation(ClusterMixin, BaseEstimator):
         searched = backtest if by_validity else customers
         positions = sample_positions(len(searched), options.search_customers, self.random_state)
         searched = searched.iloc[positions].reset_index(drop=True)
-        search = self._search_context(searched, options, by_validity)
-        units = self._units(options, by_validity, len(searched))
+        search = Search.prepare(
+            searched,
+            features=options.features,
+            interests=options.interests,
+            stability_resamples=options.stability_resamples,
+            silhouette_sample=options.silhouette_sample,
+            folds=self._backtest_options().folds if by_validity else None,
+            seed=self.random_state,
+        )
+        low, high = options.segment_range()
+        ks = [k for k in range(low, high + 1) if k < len(searched)]
+        models = [options.model] if options.model else list(options.models)
+        units = candidate_units(models, options.spaces, ks, by_validity=by_validity)
         if not units:
             raise ConfigError(
                 f"[cluster] no candidate: models {options.model or options.models} in spaces {options.spaces}"
                 + ("" if by_validity else " (the predicted space needs a backtest)")
             )
         final_space = FeatureSpace(features=options.features, interests=options.interests).fit(customers)
-        results, map_points = self._run_units(search, units, final_space.transform(customers))
+        map_rows = sample_positions(n, options.map_customers, self.random_state) if options.map_customers else None
+        map_points = None if map_rows is None else final_space.transform(customers)[map_rows]
+        results, map_embedding = run_units(search, units, tsne_space="tsne" in options.spaces, map_points=map_points)
         table = pd.DataFrame([row for row, _, _ in results])
         if by_validity:
             table = self._add_scores(table, [p for _, _, p in results], search)
@@ -649,77 +300,15 @@ class Segmentation(ClusterMixin, BaseEstimator):
         self.chosen_ = self.candidates_[self.candidates_.chosen].iloc[0].to_dict()
         self._refit(customers, final_space, searched, search.outcomes, options)
         self.embedding_ = None
-        if map_points is not None:
+        if map_rows is not None:
             self.embedding_ = np.full((n, 2), np.nan)
-            self.embedding_[map_points[0]] = map_points[1]
+            self.embedding_[map_rows] = map_embedding
         return self
-
-    def _search_context(self, searched: pd.DataFrame, options: ClusterOptions, by_validity: bool) -> _Search:
-        rng = np.random.default_rng(self.random_state)
-        feature_points = FeatureSpace(features=options.features, interests=options.interests).fit_transform(searched)
-        evaluation = sample_positions(len(searched), options.silhouette_sample, self.random_state)
-        # One distance matrix serves every candidate's silhouette.
-        distances = pairwise_distances(feature_points[evaluation]) if len(evaluation) <= 6000 else None
-        size = int(0.8 * len(searched))
-        resamples = [
-            np.sort(rng.choice(len(searched), size, replace=False)) for _ in range(options.stability_resamples)
-        ]
-        outcomes = Outcomes.of(searched) if by_validity else None
-        folds = fold_ids(len(searched), self._backtest_options().folds, self.random_state) if by_validity else None
-        return _Search(
-            searched, outcomes, folds, resamples, feature_points, evaluation, distances, options, self.random_state
-        )
-
-    def _units(self, options: ClusterOptions, by_validity: bool, n: int) -> list[tuple[str, str, list]]:
-        low, high = options.segment_range()
-        ks = [k for k in range(low, high + 1) if k < n]
-        models = [options.model] if options.model else list(options.models)
-        units = []
-        for space in options.spaces:
-            if space == "predicted" and not by_validity:
-                continue
-            for model in models:
-                spec = MODEL_SPECS[model]
-                if space not in spec.spaces:
-                    continue
-                if spec.split_by_k:
-                    units.extend((space, model, [k]) for k in ks)
-                else:
-                    units.append((space, model, [None] if spec.finds_k else ks))
-        return units
-
-    def _run_units(self, search: _Search, units: list, final_points: np.ndarray):
-        """Run the candidate units on every core; t-SNE (space and map) alongside the first wave."""
-        options = self.options or ClusterOptions()
-        map_rows = None
-        if options.map_customers:
-            map_rows = sample_positions(len(final_points), options.map_customers, self.random_state)
-        with threadpool_limits(limits=1, user_api="blas"):
-            parallel = Parallel(n_jobs=-1)
-            extra = []
-            if "tsne" in options.spaces:
-                extra.append(delayed(_tsne)(search.feature_points, self.random_state))
-            if map_rows is not None:
-                extra.append(delayed(_tsne)(final_points[map_rows], self.random_state))
-            first = [i for i, unit in enumerate(units) if unit[0] != "tsne"]
-            done = parallel(extra + [delayed(_candidate_unit)(search, *units[i]) for i in first])
-            embedded = done[: len(extra)]
-            groups = dict(zip(first, done[len(extra) :], strict=True))
-            if "tsne" in options.spaces:
-                search.spaces["tsne"] = embedded.pop(0)
-            second = [i for i, unit in enumerate(units) if unit[0] == "tsne"]
-            for i, group in zip(
-                second, parallel(delayed(_candidate_unit)(search, *units[i]) for i in second), strict=True
-            ):
-                groups[i] = group
-        results = [result for i in range(len(units)) for result in groups[i]]
-        map_points = (map_rows, embedded[0]) if map_rows is not None else None
-        return results, map_points
 
     def _backtest_options(self) -> BacktestOptions:
         return self.backtest_options or BacktestOptions()
 
-    def _add_scores(self, table: pd.DataFrame, predictions: list, search: _Search) -> pd.DataFrame:
+    def _add_scores(self, table: pd.DataFrame, predictions: list, search: Search) -> pd.DataFrame:
         weights = bootstrap_weights(len(search.customers), self._backtest_options().bootstrap, self.random_state)
         scores: list[Scores] = [
             score_predictions(p_return, p_value, search.outcomes, weights) for p_return, p_value in predictions
@@ -766,10 +355,10 @@ class Segmentation(ClusterMixin, BaseEstimator):
             self.space_ = final_space
             points = final_space.transform(customers)
             if space == "tsne":
-                points = _tsne(points, self.random_state)
-        fitted, raw = _fit_model(model, points, k, self.random_state)
+                points = tsne(points, self.random_state)
+        fitted, raw = fit_model(model, points, k, self.random_state)
         self.noise_ = raw < 0
-        raw = _attach_noise(points, raw) if finds_k else raw
+        raw = attach_noise(points, raw) if finds_k else raw
         found, contiguous = np.unique(raw, return_inverse=True)
         order = _value_order(customers, contiguous)
         labels = order[contiguous]
@@ -836,23 +425,3 @@ def _value_order(customers: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
     for position, cluster in enumerate(ranked):
         order[cluster] = position
     return order
-
-
-def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
-    """Embed in 2-D with openTSNE (perplexity 50 as in the course, capped for small data)."""
-    from openTSNE import TSNE
-
-    perplexity = float(min(50, max(5, (len(points) - 1) // 3)))
-    # One thread: it runs on one worker next to the candidate search. A shorter schedule than
-    # the default (250 + 500 iterations): the embedding only has to separate groups, and it
-    # runs beside the search. Exact neighbours: on a few features and a few thousand points they
-    # are quicker than building an approximate index.
-    embedding = TSNE(
-        perplexity=perplexity,
-        n_jobs=1,
-        random_state=seed,
-        early_exaggeration_iter=125,
-        n_iter=250,
-        neighbors="exact",
-    ).fit(points)
-    return np.asarray(embedding)

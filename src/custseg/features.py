@@ -2,13 +2,17 @@
 
 Every later stage (RFM, clustering, profiles, prediction) reads one row per customer. This module
 computes it from the kept purchase lines with the definitions stated in the README, as Ibis
-expressions, so that the same code runs on DuckDB and on Spark.
+expressions, so that the same code runs on DuckDB and on Spark. Its `CATALOGUE` says, once, what
+unit each feature is in, how the models transform it and which of them read it.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -21,24 +25,180 @@ from custseg.schema import EXACT, exact_sum
 
 SECONDS_PER_DAY = 86_400
 RECENT_WINDOW_DAYS = 90
+SHARE_PREFIX = "share_"
+"""Interest share columns are ``share_<category>``, one per product category (`interest_columns`)."""
 
-FEATURE_COLUMNS = (
-    "customer_id",
-    "first_order_at",
-    "last_order_at",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "distinct_products",
-    "lines",
-    "returned_share",
-    "main_country",
-    "mean_days_between_orders",
-    "orders_90d",
-    "revenue_90d",
+
+# -- the catalogue ---------------------------------------------------------------------------------
+
+
+class Unit(StrEnum):
+    """What a customer feature counts or measures."""
+
+    ID = "id"
+    TIMESTAMP = "timestamp"
+    LABEL = "label"
+    DAYS = "days"
+    ORDERS = "orders"
+    LINES = "lines"
+    PRODUCTS = "products"
+    CURRENCY = "currency"
+    FRACTION = "0 to 1"
+
+
+MAGNITUDES = frozenset({Unit.DAYS, Unit.ORDERS, Unit.LINES, Unit.PRODUCTS, Unit.CURRENCY})
+"""Units of counts, amounts and durations: zero or more, with a long tail."""
+
+
+class Transform(StrEnum):
+    """How `custseg.spaces.FeatureSpace` turns a feature into a number before robust scaling.
+
+    ``log1p``: log1p(max(x, 0)), for long-tailed counts and amounts. ``typical gaps``:
+    log1p(max(days, 0) / the shop's typical days between orders, `typical_gap_days`): a customer
+    one gap from their last order differs from one ten gaps away, two customers a day apart do
+    not. ``as is``: the value itself.
+    """
+
+    LOG1P = "log1p"
+    TYPICAL_GAPS = "typical gaps"
+    AS_IS = "as is"
+
+
+class Use(StrEnum):
+    """What reads a customer feature by default.
+
+    ``segments``: the learned segments (`custseg.cluster.ClusterOptions.features`). ``value``: the
+    value model (`custseg.value.VALUE_FEATURES`). ``value per quarter``: a total over the customer's
+    whole history, which the value model reads per 90 days of tenure (`custseg.value.per_quarter`).
+    ``early``: the early models (`custseg.early.model_inputs`), which take log1p of counts, amounts
+    and days (`MAGNITUDES`) whatever their transform, numbers from 0 to 1 as they are, labels as
+    categories, and the first order's hour, month and weekday.
+    """
+
+    SEGMENTS = "segments"
+    VALUE = "value"
+    VALUE_PER_QUARTER = "value per quarter"
+    EARLY = "early"
+
+
+@dataclass(frozen=True)
+class CustomerFeature:
+    """One column of the customers table, or one family of columns, as the models read it.
+
+    Attributes
+    ----------
+    name : str
+        The column; a family's name ends in ``*`` (``share_*``: one column per product category).
+    unit : Unit
+    transform : Transform or None
+        How segments and the value model read it (`custseg.spaces.FeatureSpace`), before robust
+        scaling; None: not a number (an id, a time, a label).
+    used_by : tuple of Use
+        What reads it by default.
+    """
+
+    name: str
+    unit: Unit
+    transform: Transform | None
+    used_by: tuple[Use, ...]
+
+    @property
+    def is_family(self) -> bool:
+        """True for a family of columns (``share_*``)."""
+        return self.name.endswith("*")
+
+
+CUSTOMER_FEATURES = (
+    CustomerFeature("customer_id", Unit.ID, None, ()),
+    CustomerFeature("first_order_at", Unit.TIMESTAMP, None, (Use.EARLY,)),
+    CustomerFeature("last_order_at", Unit.TIMESTAMP, None, ()),
+    CustomerFeature("recency_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.VALUE)),
+    CustomerFeature("frequency", Unit.ORDERS, Transform.LOG1P, (Use.SEGMENTS, Use.VALUE, Use.VALUE_PER_QUARTER)),
+    CustomerFeature(
+        "monetary", Unit.CURRENCY, Transform.LOG1P, (Use.SEGMENTS, Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)
+    ),
+    CustomerFeature("avg_order_value", Unit.CURRENCY, Transform.LOG1P, (Use.VALUE, Use.EARLY)),
+    CustomerFeature("tenure_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.VALUE, Use.EARLY)),
+    CustomerFeature("distinct_products", Unit.PRODUCTS, Transform.LOG1P, (Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)),
+    CustomerFeature("lines", Unit.LINES, Transform.LOG1P, (Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)),
+    CustomerFeature("returned_share", Unit.FRACTION, Transform.AS_IS, (Use.VALUE,)),
+    CustomerFeature("main_country", Unit.LABEL, None, (Use.EARLY,)),
+    # As is, unlike the other day counts: so the value model has always read it (a one-order
+    # customer's null as 0); reading it in typical gaps would change its fits, a change to measure.
+    CustomerFeature("mean_days_between_orders", Unit.DAYS, Transform.AS_IS, (Use.VALUE, Use.EARLY)),
+    CustomerFeature("orders_90d", Unit.ORDERS, Transform.LOG1P, (Use.VALUE,)),
+    CustomerFeature("revenue_90d", Unit.CURRENCY, Transform.LOG1P, (Use.VALUE,)),
 )
+"""The columns of `customer_features`, in its order (what each is: its docstring)."""
+
+INTEREST_FEATURES = (
+    # Segments and the value model read the shares too with interests = true.
+    CustomerFeature(f"{SHARE_PREFIX}*", Unit.FRACTION, Transform.AS_IS, (Use.EARLY,)),
+    CustomerFeature("dominant_category", Unit.LABEL, None, (Use.EARLY,)),
+    CustomerFeature("breadth", Unit.FRACTION, Transform.AS_IS, (Use.EARLY,)),
+)
+"""The columns of `customer_interests` after customer_id, in its order."""
+
+CATALOGUE = CUSTOMER_FEATURES + INTEREST_FEATURES
+"""Every customer feature, declared once: its unit, its transform and what reads it.
+
+The models read this instead of lists of their own: `custseg.spaces.FeatureSpace` transforms each
+column as `transform_of` says; the defaults of the segments, the value model and its per-quarter
+totals, and the early models' inputs are `features_used_by` their `Use`.
+
+Adding a customer feature takes two files: in this one, its entry here (in `CUSTOMER_FEATURES` or
+`INTEREST_FEATURES`, where its column comes in the table), its expression and its definition in
+`customer_features` (or `customer_interests`); in ``tests/test_features.py``, its value on the
+hand-made customers. Every model then reads it as its entry says. Its definition also goes in
+``docs/definitions.md``, where users look features up (a test checks that every entry is named there).
+"""
+
+_BY_NAME = {feature.name: feature for feature in CATALOGUE}
+
+
+def catalogued(column: str) -> CustomerFeature:
+    """Return the catalogue entry of a customers-table column (``share_c01``: the ``share_*`` family).
+
+    Raises
+    ------
+    KeyError
+        For a column outside the catalogue.
+    """
+    if column.startswith(SHARE_PREFIX):
+        return _BY_NAME[f"{SHARE_PREFIX}*"]
+    return _BY_NAME[column]
+
+
+def transform_of(column: str) -> Transform | None:
+    """Return how `custseg.spaces.FeatureSpace` reads ``column``: its catalogue transform.
+
+    A column outside the catalogue (an RFM score, say, named in ``[cluster] features``) is read as is.
+    """
+    try:
+        return catalogued(column).transform
+    except KeyError:
+        return Transform.AS_IS
+
+
+def features_used_by(use: Use) -> tuple[str, ...]:
+    """Return the columns ``use`` reads by default, in catalogue order (families left out).
+
+    >>> features_used_by(Use.SEGMENTS)
+    ('recency_days', 'frequency', 'monetary', 'tenure_days')
+    """
+    return tuple(feature.name for feature in CATALOGUE if use in feature.used_by and not feature.is_family)
+
+
+def interest_shares(columns: Iterable[str]) -> list[str]:
+    """Return the interest share columns (the ``share_*`` family) among ``columns``, in their order."""
+    return [column for column in columns if column.startswith(SHARE_PREFIX)]
+
+
+FEATURE_COLUMNS = tuple(feature.name for feature in CUSTOMER_FEATURES)
+"""The columns of `customer_features`, in order."""
+
+
+# -- computing the features ------------------------------------------------------------------------
 
 
 def reference_date(last_transaction_at: datetime.datetime) -> datetime.datetime:
@@ -151,7 +311,8 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
         count lines with net quantity above 0; returned_share is returned / purchased quantity;
         main_country is the country with the most revenue (ties: first by name);
         mean_days_between_orders = (last - first order) / (frequency - 1) in days, null for one
-        order; orders_90d and revenue_90d cover the 90 days before ``as_of``.
+        order; orders_90d and revenue_90d cover the 90 days before ``as_of``. Their units, how the
+        models transform them and which models read them: `CUSTOMER_FEATURES`.
     """
     parts = order_parts(lines, as_of)
     per_order = _orders(parts)
@@ -251,7 +412,9 @@ def with_customer_columns(customers: ir.Table, more: ir.Table) -> ir.Table:
 
 def interest_columns(categories: list[str]) -> dict[str, str]:
     """Category id -> the customers-table column of its revenue share (``share_c01``, ...)."""
-    return {category: f"share_{re.sub(r'[^a-z0-9]+', '_', category.lower()).strip('_')}" for category in categories}
+    return {
+        category: f"{SHARE_PREFIX}{re.sub(r'[^a-z0-9]+', '_', category.lower()).strip('_')}" for category in categories
+    }
 
 
 def customer_interests(lines: ir.Table, products: ir.Table, categories: list[str], as_of: AsOf) -> ir.Table:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 5
-"""Layout version of the model folder (5: settings [backtest] and [early], module custseg.backtest)."""
+MODEL_VERSION = 6
+"""Layout version of the model folder (6: FeatureSpace and NextValueScore in custseg.spaces, QuantileTiers in
+custseg.candidates)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
@@ -40,11 +41,11 @@ VALUE_FILE = "value.skops"
 MODEL_FILES = (SEGMENTATION_FILE, EARLY_FILE, VALUE_FILE)
 TRUSTED_TYPES = frozenset(
     {
+        "custseg.candidates.QuantileTiers",
         "custseg.cluster.ClusterOptions",
-        "custseg.cluster.FeatureSpace",
-        "custseg.cluster.NextValueScore",
-        "custseg.cluster.QuantileTiers",
         "custseg.cluster.Segmentation",
+        "custseg.spaces.FeatureSpace",
+        "custseg.spaces.NextValueScore",
         "custseg.backtest.BacktestOptions",
         "custseg.early.EarlyClassifier",
         "custseg.early.LookupClassifier",

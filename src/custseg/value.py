@@ -28,25 +28,14 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from custseg.backtest import Outcomes, Scores, score_predictions, value_scores
-from custseg.cluster import FeatureSpace
 from custseg.errors import ConfigError
+from custseg.features import Use, features_used_by
+from custseg.spaces import FeatureSpace
 
-VALUE_FEATURES = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "distinct_products",
-    "lines",
-    "returned_share",
-    "mean_days_between_orders",
-    "orders_90d",
-    "revenue_90d",
-)
-"""The customer columns the value model reads by default."""
-CUMULATIVE_FEATURES = ("frequency", "monetary", "lines", "distinct_products")
-"""Totals over a customer's whole history: the value model reads them per quarter of tenure (`per_quarter`)."""
+VALUE_FEATURES = features_used_by(Use.VALUE)
+"""The customer columns the value model reads by default (in `custseg.features.CATALOGUE`, ``Use.VALUE``)."""
+CUMULATIVE_FEATURES = features_used_by(Use.VALUE_PER_QUARTER)
+"""Totals over a customer's whole history, which the value model reads per quarter of tenure (`per_quarter`)."""
 RATE_DAYS = 90
 TARGETS = ("p_order_again", "expected_orders", "expected_revenue")
 """What the value model predicts per customer, in the order of its columns."""
@@ -188,7 +177,7 @@ class ValueOptions:
     models : list of str
         Candidate learners (`MODELS`), scored out of fold on the backtest; the best wins.
     features : list of str
-        Customer columns read (`custseg.cluster.FeatureSpace` transforms and scales them).
+        Customer columns read (`custseg.spaces.FeatureSpace` transforms and scales them).
     interests : bool
         Also read the category shares.
     """

@@ -18,11 +18,11 @@ from custseg.backtest import (
     score_labels,
     segment_outcomes,
 )
-from custseg.cluster import FeatureSpace
 from custseg.record import BacktestSection, Ceilings, RFMBacktest, Skipped, frozen
 from custseg.rfm import RFMScorer
 from custseg.sampling import rows_at_most
 from custseg.settings import Settings
+from custseg.spaces import FeatureSpace
 from custseg.stages import Store
 from custseg.stages.clean import Cleaned
 from custseg.stages.customers import Features
