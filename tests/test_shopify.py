@@ -108,7 +108,7 @@ def cleaned(tmp_path_factory):
 
 
 def test_the_header_of_shopifys_export_is_recognised():
-    assert detect_preset(HEADER) == "shopify"
+    assert detect_preset(HEADER).name == "shopify"
 
 
 def test_an_export_is_read_with_no_mapping_one_customer_per_email(cleaned):
