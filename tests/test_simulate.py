@@ -7,10 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from custseg import simulate
 from custseg.cli import app
 from custseg.pipeline import run
-from custseg.simulate import PRODUCT_KINDS, SEGMENTS, simulate_to_files
+from custseg.simulate import PRODUCT_KINDS, SEGMENTS, simulate_to_files, transactions
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ def test_every_kind_of_dirt_is_present_and_reported_by_cleaning(shop, tmp_path):
 
 
 def test_chunks_continue_ids_and_invoice_numbers(tmp_path, monkeypatch):
-    monkeypatch.setattr(simulate, "CUSTOMERS_PER_CHUNK", 100)
+    monkeypatch.setattr(transactions, "CUSTOMERS_PER_CHUNK", 100)
     files = simulate_to_files(tmp_path / "x.parquet", 250, seed=1)
     log = pq.read_table(files.log).to_pandas()
     assert pq.ParquetFile(files.log).metadata.num_row_groups == 3
