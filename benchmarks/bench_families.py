@@ -40,7 +40,7 @@ def search(data: Path, out: Path, as_of: datetime.date | None, every: bool) -> t
     else:
         cluster = dataclasses.replace(settings.cluster, map_customers=0)
     result = run(data, out, dataclasses.replace(settings, cluster=cluster), until="segments")
-    return pd.DataFrame(result.manifest["segments"]["candidates"]), result.manifest["timings_s"]["segments"]
+    return pd.DataFrame(result.record.segments.candidates), result.record.timings_s["segments"]
 
 
 def main() -> None:

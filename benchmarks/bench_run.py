@@ -6,7 +6,11 @@ writes it today in vectorised pandas and scikit-learn (cancellations matched, R 
 k-means over k, t-SNE + k-means over k, a random forest). Both do less than custseg (no audit
 trail, product categories, interests, RFM map, backtest, profiles, early models or report).
 
-    python benchmarks/bench_run.py [--repeats 3]
+    python benchmarks/bench_run.py [--repeats 3] [--against OTHER/src]
+
+``--against`` also times the same run with another checkout of custseg (its ``src`` folder, say a
+worktree of the commit before a change), the two alternating repeat by repeat, and prints the ratio
+of their medians: a change that must not slow the run is checked in one run, on one machine.
 """
 
 from __future__ import annotations
@@ -27,34 +31,48 @@ DATA = HERE.parent.parent / "shared" / "data" / "online_retail.parquet"
 RESULTS = HERE / "results"
 CHILD = """
 import json, sys, time
+from pathlib import Path
 from custseg.pipeline import run
 from measure import peak_mb
 start = time.perf_counter()
-result = run(sys.argv[1], sys.argv[2])
-print(json.dumps({"seconds": time.perf_counter() - start, "stages": result.manifest["timings_s"]}))
+run(sys.argv[1], sys.argv[2])
+seconds = time.perf_counter() - start
+# run.json's timings, read as a file: the same key in every layout of the record.
+stages = json.loads((Path(sys.argv[2]) / "run.json").read_text())["timings_s"]
+print(json.dumps({"seconds": seconds, "stages": stages}))
 print(f"{peak_mb():.0f}")
 """
+
+
+def timed_run(folder: str, source: Path | None) -> dict:
+    """One full run in a fresh process: its seconds, each stage's and its peak memory."""
+    prefix = f"import sys; sys.path.insert(0, {str(HERE)!r})\n"
+    if source is not None:
+        prefix += f"sys.path.insert(0, {str(source)!r})\n"
+    measured = measure([sys.executable, "-c", prefix + CHILD, str(DATA), folder])
+    return {**json.loads(measured.stdout.splitlines()[0]), "peak_mb": measured.peak_mb}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout's src folder, timed in the same run")
     args = parser.parse_args()
-    runs = []
+    runs, baseline = [], []
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(args.repeats):
-            measured = measure(
-                [
-                    sys.executable,
-                    "-c",
-                    f"import sys; sys.path.insert(0, {str(HERE)!r})\n" + CHILD,
-                    str(DATA),
-                    f"{folder}/run{repeat}",
-                ]
-            )
-            runs.append({**json.loads(measured.stdout.splitlines()[0]), "peak_mb": measured.peak_mb})
+            runs.append(timed_run(f"{folder}/run{repeat}", None))
+            if args.against is not None:
+                baseline.append(timed_run(f"{folder}/against{repeat}", args.against.resolve()))
     stages = {name: statistics.median(r["stages"][name] for r in runs) for name in runs[0]["stages"]}
     total = statistics.median(r["seconds"] for r in runs)
+    if baseline:
+        against = statistics.median(r["seconds"] for r in baseline)
+        print(
+            f"this checkout {total:.2f} s, {args.against} {against:.2f} s (medians of {args.repeats}, alternating): "
+            f"ratio this / other = {total / against:.3f}; runs: {[round(r['seconds'], 1) for r in runs]} against "
+            f"{[round(r['seconds'], 1) for r in baseline]}"
+        )
     notebook = measure([sys.executable, str(HERE / "pandas_baseline.py"), "course_notebook", str(DATA)])
     notebook_seconds = float(notebook.stdout.split()[0])
     vectorised = measure([sys.executable, str(HERE / "pandas_baseline.py"), "course_vectorised", str(DATA)])

@@ -34,11 +34,11 @@ CHILD = (
     + """result = run({log!r}, {out!r}, Settings(engine=engine))
 seconds = time.perf_counter() - start
 facts = {{
-    "stages_s": result.manifest["timings_s"],
-    "customers": result.manifest["customers"]["count"],
-    "fitted_on": result.manifest["segments"]["fitted_on_customers"],
-    "profiled_on": result.manifest["segments"]["profiled_on_customers"],
-    "early_learned_from": result.manifest["early"]["learned_from_customers"],
+    "stages_s": result.record.timings_s,
+    "customers": result.record.customers.count,
+    "fitted_on": result.record.segments.fitted_on_customers,
+    "profiled_on": result.record.segments.profiled_on_customers,
+    "early_learned_from": result.record.early.learned_from_customers,
 }}
 print(json.dumps(facts), seconds, peak_mb())
 """

@@ -33,14 +33,14 @@ sys.path.insert(0, {here!r})
 from custseg.pipeline import run
 from measure import peak_mb
 result = run({log!r}, {out!r}, until="segments")
-segments = result.manifest["segments"]
+segments, backtest = result.record.segments, result.record.backtest
 print(json.dumps({{
-    "stages_s": result.manifest["timings_s"],
-    "customers": result.manifest["customers"]["count"],
-    "backtest_customers": result.manifest["validation"].get("customers"),
-    "searched_on": segments.get("searched_on_customers"),
-    "fitted_on": segments.get("fitted_on_customers"),
-    "chosen": "{{model}} on {{space}}, {{n_segments}}".format(**segments["chosen"]),
+    "stages_s": result.record.timings_s,
+    "customers": result.record.customers.count,
+    "backtest_customers": getattr(backtest, "customers", None),
+    "searched_on": segments.searched_on_customers,
+    "fitted_on": segments.fitted_on_customers,
+    "chosen": "{{model}} on {{space}}, {{n_segments}}".format(**segments.chosen),
 }}))
 print(f"{{peak_mb():.0f}}")
 """

@@ -27,7 +27,7 @@ CHILD = (
     RUN_PRELUDE
     + """result = run({log!r}, {out!r}, Settings(engine=engine), until="rfm")
 seconds = time.perf_counter() - start
-print(json.dumps(result.manifest["timings_s"]), seconds, result.manifest["customers"]["count"], peak_mb())
+print(json.dumps(result.record.timings_s), seconds, result.record.customers.count, peak_mb())
 """
 )
 

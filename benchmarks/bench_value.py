@@ -122,22 +122,22 @@ def prepared(data: Path, cut: datetime.datetime | None):
         table = table.filter(pc.less(table["InvoiceDate"], pa.scalar(cut, pa.timestamp("ns"))))
     stages = Stages(as_of=cut.date() if cut else None)
     read = stages.read(table)
-    cleaned = stages.clean(read)
-    products = stages.products(cleaned)
-    features = stages.features(read, cleaned, products)
-    return stages, cleaned, products, features
+    clean = stages.clean(read)
+    products = stages.products(clean)
+    features = stages.features(read, clean, products)
+    return stages, clean, products, features
 
 
 def backtest_protocol(data: Path) -> dict:
-    stages, cleaned, products, features = prepared(data, None)
-    backtest = stages.backtest(cleaned, products, features)
+    stages, clean, products, features = prepared(data, None)
+    backtest = stages.backtest(clean, products, features)
     customers = backtest.customers
     actual = customers[["next_orders", "next_revenue"]]
     start = backtest_date(features.as_of, HORIZON)
     (model, candidates, chosen), seconds = timed(
         choose_model, customers, ValueOptions(), backtest.folds, backtest.weights, 0
     )
-    order_table = orders(cleaned.lines, features.as_of).execute()
+    order_table = orders(clean.lines, features.as_of).execute()
     bg, bg_seconds = timed(bgnbd_gamma_gamma, order_table, customers.customer_id, start)
     linear, linear_seconds = timed(linear_out_of_fold, customers, fold_ids(len(customers), 5, 0))
     return {
@@ -154,10 +154,10 @@ def backtest_protocol(data: Path) -> dict:
 
 
 def forward_protocol(data: Path, cut: datetime.datetime, full_lines) -> dict:
-    stages, cleaned, products, features = prepared(data, cut)
-    backtest = stages.backtest(cleaned, products, features)
+    stages, clean, products, features = prepared(data, cut)
+    backtest = stages.backtest(clean, products, features)
     history = backtest.customers
-    now = features.customers.order_by("customer_id").execute()
+    now = features.table.order_by("customer_id").execute()
     after = window_outcomes(full_lines, cut, cut + datetime.timedelta(days=HORIZON)).execute()
     actual = join_outcomes(now, after)[["next_orders", "next_revenue"]]
 
@@ -166,7 +166,7 @@ def forward_protocol(data: Path, cut: datetime.datetime, full_lines) -> dict:
         return model.predict(now), chosen.model
 
     (predicted, chosen), seconds = timed(custseg_value)
-    order_table = orders(cleaned.lines, cut).execute()
+    order_table = orders(clean.lines, cut).execute()
     bg, bg_seconds = timed(bgnbd_gamma_gamma, order_table, now.customer_id, cut)
     linear, linear_seconds = timed(linear_log, history, now)
     return {

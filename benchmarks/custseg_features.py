@@ -36,7 +36,7 @@ def from_lines(path: str, memory_limit: str | None) -> tuple[float, int]:
 def from_log(path: str, out: str, memory_limit: str | None) -> tuple[float, int]:
     start = time.perf_counter()
     result = run(path, out, Settings(engine=EngineOptions(memory_limit=memory_limit)), until="features")
-    return time.perf_counter() - start, result.manifest["customers"]["count"]
+    return time.perf_counter() - start, result.record.customers.count
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def score_cut(data: Path, cut: datetime.date, horizon: int, folder: Path) -> dic
     joined = join_outcomes(customers, after)
     outcomes = Outcomes.of(joined)
     space = FeatureSpace(features=["recency_days", "frequency", "monetary", "tenure_days"]).fit(joined)
-    chosen = result.manifest["segments"]["chosen"]
+    chosen = result.record.segments.chosen
     return {
         "cut": str(cut),
         "customers": len(joined),

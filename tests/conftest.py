@@ -31,10 +31,20 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def uci_run(shared_data, tmp_path_factory):
-    """The full DuckDB run on the real Parquet file (shared by the real-data and Spark tests)."""
-    from custseg.pipeline import run
+    """The full DuckDB run on the real Parquet file, as a person runs it: ``custseg run`` in a terminal.
 
-    return run(shared_data / "online_retail.parquet", tmp_path_factory.mktemp("uci") / "out")
+    Shared by the real-data, Spark and database tests, which read its output folder; it must end
+    with exit 0, no traceback, and the report's path printed (the terminal's Rich summary).
+    """
+    from custseg.pipeline import RunResult
+    from custseg.record import read_record
+
+    folder = tmp_path_factory.mktemp("uci")
+    shown = in_terminal("run", shared_data / "online_retail.parquet", "--out", folder / "out", cwd=folder)
+    assert shown.exit_code == 0 and "Traceback" not in shown.output, shown.output[-3000:]
+    assert f"Report: {folder / 'out' / 'report.html'}" in shown.output, shown.output[-3000:]
+    (folder / "terminal.txt").write_text(shown.output, encoding="utf-8")
+    return RunResult(out_dir=folder / "out", record=read_record(folder / "out"))
 
 
 @pytest.fixture(scope="session")

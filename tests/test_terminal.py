@@ -48,3 +48,29 @@ def test_assign_report_and_compare_end_cleanly(demo, tmp_path):
     assert_clean(same, "were in the same segment")
     report = in_terminal("report", model, cwd=tmp_path)
     assert_clean(report, f"Report: {model / 'report.html'}")
+
+
+def test_a_log_shorter_than_two_horizons_has_no_backtest_and_the_run_says_so(demo, tmp_path):
+    folder, _ = demo
+    log = folder / "demo" / "simulated_shop.parquet"
+    run = in_terminal("run", log, "--as-of", "2011-04-01", "--out", tmp_path / "short", cwd=tmp_path)
+    assert_clean(run, "Backtest skipped: the log covers", "Expected value skipped: no backtest")
+    assigned = in_terminal("assign", log, "--model", tmp_path / "short", "--out", tmp_path / "a.csv", cwd=tmp_path)
+    assert_clean(assigned, "customers as of", "new ones with an early prediction")
+
+
+@pytest.mark.realdata
+def test_the_real_data_run_prints_its_summary_in_a_terminal(uci_run):
+    shown = (uci_run.out_dir.parent / "terminal.txt").read_text(encoding="utf-8")
+    expected = (
+        "Cleaning",
+        "Revenue reconciliation",
+        "RFM segments (4,",
+        "Learned segments:",
+        "* Backtest:",
+        "Expected value (",
+        "Learned segments, 2011-09-11 to 2011-12-10:",
+        "Early prediction",
+    )
+    for text in expected:
+        assert text in shown, text
