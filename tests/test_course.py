@@ -42,10 +42,10 @@ def test_comparison_marks_what_holds():
 @pytest.mark.realdata
 def test_course_recipe_reproduces_the_published_figures(shared_data, tmp_path):
     result = run(shared_data / "online_retail.parquet", tmp_path / "course", Settings(recipe="course"))
-    comparison = result.manifest["course"]["comparison"]
+    comparison = result.record.course["comparison"]
     assert len(comparison) == 13
     failed = [row for row in comparison if not row["holds"]]
     assert not failed, failed
-    means = result.manifest["course"]["pca_segment_means"]
+    means = result.record.course["pca_segment_means"]
     assert [round(m["frequency"], 1) for m in means] == [7.1, 2.3, 1.4]
     assert (tmp_path / "course" / "course_customers.parquet").exists()

@@ -30,8 +30,8 @@ def test_the_same_input_settings_and_seed_give_the_same_output(trained, tmp_path
     model_files = {"segmentation.skops", "early.skops", "value.skops"}
     assert set(manifests[0].pop("files")) == set(manifests[1].pop("files")) == model_files
     assert manifests[0] == manifests[1]
-    assert first.manifest["early"] == again.manifest["early"]
-    assert first.manifest["segments"] == again.manifest["segments"]
+    assert first.record.early == again.record.early
+    assert first.record.segments == again.record.segments
     # The stored models answer alike.
     customers = pd.read_parquet(first.out_dir / "customers.parquet")
     one, two = load_model(first.out_dir), load_model(again.out_dir)

@@ -10,22 +10,17 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
 from conftest import make_transactions
 from custseg.clean import clean
 from custseg.cli import app
-from custseg.early import (
-    EARLY_COLUMNS,
-    EarlyOptions,
-    LookupClassifier,
-    early_features,
-    evaluate_early,
-    holdout_split,
-    horizon_features,
-)
+from custseg.early import EARLY_COLUMNS, EarlyOptions, LookupClassifier, evaluate_early, holdout_split
 from custseg.features import customer_features
+from custseg.first_orders import early_features, horizon_features
 from custseg.pipeline import assign, run
+from custseg.record import EarlyFit, Skipped
 
 EARLY_ROWS = [
     # A: three orders; the first is partly returned later, which the early view must not know
@@ -110,25 +105,33 @@ def test_lookup_classifier_gives_training_frequencies_and_the_prior_for_unseen_v
 
 def test_early_prediction_is_measured_on_customers_it_never_saw(trained):
     _, result = trained
-    early = result.manifest["early"]
-    assert early["horizon_days"] == 90 and early["eligible_customers"] > 300
-    measured = [row for row in early["results"] if "skipped" not in row]
-    assert {(row["target"], row["n_orders"]) for row in measured} >= {("segment", 1), ("category", 1)}
+    early = result.record.early
+    assert early.horizon_days == 90 and early.eligible_customers > 300
+    measured = [row for row in early.results if isinstance(row.fit, EarlyFit)]
+    assert {(row.target, row.n_orders) for row in measured} >= {("segment", 1), ("category", 1)}
     for row in measured:
-        matrix = np.array(row["confusion_matrix"]["rows_true_columns_predicted"])
-        assert matrix.sum() == row["test_customers"] > 0
-        assert row["chosen"] in {c["model"] for c in row["candidates"]}
-        assert {c["model"] for c in row["candidates"]} == {
+        fit = row.fit
+        matrix = np.array(fit.confusion_matrix.rows_true_columns_predicted)
+        assert matrix.sum() == row.test_customers > 0
+        assert fit.chosen in {c["model"] for c in fit.candidates}
+        assert {c["model"] for c in fit.candidates} == {
             "logistic_regression",
             "gradient_boosting",
             "first_orders_lookup",
         }
-        for scores in (row["model"], row["majority"], row["first_orders_as_is"]):
-            assert 0 <= scores["macro_f1"] <= scores["accuracy"] or scores["macro_f1"] <= 1
+        for scores in (fit.model, fit.majority, fit.first_orders_as_is):
+            assert 0 <= scores.accuracy <= 1 and 0 <= scores.macro_f1 <= 1
+        # The model's hold-out scores are those of its stored confusion matrix (truth in rows).
+        labels = fit.confusion_matrix.labels
+        truth = np.repeat(np.repeat(labels, len(labels)), matrix.ravel())
+        predicted = np.repeat(np.tile(labels, len(labels)), matrix.ravel())
+        assert fit.model.accuracy == pytest.approx(np.trace(matrix) / matrix.sum(), abs=5e-5)
+        recomputed = f1_score(truth, predicted, average="macro", zero_division=0)
+        assert fit.model.macro_f1 == pytest.approx(recomputed, abs=5e-5)
     with duckdb.connect(str(result.out_dir / "custseg.duckdb"), read_only=True) as con:
         joined = con.sql(
             "select min(first_order_at) as first, count(*) as n from customers"
-            f" where first_order_at >= '{early['test_joined_from']}'"
+            f" where first_order_at >= '{early.test_joined_from}'"
         ).df()
     assert joined.n.iloc[0] > 0
 
@@ -187,10 +190,10 @@ def test_a_hold_out_with_one_class_says_so_instead_of_scoring():
     targets = pd.DataFrame(
         {"customer_id": early.customer_id, "joined_at": joined, "segment": segment, "category": None}
     )
-    report, _ = evaluate_early({1: early}, targets, ["c01"], options=EarlyOptions(max_orders=1))
-    row = report["results"][0]
-    assert row["test_customers"] == 20
-    assert row["degenerate"].startswith("all 20 test customers are in one class (S1)")
+    holdout = evaluate_early({1: early}, targets, ["c01"], options=EarlyOptions(max_orders=1))
+    row = holdout.results[0]
+    assert row.test_customers == 20
+    assert row.fit.degenerate.startswith("all 20 test customers are in one class (S1)")
 
 
 def test_without_a_customer_old_enough_the_early_prediction_is_skipped_with_a_reason(trained, tmp_path):
@@ -198,7 +201,8 @@ def test_without_a_customer_old_enough_the_early_prediction_is_skipped_with_a_re
 
     files, _ = trained
     result = run(files.log, tmp_path / "young", Settings(as_of=datetime.date(2011, 2, 15)))
-    assert result.manifest["early"]["skipped"].startswith("no customer's first order is at least 90 days before")
-    assert result.manifest["validation"]["skipped"].startswith("the log covers")
+    assert isinstance(result.record.early, Skipped) and isinstance(result.record.backtest, Skipped)
+    assert result.record.early.reason.startswith("no customer's first order is at least 90 days before")
+    assert result.record.backtest.reason.startswith("the log covers")
     customers = pd.read_parquet(tmp_path / "young" / "customers.parquet")
     assert customers.early_orders.isna().all() and customers.segment.notna().all()

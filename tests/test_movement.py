@@ -98,15 +98,15 @@ def test_customers_missing_at_the_second_date_are_gone(dates):
 
 def test_the_summary_names_the_largest_moves_down_and_up(dates):
     before, after = dates
-    summary = migration_summary(migration(before, after, "segment").execute(), {}, "2011-02-01", "2011-03-01")
+    summary = migration_summary(migration(before, after, "segment").execute(), {}, A.date(), B.date())
     # Active customers of A spent 20 between the dates (10 each), lapsed ones 4 (2 each).
-    assert summary["worth"] == {"active": 10.0, "lapsed": 2.0}
-    assert summary["sizes_before"] == {"active": 2, "lapsed": 2} and summary["sizes_after"] == {
+    assert summary.worth == {"active": 10.0, "lapsed": 2.0}
+    assert summary.sizes_before == {"active": 2, "lapsed": 2} and summary.sizes_after == {
         "active": 3,
         "lapsed": 2,
     }
-    assert summary["stayed"] == 2
-    assert summary["sentences"] == [
+    assert summary.stayed == 2
+    assert summary.sentences == [
         "Of the 4 customers as of 2011-02-01, 2 (50%) were in the same segment as of 2011-03-01.",
         "The largest move down: 1 active (50%) moved to lapsed, with 5 of revenue in the 90 days before 2011-02-01 "
         "and 0 since.",
@@ -118,31 +118,31 @@ def test_the_summary_names_the_largest_moves_down_and_up(dates):
 
 def test_a_run_writes_the_migration_and_compare_gives_it_again_from_the_stored_model(trained, tmp_path):
     files, result = trained
-    migration_manifest = result.manifest["migration"]
-    learned = migration_manifest["learned"]
-    first = learned["from_date"]
-    profiles = result.manifest["segments"]["profiles"]
-    assert learned["sizes_after"] == {p["segment"]: p["customers"] for p in profiles}
-    assert sum(learned["sizes_before"].values()) == result.manifest["validation"]["customers"]
+    movement = result.record.movement
+    learned = movement.learned
+    first = learned.from_date
+    profiles = result.record.segments.profiles
+    assert learned.sizes_after == {p["segment"]: p["customers"] for p in profiles}
+    assert sum(learned.sizes_before.values()) == result.record.backtest.customers
     for kind in ("learned", "rfm"):
-        flows = pd.DataFrame(migration_manifest[kind]["flows"])
-        assert flows.customers.sum() == result.manifest["customers"]["count"]
+        flows = pd.DataFrame(getattr(movement, kind).flows)
+        assert flows.customers.sum() == result.record.customers.count
     # The same model applied by custseg assign at the two dates gives the same flows.
-    assign(files.log, result.out_dir, tmp_path / "then.parquet", as_of=datetime.date.fromisoformat(first))
+    assign(files.log, result.out_dir, tmp_path / "then.parquet", as_of=first)
     assign(files.log, result.out_dir, tmp_path / "now.parquet")
     again = compare(tmp_path / "then.parquet", tmp_path / "now.parquet")
     for kind in ("learned", "rfm"):
-        assert again[kind]["flows"] == migration_manifest[kind]["flows"], kind
-        assert again[kind]["sentences"] == migration_manifest[kind]["sentences"], kind
+        assert again[kind].flows == getattr(movement, kind).flows, kind
+        assert again[kind].sentences == getattr(movement, kind).sentences, kind
     outcome = CliRunner().invoke(
         app,
         ["compare", str(tmp_path / "then.parquet"), str(tmp_path / "now.parquet"), "--out", str(tmp_path / "f.csv")],
     )
     assert outcome.exit_code == 0, outcome.output
-    assert json.loads(outcome.stdout)["rfm"]["flows"] == migration_manifest["rfm"]["flows"]
+    assert json.loads(outcome.stdout)["rfm"]["flows"] == movement.rfm.flows
     written = pd.read_csv(tmp_path / "f.csv")
     assert (
-        set(written.kind) == {"learned", "rfm"} and written.customers.sum() == 2 * result.manifest["customers"]["count"]
+        set(written.kind) == {"learned", "rfm"} and written.customers.sum() == 2 * result.record.customers.count
     )
 
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import custseg
 from custseg.cli import app
 from custseg.errors import InputFileError
+from custseg.record import InputSection, RunRecord, to_dict, to_json
 from custseg.simulate import simulate_to_files
 
 
@@ -29,32 +30,32 @@ def shop(tmp_path_factory):
 
 def test_a_run_gives_every_table_as_a_dataframe(shop):
     _, result = shop
-    manifest = json.loads((result.out_dir / "run.json").read_text())
-    assert result.manifest == manifest
-    rows = manifest["rows"]
-    assert len(result.transactions) == rows["input_rows"] == len(result.lines) + len(result.rejected)
-    assert len(result.rejected) == rows["rejected_rows"] and len(result.lines) == rows["kept_rows"]
-    assert result.rejected.reason.value_counts().to_dict() == {r: n for r, n in rows["rejected_by_reason"].items() if n}
+    record = result.record
+    assert to_dict(record) == json.loads((result.out_dir / "run.json").read_text())
+    rows = record.rows
+    assert len(result.transactions) == rows.input_rows == len(result.lines) + len(result.rejected)
+    assert len(result.rejected) == rows.rejected_rows and len(result.lines) == rows.kept_rows
+    assert result.rejected.reason.value_counts().to_dict() == {r: n for r, n in rows.rejected_by_reason.items() if n}
     pd.testing.assert_frame_equal(result.customers, pd.read_parquet(result.out_dir / "customers.parquet"))
-    assert len(result.customers) == manifest["customers"]["count"] and result.customers.customer_id.is_unique
+    assert len(result.customers) == record.customers.count and result.customers.customer_id.is_unique
     assert result.customers.segment.notna().all()
-    assert result.products.product_id.is_unique and len(result.products) == manifest["products"]["products"]
+    assert result.products.product_id.is_unique and len(result.products) == record.products.products
     learned = result.segments[result.segments.kind == "learned"]
-    assert learned.segment.tolist() == [p["segment"] for p in manifest["segments"]["profiles"]]
+    assert learned.segment.tolist() == [p["segment"] for p in record.segments.profiles]
     assert learned.customers.sum() == len(result.customers)
     assert result.report_path == result.out_dir / "report.html" and result.report_path.stat().st_size > 100_000
-    assert manifest["settings"]["seed"] == 3
+    assert record.settings["seed"] == 3
 
 
 def test_the_notebook_summary_says_what_the_run_found(shop):
     _, result = shop
     summary = result._repr_html_()
-    rows = result.manifest["rows"]
-    assert f"{rows['input_rows']:,} rows: {rows['kept_rows']:,} kept" in summary
+    rows = result.record.rows
+    assert f"{rows.input_rows:,} rows: {rows.kept_rows:,} kept" in summary
     assert "revenue reconciled" in summary
-    for profile in result.manifest["segments"]["profiles"]:
+    for profile in result.record.segments.profiles:
         assert f"<td>{profile['segment']}</td>" in summary
-    assert f"validity {result.manifest['validation']['segments']['validity']:.3f} learned" in summary
+    assert f"validity {result.record.segments.backtest.validity:.3f} learned" in summary
 
 
 def test_model_assign_gives_the_answer_of_custseg_assign(shop, tmp_path):
@@ -82,11 +83,11 @@ def test_a_dataframe_without_an_output_folder_runs_like_its_file(shop):
     files, result = shop
     in_memory = custseg.run(pd.read_parquet(files.log), seed=3)
     folder = in_memory.out_dir
-    assert folder.exists() and in_memory.manifest["input"]["format"] == "dataframe"
-    assert in_memory.manifest["input"]["sha256"] and in_memory.manifest["input"]["path"] == "DataFrame"
+    assert folder.exists() and in_memory.record.input.format == "dataframe"
+    assert in_memory.record.input.sha256 and in_memory.record.input.path == "DataFrame"
     pd.testing.assert_frame_equal(in_memory.customers, result.customers)
     pd.testing.assert_frame_equal(in_memory.segments, result.segments)
-    assert custseg.load(folder).manifest["reconciliation"] == result.manifest["reconciliation"]
+    assert custseg.load(folder).record.reconciliation == result.record.reconciliation
     del in_memory
     gc.collect()
     assert not folder.exists()
@@ -102,7 +103,7 @@ def test_reopening_a_run_reads_the_same_tables(shop):
 def test_bad_settings_and_folders_say_what_is_wrong(tmp_path):
     with pytest.raises(TypeError, match="unknown setting.s. segmentz; the settings are as_of, seed"):
         custseg.run(tmp_path / "x.csv", segmentz=5)
-    with pytest.raises(InputFileError, match="not the output folder of a custseg run"):
+    with pytest.raises(InputFileError, match="no run.json; give the output folder of custseg run"):
         custseg.load(tmp_path)
     with pytest.raises(InputFileError, match="no model.json"):
         custseg.Model.load(tmp_path)
@@ -121,27 +122,39 @@ def test_the_stages_one_by_one_give_the_runs_customers(shop):
     segments = s.segments(rfm, products, backtest)
     movement = s.movement(backtest, rfm, segments, now)
     value = s.value(segments, backtest, movement, cleaned, products, now)
-    models = s.early_models(cleaned, products, now, segments)
-    early = s.predict_early(segments, cleaned, products, now, models, value)
-    customers = early.customers.to_pandas().sort_values("customer_id", ignore_index=True)
+    early = s.early(value, cleaned, products, now, segments)
+    customers = early.table.to_pandas().sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(customers, result.customers, check_dtype=False)
-    assert segments.summary == result.manifest["segments"]
-    assert movement.summary == result.manifest["migration"] and value.summary == result.manifest["value"]
-    assert cleaned.rows == result.manifest["rows"] and now.summary == result.manifest["customers"]
+    assert segments.segments == result.record.segments
+    assert movement.movement == result.record.movement and value.value == result.record.value
+    assert cleaned.rows == result.record.rows and now.customers == result.record.customers
     # The customers as of an earlier date are their own table: the later call did not replace it.
-    then = earlier.customers.to_pandas()
+    then = earlier.table.to_pandas()
     assert earlier.as_of.date().isoformat() == "2011-03-01" and 0 < len(then) < len(customers)
-    assert (then.recency_days >= 0).all() and then.frequency.sum() < now.customers.to_pandas().frequency.sum()
+    assert (then.recency_days >= 0).all() and then.frequency.sum() < now.table.to_pandas().frequency.sum()
 
 
 def test_the_summary_of_a_course_run_says_what_the_course_did(tmp_path):
-    manifest = {
-        "input": {"path": "x.parquet"},
-        "course": {
+    record = RunRecord(
+        custseg_version=custseg.__version__,
+        settings={},
+        input=InputSection(
+            path="x.parquet",
+            format="parquet",
+            encoding=None,
+            delimiter=None,
+            columns=[],
+            preset="uci_online_retail",
+            column_map={},
+            timestamp_format=None,
+            timestamp_format_ties=[],
+            currency=None,
+        ),
+        course={
             "counts": {"rows_raw": 10, "rows_final": 8, "customers": 3, "customers_after_trim": 2},
             "comparison": [{"holds": True}, {"holds": False}],
         },
-    }
-    (tmp_path / "run.json").write_text(json.dumps(manifest))
+    )
+    (tmp_path / "run.json").write_text(to_json(record))
     summary = custseg.load(tmp_path)._repr_html_()
     assert "10 rows to 8, 3 customers, 2 after its trim of the top customers; 1 of 2 published figures" in summary

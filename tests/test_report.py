@@ -60,14 +60,14 @@ def test_the_report_fetches_nothing_and_is_small(report):
 
 def test_readings_are_computed_from_the_run(report, trained):
     html = report.read_text()
-    rows = trained[1].manifest["rows"]
-    assert f"Of {rows['input_rows']:,} input rows, {rows['kept_rows']:,}" in html
-    chosen = trained[1].manifest["segments"]["chosen"]
+    record = trained[1].record
+    rows = record.rows
+    assert f"Of {rows.input_rows:,} input rows, {rows.kept_rows:,}" in html
+    chosen = record.segments.chosen
     assert f"{chosen['model']} on {chosen['space']} with {chosen['n_segments']} segments" in html
-    validation = trained[1].manifest["validation"]
-    learned, rfm = validation["segments"], validation["rfm"]
+    learned, rfm = record.segments.backtest, record.backtest.rfm
     assert "Do the segments predict?" in html and "Best candidates (eligible first, by backtest validity)" in html
-    assert f"<td>{learned['auc']:.3f}</td>" in html and f"<td>{rfm['eta_squared']:.3f}</td>" in html
+    assert f"<td>{learned.auc:.3f}</td>" in html and f"<td>{rfm.eta_squared:.3f}</td>" in html
 
 
 def test_report_command_rebuilds_the_same_file(report, tmp_path):

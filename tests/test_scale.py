@@ -60,27 +60,27 @@ def in_engine(trained, tmp_path_factory):
 def test_the_engine_assigns_every_customer_as_the_driver_would(on_driver, in_engine):
     expected = pd.read_parquet(on_driver.out_dir / "customers.parquet")
     got = pd.read_parquet(in_engine.out_dir / "customers.parquet")
-    assert len(got) == len(expected) == on_driver.manifest["customers"]["count"] > SAMPLE
+    assert len(got) == len(expected) == on_driver.record.customers.count > SAMPLE
     assert list(got.columns) == list(expected.columns)
     pd.testing.assert_frame_equal(got[ASSIGNED], expected[ASSIGNED])
     assert got.segment.notna().all()
-    assert got.early_orders.notna().sum() == in_engine.manifest["early"]["predicted_customers"] > 0
+    assert got.early_orders.notna().sum() == in_engine.record.early.predicted_customers > 0
     # Only the sample has t-SNE coordinates and noise flags.
     assert got.tsne_x.notna().sum() == SAMPLE
 
 
 def test_only_the_sample_reaches_the_driver_and_sizes_stay_exact(on_driver, in_engine):
-    segments = in_engine.manifest["segments"]
-    assert segments["fitted_on_customers"] == on_driver.manifest["segments"]["fitted_on_customers"] == SAMPLE
-    assert segments["profiled_on_customers"] == SAMPLE
-    assert on_driver.manifest["segments"]["profiled_on_customers"] == on_driver.manifest["customers"]["count"]
-    assert in_engine.manifest["early"]["learned_from_customers"] == SAMPLE
-    assert in_engine.manifest["early"]["results"] == on_driver.manifest["early"]["results"]
-    got = pd.DataFrame(segments["profiles"]).set_index("segment")
-    expected = pd.DataFrame(on_driver.manifest["segments"]["profiles"]).set_index("segment")
+    segments = in_engine.record.segments
+    assert segments.fitted_on_customers == on_driver.record.segments.fitted_on_customers == SAMPLE
+    assert segments.profiled_on_customers == SAMPLE
+    assert on_driver.record.segments.profiled_on_customers == on_driver.record.customers.count
+    assert in_engine.record.early.learned_from_customers == SAMPLE
+    assert in_engine.record.early.results == on_driver.record.early.results
+    got = pd.DataFrame(segments.profiles).set_index("segment")
+    expected = pd.DataFrame(on_driver.record.segments.profiles).set_index("segment")
     for column in ("customers", "share", "revenue_share"):
         pd.testing.assert_series_equal(got[column], expected[column])
-    assert got.customers.sum() == in_engine.manifest["customers"]["count"]
+    assert got.customers.sum() == in_engine.record.customers.count
     report = (in_engine.out_dir / "report.html").read_text()
     assert f"Distributions from a random sample of {SAMPLE:,} of the" in report
 
@@ -88,15 +88,15 @@ def test_only_the_sample_reaches_the_driver_and_sizes_stay_exact(on_driver, in_e
 def test_the_sample_is_what_the_driver_limit_says(trained, tmp_path):
     files, _ = trained
     result = run(files.log, tmp_path / "out", sampled_settings(max_driver_customers=200), until="segments")
-    assert result.manifest["segments"]["fitted_on_customers"] == 200
+    assert result.record.segments.fitted_on_customers == 200
 
 
 def test_spark_assigns_in_batches_as_duckdb_does(in_engine, trained, tmp_path):
     files, _ = trained
     settings = sampled_settings(name="spark", spark_master="local[2]", max_driver_customers=SAMPLE)
     spark = run(files.log, tmp_path / "spark", settings)
-    assert spark.manifest["segments"]["fitted_on_customers"] == SAMPLE
+    assert spark.record.segments.fitted_on_customers == SAMPLE
     expected = pd.read_parquet(in_engine.out_dir / "customers.parquet")
     got = pd.read_parquet(spark.out_dir / "customers.parquet").sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(got[list(expected.columns)], expected, check_dtype=False)
-    assert spark.manifest["early"]["results"] == in_engine.manifest["early"]["results"]
+    assert spark.record.early.results == in_engine.record.early.results

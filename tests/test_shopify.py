@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ import custseg
 from custseg import Stages
 from custseg.cli import app
 from custseg.errors import InvalidValueError
+from custseg.record import read_record
 from custseg.schema import detect_preset
 from custseg.simulate import SHOPIFY_HEADER, simulate_to_files
 
@@ -113,8 +113,8 @@ def test_the_header_of_shopifys_export_is_recognised():
 
 def test_an_export_is_read_with_no_mapping_one_customer_per_email(cleaned):
     read, result = cleaned
-    assert read.summary["preset"] == "shopify"
-    assert read.summary["currency"] == "EUR"
+    assert read.input.preset == "shopify"
+    assert read.input.currency == "EUR"
     lines = result.lines.to_pandas()
     # The email is the customer, trimmed and in lower case; both rows of #1001 belong to it.
     assert sorted(lines.customer_id.unique()) == [
@@ -124,7 +124,7 @@ def test_an_export_is_read_with_no_mapping_one_customer_per_email(cleaned):
         "dan@example.com",
     ]
     assert lines[lines.customer_id == "ann@example.com"].invoice_id.nunique() == 2
-    assert result.span["customers"] == 4
+    assert result.span.customers == 4
 
 
 def test_order_fields_written_once_apply_to_every_line(cleaned):
@@ -146,7 +146,7 @@ def test_unpaid_orders_are_rejected_with_their_status(cleaned):
     assert rejected.loc["#1003", "detail"] == "order_status=voided"
     assert rejected.loc["#1007", "detail"] == "order_status=pending"
     assert rejected.loc["#1006", "reason"] == "missing_customer_id"
-    assert result.rows["rejected_by_reason"]["unpaid_order"] == 2
+    assert result.rows.rejected_by_reason["unpaid_order"] == 2
 
 
 def test_refunds_are_netted_and_reconciled(cleaned):
@@ -157,10 +157,10 @@ def test_refunds_are_netted_and_reconciled(cleaned):
     assert lines.loc["#1004", "refunded_quantity"] == 1.0
     assert lines.loc["#1005", "net_revenue"] == pytest.approx(20.0)
     money = result.reconciliation
-    assert money["refunds"] == pytest.approx(30.0 + 20.0)
-    assert money["balanced"]
-    assert money["net_revenue"] == pytest.approx(money["gross_sales"] - money["returns_matched"] - money["refunds"])
-    assert money["rejected_amount"]["unpaid_order"] == pytest.approx(40.0)
+    assert money.refunds == pytest.approx(30.0 + 20.0)
+    assert money.balanced
+    assert money.net_revenue == pytest.approx(money.gross_sales - money.returns_matched - money.refunds)
+    assert money.rejected_amount["unpaid_order"] == pytest.approx(40.0)
 
 
 def test_several_currencies_stop_with_a_message_naming_them(tmp_path):
@@ -189,11 +189,11 @@ def whole_shop(tmp_path_factory):
     files = simulate_to_files(folder / "orders_export.csv", 900, seed=7, layout="shopify")
     result = CliRunner().invoke(app, ["run", str(files.log), "--out", str(folder / "out")])
     assert result.exit_code == 0, result.output
-    return files, folder / "out", json.loads((folder / "out" / "run.json").read_text())
+    return files, folder / "out", read_record(folder / "out")
 
 
 def test_a_whole_shop_counts_every_customer_with_a_paid_order_once(whole_shop):
-    files, out, summary = whole_shop
+    files, out, record = whole_shop
     export = pd.read_csv(files.log, dtype=str, keep_default_na=False)
     first_rows = export[export["Financial Status"] != ""]
     sold = first_rows[first_rows["Financial Status"].isin(["paid", "partially_refunded", "refunded"])]
@@ -202,10 +202,10 @@ def test_a_whole_shop_counts_every_customer_with_a_paid_order_once(whole_shop):
     customers = pd.read_parquet(out / "customers.parquet")
     assert customers.customer_id.is_unique
     # A customer whose every order was refunded in full is listed apart, as in any shop.
-    refunded_only = set(summary["customers"]["fully_returned"]["customer_ids"])
+    refunded_only = set(record.customers.fully_returned.customer_ids)
     assert refunded_only and not refunded_only & set(customers.customer_id)
     assert set(customers.customer_id) | refunded_only == paying
-    assert summary["input"]["preset"] == "shopify"
+    assert record.input.preset == "shopify"
     # Every voided order's rows are rejected as unpaid, with the order's status.
     rejected = pd.read_parquet(out / "rejected.parquet")
     voided = set(first_rows[first_rows["Financial Status"] == "voided"].Name)
@@ -215,16 +215,14 @@ def test_a_whole_shop_counts_every_customer_with_a_paid_order_once(whole_shop):
 
 
 def test_a_whole_shops_refunds_net_and_reconcile(whole_shop):
-    files, out, summary = whole_shop
+    files, out, record = whole_shop
     export = pd.read_csv(files.log, dtype=str, keep_default_na=False)
     refunded = set(export[export["Financial Status"] == "refunded"].Name)
     lines = custseg.load(out).lines
-    money = summary["reconciliation"]
-    assert money["balanced"]
-    assert money["refunds"] > 0
-    assert money["net_revenue"] == pytest.approx(
-        money["gross_sales"] - money["returns_matched"] - money["refunds"], abs=0.01
-    )
+    money = record.reconciliation
+    assert money.balanced
+    assert money.refunds > 0
+    assert money.net_revenue == pytest.approx(money.gross_sales - money.returns_matched - money.refunds, abs=0.01)
     refunded_lines = lines[lines.invoice_id.isin(refunded)]
     assert len(refunded_lines) and refunded_lines.net_revenue.abs().max() == 0.0
 

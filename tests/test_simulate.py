@@ -67,7 +67,7 @@ def test_every_kind_of_dirt_is_present_and_reported_by_cleaning(shop, tmp_path):
     assert (log.UnitPrice == 0).any()
     assert log.InvoiceNo.str.startswith("C").any()
     result = run(files.log, tmp_path / "out")
-    reported = result.manifest["rows"]["rejected_by_reason"]
+    reported = result.record.rows.rejected_by_reason
     for reason in (
         "missing_customer_id",
         "duplicate_row",
@@ -79,7 +79,7 @@ def test_every_kind_of_dirt_is_present_and_reported_by_cleaning(shop, tmp_path):
     ):
         assert reported[reason] > 0, reason
     assert reported["matched_return"] > 5 * reported["unmatched_return"]
-    assert result.manifest["lines"]["customers"] == 1500
+    assert result.record.span.customers == 1500
 
 
 def test_chunks_continue_ids_and_invoice_numbers(tmp_path, monkeypatch):

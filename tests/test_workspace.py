@@ -17,6 +17,7 @@ from custseg.cli import app
 from custseg.errors import InputFileError
 from custseg.model import MODEL_VERSION, load_model
 from custseg.pipeline import run
+from custseg.record import read_record
 
 
 def rewrite_manifest(folder, change):
@@ -94,6 +95,7 @@ def test_a_tampered_model_is_refused_with_one_line(model_copy, case, trained, tm
 CHILD = """
 import sys
 from custseg.pipeline import run
+from custseg.record import read_record
 run(sys.argv[1], sys.argv[2], on_stage=lambda name: print(name, flush=True))
 """
 
@@ -145,7 +147,7 @@ def test_a_failed_run_leaves_the_previous_folder_and_a_finished_one_replaces_onl
     run(trained[0].log, previous_run, until="rfm")
     names = {p.name for p in previous_run.iterdir()}
     assert "my_notes.txt" in names and "course_customers.parquet" not in names and "model" not in names
-    assert json.loads((previous_run / "run.json").read_text())["timings_s"].keys() >= {"read", "rfm"}
+    assert read_record(previous_run).timings_s.keys() >= {"read", "rfm"}
 
 
 def test_a_second_run_into_the_same_folder_stops_while_the_first_writes(trained, tmp_path):
