@@ -16,6 +16,7 @@ from conftest import TEST_DATA
 from custseg.cli import app
 from custseg.database import connection_settings, redacted
 from custseg.errors import ConfigError
+from custseg.record import read_record
 
 runner = CliRunner()
 
@@ -60,10 +61,10 @@ def test_a_table_is_read_with_the_password_from_the_environment(small_shop_table
     db, file = json.loads(from_database.stdout), json.loads(from_file.stdout)
     assert db["rows"] == file["rows"]
     assert db["reconciliation"] == file["reconciliation"]
-    manifest = (tmp_path / "db" / "run.json").read_text()
-    assert json.loads(manifest)["input"]["format"] == "postgresql"
-    assert json.loads(manifest)["input"]["preset"] == "uci_online_retail"
-    assert server.password not in manifest
+    record = read_record(tmp_path / "db")
+    assert record.input.format == "postgresql"
+    assert record.input.preset == "uci_online_retail"
+    assert server.password not in (tmp_path / "db" / "run.json").read_text()
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "db" / "customers.parquet"), pd.read_parquet(tmp_path / "file" / "customers.parquet")
     )
@@ -85,8 +86,7 @@ def test_a_pgpass_file_gives_the_password(small_shop_table, monkeypatch, tmp_pat
     query = "select * from small_shop where \"Country\" = 'United Kingdom'"
     result = invoke("run", server.url(), "--query", query, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert manifest["settings"]["input"]["query"] == query
+    assert read_record(tmp_path / "out").settings["input"]["query"] == query
     assert set(pd.read_parquet(tmp_path / "out" / "customers.parquet").main_country.dropna()) == {"United Kingdom"}
 
 
@@ -148,10 +148,9 @@ def test_the_uci_file_in_a_database_gives_the_same_customers_segments_and_reconc
     monkeypatch.setenv("PGPASSWORD", postgres_server.password)
     result = invoke("run", postgres_server.url(), "--table", "online_retail", "--out", tmp_path / "db")
     assert result.exit_code == 0, result.output
-    db = json.loads((tmp_path / "db" / "run.json").read_text())
-    parquet = json.loads((uci_run.out_dir / "run.json").read_text())
-    assert db["rows"] == parquet["rows"]
-    assert db["reconciliation"] == parquet["reconciliation"]
+    db, parquet = read_record(tmp_path / "db"), read_record(uci_run.out_dir)
+    assert db.rows == parquet.rows
+    assert db.reconciliation == parquet.reconciliation
     key = "customer_id"
     customers_db = pd.read_parquet(tmp_path / "db" / "customers.parquet").sort_values(key, ignore_index=True)
     customers_file = pd.read_parquet(uci_run.out_dir / "customers.parquet").sort_values(key, ignore_index=True)

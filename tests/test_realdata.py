@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import duckdb
 import ibis
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 
 from conftest import ARTIFACTS, open_in_chromium
 from custseg.pipeline import run
+from custseg.record import EarlyFit
 
 pytestmark = pytest.mark.realdata
 
@@ -74,17 +77,17 @@ def test_parquet_and_csv_give_identical_canonical_tables(runs):
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_every_row_is_kept_or_rejected_with_a_reported_reason(runs, fmt):
-    rows = runs[fmt].manifest["rows"]
-    assert rows["input_rows"] == 541_909
-    assert rows["kept_rows"] + rows["rejected_rows"] == 541_909
-    assert sum(rows["rejected_by_reason"].values()) == rows["rejected_rows"]
-    by_reason = rows["rejected_by_reason"]
+    rows = runs[fmt].record.rows
+    assert rows.input_rows == 541_909
+    assert rows.kept_rows + rows.rejected_rows == 541_909
+    assert sum(rows.rejected_by_reason.values()) == rows.rejected_rows
+    by_reason = rows.rejected_by_reason
     assert by_reason["missing_customer_id"] == 135_080
     assert by_reason["duplicate_row"] == 406_829 - 401_604
     returns = by_reason["matched_return"] + by_reason["partly_matched_return"] + by_reason["unmatched_return"]
     assert returns > 8_000
     assert by_reason["unmatched_return"] > 0
-    assert runs[fmt].manifest["reconciliation"]["balanced"] is True
+    assert runs[fmt].record.reconciliation.balanced is True
     counts = query(runs[fmt], "select reason, count(*) as n from rejected group by reason")
     assert dict(zip(counts.reason, counts.n, strict=True)) == {k: v for k, v in by_reason.items() if v}
 
@@ -92,7 +95,7 @@ def test_every_row_is_kept_or_rejected_with_a_reported_reason(runs, fmt):
 def test_at_least_4300_customers_keep_a_purchase_line(runs):
     customers = query(runs["parquet"], "select count(distinct customer_id) as n from lines").n.iloc[0]
     assert customers >= 4_300
-    assert customers == runs["parquet"].manifest["lines"]["customers"]
+    assert customers == runs["parquet"].record.span.customers
 
 
 def test_lines_net_revenue_matches_an_independent_pandas_netting(runs, shared_data):
@@ -115,10 +118,10 @@ def test_every_customer_of_lines_has_a_row_or_is_listed_as_fully_returned(runs):
     result = runs["parquet"]
     in_lines = set(query(result, "select distinct customer_id from lines").customer_id)
     scored = query(result, "select customer_id, rfm_segment from customers")
-    returned = result.manifest["customers"]["fully_returned"]
-    assert set(scored.customer_id) | set(returned["customer_ids"]) == in_lines
-    assert not set(scored.customer_id) & set(returned["customer_ids"])
-    assert returned["count"] == len(returned["customer_ids"]) > 0
+    returned = result.record.customers.fully_returned
+    assert set(scored.customer_id) | set(returned.customer_ids) == in_lines
+    assert not set(scored.customer_id) & set(returned.customer_ids)
+    assert returned.count == len(returned.customer_ids) > 0
     assert scored.customer_id.is_unique
     assert scored.rfm_segment.notna().all()
 
@@ -126,7 +129,7 @@ def test_every_customer_of_lines_has_a_row_or_is_listed_as_fully_returned(runs):
 def test_rfm_equals_an_independent_pandas_computation(runs):
     result = runs["parquet"]
     lines = query(result, "select customer_id, invoice_id, invoiced_at, net_revenue from lines")
-    as_of = pd.Timestamp(result.manifest["customers"]["as_of"])
+    as_of = pd.Timestamp(result.record.customers.as_of)
     assert as_of == pd.Timestamp("2011-12-10")
     orders = lines.groupby(["customer_id", "invoice_id"]).agg(at=("invoiced_at", "min"), revenue=("net_revenue", "sum"))
     orders = orders[orders.revenue > 0].reset_index()
@@ -143,18 +146,18 @@ def test_rfm_equals_an_independent_pandas_computation(runs):
 
 def test_rfm_segment_sizes_are_reported_and_add_up(runs):
     result = runs["parquet"]
-    segments = result.manifest["rfm"]["segments"]
+    segments = result.record.rfm.segments
     assert len(segments) == 11
-    assert sum(s["customers"] for s in segments) == result.manifest["customers"]["count"]
-    assert abs(sum(s["revenue_share"] for s in segments) - 1) < 0.001
+    assert sum(s.customers for s in segments) == result.record.customers.count
+    assert abs(sum(s.revenue_share for s in segments) - 1) < 0.001
     sizes = query(result, "select rfm_segment, count(*) as n from customers group by all")
     assert dict(zip(sizes.rfm_segment, sizes.n, strict=True)) == {
-        s["segment"]: s["customers"] for s in segments if s["customers"]
+        s.segment: s.customers for s in segments if s.customers
     }
-    champions = next(s for s in segments if s["segment"] == "Champions")
-    lost = next(s for s in segments if s["segment"] == "Lost")
-    assert champions["median_monetary"] > 5 * lost["median_monetary"]
-    assert champions["median_recency_days"] < lost["median_recency_days"]
+    champions = next(s for s in segments if s.segment == "Champions")
+    lost = next(s for s in segments if s.segment == "Lost")
+    assert champions.median_monetary > 5 * lost.median_monetary
+    assert champions.median_recency_days < lost.median_recency_days
 
 
 def test_product_categories_are_labelled_and_do_not_follow_price(runs):
@@ -164,12 +167,12 @@ def test_product_categories_are_labelled_and_do_not_follow_price(runs):
     result = runs["parquet"]
     products = query(result, "select * from products")
     categories = pd.read_csv(result.out_dir / "categories.csv")
-    summary = result.manifest["products"]
-    assert 6 <= summary["chosen"] <= 20
-    assert len(summary["candidates"]) == 15
-    assert len(categories) == summary["chosen"]
+    summary = result.record.products
+    assert 6 <= summary.chosen <= 20
+    assert len(summary.candidates) == 15
+    assert len(categories) == summary.chosen
     assert categories.label.str.len().gt(0).all() and categories.examples.str.count(r" \| ").eq(2).all()
-    assert categories.products.sum() == len(products) == result.manifest["lines"]["products"]
+    assert categories.products.sum() == len(products) == result.record.span.products
     bands = pd.cut(products.median_price, [0, 1, 2, 3, 5, 10, np.inf], include_lowest=True, labels=False)
     assert normalized_mutual_info_score(products.category, bands) < 0.15
     described = products.description.fillna("").str.strip() != ""
@@ -191,7 +194,7 @@ def test_interest_shares_sum_to_one_for_every_customer(runs):
     result = runs["parquet"]
     customers = query(result, "select * from customers")
     shares = customers.filter(like="share_c")
-    assert shares.shape[1] == result.manifest["products"]["chosen"]
+    assert shares.shape[1] == result.record.products.chosen
     assert ((shares.sum(axis=1) - 1).abs() < 1e-9).all()
     assert customers.breadth.between(0, 1).all()
     assert (customers.dominant_category == shares.idxmax(axis=1).str.removeprefix("share_")).all()
@@ -199,21 +202,21 @@ def test_interest_shares_sum_to_one_for_every_customer(runs):
 
 def test_learned_segments_cover_every_customer_with_unique_names(runs):
     result = runs["parquet"]
-    segments = result.manifest["segments"]
+    segments = result.record.segments
     customers = query(result, "select segment, segment_name, segment_noise from customers")
     assert customers.segment.notna().all() and customers.segment_name.notna().all()
-    assert len(customers) == result.manifest["customers"]["count"]
-    names = [p["name"] for p in segments["profiles"]]
-    assert len(set(names)) == len(names) == segments["chosen"]["n_segments"]
-    assert sum(p["customers"] for p in segments["profiles"]) == len(customers)
-    candidates = pd.DataFrame(segments["candidates"])
+    assert len(customers) == result.record.customers.count
+    names = [p["name"] for p in segments.profiles]
+    assert len(set(names)) == len(names) == segments.chosen["n_segments"]
+    assert sum(p["customers"] for p in segments.profiles) == len(customers)
+    candidates = pd.DataFrame(segments.candidates)
     assert set(candidates.model) == {"kmeans", "tiers"}
     assert set(candidates.space) == {"features", "predicted"}
     assert candidates.chosen.sum() == 1
-    assert segments["chosen_by"] == "backtest" and segments["chosen"]["eligible"]
-    assert segments["chosen"]["stability"] >= 0.8 and 4 <= segments["chosen"]["n_segments"] <= 10
+    assert segments.chosen_by == "backtest" and segments.chosen["eligible"]
+    assert segments.chosen["stability"] >= 0.8 and 4 <= segments.chosen["n_segments"] <= 10
     # actions lead with different categories, not the shop's top one for all
-    actions = [p["over_indexed_categories"] for p in segments["profiles"]]
+    actions = [p["over_indexed_categories"] for p in segments.profiles]
     assert len({a.split(" (")[0] for a in actions if a}) >= 2
     table = pd.read_csv(result.out_dir / "segments.csv")
     assert set(table.kind) == {"rfm", "learned"}
@@ -236,14 +239,14 @@ def test_assign_reproduces_the_segments_of_run_for_every_customer(runs, shared_d
 
 
 def test_early_segment_prediction_beats_the_majority_class_on_unseen_customers(runs):
-    early = runs["parquet"].manifest["early"]
-    results = {(row["target"], row["n_orders"]): row for row in early["results"]}
+    early = runs["parquet"].record.early
+    results = {(row.target, row.n_orders): row for row in early.results}
     first_order = results[("segment", 1)]
-    assert first_order["test_customers"] >= 0.2 * early["eligible_customers"]
-    assert first_order["model"]["macro_f1"] > first_order["majority"]["macro_f1"]
+    assert first_order.test_customers >= 0.2 * early.eligible_customers
+    assert first_order.fit.model.macro_f1 > first_order.fit.majority.macro_f1
     for row in results.values():
-        assert "skipped" not in row
-        assert row["model"]["macro_f1"] > row["majority"]["macro_f1"]
+        assert isinstance(row.fit, EarlyFit)
+        assert row.fit.model.macro_f1 > row.fit.majority.macro_f1
 
 
 def test_the_report_opens_offline_in_chromium_with_every_chart(runs):
@@ -259,8 +262,6 @@ def test_the_report_opens_offline_in_chromium_with_every_chart(runs):
 
 def test_segments_cut_at_a_date_predict_the_unseen_months_better_than_the_rfm_map(shared_data, tmp_path):
     """Segment as of 2011-09-10, then judge by the 90 days after it, which the run never used."""
-    import datetime
-
     from custseg.backtest import Outcomes, in_sample_scores, join_outcomes, window_outcomes
     from custseg.pipeline import run
     from custseg.settings import load_settings
@@ -277,27 +278,27 @@ def test_segments_cut_at_a_date_predict_the_unseen_months_better_than_the_rfm_ma
     assert learned["eta_squared"] > rfm["eta_squared"] and learned["eta_squared"] >= 0.24
     assert learned["auc"] >= rfm["auc"] - 0.01 and learned["auc"] >= 0.725
     # the run's own backtest saw only the log before the cut
-    assert result.manifest["validation"]["window"][1] == "2011-09-10 00:00:00"
+    assert result.record.backtest.window[1] == datetime.datetime(2011, 9, 10, 0, 0, 0)
 
 
 def test_expected_value_predicts_the_backtest_better_than_the_published_references(runs):
     """The issue's references on this data: BG/NBD x Gamma-Gamma 0.513 / 0.244, a linear model 0.529 / 0.259."""
-    value = runs["parquet"].manifest["value"]
-    fit = value["backtest"]
-    assert fit["customers"] == runs["parquet"].manifest["validation"]["customers"]
-    assert fit["spearman"] >= 0.53 and fit["r_squared_log"] >= 0.26
-    assert 0.85 <= fit["revenue_ratio"] <= 1.15 and fit["auc"] >= 0.72
-    assert value["chosen"] in {c["model"] for c in value["candidates"]} == {"linear", "gradient_boosting"}
-    deciles = pd.DataFrame(value["calibration"]["deciles"])
+    value = runs["parquet"].record.value
+    fit = value.backtest
+    assert fit.customers == runs["parquet"].record.backtest.customers
+    assert fit.spearman >= 0.53 and fit.r_squared_log >= 0.26
+    assert 0.85 <= fit.revenue_ratio <= 1.15 and fit.auc >= 0.72
+    assert value.chosen in {c["model"] for c in value.candidates} == {"linear", "gradient_boosting"}
+    deciles = pd.DataFrame(value.calibration["deciles"])
     assert deciles.group.tolist() == list(range(1, 11))
     # Ordered by what was predicted, the deciles' actual revenue rises from the first to the last.
     assert deciles.actual_mean.iloc[-1] > 10 * deciles.actual_mean.iloc[0]
     assert (deciles.predicted_mean / deciles.actual_mean).between(0.5, 2).all()
-    forward = value["forward"]
-    assert forward["trained_as_of"] == "2011-06-13 00:00:00" and forward["spearman"] >= 0.5
+    forward = value.forward
+    assert forward.trained_as_of == datetime.datetime(2011, 6, 13, 0, 0, 0) and forward.spearman >= 0.5
     customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
     assert customers.expected_revenue_90d.notna().all() and customers.p_order_again_90d.between(0, 1).all()
-    assert customers.expected_revenue_90d.sum() == pytest.approx(value["expected"]["expected_revenue"], rel=1e-6)
+    assert customers.expected_revenue_90d.sum() == pytest.approx(value.expected.expected_revenue, rel=1e-6)
     segments = pd.read_csv(runs["parquet"].out_dir / "segments.csv")
     for kind in ("learned", "rfm"):
         rows = segments[segments.kind == kind]
@@ -306,13 +307,13 @@ def test_expected_value_predicts_the_backtest_better_than_the_published_referenc
 
 
 def test_the_migration_adds_up_to_the_segment_sizes_at_both_dates(runs):
-    manifest = runs["parquet"].manifest
+    record = runs["parquet"].record
     for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
-        migration = manifest["migration"][kind]
-        flows = pd.DataFrame(migration["flows"])
+        migration = getattr(record.movement, kind)
+        flows = pd.DataFrame(migration.flows)
         customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
         assert flows.groupby("to_segment").customers.sum().to_dict() == customers[column].value_counts().to_dict()
-        assert flows[flows.from_segment != "(new)"].customers.sum() == manifest["validation"]["customers"]
+        assert flows[flows.from_segment != "(new)"].customers.sum() == record.backtest.customers
         assert (flows.to_segment != "(gone)").all()
-        assert migration["from_date"] == "2011-09-11" and migration["to_date"] == "2011-12-10"
-        assert any(sentence.startswith("The largest move down:") for sentence in migration["sentences"])
+        assert migration.from_date == datetime.date(2011, 9, 11) and migration.to_date == datetime.date(2011, 12, 10)
+        assert any(sentence.startswith("The largest move down:") for sentence in migration.sentences)

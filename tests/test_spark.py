@@ -6,7 +6,6 @@ Runs `custseg run --engine spark --spark-master local[2]` (Java and pyspark are 
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import duckdb
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 
 from custseg.cli import app
 from custseg.features import FEATURE_COLUMNS
+from custseg.record import read_record
 
 pytestmark = pytest.mark.realdata
 
@@ -58,17 +58,17 @@ def test_spark_gives_the_same_rows_as_duckdb(uci_run, spark_out, name):
 
 
 def test_spark_rejects_and_reconciles_the_same(uci_run, spark_out):
-    manifest = json.loads((spark_out / "run.json").read_text())
-    assert manifest["settings"]["engine"]["name"] == "spark"
-    assert manifest["rows"] == uci_run.manifest["rows"]
-    assert manifest["rows"]["rejected_by_reason"]["matched_return"] > 0
-    assert manifest["reconciliation"] == uci_run.manifest["reconciliation"]
+    record = read_record(spark_out)
+    assert record.settings["engine"]["name"] == "spark"
+    assert record.rows == uci_run.record.rows
+    assert record.rows.rejected_by_reason["matched_return"] > 0
+    assert record.reconciliation == uci_run.record.reconciliation
 
 
 def test_spark_gives_the_same_features_rfm_and_segments(uci_run, spark_out):
     expected = comparable(pd.read_parquet(uci_run.out_dir / "customers.parquet"), "customer_id")
     got = comparable(pd.read_parquet(spark_out / "customers.parquet"), "customer_id")
-    assert len(got) == len(expected) == uci_run.manifest["customers"]["count"]
+    assert len(got) == len(expected) == uci_run.record.customers.count
     columns = [*FEATURE_COLUMNS, *RFM_COLUMNS, "segment", "segment_name"]
     pd.testing.assert_frame_equal(got[columns], expected[columns])
     # Everything downstream too: interests, the t-SNE map, the early predictions.
@@ -76,10 +76,10 @@ def test_spark_gives_the_same_features_rfm_and_segments(uci_run, spark_out):
 
 
 def test_spark_backtests_the_same(uci_run, spark_out):
-    manifest = json.loads((spark_out / "run.json").read_text())
-    assert manifest["validation"]["customers"] > 3000
-    assert manifest["validation"] == uci_run.manifest["validation"]
-    assert manifest["segments"]["candidates"] == uci_run.manifest["segments"]["candidates"]
+    record = read_record(spark_out)
+    assert record.backtest.customers > 3000
+    assert record.backtest == uci_run.record.backtest
+    assert record.segments.candidates == uci_run.record.segments.candidates
 
 
 def test_spark_writes_the_same_output_folder(uci_run, spark_out):
@@ -101,9 +101,9 @@ def test_spark_reads_a_parquet_url_and_a_table_name(uci_run, spark_out, shared_d
     settings = Settings(engine=EngineOptions(name="spark", spark_master="local[2]"))
     url = (shared_data / "online_retail.parquet").resolve().as_uri()
     from_url = run(url, tmp_path / "url", settings, until="clean")
-    assert from_url.manifest["input"]["path"] == url
-    assert from_url.manifest["input"]["sha256"] is None
-    assert from_url.manifest["rows"] == uci_run.manifest["rows"]
+    assert from_url.record.input.path == url
+    assert from_url.record.input.sha256 is None
+    assert from_url.record.rows == uci_run.record.rows
 
     # A catalog table over Parquet files (an external table, as in a data lake).
     folder = tmp_path / "lake" / "uci_orders"
@@ -115,8 +115,8 @@ def test_spark_reads_a_parquet_url_and_a_table_name(uci_run, spark_out, shared_d
         from_table = run("uci_orders", tmp_path / "table", settings, until="clean")
     finally:
         session.sql("DROP TABLE uci_orders")
-    assert from_table.manifest["input"]["format"] == "table"
-    assert from_table.manifest["rows"] == uci_run.manifest["rows"]
+    assert from_table.record.input.format == "table"
+    assert from_table.record.rows == uci_run.record.rows
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +146,7 @@ def test_spark_keeps_a_zoned_parquet_files_wall_clock_on_a_shop_of_one_category(
         result = CliRunner().invoke(app, ["run", str(folder / "zoned.parquet"), "--out", str(out), *engine])
         assert result.exit_code == 0, result.output
     assert spark_transactions(spark) == written
-    manifest = json.loads((spark / "run.json").read_text())
-    assert len(manifest["products"]["categories"]) == 1
+    assert len(read_record(spark).products.categories) == 1
     expected = comparable(pd.read_parquet(duck / "customers.parquet"), "customer_id")
     got = comparable(pd.read_parquet(spark / "customers.parquet"), "customer_id")
     assert len(got) > 1000
@@ -162,7 +161,7 @@ def test_spark_drops_a_utc_offset_in_text_as_duckdb_does(zoned_shop, tmp_path):
     folder, written = zoned_shop
     settings = Settings(engine=EngineOptions(name="spark", spark_master="local[2]"))
     result = run(folder / "offsets.csv", tmp_path / "out", settings, until="clean")
-    assert result.manifest["rows"]["rejected_by_reason"].get("invalid_timestamp", 0) == 0
+    assert result.record.rows.rejected_by_reason.get("invalid_timestamp", 0) == 0
     assert spark_transactions(tmp_path / "out") == written
 
 

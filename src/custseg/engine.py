@@ -344,6 +344,9 @@ class SparkEngine:
             shutil.rmtree(previous, ignore_errors=True)
         if temp:
             self._temporary.add(name)
+        else:
+            # A table first cached under its name and then kept (`custseg.pipeline.Step.keeps`) is kept.
+            self._temporary.discard(name)
         return self.backend.table(name)
 
     def write_parquet(self, table: ir.Table, target: Path) -> None:
