@@ -27,3 +27,8 @@ def test_the_site_builds_in_strict_mode(tmp_path):
     schema = json.loads((site / "openapi.json").read_text(encoding="utf-8"))
     assert {"/v1/assign", "/v1/segments", "/healthz"} <= set(schema["paths"])
     assert 'href="../openapi.json"' in (site / "http-api" / "index.html").read_text(encoding="utf-8")
+    # The run record's JSON Schema is published from the code too, and its page links it.
+    from custseg.record import json_schema
+
+    assert json.loads((site / "run-record.schema.json").read_text(encoding="utf-8")) == json_schema()
+    assert 'href="../run-record.schema.json"' in (site / "run-record" / "index.html").read_text(encoding="utf-8")

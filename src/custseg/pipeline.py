@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pandas as pd
 
@@ -190,8 +191,10 @@ LEARN = (
 )
 """``custseg run``: learn every stage from the data and write the output folder."""
 ASSIGN = (
-    Step("read", read_input, fills=("input",)),
-    Step("clean", clean_lines, fills=("rows", "span", "reconciliation")),
+    Step("read", read_input, fills=("input",), keeps={"transactions": "transactions"}),
+    Step(
+        "clean", clean_lines, fills=("rows", "span", "reconciliation"), keeps={"lines": "lines", "rejected": "rejected"}
+    ),
     Step("products", stored_products, fills=("products",)),
     Step("features", customer_features, fills=("customers",)),
     Step("rfm", stored_rfm, fills=("rfm",)),
@@ -199,7 +202,8 @@ ASSIGN = (
     Step("value", stored_value),
     Step("early", stored_early, fills=("early",)),
 )
-"""``custseg assign``: a stored model's categories, cut points, segments, value and early models."""
+"""``custseg assign``: a stored model's categories, cut points, segments, value and early models (the
+input's rows and lines are kept on disk in a temporary folder, as a run's are in its output folder)."""
 COURSE = (
     Step("read", read_input, fills=("input",), keeps={"transactions": "transactions"}),
     Step("course", course_recipe, fills=("course",)),
@@ -254,10 +258,13 @@ def walk(
         start = time.perf_counter()
         if "record" in step.needs:
             context["record"] = record(sections)
-        result = step.function(**{name: context[name] for name in step.needs})
         workspace = context.get("workspace")
-        if workspace is not None and step.keeps:
+        if workspace is not None:
+            workspace.keeping = frozenset(step.keeps)
+        result = step.function(**{name: context[name] for name in step.needs})
+        if workspace is not None:
             result = _kept(result, step.keeps, workspace)
+            workspace.keeping = frozenset()
         context[step.name] = result
         sections.update({name: getattr(result, name) for name in step.fills})
         seconds[step.name] = round(time.perf_counter() - start, 3)
@@ -267,16 +274,25 @@ def walk(
 
 
 def _kept(result: Any, keeps: dict[str, str], workspace: Workspace) -> Any:
-    """Keep a result's tables in the output folder; the result then holds the kept tables."""
+    """Keep a result's tables in the output folder; the result then holds the kept tables.
+
+    A table the stage cached under the kept name is kept already (`Workspace.cache`).
+    """
     changes = {}
     for table, attribute in keeps.items():
         value = getattr(result, attribute)
-        if value is None:
+        if value is None or (isinstance(value, ir.Table) and _stored_as(value, table)):
             continue
         kept = workspace.save(table, value)
         if isinstance(value, ir.Table):
             changes[attribute] = kept
     return dataclasses.replace(result, **changes)
+
+
+def _stored_as(table: ir.Table, name: str) -> bool:
+    """Whether ``table`` is the stored table ``name`` itself, not a query over it."""
+    operation = table.op()
+    return isinstance(operation, ops.DatabaseTable) and operation.name == name
 
 
 def run(
@@ -389,7 +405,7 @@ def assigned_customers(
         workspace = Workspace(folder, settings.engine)
         workspace.open()
         try:
-            context = {"data": data, "settings": settings, "store": workspace, "fitted": fitted}
+            context = {"data": data, "settings": settings, "store": workspace, "workspace": workspace, "fitted": fitted}
             sections, _ = walk(ASSIGN, context)
             features, early = context["features"], context["early"]
             assigned = early.table.select(*fitted.assigned_columns()).order_by("customer_id").execute()

@@ -73,6 +73,8 @@ class Workspace:
         The output folder.
     path : Path
         Where the run writes until `commit` (the staging folder while open).
+    keeping : frozenset of str
+        The tables the running step will keep (`custseg.pipeline.Step.keeps`), set by the plan's walk.
     """
 
     def __init__(self, path: str | Path, engine: EngineOptions | None = None) -> None:
@@ -80,6 +82,7 @@ class Workspace:
         self.path = self.final
         self.engine = make_engine(engine or EngineOptions())
         self.backend = None
+        self.keeping: frozenset[str] = frozenset()
         self._lock = None
 
     def open(self) -> ibis.BaseBackend:
@@ -120,8 +123,12 @@ class Workspace:
         return self.engine.save(name, table, temp=temp)
 
     def cache(self, name: str, table: ir.Table | pd.DataFrame) -> ir.Table:
-        """Compute ``table`` into a temporary table ``name``, gone when the workspace closes."""
-        return self.engine.save(name, table, temp=True)
+        """Compute ``table`` into the table ``name``: kept when it is one of `keeping`, else temporary.
+
+        A table the running step will keep is stored where it stays at once (on disk, out of the
+        memory a temporary table holds), instead of being computed twice.
+        """
+        return self.engine.save(name, table, temp=name not in self.keeping)
 
     def write_parquet(self, table: ir.Table, file_name: str) -> Path:
         """Write ``table`` to ``file_name`` in the folder (Parquet, zstd; with Spark, a folder of parts)."""
