@@ -71,8 +71,13 @@ def main() -> None:
         print(
             f"this checkout {total:.2f} s, {args.against} {against:.2f} s (medians of {args.repeats}, alternating): "
             f"ratio this / other = {total / against:.3f}; runs: {[round(r['seconds'], 1) for r in runs]} against "
-            f"{[round(r['seconds'], 1) for r in baseline]}"
+            f"{[round(r['seconds'], 1) for r in baseline]}; peak {max(r['peak_mb'] for r in runs):.0f} MB against "
+            f"{max(r['peak_mb'] for r in baseline):.0f} MB"
         )
+        for name in runs[0]["stages"]:
+            other = [r["stages"][name] for r in baseline if name in r["stages"]]
+            if other:
+                print(f"  {name}: {stages[name]:.2f} s against {statistics.median(other):.2f} s")
     notebook = measure([sys.executable, str(HERE / "pandas_baseline.py"), "course_notebook", str(DATA)])
     notebook_seconds = float(notebook.stdout.split()[0])
     vectorised = measure([sys.executable, str(HERE / "pandas_baseline.py"), "course_vectorised", str(DATA)])
