@@ -37,8 +37,9 @@ def test_assign_report_and_compare_end_cleanly(demo, tmp_path):
     folder, _ = demo
     log = folder / "demo" / "simulated_shop.parquet"
     model = folder / "demo"
-    early = in_terminal("assign", log, "--model", model, "--as-of", "2011-09-11", "--out", tmp_path / "a.parquet",
-                        cwd=tmp_path)
+    early = in_terminal(
+        "assign", log, "--model", model, "--as-of", "2011-09-11", "--out", tmp_path / "a.parquet", cwd=tmp_path
+    )
     assert_clean(early, "customers as of 2011-09-11", str(tmp_path / "a.parquet"))
     late = in_terminal("assign", log, "--model", model, "--out", tmp_path / "b.parquet", cwd=tmp_path)
     assert_clean(late, str(tmp_path / "b.parquet"))
@@ -74,3 +75,26 @@ def test_the_real_data_run_prints_its_summary_in_a_terminal(uci_run):
     )
     for text in expected:
         assert text in shown, text
+
+
+@pytest.mark.realdata
+def test_assign_compare_and_report_end_cleanly_on_the_real_data(uci_run, shared_data, tmp_path):
+    data = shared_data / "online_retail.parquet"
+    early = in_terminal(
+        "assign",
+        data,
+        "--model",
+        uci_run.out_dir,
+        "--as-of",
+        "2011-09-11",
+        "--out",
+        tmp_path / "then.parquet",
+        cwd=tmp_path,
+    )
+    assert_clean(early, "customers as of 2011-09-11", str(tmp_path / "then.parquet"))
+    late = in_terminal("assign", data, "--model", uci_run.out_dir, "--out", tmp_path / "now.parquet", cwd=tmp_path)
+    assert_clean(late, "customers as of 2011-12-10")
+    compared = in_terminal("compare", tmp_path / "then.parquet", tmp_path / "now.parquet", cwd=tmp_path)
+    assert_clean(compared, "Learned segments: customers as of 2011-09-11 (rows)", "were in the same segment as of")
+    report = in_terminal("report", uci_run.out_dir, cwd=tmp_path)
+    assert_clean(report, f"Report: {uci_run.out_dir / 'report.html'}")
