@@ -47,6 +47,7 @@ from custseg.stages.read import Data, Read, read_input
 from custseg.stages.segments import Segments, learn_segments, stored_segments
 from custseg.stages.value import Value, learn_value, stored_value
 from custseg.value import value_columns
+from custseg.workers import workers_end_with_the_run
 from custseg.workspace import MODEL_FOLDER, Workspace
 
 
@@ -342,7 +343,8 @@ def run(
     workspace.open()
     try:
         context = {"data": data, "settings": settings, "store": workspace, "workspace": workspace}
-        sections, seconds = walk(plan, context, on_stage=on_stage, until=until, record=record)
+        with workers_end_with_the_run():
+            sections, seconds = walk(plan, context, on_stage=on_stage, until=until, record=record)
         finished = record(sections, timings_s=seconds, versions=package_versions())
         workspace.write_text(to_json(finished), RECORD_FILE)
     except BaseException:
