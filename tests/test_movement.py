@@ -156,3 +156,25 @@ def test_compare_names_a_file_that_custseg_assign_did_not_write(tmp_path):
         outcome.stderr
         == f"custseg: error: {tmp_path / 'nothing.parquet'}: no such file; give a file written by custseg assign\n"
     )
+
+
+def test_compare_refuses_files_that_different_models_assigned(trained, tmp_path):
+    from custseg.errors import InvalidValueError
+    from custseg.model import load_model
+
+    files, result = trained
+    assign(files.log, result.out_dir, tmp_path / "a.parquet")
+    assigned = pd.read_parquet(tmp_path / "a.parquet")
+    # custseg assign writes the model's id beside every customer.
+    assert set(assigned.model_id) == {load_model(result.out_dir).model_id}
+    assigned.assign(model_id="0123456789abcdef").to_parquet(tmp_path / "b.parquet")
+    message = (
+        f"{tmp_path / 'a.parquet'} and {tmp_path / 'b.parquet'} were assigned by different models "
+        f"({assigned.model_id.iloc[0]} and 0123456789abcdef): a segment id of one need not name the same customers "
+        "in the other; assign both with the same --model"
+    )
+    with pytest.raises(InvalidValueError) as raised:
+        compare(tmp_path / "a.parquet", tmp_path / "b.parquet")
+    assert str(raised.value) == message
+    outcome = CliRunner().invoke(app, ["compare", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])
+    assert outcome.exit_code == 1 and outcome.stderr == f"custseg: error: {message}\n"

@@ -11,6 +11,7 @@ file matches it and every stored type is trusted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,17 @@ class FittedModel:
     segmentation: Segmentation | None
     early: dict[str, dict[str, Any]] = field(default_factory=dict)
     value: ValueModel | None = None
+
+    @property
+    def model_id(self) -> str:
+        """An id of this model folder: the first 16 hex digits of the SHA-256 of model.json's content.
+
+        model.json records every model file's SHA-256, so two folders have the same id only when they
+        hold the same model; `custseg assign` writes it beside every customer, and `custseg compare`
+        compares only files of one model.
+        """
+        canonical = json.dumps(self.manifest, sort_keys=True, default=str).encode("utf-8")
+        return hashlib.sha256(canonical).hexdigest()[:16]
 
     @property
     def horizon_days(self) -> int:

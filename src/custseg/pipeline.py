@@ -30,7 +30,7 @@ import pandas as pd
 
 from custseg import __version__
 from custseg.course import run_course
-from custseg.errors import EmptyInputError, InputFileError, MissingColumnsError
+from custseg.errors import EmptyInputError, InputFileError, InvalidValueError, MissingColumnsError
 from custseg.model import FittedModel, load_model, model_manifest, save_model
 from custseg.movement import migration, migration_summary
 from custseg.products import categories_state
@@ -395,8 +395,9 @@ def assigned_customers(
 
     Returns
     -------
-    assigned : DataFrame of shape (n_customers, len(fitted.assigned_columns()) + 1)
-        `custseg.model.assigned_columns` and as_of, one row per customer in id order.
+    assigned : DataFrame of shape (n_customers, len(fitted.assigned_columns()) + 2)
+        `custseg.model.assigned_columns`, as_of and model_id (`FittedModel.model_id`), one row per
+        customer in id order.
     record : AssignRecord
         What the assignment read and found.
     """
@@ -414,6 +415,7 @@ def assigned_customers(
         finally:
             workspace.abort()
     assigned["as_of"] = features.as_of.isoformat(sep=" ")
+    assigned["model_id"] = fitted.model_id
     return assigned, AssignRecord(custseg_version=__version__, settings=settings.to_dict(), **sections)
 
 
@@ -429,7 +431,16 @@ def _write_atomically(frame: pd.DataFrame, out: Path) -> None:
     partial.replace(out)
 
 
-COMPARED_COLUMNS = ("customer_id", "segment", "segment_name", "rfm_segment", "monetary", "revenue_90d", "as_of")
+COMPARED_COLUMNS = (
+    "customer_id",
+    "segment",
+    "segment_name",
+    "rfm_segment",
+    "monetary",
+    "revenue_90d",
+    "as_of",
+    "model_id",
+)
 """What `compare` reads of each assigned table."""
 
 
@@ -479,8 +490,22 @@ def compare(first: str | Path | pd.DataFrame, second: str | Path | pd.DataFrame)
     -------
     dict of str to Migration
         ``learned`` (when either table has learned segments) and ``rfm``.
+
+    Raises
+    ------
+    InvalidValueError
+        When the tables were assigned by different models: their segment ids (and RFM cut points)
+        need not mean the same, so flows between them would be misread.
     """
     tables = [read_assigned(first), read_assigned(second)]
+    models = [sorted(table.model_id.astype(str).unique()) for table in tables]
+    if models[0] != models[1] or len(models[0]) > 1:
+        names = [str(given) if not isinstance(given, pd.DataFrame) else "the table" for given in (first, second)]
+        raise InvalidValueError(
+            f"{names[0]} and {names[1]} were assigned by different models ({', '.join(models[0])} and "
+            f"{', '.join(models[1])}): a segment id of one need not name the same customers in the other; assign "
+            "both with the same --model"
+        )
     dates = [pd.Timestamp(table.as_of.iloc[0]).date() for table in tables]
     names = {}
     for table in tables:
