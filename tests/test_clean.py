@@ -262,5 +262,12 @@ def test_check_partition_catches_a_lost_row():
 
 
 def test_reason_codes_are_documented_in_rule_order():
-    assert list(REASONS)[:4] == ["invalid_timestamp", "invalid_number", "unpaid_order", "missing_customer_id"]
+    assert list(REASONS)[:6] == [
+        "invalid_timestamp",
+        "invalid_number",
+        "unpaid_order",
+        "disputed_order",
+        "unknown_status",
+        "missing_customer_id",
+    ]
     assert list(REASONS)[-1] == "unmatched_return"

@@ -267,3 +267,64 @@ def test_an_unreadable_refunded_amount_rejects_its_order_with_the_value(tmp_path
     assert set(rejected.reason) == {"invalid_number"}
     assert set(rejected.detail) == {"Refunded Amount=ten pounds"}
     assert list(result.lines.to_pandas().invoice_id) == ["#4002"]
+
+
+DISPUTED_AND_UNKNOWN = [
+    row
+    for name, email, status, day, n in (
+        ("#2001", "eve@example.com", "paid", 7, 1),
+        ("#2002", "eve@example.com", "partially_paid", 8, 1),
+        ("#2003", "eve@example.com", "chargeback", 9, 2),
+        ("#2004", "fay@example.com", "Disputed", 10, 1),
+        ("#2005", "fay@example.com", "on_hold", 11, 1),
+        ("#2006", "fay@example.com", "cancelled", 12, 1),
+        ("#2007", "gus@example.com", "paid", 13, 1),
+    )
+    for row in order(name, email, status, f"2025-10-{day:02d} 09:00:00 +0200", 10.0 * n, [(n, "Mug", "10.00", "MUG-1")])
+]
+
+
+def test_every_status_of_an_export_is_a_sale_a_refund_unpaid_disputed_or_rejected_as_unknown(tmp_path):
+    stages = Stages()
+    read = stages.read(write_export(tmp_path / "orders_export_1.csv", DISPUTED_AND_UNKNOWN))
+    assert read.input.layout == "shopify"
+    result = stages.clean(read)
+    rejected = result.rejected.to_pandas().set_index("invoice_id")
+    assert rejected.reason.to_dict() == {
+        "#2003": "disputed_order",
+        "#2004": "disputed_order",
+        "#2005": "unknown_status",
+        "#2006": "unknown_status",
+    }
+    assert rejected.detail.to_dict() == {
+        "#2003": "order_status=chargeback",
+        "#2004": "order_status=disputed",
+        "#2005": "order_status=on_hold",
+        "#2006": "order_status=cancelled",
+    }
+    assert sorted(result.lines.to_pandas().invoice_id) == ["#2001", "#2002", "#2007"]
+    assert result.reconciliation.balanced and result.reconciliation.rejected_amount["unknown_status"] == 20.0
+
+
+def test_a_status_column_of_a_layout_without_declared_statuses_is_not_checked(tmp_path):
+    # A shop's own export, mapped with --map: its words ("completed") are not Shopify's.
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order,client,when,sku,qty,price,state\n"
+        "1,c1,2025-10-07 09:00,A,1,5.0,completed\n"
+        "2,c1,2025-10-08 09:00,A,1,5.0,chargeback\n",
+        encoding="utf-8",
+    )
+    column_map = {
+        "invoice_id": "order",
+        "customer_id": "client",
+        "invoiced_at": "when",
+        "product_id": "sku",
+        "quantity": "qty",
+        "unit_price": "price",
+        "order_status": "state",
+    }
+    stages = Stages(column_map=column_map)
+    result = stages.clean(stages.read(path))
+    assert result.rows.kept_rows == 1
+    assert {k: v for k, v in result.rows.rejected_by_reason.items() if v} == {"disputed_order": 1}

@@ -19,13 +19,15 @@ import pandas as pd
 
 from custseg.engine import allocate_in_python
 from custseg.orders import refunded_share
-from custseg.presets import UNPAID_STATUSES
+from custseg.presets import DISPUTED_STATUSES, UNPAID_STATUSES
 from custseg.schema import ROW_ID, SOURCE_COLUMNS, exact_sum, trimmed
 
 REASONS: dict[str, str] = {
     "invalid_timestamp": "timestamp missing or not parseable",
     "invalid_number": "quantity, price or amount missing or not a number",
     "unpaid_order": "order not paid: its status is one of [clean] unpaid_statuses (e.g. voided, pending)",
+    "disputed_order": "order whose payment is disputed: its status is one of [clean] disputed_statuses (a chargeback)",
+    "unknown_status": "order status the input's layout does not write (not a sale, refund, unpaid or disputed order)",
     "missing_customer_id": "no customer id (a guest order)",
     "duplicate_row": "exact copy of an earlier row (the first copy is kept)",
     "non_product": "postage, carriage, fee, manual adjustment, discount, sample, bank charge or voucher",
@@ -85,7 +87,7 @@ REJECTED_COLUMNS = (
 
 @dataclass(frozen=True)
 class CleanRules:
-    """Settings of the `non_product` and `unpaid_order` rules (the other rules have no settings).
+    """Settings of the `non_product` rule and of the rules on order statuses (the other rules have none).
 
     Attributes
     ----------
@@ -98,6 +100,13 @@ class CleanRules:
     unpaid_statuses : tuple of str
         Order statuses (``order_status``, compared in lower case) of orders that are not sales; by
         default every layout's (`custseg.presets.Preset.unpaid_statuses`).
+    disputed_statuses : tuple of str
+        Order statuses of orders whose payment is disputed; by default every layout's
+        (`custseg.presets.Preset.disputed_statuses`).
+    known_statuses : tuple of str
+        Every order status the input may carry; an order with another is rejected as
+        ``unknown_status``, and empty checks none. The run fills it from the input's layout when the
+        layout declares its statuses (`custseg.presets.Preset.statuses`) and this is left empty.
     """
 
     non_product_codes: tuple[str, ...] = DEFAULT_NON_PRODUCT_CODES
@@ -107,6 +116,8 @@ class CleanRules:
         r"|adjust bad debt|cruk commission|.*gift voucher.*|.*\bfees?\b.*"
     )
     unpaid_statuses: tuple[str, ...] = UNPAID_STATUSES
+    disputed_statuses: tuple[str, ...] = DISPUTED_STATUSES
+    known_statuses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,9 +178,16 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
     first_copies = first_copies.select(first_row="first_row", is_first_copy=ibis.literal(True))
     t = transactions.left_join(first_copies, transactions[ROW_ID] == first_copies.first_row).drop("first_row")
     unpaid = t.order_status.isin([s.lower() for s in rules.unpaid_statuses]).fill_null(False)
+    disputed = t.order_status.isin([s.lower() for s in rules.disputed_statuses]).fill_null(False)
+    unknown = ibis.literal(False)
+    if rules.known_statuses:
+        known = {s.lower() for s in (*rules.known_statuses, *rules.unpaid_statuses, *rules.disputed_statuses)}
+        unknown = t.order_status.notnull() & ~t.order_status.isin(sorted(known))
     reason = ibis.cases(
         (t.problem_reason.notnull(), t.problem_reason),
         (unpaid, "unpaid_order"),
+        (disputed, "disputed_order"),
+        (unknown, "unknown_status"),
         (t.customer_id.isnull(), "missing_customer_id"),
         (t.is_first_copy.isnull(), "duplicate_row"),
         (is_non_product(t, rules), "non_product"),
@@ -179,7 +197,7 @@ def screen(transactions: ir.Table, rules: CleanRules) -> ir.Table:
     )
     detail = ibis.cases(
         (t.problem_reason.notnull(), t.problem_column.concat("=", t.problem_value)),
-        (unpaid, ibis.literal("order_status=").concat(t.order_status)),
+        (unpaid | disputed | unknown, ibis.literal("order_status=").concat(t.order_status)),
         else_=ibis.null(dt.string),
     )
     return t.mutate(reason=reason, detail=detail).drop("is_first_copy")

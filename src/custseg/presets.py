@@ -38,6 +38,12 @@ class Preset:
     refunded_statuses : tuple of str
         The layout's order statuses (lower case) that mean the whole order was refunded, whatever its
         refunded amount says: a fact of the layout, not a setting.
+    sale_statuses : tuple of str
+        The layout's order statuses (lower case) of sales: paid, perhaps refunded in part (its
+        refunded amount says how much).
+    disputed_statuses : tuple of str
+        The layout's order statuses (lower case) of orders whose payment is disputed (a chargeback):
+        not the shop's money while the dispute lasts, the default of ``[clean] disputed_statuses``.
     """
 
     name: str
@@ -46,6 +52,13 @@ class Preset:
     once_per_order: tuple[str, ...] = ()
     unpaid_statuses: tuple[str, ...] = ()
     refunded_statuses: tuple[str, ...] = ()
+    sale_statuses: tuple[str, ...] = ()
+    disputed_statuses: tuple[str, ...] = ()
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Every order status the layout writes; another in its export is unknown (`custseg.clean`)."""
+        return (*self.sale_statuses, *self.refunded_statuses, *self.unpaid_statuses, *self.disputed_statuses)
 
     @property
     def signature(self) -> frozenset[str]:
@@ -97,8 +110,11 @@ PRESETS: tuple[Preset, ...] = (
             "currency": "Currency",
         },
         once_per_order=("customer_id", "invoiced_at", "country"),
+        # Shopify's financial statuses (its Admin API's `financial_status`), and the words of a dispute.
         unpaid_statuses=("voided", "pending", "authorized", "expired"),
         refunded_statuses=("refunded",),
+        sale_statuses=("paid", "partially_paid", "partially_refunded"),
+        disputed_statuses=("chargeback", "disputed"),
     ),
 )
 """The shops' export layouts recognised from the header, before custseg's own names
@@ -109,3 +125,10 @@ UNPAID_STATUSES = tuple(dict.fromkeys(word for preset in PRESETS for word in pre
 
 REFUNDED_STATUSES = tuple(dict.fromkeys(word for preset in PRESETS for word in preset.refunded_statuses))
 """Every layout's statuses of orders refunded in full (`custseg.orders.refunded_share`)."""
+DISPUTED_STATUSES = tuple(dict.fromkeys(word for preset in PRESETS for word in preset.disputed_statuses))
+"""Every layout's statuses of disputed payments, the default of ``[clean] disputed_statuses``."""
+
+
+def preset_named(name: str | None) -> Preset | None:
+    """Return the layout of this name (run.json's ``input.layout``), or None."""
+    return next((preset for preset in PRESETS if preset.name == name), None)

@@ -52,7 +52,8 @@ class InputSection:
     encoding: str | None
     delimiter: str | None
     columns: list[str]
-    preset: str
+    preset: Annotated[str, Field(description="The layout read with no mapping, or custom when --map changed it.")]
+    layout: Annotated[str | None, Field(description="The layout whose header the input has, mapped or not.")]
     column_map: dict[str, str]
     timestamp_format: str | None
     timestamp_format_ties: list[str]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import ibis.expr.types as ir
 
-from custseg.clean import check_partition, clean, reason_counts, reconcile
+from custseg.clean import CleanRules, check_partition, clean, reason_counts, reconcile
 from custseg.errors import NoRowsLeftError
+from custseg.presets import preset_named
 from custseg.record import Reconciliation, RowsSection, SpanSection, frozen
 from custseg.settings import Settings
 from custseg.stages import Store
@@ -23,6 +26,14 @@ class Cleaned:
     reconciliation: Reconciliation
 
 
+def clean_rules(settings: Settings, read: Read) -> CleanRules:
+    """Return the settings' cleaning rules, the input layout's order statuses the known ones unless given."""
+    rules, layout = settings.clean, preset_named(read.input.layout)
+    if layout is not None and layout.statuses and not rules.known_statuses:
+        return dataclasses.replace(rules, known_statuses=layout.statuses)
+    return rules
+
+
 def clean_lines(*, read: Read, settings: Settings, store: Store) -> Cleaned:
     """Apply the cleaning rules and match returns; check that every row is kept or rejected.
 
@@ -32,7 +43,7 @@ def clean_lines(*, read: Read, settings: Settings, store: Store) -> Cleaned:
         When no row is left, naming the input and the rejections by reason.
     """
     transactions = read.transactions
-    result = clean(transactions, settings.clean, allocate_with=store.engine.allocate)
+    result = clean(transactions, clean_rules(settings, read), allocate_with=store.engine.allocate)
     lines = store.cache("lines", result.lines)
     rejected = store.cache("rejected", result.rejected.order_by("row_id"))
     result.release()
