@@ -261,3 +261,22 @@ def test_serve_reports_a_missing_model_in_one_line(tmp_path):
     outcome = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path)])
     assert outcome.exit_code == 1
     assert outcome.stderr.startswith("custseg: error: ") and outcome.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("depth", "statuses"),
+    # Python's JSON parser stops near its recursion limit (1,000 frames, less those in use): 400.
+    [(10, {422}), (450, {422}), (500, {422}), (700, {422}), (999, {422, 400}), (1000, {400}), (5000, {400})],
+)
+def test_a_field_nested_at_any_depth_gets_a_small_4xx_not_500(client, transactions, depth, statuses):
+    body = request_body(transactions.head(1))
+    body["transactions"][0]["customer_id"] = "HOLE"
+    # Written by hand: json.dumps would itself go past the recursion limit.
+    text = json.dumps(body).replace('"HOLE"', "[" * depth + '"x"' + "]" * depth)
+    response = client.post("/v1/assign", content=text, headers={"content-type": "application/json"})
+    assert response.status_code in statuses and len(response.content) < 1000, response.text[:1000]
+    if response.status_code == 422:
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "transactions", 0, "customer_id"]
+        shown = min(depth, 8)
+        assert error["input"] == json.loads("[" * shown + ('"x"' if depth <= 8 else '"..."') + "]" * shown)

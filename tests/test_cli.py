@@ -105,6 +105,9 @@ def bad(tmp_path: Path, text: str | bytes, name: str = "bad.csv") -> Path:
     return path
 
 
+LINE_BREAKS = HEADER + '1,A,"MUG\nRED\nBIG",1,12/1/2010 8:26,1,5,UK\n'
+"""Row 1's quoted description holds two line breaks: row 2 starts on the file's fifth line."""
+
 CASES = {
     "missing file": (lambda t: t / "nope.csv", [], "{p}: no such file"),
     "empty file": (lambda t: bad(t, ""), [], "{p}: the file is empty"),
@@ -145,6 +148,16 @@ CASES = {
         lambda t: bad(t, (HEADER + "1,A,CAF\xc9,1,12/1/2010 8:26,1,5,UK\n").encode("latin-1")),
         ["--encoding", "utf-8"],
         "{p}: row 1 is not valid utf-8 (byte 0xc9); give the right --encoding",
+    ),
+    "wrong encoding after a value with line breaks": (
+        lambda t: bad(t, (LINE_BREAKS + "2,A,CAF\xc9,1,12/1/2010 8:26,1,5,UK\n").encode("latin-1")),
+        ["--encoding", "utf-8"],
+        "{p}: row 2 is not valid utf-8 (byte 0xc9); give the right --encoding",
+    ),
+    "a row of too many fields after a value with line breaks": (
+        lambda t: bad(t, LINE_BREAKS + "\n2,A,X,1,12/1/2010 8:26,1,5,UK,9\n"),
+        [],
+        "{p}: row 2 has 9 fields, the header has 8 (1 such row(s)); check the delimiter (--delimiter) and quoting",
     ),
     "text in a numeric column": (
         lambda t: bad(t, HEADER + "1,A,X,six,12/1/2010 8:26,1,5,UK\n2,A,X,one,12/1/2010 8:26,1,5,UK\n"),

@@ -213,3 +213,41 @@ def test_a_dataframe_is_read_like_a_parquet_file_keeping_a_zoned_wall_clock(back
 def test_a_dataframe_column_of_mixed_types_is_one_line(backend):
     with pytest.raises(InputFileError, match=r"^DataFrame: cannot be read: .*"):
         read_source(pd.DataFrame({"CustomerID": [17850, "x", 1.5]}), backend)
+
+
+LINE_BREAKS = ROWS.replace("CAFÉ HEART HOLDER", '"MUG\nRED\r\nBIG"') + "\n"
+"""Row 1's quoted description holds two line breaks, and a blank line (no row) follows row 2: row 3 is on line 7."""
+
+
+def test_rows_are_numbered_by_record_when_values_hold_line_breaks(tmp_path, backend):
+    source = read_source(write(tmp_path / "x.csv", HEADER + LINE_BREAKS + ROWS, "utf-8"), backend)
+    read = source.table.order_by(SOURCE_ROW).to_pandas()
+    assert read[SOURCE_ROW].tolist() == [1, 2, 3, 4]
+    assert read.Description.tolist() == ["MUG\nRED\r\nBIG", "WHITE LANTERN", "CAFÉ HEART HOLDER", "WHITE LANTERN"]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_a_bad_row_after_values_with_line_breaks_is_named_by_its_row_not_its_line(tmp_path, backend, delimiter):
+    text = (HEADER + LINE_BREAKS).replace(",", delimiter)
+    fields = write(tmp_path / "fields.csv", text + delimiter.join("123456789") + "\n", "utf-8")
+    with pytest.raises(InvalidValueError, match=r"fields\.csv: row 3 has 9 fields, the header has 8 \(1 such row"):
+        read_source(fields, backend)
+    encoded = write(tmp_path / "encoded.csv", text + ROWS.replace(",", delimiter), "iso-8859-1")
+    with pytest.raises(EncodingError, match=r"encoded\.csv: row 3 is not valid utf-8 \(byte 0xc9\)"):
+        read_source(encoded, backend, encoding="utf-8")
+
+
+def test_a_byte_that_does_not_decode_in_the_header_is_named_so(tmp_path):
+    path = write(tmp_path / "x.csv", HEADER.replace("Description", "Désignation") + ROWS, "iso-8859-1")
+    with pytest.raises(EncodingError, match=r"x\.csv: the header is not valid utf-8 \(byte 0xe9\)"):
+        check_encoding(path, "utf-8")
+
+
+def test_a_dataframe_naming_a_column_twice_is_refused_as_a_file_is(backend):
+    frame = pd.DataFrame([["1", "3", "17850"]], columns=["Quantity", "Quantity", "CustomerID"])
+    with pytest.raises(InputFileError) as caught:
+        read_source(frame, backend)
+    assert str(caught.value) == (
+        "DataFrame: column 'Quantity' appears more than once in the header (columns 1, 2); "
+        "give each column its own name"
+    )

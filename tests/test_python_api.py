@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import custseg
 from custseg.cli import app
-from custseg.errors import InputFileError
+from custseg.errors import ConfigError, InputFileError
 from custseg.record import InputSection, RunRecord, to_dict, to_json
 from custseg.simulate import simulate_to_files
 
@@ -109,6 +109,40 @@ def test_bad_settings_and_folders_say_what_is_wrong(tmp_path):
         custseg.Model.load(tmp_path)
 
 
+def test_a_damaged_run_json_is_refused_when_the_folder_is_opened(tmp_path):
+    (tmp_path / "run.json").write_text('{"custseg_version": ')
+    with pytest.raises(InputFileError, match=r"run\.json: not readable JSON .*; run custseg run again$"):
+        custseg.load(tmp_path)
+
+
+def test_a_dataframe_naming_a_column_twice_is_refused_as_a_file_is():
+    frame = pd.DataFrame([["536365", "6", "3", "17850"]], columns=["InvoiceNo", "Quantity", "Quantity", "CustomerID"])
+    with pytest.raises(InputFileError) as caught:
+        custseg.run(frame)
+    assert str(caught.value) == (
+        "DataFrame: column 'Quantity' appears more than once in the header (columns 2, 3); "
+        "give each column its own name"
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_segments": "five"}, "n_segments='five' must be a whole number"),
+        ({"seed": "one"}, "seed='one' must be a whole number"),
+        ({"as_of": 2011}, "as_of=2011 must be a text or a date"),
+        ({"column_map": {"customer_id": None}}, "column_map={'customer_id': None} must be a table of texts"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_a_config_error_naming_it(settings, message):
+    frame = pd.DataFrame({"CustomerID": ["17850"]})
+    with pytest.raises(ConfigError) as by_run:
+        custseg.run(frame, **settings)
+    with pytest.raises(ConfigError) as by_stages:
+        custseg.Stages(**settings).read(frame)
+    assert str(by_run.value) == str(by_stages.value) == message
+
+
 def test_the_stages_one_by_one_give_the_runs_customers(shop):
     files, result = shop
     s = custseg.Stages(seed=3)
@@ -145,6 +179,7 @@ def test_the_summary_of_a_course_run_says_what_the_course_did(tmp_path):
             delimiter=None,
             columns=[],
             preset="uci_online_retail",
+            layout="uci_online_retail",
             column_map={},
             timestamp_format=None,
             timestamp_format_ties=[],

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from custseg.backtest import BacktestOptions
+from custseg.clean import CleanRules
 from custseg.cluster import ClusterOptions
 from custseg.early import EarlyOptions
+from custseg.engine import EngineOptions
 from custseg.errors import ConfigError, RenamedSettingWarning
 from custseg.products import ProductOptions
 from custseg.rfm import RFMOptions
-from custseg.settings import Settings, load_settings, settings_from_dict
+from custseg.settings import OVERRIDES, InputOptions, Settings, _RunTable, load_settings, settings_from_dict
+from custseg.value import ValueOptions
 
 
 def test_engine_table_and_overrides(tmp_path):
@@ -102,3 +111,76 @@ def test_a_bad_value_in_the_file_names_the_file(tmp_path):
     assert str(caught.value) == (
         f"{config}: [products] min_categories=9 and max_categories=3 must satisfy 2 <= min <= max"
     )
+
+
+TABLES = {
+    "input": InputOptions,
+    "clean": CleanRules,
+    "products": ProductOptions,
+    "rfm": RFMOptions,
+    "cluster": ClusterOptions,
+    "backtest": BacktestOptions,
+    "early": EarlyOptions,
+    "value": ValueOptions,
+    "engine": EngineOptions,
+    "run": _RunTable,
+}
+NO_SETTING_TAKES = datetime.time(7, 32)
+"""A value of a type no setting takes (in TOML, ``07:32:00``)."""
+
+
+@pytest.mark.parametrize(
+    ("table", "key"), [(table, field.name) for table, cls in TABLES.items() for field in dataclasses.fields(cls)]
+)
+def test_every_key_of_every_table_is_checked_for_its_type(tmp_path, table, key):
+    config = tmp_path / "custseg.toml"
+    config.write_text(f"[{table}]\n{key} = 07:32:00\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).startswith(f"{config} [{table}]: {key} = datetime.time(7, 32) must be ")
+
+
+@pytest.mark.parametrize("name", OVERRIDES)
+def test_every_setting_given_one_by_one_is_checked_for_its_type(name):
+    with pytest.raises(ConfigError, match=rf"^{name}=datetime.time\(7, 32\) must be "):
+        load_settings(None, **{name: NO_SETTING_TAKES})
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"n_segments": "five"}, "n_segments='five' must be a whole number"),
+        ({"n_segments": 4.5}, "n_segments=4.5 must be a whole number"),
+        ({"rfm_bins": True}, "rfm_bins=True must be a whole number"),
+        ({"seed": "1"}, "seed='1' must be a whole number"),
+        ({"as_of": 20111201}, "as_of=20111201 must be a text or a date"),
+        ({"model": ["kmeans"]}, "model=['kmeans'] must be a text"),
+        ({"category_map": 3}, "category_map=3 must be a text"),
+        ({"column_map": {"customer_id": 7}}, "column_map={'customer_id': 7} must be a table of texts"),
+        (
+            {"spark_conf": {"spark.executor.cores": 4}},
+            "spark_conf={'spark.executor.cores': 4} must be a table of texts",
+        ),
+    ],
+)
+def test_a_given_setting_of_the_wrong_type_names_the_setting_and_value_not_the_file(tmp_path, given, message):
+    config = tmp_path / "custseg.toml"
+    config.write_text("[cluster]\nmin_segments = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, **given)
+    assert str(caught.value) == message
+
+
+def test_numpy_numbers_and_paths_are_read_as_python_values():
+    settings = load_settings(None, n_segments=np.int64(5), seed=np.int32(2), category_map=Path("cats.csv"))
+    assert (settings.cluster.n_segments, settings.seed, settings.products.mapping_file) == (5, 2, "cats.csv")
+    assert type(settings.cluster.n_segments) is int and type(settings.seed) is int
+    assert json.loads(json.dumps(settings.to_dict()))["cluster"]["n_segments"] == 5
+
+
+def test_given_mappings_add_to_the_files(tmp_path):
+    config = tmp_path / "custseg.toml"
+    config.write_text('[columns]\ncustomer_id = "Client"\n[engine]\nspark_conf = { "spark.a" = 1 }\n')
+    settings = load_settings(config, column_map={"invoice_id": "Order"}, spark_conf={"spark.b": "2"})
+    assert settings.input.column_map == {"customer_id": "Client", "invoice_id": "Order"}
+    assert settings.engine.spark_conf == {"spark.a": "1", "spark.b": "2"}

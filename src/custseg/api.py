@@ -165,14 +165,24 @@ def _value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _finite(value: Any) -> Any:
-    """Replace NaN and infinities, at any depth, by their text."""
+_ECHO_DEPTH = 10
+"""How deep a 422's errors are shown: the list, an error, then its input to 8 levels (a body may nest 1,000)."""
+
+
+def _echoed(value: Any, depth: int = _ECHO_DEPTH) -> Any:
+    """Return errors that echo the input as JSON can hold them.
+
+    NaN and infinities become their text, and objects or lists below ``depth`` levels become
+    ``"..."``: the answer stays small and is built without deep recursion.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, dict | list | tuple) and depth == 0:
+        return "..."
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: _echoed(item, depth - 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [_echoed(item, depth - 1) for item in value]
     return value
 
 
@@ -258,8 +268,9 @@ def _app(fitted: FittedModel | None, *, max_body_bytes: int, token: str | None) 
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # The errors echo the input, and JSON has no NaN or Infinity: the 422 must still encode.
-        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_finite(exc.errors()))})
+        # The errors echo the input: it may hold NaN or Infinity, which JSON cannot write, and nest
+        # deeper than Python's recursion limit lets jsonable_encoder go.
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_echoed(exc.errors()))})
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

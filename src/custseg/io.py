@@ -152,7 +152,7 @@ def read_source(
     if file_format == "xlsx":
         table = _read_xlsx(path)
         return _register(path, engine, table, "xlsx")
-    encoding = check_encoding(path, encoding)
+    encoding = check_encoding(path, encoding, delimiter)
     header = _header_line(path, encoding)
     if not header.strip():
         raise EmptyInputError(f"{path}: the file is empty")
@@ -165,9 +165,7 @@ FRAME = "DataFrame"
 """How messages and run.json name a table given in memory (its rows are numbered from 1)."""
 
 
-def read_frame(
-    frame: pd.DataFrame | pa.Table, engine, *, name: str = FRAME, file_format: str = "dataframe"
-) -> Source:
+def read_frame(frame: pd.DataFrame | pa.Table, engine, *, name: str = FRAME, file_format: str = "dataframe") -> Source:
     """Read a pandas DataFrame or Arrow table in memory as a Parquet file's columns are read.
 
     The index of a DataFrame is not a column. Timestamps with a time zone keep the shop's wall
@@ -177,10 +175,12 @@ def read_frame(
     Raises
     ------
     InputFileError
-        If a column cannot be held by Arrow (values of mixed types).
+        If two columns have the same name, or a column cannot be held by Arrow (values of mixed types).
     """
     if isinstance(frame, pd.DataFrame):
         frame = frame.rename(columns=str)
+        # Arrow refuses repeated names with a message of its own: say it as for a file.
+        _check_unique_names(name, list(frame.columns))
         try:
             frame = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -204,6 +204,19 @@ def _register(path: Path | str, engine, table: pa.Table, file_format: str, **kwa
     if table.num_rows == 0:
         raise EmptyInputError(f"{path}: the file has a header but no data rows")
     columns = list(table.column_names)
+    _check_unique_names(path, columns)
+    table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+    return Source(path=path, file_format=file_format, columns=columns, arrow=table, engine=engine, **kwargs)
+
+
+def _check_unique_names(path: Path | str, columns: list[str]) -> None:
+    """Refuse a header that names a column twice: a mapping could not say which one it means.
+
+    Raises
+    ------
+    InputFileError
+        Naming the first repeated column and its positions.
+    """
     repeated = [name for name in dict.fromkeys(columns) if columns.count(name) > 1]
     if repeated:
         places = ", ".join(str(i + 1) for i, name in enumerate(columns) if name == repeated[0])
@@ -211,8 +224,6 @@ def _register(path: Path | str, engine, table: pa.Table, file_format: str, **kwa
             f"{path}: column {repeated[0]!r} appears more than once in the header (columns {places}); "
             "give each column its own name"
         )
-    table = table.append_column(SOURCE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
-    return Source(path=path, file_format=file_format, columns=columns, arrow=table, engine=engine, **kwargs)
 
 
 def _read_parquet(path: str | Path, engine) -> Source:
@@ -285,13 +296,14 @@ def _chunks(path: Path) -> Iterator[bytes]:
         raise InputFileError(f"{path}: cannot be read: {_first_line(exc)}") from None
 
 
-def check_encoding(path: Path, encoding: str | None = None) -> str:
+def check_encoding(path: Path, encoding: str | None = None, delimiter: str | None = None) -> str:
     """Return the text encoding of a CSV file, checking every byte of it.
 
     Without ``encoding``: a byte-order mark decides; else UTF-8 if the whole file decodes as
     UTF-8; else Windows-1252 if the file holds its curly quotes, dashes or euro sign (bytes
     0x80-0x9F, control codes in ISO-8859-1) and decodes with it; else ISO-8859-1. With
-    ``encoding``: the whole file must decode with it.
+    ``encoding``: the whole file must decode with it. ``delimiter`` (default: detected) serves
+    to name the row of a byte that does not decode.
 
     Raises
     ------
@@ -309,7 +321,7 @@ def check_encoding(path: Path, encoding: str | None = None) -> str:
     detected = next((name for bom, name in _BOMS if first.startswith(bom)), None)
     chosen = encoding or detected or "utf-8"
     decoder = codecs.getincrementaldecoder(chosen)()
-    rows_before = 0
+    read = 0  # bytes of the file before ``chunk``
     chunk = first
     while chunk:
         if b"\x00" in chunk and not chosen.startswith("utf-16"):
@@ -322,11 +334,13 @@ def check_encoding(path: Path, encoding: str | None = None) -> str:
         except UnicodeDecodeError as exc:
             if encoding is None and chosen == "utf-8":
                 return _single_byte_encoding(itertools.chain([chunk], chunks))
-            row = rows_before + chunk.count(b"\n", 0, exc.start)
+            # The decoder holds back an incomplete character from the chunk before: it starts ``exc.object``.
+            offset = read - (len(exc.object) - len(chunk)) + exc.start
             raise EncodingError(
-                f"{path}: row {row} is not valid {chosen} (byte 0x{chunk[exc.start]:02x}); give the right --encoding"
+                f"{path}: {_row_at(path, chosen, delimiter, offset)} is not valid {chosen} "
+                f"(byte 0x{exc.object[exc.start]:02x}); give the right --encoding"
             ) from None
-        rows_before += chunk.count(b"\n")
+        read += len(chunk)
         chunk = next(chunks, b"")
     return chosen
 
@@ -389,23 +403,54 @@ def _read_csv(path: Path, encoding: str, delimiter: str, header: str) -> pa.Tabl
         except pa.ArrowInvalid as exc:
             raise InvalidValueError(f"{path}: cannot be read as CSV: {_first_line(exc)}") from None
     if malformed:
-        bad = malformed[0]
-        row = _row_of_line(path, encoding, bad.text)
+        # pyarrow does not number the rows it skips, and may meet them out of order (blocks are parsed in threads).
+        first = _first_row_of_width_not(path, encoding, delimiter, len(names))
+        row, width = (f"row {first[0]}", first[1]) if first else ("a row", malformed[0].actual_columns)
         raise InvalidValueError(
-            f"{path}: {row} has {bad.actual_columns} fields, the header has {bad.expected_columns} "
+            f"{path}: {row} has {width} fields, the header has {len(names)} "
             f"({len(malformed)} such row(s)); check the delimiter (--delimiter) and quoting"
         )
     return table
 
 
-def _row_of_line(path: Path, encoding: str, text: str) -> str:
-    """``row N`` for the first data line equal to ``text`` (pyarrow does not number skipped rows)."""
+def _numbered_rows(text: _io.TextIOBase, delimiter: str | None) -> Iterator[tuple[int, list[str]]]:
+    """Give the rows of a CSV the numbers `SOURCE_ROW` gives them, for messages: ``(row, fields)`` from 1.
+
+    A row is a record, not a line: a quoted value may hold line breaks. The header is the first
+    line, and a blank line is no row, as when the file is read. ``delimiter`` None: detected from
+    the header.
+
+    Raises
+    ------
+    csv.Error
+        For a value longer than the csv module reads (131,072 characters).
+    """
+    header = text.readline()
+    records = csv.reader(text, delimiter=delimiter or detect_delimiter(header))
+    return enumerate((fields for fields in records if fields), start=1)
+
+
+def _first_row_of_width_not(path: Path, encoding: str, delimiter: str, width: int) -> tuple[int, int] | None:
+    """Return the first row of a CSV whose number of fields is not ``width``, and its number of fields."""
     with _open_bytes(path) as raw:
-        lines = _io.TextIOWrapper(raw, encoding=encoding, newline="")
-        for number, line in enumerate(lines):
-            if number and line.rstrip("\r\n") == text:
-                return f"row {number}"
-    return "a row"
+        rows = _numbered_rows(_io.TextIOWrapper(raw, encoding=encoding, newline=""), delimiter)
+        try:
+            return next(((number, len(fields)) for number, fields in rows if len(fields) != width), None)
+        except csv.Error:
+            return None
+
+
+def _row_at(path: Path, encoding: str, delimiter: str | None, offset: int) -> str:
+    """Return ``row N`` for the row of a CSV that holds byte ``offset``, or ``the header``."""
+    with _open_bytes(path) as raw:
+        text = raw.read(offset).decode(encoding, errors="replace")
+    # One character more puts the row that holds the offset among those read, even at the start of a line.
+    rows = _numbered_rows(_io.StringIO(text + "x", newline=""), delimiter)
+    try:
+        number = max((number for number, _ in rows), default=0)
+    except csv.Error:
+        return "a row"
+    return f"row {number}" if number else "the header"
 
 
 def detect_timestamp_format(table: ir.Table, column: str) -> tuple[str | None, list[str]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import numbers
+import os
 import tomllib
 import types
 import typing
@@ -123,7 +125,7 @@ def parse_spark_conf(pairs: list[str]) -> dict[str, str]:
 def _parse_pairs(pairs: list[str], option: str, shape: str) -> dict[str, str]:
     parsed: dict[str, str] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
+        key, sep, value = str(pair).partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
             raise ConfigError(f"{option} {pair!r} must look like {shape}")
@@ -193,27 +195,41 @@ def _renamed_tables(doc: dict[str, Any], config_path: Path | None) -> dict[str, 
     return doc
 
 
-OVERRIDES = (
-    "as_of",
-    "seed",
-    "n_segments",
-    "model",
-    "rfm_bins",
-    "rfm_map",
-    "column_map",
-    "encoding",
-    "delimiter",
-    "timestamp_format",
-    "table",
-    "query",
-    "category_map",
-    "recipe",
-    "memory_limit",
-    "engine",
-    "spark_master",
-    "spark_conf",
-)
-"""The settings given one by one (command-line options, keywords of `custseg.run`), over the file's."""
+@dataclass(frozen=True)
+class _RunTable:
+    """The ``[run]`` table of custseg.toml."""
+
+    seed: int = 0
+    as_of: str | datetime.date | None = None
+    memory_limit: str | None = None
+    recipe: str = "custseg"
+
+
+OVERRIDES: dict[str, tuple[type, str]] = {
+    "as_of": (_RunTable, "as_of"),
+    "seed": (_RunTable, "seed"),
+    "n_segments": (ClusterOptions, "n_segments"),
+    "model": (ClusterOptions, "model"),
+    "rfm_bins": (RFMOptions, "bins"),
+    "rfm_map": (RFMOptions, "segment_map"),
+    "column_map": (InputOptions, "column_map"),
+    "encoding": (InputOptions, "encoding"),
+    "delimiter": (InputOptions, "delimiter"),
+    "timestamp_format": (InputOptions, "timestamp_format"),
+    "table": (InputOptions, "table"),
+    "query": (InputOptions, "query"),
+    "category_map": (ProductOptions, "mapping_file"),
+    "recipe": (_RunTable, "recipe"),
+    "memory_limit": (EngineOptions, "memory_limit"),
+    "engine": (EngineOptions, "name"),
+    "spark_master": (EngineOptions, "spark_master"),
+    "spark_conf": (EngineOptions, "spark_conf"),
+}
+"""The settings given one by one (command-line options, keywords of `custseg.run`), over the file's.
+
+Each is the field of a table of custseg.toml (its options class and the field's name), and its
+value is checked against that field's type as the file's values are.
+"""
 
 
 def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
@@ -233,20 +249,22 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     **overrides
         `OVERRIDES`: ``column_map`` (a dict, canonical name to source column), ``encoding``,
         ``delimiter``, ``timestamp_format``, ``table``, ``query``, ``seed``, ``as_of``, ``rfm_bins``, ``rfm_map``,
-        ``memory_limit``, ``category_map``, ``model``, ``n_segments``, ``recipe``, ``engine``,
-        ``spark_master``, ``spark_conf`` (a dict, merged over the file's); None means "not given",
-        and a given value wins over the file.
+        ``memory_limit``, ``category_map`` (a path), ``model``, ``n_segments``, ``recipe``, ``engine``,
+        ``spark_master``, ``spark_conf`` (a dict of texts, merged over the file's); None means "not
+        given", and a given value wins over the file. NumPy numbers are read as Python's.
 
     Raises
     ------
     ConfigError
-        If the file cannot be parsed or holds unknown keys.
+        If the file cannot be parsed or holds unknown keys, or a value (in the file or given) is not
+        of its setting's type or range.
     TypeError
         For an override that is not one of `OVERRIDES`.
     """
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(OVERRIDES)}")
+    overrides = _checked_overrides(overrides)
     doc: dict[str, Any] = {}
     if config_path is not None:
         try:
@@ -268,86 +286,79 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         raise ConfigError(f"{config_path}: {exc}") from None
 
 
+def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return the given overrides as the file would hold them, each checked against its field's type.
+
+    The check comes before the file is read, so that a message about a given value does not name the file.
+    """
+    checked = {}
+    for name, given in overrides.items():
+        if given is None:
+            continue
+        value = _as_toml(given)
+        target, key = OVERRIDES[name]
+        hint = typing.get_type_hints(target)[key]
+        if not _has_type(value, hint):
+            raise ConfigError(f"{name}={given!r} must be {_type_words(hint)}")
+        checked[name] = value
+    return checked
+
+
+def _as_toml(value: Any) -> Any:
+    """Return a value given in Python as TOML would give it: a path as text, a NumPy number as Python's."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
 def _settings_from(doc: dict[str, Any], where: str, overrides: dict[str, Any]) -> Settings:
+
+    def table(name: str, cls: type, given: dict[str, Any]) -> dict[str, Any]:
+        """Check the keys of table ``name`` against ``cls``; put the overrides of ``cls``'s fields over them."""
+        checked = _known_keys(given, cls, f"{where} [{name}]")
+        for override, (target, key) in OVERRIDES.items():
+            if target is cls and override in overrides:
+                value = overrides[override]
+                # A mapping given one by one (column_map, spark_conf) adds to the file's.
+                checked[key] = {**checked.get(key, {}), **value} if isinstance(value, dict) else value
+        return checked
 
     column_map = {str(k): str(v) for k, v in doc.get("columns", {}).items()}
     _check_canonical_names(column_map, f"{where} [columns]")
-    column_map.update(overrides.get("column_map") or {})
-
     input_doc = _known_keys(doc.get("input", {}), InputOptions, f"{where} [input]")
-    input_doc.pop("column_map", None)
-    for key in ("encoding", "delimiter", "timestamp_format", "table", "query"):
-        if overrides.get(key) is not None:
-            input_doc[key] = overrides[key]
-    input_options = InputOptions(column_map=column_map, **input_doc)
+    input_doc["column_map"] = column_map  # the file's column map is its [columns] table
+    input_options = InputOptions(**table("input", InputOptions, input_doc))
 
     clean_doc = _known_keys(doc.get("clean", {}), CleanRules, f"{where} [clean]")
     clean_rules = CleanRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in clean_doc.items()})
 
-    rfm_doc = _known_keys(doc.get("rfm", {}), RFMOptions, f"{where} [rfm]")
-    if overrides.get("rfm_bins") is not None:
-        rfm_doc["bins"] = overrides["rfm_bins"]
-    if overrides.get("rfm_map") is not None:
-        rfm_doc["segment_map"] = overrides["rfm_map"]
-    rfm_options = RFMOptions(**rfm_doc)
-
-    products_doc = _known_keys(doc.get("products", {}), ProductOptions, f"{where} [products]")
-    if overrides.get("category_map") is not None:
-        products_doc["mapping_file"] = str(overrides["category_map"])
-    product_options = ProductOptions(**products_doc)
-
-    cluster_doc = _known_keys(doc.get("cluster", {}), ClusterOptions, f"{where} [cluster]")
-    for key in ("model", "n_segments"):
-        if overrides.get(key) is not None:
-            cluster_doc[key] = overrides[key]
-    cluster_options = ClusterOptions(**cluster_doc)
-
-    backtest_options = BacktestOptions(**_known_keys(doc.get("backtest", {}), BacktestOptions, f"{where} [backtest]"))
-    early_options = EarlyOptions(**_known_keys(doc.get("early", {}), EarlyOptions, f"{where} [early]"))
-    value_options = ValueOptions(**_known_keys(doc.get("value", {}), ValueOptions, f"{where} [value]"))
-
-    run_doc = _known_keys(doc.get("run", {}), _RunTable, f"{where} [run]")
-    seed = overrides.get("seed")
-    if seed is None:
-        seed = run_doc.get("seed", 0)
-    as_of = parse_as_of(overrides.get("as_of") or run_doc.get("as_of"))
+    run_doc = table("run", _RunTable, doc.get("run", {}))
     engine_table = dict(doc.get("engine", {}))
     if isinstance(engine_table.get("spark_conf"), dict):
         # Spark reads every setting as text; TOML's `spark.executor.cores = 4` means "4".
         engine_table["spark_conf"] = {str(k): str(v) for k, v in engine_table["spark_conf"].items()}
-    engine_doc = _known_keys(engine_table, EngineOptions, f"{where} [engine]")
     if run_doc.get("memory_limit") is not None:
-        engine_doc.setdefault("memory_limit", run_doc["memory_limit"])
-    for key, override in (("name", "engine"), ("memory_limit", "memory_limit"), ("spark_master", "spark_master")):
-        if overrides.get(override) is not None:
-            engine_doc[key] = overrides[override]
-    spark_conf = dict(engine_doc.get("spark_conf", {}))
-    spark_conf.update(overrides.get("spark_conf") or {})
-    engine_doc["spark_conf"] = spark_conf
-    engine = EngineOptions(**engine_doc)
-    recipe = overrides.get("recipe") or run_doc.get("recipe") or "custseg"
+        engine_table.setdefault("memory_limit", run_doc["memory_limit"])
     return Settings(
         input=input_options,
         clean=clean_rules,
-        products=product_options,
-        rfm=rfm_options,
-        cluster=cluster_options,
-        backtest=backtest_options,
-        early=early_options,
-        value=value_options,
-        as_of=as_of,
-        seed=seed,
-        engine=engine,
-        recipe=recipe,
+        products=ProductOptions(**table("products", ProductOptions, doc.get("products", {}))),
+        rfm=RFMOptions(**table("rfm", RFMOptions, doc.get("rfm", {}))),
+        cluster=ClusterOptions(**table("cluster", ClusterOptions, doc.get("cluster", {}))),
+        backtest=BacktestOptions(**table("backtest", BacktestOptions, doc.get("backtest", {}))),
+        early=EarlyOptions(**table("early", EarlyOptions, doc.get("early", {}))),
+        value=ValueOptions(**table("value", ValueOptions, doc.get("value", {}))),
+        as_of=parse_as_of(run_doc.get("as_of")),
+        seed=run_doc.get("seed", 0),
+        engine=EngineOptions(**table("engine", EngineOptions, engine_table)),
+        recipe=run_doc.get("recipe", "custseg"),
     )
-
-
-@dataclass(frozen=True)
-class _RunTable:
-    seed: int = 0
-    as_of: str | datetime.date | None = None
-    memory_limit: str | None = None
-    recipe: str = "custseg"
 
 
 def _known_keys(table: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
@@ -390,17 +401,19 @@ def _has_type(value: Any, hint: Any) -> bool:
 _PLURAL = {bool: "true or false values", int: "whole numbers", float: "numbers", str: "texts", dict: "tables"}
 
 
+_SINGULAR = {bool: "true or false", int: "a whole number", float: "a number", str: "a text", datetime.date: "a date"}
+
+
 def _type_words(hint: Any) -> str:
+    """Say what a field's annotation asks for (None is left out: it is how a setting is not given)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
-        return " or ".join(_type_words(arg) for arg in args)
+        return " or ".join(_type_words(arg) for arg in args if arg is not type(None))
     if origin in (list, tuple):
         return f"a list of {_PLURAL.get(args[0], 'values')}" if args else "a list"
     if origin is dict or hint is dict:
-        return "a table"
-    return {bool: "true or false", int: "a whole number", float: "a number", str: "a text", type(None): "absent"}.get(
-        hint, getattr(hint, "__name__", str(hint))
-    )
+        return f"a table of {_PLURAL.get(args[1], 'values')}" if args else "a table"
+    return _SINGULAR.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 __all__ = [
