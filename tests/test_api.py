@@ -100,6 +100,8 @@ def test_assign_answers_segment_rfm_value_and_early_prediction(client, model_dir
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model"]["model_version"] == MODEL_VERSION
+    # The id custseg assign writes beside its customers, so that an answer can be matched to a file.
+    assert answer["model"]["model_id"] == load_model(trained[1].out_dir).model_id
     (customer,) = answer["customers"]
     assert customer["customer_id"] == "web-42"
     assert customer["segment_name"] and customer["action"] and customer["rfm_code"]

@@ -120,6 +120,7 @@ class RejectedTransaction(BaseModel):
 class ModelInfo(BaseModel):
     """Which model answered."""
 
+    model_id: str = Field(description="The model folder's id, as custseg assign writes it (model_id).")
     model_version: int
     custseg_version: str
     trained_on_sha256: str
@@ -152,6 +153,7 @@ def model_info(fitted: FittedModel) -> ModelInfo:
     """Describe the model behind the answers."""
     manifest = fitted.manifest
     return ModelInfo(
+        model_id=fitted.model_id,
         model_version=manifest["model_version"],
         custseg_version=manifest["custseg_version"],
         trained_on_sha256=manifest["trained_on"]["sha256"],

@@ -30,6 +30,7 @@ from custseg.stages.products import Products
 from custseg.stages.read import Data, Read
 from custseg.stages.segments import Segments
 from custseg.stages.value import Value
+from custseg.workers import workers_end_with_the_run
 from custseg.workspace import Workspace, read_table
 
 if TYPE_CHECKING:
@@ -303,7 +304,8 @@ class Stages:
             workspace.open()
             self._store = _Namespaced(workspace)
         step = next(step for step in LEARN if step.name == name)
-        return step.function(settings=self.settings_, store=self._store, **results)
+        with workers_end_with_the_run():
+            return step.function(settings=self.settings_, store=self._store, **results)
 
     def read(self, data: Data) -> Read:
         """Read a file or table into custseg's columns (`custseg.stages.read.read_input`)."""
