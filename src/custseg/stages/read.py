@@ -57,7 +57,9 @@ def read_input(*, data: Data, settings: Settings, store: Store) -> Read:
     data = as_input(data)
     options = settings.input
     if is_database_url(data):
-        source = read_database(data, store.engine, table=options.table, query=options.query)
+        source = read_database(
+            data, store.engine, table=options.table, query=options.query, column_map=options.column_map
+        )
     elif options.table is not None or options.query is not None:
         raise ConfigError(f"{data}: --table and --query read a database (postgresql://...), not a file")
     else:
