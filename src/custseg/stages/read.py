@@ -124,6 +124,7 @@ def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, dic
         "delimiter": source.delimiter,
         "columns": source.columns,
         "preset": mapping.preset,
+        "layout": mapping.layout.name if mapping.layout else None,
         "column_map": mapping.columns,
         "timestamp_format": timestamp_format,
         "timestamp_format_ties": tied,
