@@ -113,6 +113,9 @@ def test_recency_frequency_monetary_can_be_checked_by_eye():
             "main_country": ["United Kingdom"] * 5,
             "orders_90d": [2, 1, 2, 1, 0],
             "revenue_90d": [30.0, 10.0, 10.0, 7.0, 0.0],
+            # Recency in the customer's own average gap, tenure / frequency: A ordered twice in 30 days
+            # and last 21 days ago, 1.4 of its 15-day gaps; a one-order customer is always 1 gap away.
+            "recency_own_gaps": [21 * 2 / 30, 1.0, 16 * 2 / 16, 1.0, 1.0],
         }
     )
     got = features()[expected.columns.tolist()]

@@ -44,6 +44,7 @@ class Unit(StrEnum):
     PRODUCTS = "products"
     CURRENCY = "currency"
     FRACTION = "0 to 1"
+    OWN_GAPS = "the customer's own average gaps between orders"
 
 
 MAGNITUDES = frozenset({Unit.DAYS, Unit.ORDERS, Unit.LINES, Unit.PRODUCTS, Unit.CURRENCY})
@@ -128,6 +129,8 @@ CUSTOMER_FEATURES = (
     CustomerFeature("mean_days_between_orders", Unit.DAYS, Transform.AS_IS, (Use.VALUE, Use.EARLY)),
     CustomerFeature("orders_90d", Unit.ORDERS, Transform.LOG1P, (Use.VALUE,)),
     CustomerFeature("revenue_90d", Unit.CURRENCY, Transform.LOG1P, (Use.VALUE,)),
+    # A frequent buyer who stopped is far past their own rhythm, where days alone call them recent.
+    CustomerFeature("recency_own_gaps", Unit.OWN_GAPS, Transform.LOG1P, (Use.VALUE,)),
 )
 """The columns of `customer_features`, in its order (what each is: its docstring)."""
 
@@ -304,15 +307,17 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
 
     Returns
     -------
-    ibis.Table of shape (n_customers, 15)
+    ibis.Table of shape (n_customers, 16)
         `FEATURE_COLUMNS`: recency_days and tenure_days are whole days from the last and first
         order to ``as_of``; frequency counts orders with positive net revenue; monetary is the
         total net revenue (to the cent) and avg_order_value = monetary / frequency; distinct_products and lines
         count lines with net quantity above 0; returned_share is returned / purchased quantity;
         main_country is the country with the most revenue (ties: first by name);
         mean_days_between_orders = (last - first order) / (frequency - 1) in days, null for one
-        order; orders_90d and revenue_90d cover the 90 days before ``as_of``. Their units, how the
-        models transform them and which models read them: `CUSTOMER_FEATURES`.
+        order; orders_90d and revenue_90d cover the 90 days before ``as_of``; recency_own_gaps =
+        recency_days / (tenure_days / frequency), the days since the last order in the customer's own
+        average gap between orders (tenure at least one day). Their units, how the models transform
+        them and which models read them: `CUSTOMER_FEATURES`.
     """
     parts = order_parts(lines, as_of)
     per_order = _orders(parts)
@@ -354,6 +359,8 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
         by_country.mutate(rank=rank).filter(lambda t: t["rank"] == 0).select("customer_id", main_country="country")
     )
 
+    recency = whole_days(by_customer.as_of, by_customer.last_order_at)
+    tenure = whole_days(by_customer.as_of, by_customer.first_order_at)
     span_days = (by_customer.last_order_at.epoch_seconds() - by_customer.first_order_at.epoch_seconds()) / (
         SECONDS_PER_DAY
     )
@@ -365,11 +372,11 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
             "customer_id",
             "first_order_at",
             "last_order_at",
-            recency_days=whole_days(by_customer.as_of, by_customer.last_order_at),
+            recency_days=recency,
             frequency=by_customer.frequency.cast(dt.int64),
             monetary=by_customer.monetary,
             avg_order_value=by_customer.monetary / by_customer.frequency,
-            tenure_days=whole_days(by_customer.as_of, by_customer.first_order_at),
+            tenure_days=tenure,
             distinct_products=breadth.distinct_products.fill_null(0).cast(dt.int64),
             lines=activity.lines,
             returned_share=activity.returned_share,
@@ -379,6 +386,7 @@ def customer_features(lines: ir.Table, as_of: AsOf) -> ir.Table:
             ),
             orders_90d=by_customer.orders_90d,
             revenue_90d=by_customer.revenue_90d,
+            recency_own_gaps=(recency * by_customer.frequency / ibis.greatest(tenure, 1)).cast(dt.float64),
         )
     )
     return features
