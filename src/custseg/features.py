@@ -71,12 +71,14 @@ class Use(StrEnum):
     ``segments``: the learned segments (`custseg.cluster.ClusterOptions.features`). ``value``: the
     value model (`custseg.value.VALUE_FEATURES`). ``value per quarter``: a total over the customer's
     whole history, which the value model reads per 90 days of tenure (`custseg.value.per_quarter`).
-    ``early``: the early models (`custseg.early.model_inputs`), which take log1p of counts, amounts
-    and days (`MAGNITUDES`) whatever their transform, numbers from 0 to 1 as they are, labels as
-    categories, and the first order's hour, month and weekday.
+    ``rules``: the columns learned segments may state their rules in (`custseg.rules.RuleTree`), read
+    as they are. ``early``: the early models (`custseg.early.model_inputs`), which take log1p of
+    counts, amounts and days (`MAGNITUDES`) whatever their transform, numbers from 0 to 1 as they
+    are, labels as categories, and the first order's hour, month and weekday.
     """
 
     SEGMENTS = "segments"
+    RULES = "rules"
     VALUE = "value"
     VALUE_PER_QUARTER = "value per quarter"
     EARLY = "early"
@@ -113,13 +115,20 @@ CUSTOMER_FEATURES = (
     CustomerFeature("customer_id", Unit.ID, None, ()),
     CustomerFeature("first_order_at", Unit.TIMESTAMP, None, (Use.EARLY,)),
     CustomerFeature("last_order_at", Unit.TIMESTAMP, None, ()),
-    CustomerFeature("recency_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.VALUE)),
-    CustomerFeature("frequency", Unit.ORDERS, Transform.LOG1P, (Use.SEGMENTS, Use.VALUE, Use.VALUE_PER_QUARTER)),
+    CustomerFeature("recency_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.RULES, Use.VALUE)),
     CustomerFeature(
-        "monetary", Unit.CURRENCY, Transform.LOG1P, (Use.SEGMENTS, Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)
+        "frequency", Unit.ORDERS, Transform.LOG1P, (Use.SEGMENTS, Use.RULES, Use.VALUE, Use.VALUE_PER_QUARTER)
+    ),
+    CustomerFeature(
+        "monetary",
+        Unit.CURRENCY,
+        Transform.LOG1P,
+        (Use.SEGMENTS, Use.RULES, Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY),
     ),
     CustomerFeature("avg_order_value", Unit.CURRENCY, Transform.LOG1P, (Use.VALUE, Use.EARLY)),
-    CustomerFeature("tenure_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.VALUE, Use.EARLY)),
+    CustomerFeature(
+        "tenure_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.RULES, Use.VALUE, Use.EARLY)
+    ),
     CustomerFeature("distinct_products", Unit.PRODUCTS, Transform.LOG1P, (Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)),
     CustomerFeature("lines", Unit.LINES, Transform.LOG1P, (Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)),
     CustomerFeature("returned_share", Unit.FRACTION, Transform.AS_IS, (Use.VALUE,)),
@@ -130,7 +139,7 @@ CUSTOMER_FEATURES = (
     CustomerFeature("orders_90d", Unit.ORDERS, Transform.LOG1P, (Use.VALUE,)),
     CustomerFeature("revenue_90d", Unit.CURRENCY, Transform.LOG1P, (Use.VALUE,)),
     # A frequent buyer who stopped is far past their own rhythm, where days alone call them recent.
-    CustomerFeature("recency_own_gaps", Unit.OWN_GAPS, Transform.LOG1P, (Use.VALUE,)),
+    CustomerFeature("recency_own_gaps", Unit.OWN_GAPS, Transform.LOG1P, (Use.RULES, Use.VALUE)),
 )
 """The columns of `customer_features`, in its order (what each is: its docstring)."""
 

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 6
-"""Layout version of the model folder (6: FeatureSpace and NextValueScore in custseg.spaces, QuantileTiers in
-custseg.candidates)."""
+MODEL_VERSION = 7
+"""Layout version of the model folder (7: learned segments as rules, custseg.rules.RuleTree and
+custseg.spaces.RuleSpace)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
@@ -43,6 +43,8 @@ MODEL_FILES = (SEGMENTATION_FILE, EARLY_FILE, VALUE_FILE)
 TRUSTED_TYPES = frozenset(
     {
         "custseg.candidates.QuantileTiers",
+        "custseg.rules.RuleTree",
+        "custseg.spaces.RuleSpace",
         "custseg.cluster.ClusterOptions",
         "custseg.cluster.Segmentation",
         "custseg.spaces.FeatureSpace",

@@ -3,9 +3,10 @@
 Clusters without names and profiles are the complaint against general-purpose tools: analysts
 end up profiling them "in Excel". This module describes every segment with the statistics a
 marketer reads (size, revenue, recency / frequency / monetary quartiles, interests, countries),
-names it from where its medians stand against the shop's (recency against the shop's own typical
-gap between orders, so that a grocery and a gift shop are read each on its own clock), and
-writes a description and an action led by the categories the segment buys more of than the shop
+names a segment of rules from its rule alone (`custseg.rules.rule_names`: a name true of every
+member), and clusters from where their medians stand against the shop's (recency against the shop's
+own typical gap between orders, so that a grocery and a gift shop are read each on its own clock),
+and writes a description and an action led by the categories the segment buys more of than the shop
 does, with what such a customer was worth in the backtest.
 """
 
@@ -17,10 +18,13 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from custseg.rules import Condition, describe, position, rule_names
+
 SEGMENT_COLUMNS = (
     "kind",
     "segment",
     "name",
+    "rule",
     "state",
     "value",
     "customers",
@@ -90,8 +94,11 @@ ACTIONS: dict[str, str] = {
     "lapsing": "Remind them: popular and seasonal products with a small incentive.",
     "lapsed valuable": "One targeted win-back campaign on their favourite categories; ask what went wrong.",
     "lapsed": "Keep the cost of contact low: broad seasonal campaigns only, and stop if they do not respond.",
+    "valuable": "Keep them buying: first news of new ranges and a thank-you on their next order.",
+    "": "Keep in touch: the shop's regular news, and an offer on what they bought before.",
 }
-"""The recommended action by state, and for the valuable segments (champions, regulars, big spenders)."""
+"""The recommended action by state, and for the valuable segments (champions, regulars, big spenders);
+the last two for a segment of rules that bounds neither recency nor tenure (its state is not known)."""
 NEW_TENURE_GAPS = 2
 """A segment is new when its median tenure is at most this many typical gaps between orders."""
 ACTIVE_RECENCY_GAPS = 1
@@ -231,8 +238,9 @@ def profile_segments(
     worth: pd.DataFrame | None = None,
     horizon_days: int = 90,
     column: str = "segment",
+    rules: list[list[Condition]] | None = None,
 ) -> pd.DataFrame:
-    """Profile every learned segment: size, quartiles, interests, name, description and action.
+    """Profile every learned segment: size, quartiles, interests, name, rule, description and action.
 
     Parameters
     ----------
@@ -249,12 +257,26 @@ def profile_segments(
         The backtest's horizon, for the wording.
     column : str
         The learned segment column.
+    rules : list of list of Condition, optional
+        Each segment's rule (segment ``S1`` first), when the segments are rules
+        (`custseg.rules.RuleTree`): names, state and value then come from the rule, true of every
+        member, and the rule leads the description and the action.
 
     Returns
     -------
     DataFrame of shape (n_segments, len(SEGMENT_COLUMNS))
     """
-    names = name_segments(customers, gap_days, column)
+    frequent_from, big_from = customers.frequency.quantile(2 / 3), customers.monetary.quantile(2 / 3)
+    if rules is not None:
+        names = dict(
+            zip(
+                segment_ids(range(len(rules))),
+                rule_names(rules, gap_days, frequent_from=frequent_from, big_from=big_from),
+                strict=True,
+            )
+        )
+    else:
+        names = name_segments(customers, gap_days, column)
     total_revenue = customers.monetary.sum()
     share_columns = [c for c in customers.columns if c.startswith("share_")]
     worth = worth.set_index("segment") if worth is not None else None
@@ -270,13 +292,19 @@ def profile_segments(
         leading = over_indexed(members, customers, category_labels)
         countries = members.main_country.fillna("unknown").value_counts(normalize=True).head(3)
         quartiles = members[["recency_days", "frequency", "monetary"]].quantile([0.25, 0.5, 0.75])
-        position = segment_position(members, customers, gap_days)
+        if rules is not None:
+            rule = rules[int(segment[1:]) - 1]
+            state, value = position(rule, gap_days, frequent_from=frequent_from, big_from=big_from)
+            position_of = {"state": state or "", "value": value or ""}
+        else:
+            rule, position_of = None, segment_position(members, customers, gap_days)
         row = {
             "kind": "learned",
             "segment": segment,
             "name": names[segment],
-            "state": position["state"],
-            "value": position["value"],
+            "rule": describe(rule) if rule is not None else "",
+            "state": position_of["state"],
+            "value": position_of["value"],
             "customers": len(members),
             "share": round(len(members) / len(customers), 4),
             "revenue_share": round(float(members.monetary.sum() / total_revenue), 4) if total_revenue else 0.0,
@@ -345,9 +373,12 @@ def exact_sizes(profiles: pd.DataFrame, customers: ir.Table, column: str = "segm
 def _description(row: dict, gap_days: float) -> str:
     interests = f" They buy mostly {row['top_categories'].replace('; ', ', ')}." if row["top_categories"] else ""
     gaps = row["median_recency_days"] / gap_days
+    standing = " ".join(word for word in (row["state"], row["value"]) if word)
+    who = f"Customers with {row['rule']}: " if row["rule"] else ""
     return (
-        f"{row['customers']:,} customers ({row['share']:.0%} of customers, {row['revenue_share']:.0%} of revenue), "
-        f"{row['state']} {row['value']}. Their last order was a median {row['median_recency_days']:.0f} days ago "
+        f"{who}{row['customers']:,} customers ({row['share']:.0%} of customers, {row['revenue_share']:.0%} of "
+        f"revenue){', ' + standing if standing else ''}. Their last order was a median "
+        f"{row['median_recency_days']:.0f} days ago "
         f"({gaps:.1f} times the shop's typical {gap_days:.0f} days between orders), their first "
         f"{row['median_tenure_days']:.0f} days ago; they placed a median {row['median_frequency']:.0f} orders and "
         f"spent a median {row['median_monetary']:,.0f} in all ({row['median_avg_order_value']:,.0f} per order)."
@@ -357,8 +388,13 @@ def _description(row: dict, gap_days: float) -> str:
 
 def _action(row: dict, leading: list[tuple[str, float]], interests: pd.Series, labels, horizon_days: int) -> str:
     valuable = row["value"] in ("champions", "regulars", "big spenders")
-    key = row["state"] if row["state"] == "new" or not valuable else f"{row['state']} valuable"
+    key = row["state"] if row["state"] == "new" or not valuable else f"{row['state']} valuable".strip()
     action = ACTIONS[key]
+    if row["rule"]:
+        # The rule says for whom, so that no two segments share their first sentence.
+        action = f"For customers with {row['rule']}: {action[0].lower()}{action[1:]}"
+    if row["value"] in ("champions", "regulars", "repeat") and row["state"] in ("active", ""):
+        action += " Time the next contact for when a customer passes 1.5 times their own usual gap between orders."
     if leading:
         label, index = leading[0]
         action += f" Lead with {label} ({index:.1f}x the shop's share of their revenue)."

@@ -240,6 +240,10 @@ class SegmentsSection:
     classifier_agreement: float | None
     candidates: Records
     profiles: Records
+    rules: Annotated[
+        Records | None,
+        Field(description="Each segment's rule as data (segment, rule in words, conditions); null for clusters."),
+    ] = None
     backtest: SegmentsBacktest | None = None
 
 

@@ -19,8 +19,40 @@ from custseg.backtest import Outcomes
 from custseg.errors import ConfigError
 from custseg.features import Transform, Use, features_used_by, interest_shares, transform_of, typical_gap_days
 
-SPACES = ("features", "predicted", "tsne")
-"""The spaces a segment model can work in: `FeatureSpace`, `NextValueScore` and `tsne` of the features."""
+SPACES = ("features", "predicted", "tsne", "rules")
+"""The spaces a segment model can work in: `FeatureSpace`, `NextValueScore`, `tsne` of the features and
+`RuleSpace` (the columns a rule is stated in, as they are)."""
+
+
+class RuleSpace(TransformerMixin, BaseEstimator):
+    """The customer columns a rule is stated in, as they are: days, orders, money (`custseg.rules`).
+
+    Parameters
+    ----------
+    features : list of str or None
+        Customer columns; None is what rules use by default (``Use.RULES`` in the catalogue).
+
+    Attributes
+    ----------
+    columns_ : list of str
+    """
+
+    def __init__(self, *, features: list[str] | None = None) -> None:
+        self.features = features
+
+    def fit(self, customers: pd.DataFrame, y=None) -> RuleSpace:
+        """Check that ``customers`` hold the columns."""
+        columns = list(self.features or features_used_by(Use.RULES))
+        missing = [c for c in columns if c not in customers.columns]
+        if missing:
+            raise ConfigError(f"rules: no customer column {', '.join(missing)}")
+        self.columns_ = columns
+        return self
+
+    def transform(self, customers: pd.DataFrame) -> np.ndarray:
+        """Return the columns' values, shape (n_customers, n_columns)."""
+        check_is_fitted(self, "columns_")
+        return np.ascontiguousarray(customers[self.columns_].to_numpy(dtype=float, na_value=0.0))
 
 
 class FeatureSpace(TransformerMixin, BaseEstimator):

@@ -17,6 +17,7 @@ from custseg.features import typical_gap_days, with_customer_columns
 from custseg.model import NAMED_SEGMENT_COLUMNS, FittedModel
 from custseg.profile import exact_sizes, profile_segments, rfm_segment_rows, segment_ids
 from custseg.record import AssignedSegments, SegmentsBacktest, SegmentsSection, Skipped, frozen
+from custseg.rules import rule_records
 from custseg.sampling import rows_at, sample_positions
 from custseg.settings import Settings
 from custseg.stages import Store
@@ -118,12 +119,14 @@ def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings
         )
     # Profiles describe every customer on the driver, else the sample (sizes and revenue exact).
     profiled = segmented.order_by("customer_id").execute() if on_driver else rows_at(segmented, positions)
+    rules = segmentation.rules()
     profiles = profile_segments(
         profiled,
         products.labels,
         gap_days=typical_gap_days(profiled),
         worth=worth,
         horizon_days=settings.backtest.horizon_days,
+        rules=rules,
     )
     if not on_driver:
         profiles = exact_sizes(profiles, segmented)
@@ -144,6 +147,7 @@ def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings
             classifier_agreement=segmentation.classifier_agreement_,
             candidates=json_records(segmentation.candidates_),
             profiles=json_records(profiles.drop(columns=["description", "action"])),
+            rules=None if rules is None else rule_records(rules),
             backtest=figures,
         ),
         segmentation=segmentation,

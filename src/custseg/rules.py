@@ -1,0 +1,350 @@
+"""Segments a marketer can read, re-create in an email tool and keep: rules learned from what customers did next.
+
+Marketers define segments as rules ("2+ orders, last order within 30 days, spent 500 or more")
+because a rule can be read, trusted, rebuilt in a segment builder and kept from month to month.
+`RuleTree` learns such rules from the backtest: a shallow regression tree on the customers as of
+T - H, whose target is what they did in the last H days (ordered again, and the log of their
+revenue), grown to a given number of leaves of at least a share each. It splits only at numbers a
+person would write (`GRIDS`), and its leaves, each the conjunction of the conditions on its path,
+partition the customers: every customer is in exactly one segment and satisfies its rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from custseg.backtest import Outcomes
+from custseg.features import Unit, catalogued
+
+GRIDS: dict[Unit, tuple[float, ...]] = {
+    Unit.DAYS: (7, 14, 30, 45, 60, 90, 120, 180, 270, 365, 540, 730, 1095, 1460),
+    Unit.ORDERS: (2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100),
+    Unit.CURRENCY: tuple(m * 10.0**e for e in range(0, 8) for m in (1, 2, 3, 5)),
+    Unit.OWN_GAPS: (0.5, 1, 1.5, 2, 3, 5, 10, 20),
+}
+"""The thresholds a rule may use, by unit: the numbers a person writes in a segment builder (a week, a
+month, a quarter, a year; 2, 3, 5 orders; 100, 200, 500 spent). The tree chooses among them, so its
+rules need no rounding afterwards and a refit on other customers tends to land on the same ones."""
+FALLBACK_GRID = tuple(m * 10.0**e for e in range(-2, 8) for m in (1, 2, 3, 5))
+"""The thresholds of a unit without its own grid."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One bound of a rule: ``column >= value`` (``at_least``) or ``column < value``."""
+
+    column: str
+    at_least: bool
+    value: float
+
+    def holds(self, values: np.ndarray) -> np.ndarray:
+        """Whether each value satisfies the bound, shape (n_customers,)."""
+        return values >= self.value if self.at_least else values < self.value
+
+
+def simplest(conditions: list[Condition]) -> list[Condition]:
+    """Keep the tightest lower and upper bound of each column, in the order the columns first appear."""
+    kept: dict[tuple[str, bool], Condition] = {}
+    for condition in conditions:
+        key = (condition.column, condition.at_least)
+        previous = kept.get(key)
+        tighter = previous is None or (
+            condition.value > previous.value if condition.at_least else condition.value < previous.value
+        )
+        if tighter:
+            kept[key] = condition
+    return list(kept.values())
+
+
+class RuleTree(ClusterMixin, BaseEstimator):
+    """Segments as rules: a shallow tree on what customers did next, with readable thresholds.
+
+    Parameters
+    ----------
+    n_segments : int
+        Leaves of the tree (each a segment).
+    min_share : float
+        Each leaf holds at least this share of the customers it is fitted on.
+    columns : list of str
+        The customer columns the rules may use, as the matrix given to `fit` orders them.
+    random_state : int
+
+    Attributes
+    ----------
+    grids_ : list of ndarray
+        The thresholds each column may be split at (`GRIDS`, by the column's unit).
+    feature_, threshold_ : ndarray of shape (n_nodes,)
+        The column index each inner node splits on (-1 at a leaf) and its threshold, one of the
+        column's grid: a customer with a value at least the threshold goes right.
+    left_, right_ : ndarray of shape (n_nodes,)
+        Child nodes (-1 at a leaf).
+    segment_ : ndarray of shape (n_nodes,)
+        The segment of each leaf (-1 at an inner node), 0 the highest value of what its
+        customers did next.
+    labels_ : ndarray of shape (n_customers,)
+    """
+
+    def __init__(
+        self, *, n_segments: int = 6, min_share: float = 0.02, columns: list[str] | None = None, random_state: int = 0
+    ) -> None:
+        self.n_segments = n_segments
+        self.min_share = min_share
+        self.columns = columns
+        self.random_state = random_state
+
+    def fit(self, points: np.ndarray, y: Outcomes) -> RuleTree:
+        """Learn the rules from customers ``points`` (shape (n_customers, n_columns)) and their outcomes ``y``."""
+        points = np.asarray(points, dtype=float)
+        self.grids_ = [np.asarray(GRIDS.get(catalogued(c).unit, FALLBACK_GRID), dtype=float) for c in self.columns]
+        # Each value as how many of its grid's thresholds it reaches: the tree can only split at them.
+        binned = np.column_stack(
+            [np.searchsorted(grid, points[:, j], side="right") for j, grid in enumerate(self.grids_)]
+        )
+        targets = np.column_stack([y.returned.astype(float), y.log_revenue])
+        spread = targets.std(axis=0)
+        # Both parts count alike, as in the backtest's validity.
+        targets = (targets - targets.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        tree = DecisionTreeRegressor(
+            max_leaf_nodes=max(self.n_segments, 2),
+            min_samples_leaf=max(1, math.ceil(self.min_share * len(points))),
+            random_state=self.random_state,
+        ).fit(binned, targets)
+        structure = tree.tree_
+        self.feature_ = np.where(structure.children_left >= 0, structure.feature, -1)
+        # "At most b thresholds reached" is "under the threshold numbered b".
+        self.threshold_ = np.array(
+            [
+                self.grids_[feature][int(threshold)] if feature >= 0 else np.nan
+                for feature, threshold in zip(self.feature_, structure.threshold, strict=True)
+            ]
+        )
+        self.left_, self.right_ = structure.children_left.copy(), structure.children_right.copy()
+        leaves = np.flatnonzero(self.feature_ < 0)
+        # Segments by the value of what their customers did next (the leaf's mean of both parts).
+        worth = structure.value[leaves, :, 0].mean(axis=1)
+        self.segment_ = np.full(len(self.feature_), -1)
+        self.segment_[leaves[np.argsort(-worth, kind="stable")]] = np.arange(len(leaves))
+        self.labels_ = self.predict(points)
+        return self
+
+    def rules(self) -> list[list[Condition]]:
+        """Each segment's rule, in segment order: the tightest bounds on the path to its leaf."""
+        check_is_fitted(self, "segment_")
+        found: dict[int, list[Condition]] = {}
+        stack = [(0, [])]
+        while stack:
+            node, path = stack.pop()
+            if self.feature_[node] < 0:
+                found[int(self.segment_[node])] = simplest(path)
+                continue
+            column, value = self.columns[self.feature_[node]], float(self.threshold_[node])
+            stack.append((self.right_[node], [*path, Condition(column, True, value)]))
+            stack.append((self.left_[node], [*path, Condition(column, False, value)]))
+        return [found[segment] for segment in sorted(found)]
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """Segment of each customer, shape (n_customers,): the leaf their values lead to."""
+        check_is_fitted(self, "segment_")
+        points = np.asarray(points, dtype=float)
+        node = np.zeros(len(points), dtype=int)
+        inner = self.feature_[node] >= 0
+        while inner.any():
+            rows = np.flatnonzero(inner)
+            at = node[rows]
+            goes_right = points[rows, self.feature_[at]] >= self.threshold_[at]
+            node[rows] = np.where(goes_right, self.right_[at], self.left_[at])
+            inner = self.feature_[node] >= 0
+        return self.segment_[node]
+
+    def members(self, customers: pd.DataFrame, segment: int) -> np.ndarray:
+        """Whether each customer satisfies ``segment``'s rule, shape (n_customers,)."""
+        holds = np.ones(len(customers), dtype=bool)
+        for condition in self.rules()[segment]:
+            holds &= condition.holds(customers[condition.column].to_numpy(dtype=float))
+        return holds
+
+
+# -- the rules in words ----------------------------------------------------------------------------
+
+WORDING_ORDER = ("frequency", "monetary", "recency_days", "recency_own_gaps", "tenure_days")
+"""The order a rule's conditions are read out in: how often, how much, how lately, how long."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a rule says of one column: at least ``lower`` and under ``upper`` (None: no bound)."""
+
+    lower: float | None = None
+    upper: float | None = None
+
+
+def bounds(conditions: list[Condition]) -> dict[str, Bounds]:
+    """Each column's bounds in a rule."""
+    found: dict[str, Bounds] = {}
+    for condition in simplest(conditions):
+        current = found.get(condition.column, Bounds())
+        if condition.at_least:
+            found[condition.column] = Bounds(condition.value, current.upper)
+        else:
+            found[condition.column] = Bounds(current.lower, condition.value)
+    return found
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}" if value < 10 else f"{value:,.2f}"
+
+
+def _phrase(column: str, bound: Bounds) -> str:
+    low, high = bound.lower, bound.upper
+    if column == "frequency":
+        if high is not None and high <= 2:
+            return "1 order"
+        if low is not None and high is not None:
+            if high - low == 1:
+                return f"{_number(low)} orders"
+            return f"{_number(low)} to {_number(high - 1)} orders"
+        return f"{_number(low)}+ orders" if low is not None else f"under {_number(high)} orders"
+    if column == "monetary":
+        if low is not None and high is not None:
+            return f"spent {_number(low)} to under {_number(high)}"
+        return f"spent {_number(low)} or more" if low is not None else f"spent under {_number(high)}"
+    if column == "recency_days":
+        if low is not None and high is not None:
+            return f"last order {_number(low)} to {_number(high - 1)} days ago"
+        return f"no order for {_number(low)}+ days" if low is not None else f"last order within {_number(high)} days"
+    if column == "recency_own_gaps":
+        if low is not None and high is not None:
+            return f"{_number(low)} to under {_number(high)} of their own usual gaps since the last order"
+        if low is not None:
+            return f"{_number(low)}+ of their own usual gaps since the last order"
+        return f"within {_number(high)} of their own usual gaps since the last order"
+    if column == "tenure_days":
+        if low is not None and high is not None:
+            return f"first order {_number(low)} to {_number(high - 1)} days ago"
+        if low is not None:
+            return f"first order {_number(low)}+ days ago"
+        return f"first order within {_number(high)} days"
+    if low is not None and high is not None:
+        return f"{column} {_number(low)} to under {_number(high)}"
+    return f"{column} at least {_number(low)}" if low is not None else f"{column} under {_number(high)}"
+
+
+def describe(conditions: list[Condition]) -> str:
+    """Say a rule in words a marketer can rebuild in a segment builder: "2+ orders, last order within 30 days"."""
+    found = bounds(conditions)
+    ordered = [c for c in WORDING_ORDER if c in found] + [c for c in found if c not in WORDING_ORDER]
+    return ", ".join(_phrase(column, found[column]) for column in ordered) or "every customer"
+
+
+def position(
+    conditions: list[Condition], gap_days: float, *, frequent_from: float, big_from: float
+) -> tuple[str | None, str | None]:
+    """Where every member of a rule's segment stands, as far as the rule itself says (None: it does not).
+
+    State, from the bounds on recency and tenure in units of the shop's typical gap between orders
+    (``gap_days``) and on the time since the last order in the customer's own gaps: ``new`` when the
+    rule bounds tenure within `NEW_TENURE_GAPS` typical gaps; ``active`` when it bounds recency
+    within `ACTIVE_RECENCY_GAPS` typical gap or within one of the customer's own; ``lapsed`` from
+    `LAPSED_RECENCY_GAPS` typical gaps or `LAPSED_OWN_GAPS` own gaps; ``lapsing`` from one typical
+    gap or `LAPSING_OWN_GAPS` own gaps. Value: ``one-time`` when the
+    rule allows one order only; ``champions`` / ``regulars`` / ``big spenders`` when its lower
+    bounds reach the shop's top third of frequency (``frequent_from``) and spend (``big_from``);
+    ``repeat`` for 2+ orders. A name built on these is true of every member.
+    """
+    found = bounds(conditions)
+    recency, tenure, own = (found.get(c, Bounds()) for c in ("recency_days", "tenure_days", "recency_own_gaps"))
+    state = None
+    if tenure.upper is not None and tenure.upper <= NEW_TENURE_GAPS * gap_days:
+        state = "new"
+    elif (recency.upper is not None and recency.upper <= ACTIVE_RECENCY_GAPS * gap_days) or (
+        own.upper is not None and own.upper <= 1
+    ):
+        state = "active"
+    elif (recency.lower is not None and recency.lower >= LAPSED_RECENCY_GAPS * gap_days) or (
+        own.lower is not None and own.lower >= LAPSED_OWN_GAPS
+    ):
+        state = "lapsed"
+    elif (recency.lower is not None and recency.lower >= gap_days) or (
+        own.lower is not None and own.lower >= LAPSING_OWN_GAPS
+    ):
+        state = "lapsing"
+    frequency, spend = found.get("frequency", Bounds()), found.get("monetary", Bounds())
+    frequent = frequency.lower is not None and frequency.lower >= max(frequent_from, 2)
+    big = spend.lower is not None and spend.lower >= big_from
+    value = None
+    if frequency.upper is not None and frequency.upper <= 2:
+        value = "one-time"
+    elif frequent and big:
+        value = "champions"
+    elif frequent:
+        value = "regulars"
+    elif big:
+        value = "big spenders"
+    elif frequency.lower is not None and frequency.lower >= 2:
+        value = "repeat"
+    return state, value
+
+
+NEW_TENURE_GAPS = 2
+ACTIVE_RECENCY_GAPS = 1
+LAPSED_RECENCY_GAPS = 3
+LAPSED_OWN_GAPS = 3
+LAPSING_OWN_GAPS = 1.5
+"""A rule's segment is new when it bounds tenure within 2 typical gaps, active when it bounds recency
+within 1 typical gap or 1 of the customer's own, lapsed from 3 typical gaps or 3 own gaps, lapsing
+from 1 typical gap or 1.5 own gaps."""
+STATE_WORDS = {"new": "New", "active": "Active", "lapsing": "Lapsing", "lapsed": "Lapsed"}
+VALUE_WORDS = {
+    "champions": "champions",
+    "regulars": "regulars",
+    "big spenders": "big spenders",
+    "repeat": "repeat buyers",
+    "one-time": "one-time buyers",
+}
+
+
+def rule_names(rules: list[list[Condition]], gap_days: float, *, frequent_from: float, big_from: float) -> list[str]:
+    """Name each rule's segment from the rule alone, so that the name is true of every member; unique.
+
+    "Lapsed one-time buyers" only where the rule allows one order and bounds recency from below.
+    Segments whose rules give the same name are told apart by what their rules say and the others'
+    do not, in words ("Active repeat buyers (spent 500 or more)").
+    """
+    names = []
+    for conditions in rules:
+        state, value = position(conditions, gap_days, frequent_from=frequent_from, big_from=big_from)
+        if state == "new" and value in (None, "one-time"):
+            names.append("New customers")
+            continue
+        noun = VALUE_WORDS.get(value, "customers")
+        names.append(f"{STATE_WORDS[state]} {noun}" if state else noun[0].upper() + noun[1:])
+    for name in set(names):
+        sharing = [i for i, other in enumerate(names) if other == name]
+        if len(sharing) < 2:
+            continue
+        for i in sharing:
+            others = {c for j in sharing if j != i for c in simplest(rules[j])}
+            own = [c for c in simplest(rules[i]) if c not in others]
+            names[i] = f"{name} ({describe(own or rules[i])})"
+    return names
+
+
+def rule_records(rules: list[list[Condition]]) -> list[dict]:
+    """Return the rules as data (run.json, model.json): per segment its id, its words and its conditions."""
+    return [
+        {
+            "segment": f"S{number + 1}",
+            "rule": describe(conditions),
+            "conditions": [
+                {"column": c.column, "at_least": c.at_least, "value": c.value} for c in simplest(conditions)
+            ],
+        }
+        for number, conditions in enumerate(rules)
+    ]
