@@ -16,9 +16,9 @@ import json
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pyarrow as pa
 
 from custseg.runs import Stages
 from custseg.simulate import simulate_to_files
