@@ -89,8 +89,14 @@ def test_a_name_says_only_what_the_rule_makes_true_of_every_member():
     assert names[2] == "Active repeat buyers"
     # Without a bound on recency from below, a segment is neither lapsing nor lapsed.
     assert names[3] == "Repeat buyers"
-    assert names[4] == "One-time buyers"
+    # One order first placed 30+ days ago was also last placed 30+ days ago: a typical gap.
+    assert names[4] == "Lapsing one-time buyers"
     assert len(set(names)) == len(names)
+    # One order: the first is the last, so a bound on tenure bounds recency too.
+    one = rule_names(
+        [[Condition("frequency", False, 2), Condition("tenure_days", True, 120)]], 30, frequent_from=10, big_from=1e9
+    )
+    assert one == ["Lapsed one-time buyers"]
     # Two rules that give the same name are told apart by what differs.
     twins = rule_names(
         [[Condition("monetary", True, 500)], [Condition("monetary", False, 500)]], 30, frequent_from=10, big_from=1e9
@@ -120,15 +126,21 @@ def test_a_run_with_rules_gives_every_customer_a_segment_whose_rule_they_satisfy
         assert (satisfied(customers, rule) == members).all(), entry
         if entry["segment"] in learned.index:
             assert learned.loc[entry["segment"], "rule"] == entry["rule"] == describe(rule)
-    # A name is true of every member.
+    # A name is true of every member (the typical gap is rounded in run.json: a day's leeway).
+    gap = record.segments.typical_gap_days
     for segment, row in learned.iterrows():
         members = customers[customers.segment == segment]
+        own = members.recency_own_gaps
         if row["name"].startswith("New"):
-            assert (members.tenure_days <= 2 * record.segments.typical_gap_days).all()
+            assert (members.tenure_days <= 2 * gap + 1).all(), row["name"]
         if "one-time" in row["name"]:
-            assert (members.frequency == 1).all()
+            assert (members.frequency == 1).all(), row["name"]
+        if row["name"].startswith("Active"):
+            assert ((members.recency_days <= gap + 1) | (own < 1)).all(), row["name"]
+        if row["name"].startswith("Lapsing"):
+            assert ((members.recency_days >= gap - 1) | (own >= 1.5)).all(), row["name"]
         if row["name"].startswith("Lapsed"):
-            assert (members.recency_days > 0).all()
+            assert ((members.recency_days >= 3 * gap - 1) | (own >= 3)).all(), row["name"]
     # The rule leads every action, so that no two segments share their first sentence.
     first = learned.action.str.split(": ").str[0]
     assert first.is_unique and all(a.startswith("For customers with ") for a in learned.action)

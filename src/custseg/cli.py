@@ -159,7 +159,8 @@ def run_command(
         typer.Option("--recipe", help="custseg (default) or course: the published course pipeline, for comparison."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Force the segmentation model: kmeans, tiers, gmm, ward, hdbscan or rules.")
+        str | None,
+        typer.Option("--model", help="Force the segmentation model: kmeans, tiers, gmm, ward, hdbscan or rules."),
     ] = None,
     n_segments: Annotated[int | None, typer.Option("--segments", help="Force the number of learned segments.")] = None,
     category_map: Annotated[

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from custseg.backtest import Outcomes
@@ -63,6 +62,53 @@ def simplest(conditions: list[Condition]) -> list[Condition]:
     return list(kept.values())
 
 
+FIRST_SPLIT = ("frequency", 2.0)
+"""One-time and repeat customers are told apart before anything else: they call for different actions
+(a reason for a second order, or keeping a habit), even where their next quarter looks alike."""
+PREFERRED = ("frequency", "tenure_days", "recency_days", "monetary", "recency_own_gaps")
+"""Columns in the order a tie between splits goes to: a one-order customer's tenure and recency are
+the same number, and a bound on tenure says "new", one on recency only "recent"."""
+
+
+def _preference(column: str) -> tuple[int, str]:
+    return (PREFERRED.index(column) if column in PREFERRED else len(PREFERRED), column)
+
+
+def _best_split(binned: np.ndarray, targets: np.ndarray, order: list[int], min_leaf: int) -> tuple | None:
+    """Find the split of these customers that lowers the squared error most: (gain, column, cut), or None.
+
+    ``cut`` b sends the customers below the b-th threshold of the column's grid left, the rest right.
+    """
+    count = len(binned)
+    if count < 2 * min_leaf:
+        return None
+    total = targets.sum(axis=0)
+    squares = (targets**2).sum()
+    error = squares - (total**2).sum() / count
+    best = None
+    for column in order:
+        bins = binned[:, column]
+        size = int(bins.max()) + 1
+        counts = np.bincount(bins, minlength=size)
+        sums = np.column_stack(
+            [np.bincount(bins, weights=targets[:, t], minlength=size) for t in range(targets.shape[1])]
+        )
+        left_n = np.cumsum(counts)[:-1]
+        left_sum = np.cumsum(sums, axis=0)[:-1]
+        right_n = count - left_n
+        right_sum = total - left_sum
+        valid = (left_n >= min_leaf) & (right_n >= min_leaf)
+        if not valid.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kept = (left_sum**2).sum(axis=1) / left_n + (right_sum**2).sum(axis=1) / right_n
+        gain = np.where(valid, kept - (total**2).sum() / count, -np.inf)
+        cut = int(np.argmax(gain))
+        if gain[cut] > 1e-12 * max(error, 1.0) and (best is None or gain[cut] > best[0]):
+            best = (float(gain[cut]), column, cut + 1)
+    return best
+
+
 class RuleTree(ClusterMixin, BaseEstimator):
     """Segments as rules: a shallow tree on what customers did next, with readable thresholds.
 
@@ -74,7 +120,11 @@ class RuleTree(ClusterMixin, BaseEstimator):
         Each leaf holds at least this share of the customers it is fitted on.
     columns : list of str
         The customer columns the rules may use, as the matrix given to `fit` orders them.
+    first_split : (str, float) or None
+        A split every tree starts with, where both its sides hold ``min_share``: by default
+        one-time and repeat customers (`FIRST_SPLIT`).
     random_state : int
+        Unused: the growth is deterministic (kept for scikit-learn's conventions).
 
     Attributes
     ----------
@@ -92,11 +142,18 @@ class RuleTree(ClusterMixin, BaseEstimator):
     """
 
     def __init__(
-        self, *, n_segments: int = 6, min_share: float = 0.02, columns: list[str] | None = None, random_state: int = 0
+        self,
+        *,
+        n_segments: int = 6,
+        min_share: float = 0.02,
+        columns: list[str] | None = None,
+        first_split: tuple[str, float] | None = FIRST_SPLIT,
+        random_state: int = 0,
     ) -> None:
         self.n_segments = n_segments
         self.min_share = min_share
         self.columns = columns
+        self.first_split = first_split
         self.random_state = random_state
 
     def fit(self, points: np.ndarray, y: Outcomes) -> RuleTree:
@@ -111,28 +168,57 @@ class RuleTree(ClusterMixin, BaseEstimator):
         spread = targets.std(axis=0)
         # Both parts count alike, as in the backtest's validity.
         targets = (targets - targets.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-        tree = DecisionTreeRegressor(
-            max_leaf_nodes=max(self.n_segments, 2),
-            min_samples_leaf=max(1, math.ceil(self.min_share * len(points))),
-            random_state=self.random_state,
-        ).fit(binned, targets)
-        structure = tree.tree_
-        self.feature_ = np.where(structure.children_left >= 0, structure.feature, -1)
-        # "At most b thresholds reached" is "under the threshold numbered b".
-        self.threshold_ = np.array(
-            [
-                self.grids_[feature][int(threshold)] if feature >= 0 else np.nan
-                for feature, threshold in zip(self.feature_, structure.threshold, strict=True)
-            ]
-        )
-        self.left_, self.right_ = structure.children_left.copy(), structure.children_right.copy()
-        leaves = np.flatnonzero(self.feature_ < 0)
-        # Segments by the value of what their customers did next (the leaf's mean of both parts).
-        worth = structure.value[leaves, :, 0].mean(axis=1)
-        self.segment_ = np.full(len(self.feature_), -1)
-        self.segment_[leaves[np.argsort(-worth, kind="stable")]] = np.arange(len(leaves))
+        self._grow(binned, targets, max(1, math.ceil(self.min_share * len(points))))
         self.labels_ = self.predict(points)
         return self
+
+    def _grow(self, binned: np.ndarray, targets: np.ndarray, min_leaf: int) -> None:
+        """Grow the tree best split first, starting with ``first_split`` where both its sides are large enough.
+
+        Each step splits the leaf whose best split (over every column and every threshold of its
+        grid) lowers the squared error of the standardised targets most, until ``n_segments`` leaves
+        or no split leaves both sides at least ``min_leaf`` customers. Ties go to the column that
+        comes first in `PREFERRED`.
+        """
+        order = sorted(range(len(self.columns)), key=lambda j: _preference(self.columns[j]))
+        feature, threshold, left, right, rows_of = [-1], [np.nan], [-1], [-1], [np.arange(len(binned))]
+        candidates: dict[int, tuple[float, int, int]] = {}
+
+        def split(node: int, column: int, cut: int) -> None:
+            rows = rows_of[node]
+            goes_left = binned[rows, column] < cut
+            for child_rows in (rows[goes_left], rows[~goes_left]):
+                feature.append(-1), threshold.append(np.nan), left.append(-1), right.append(-1)
+                rows_of.append(child_rows)
+            feature[node], threshold[node] = column, self.grids_[column][cut - 1]
+            left[node], right[node] = len(rows_of) - 2, len(rows_of) - 1
+            candidates.pop(node, None)
+            for child in (left[node], right[node]):
+                best = _best_split(binned[rows_of[child]], targets[rows_of[child]], order, min_leaf)
+                if best is not None:
+                    candidates[child] = best
+
+        if self.first_split is not None and self.first_split[0] in self.columns:
+            column = self.columns.index(self.first_split[0])
+            cut = int(np.searchsorted(self.grids_[column], self.first_split[1], side="right"))
+            sides = np.bincount(binned[:, column] >= cut, minlength=2)
+            if cut > 0 and sides.min() >= min_leaf:
+                split(0, column, cut)
+        if len(rows_of) == 1:
+            best = _best_split(binned, targets, order, min_leaf)
+            if best is not None:
+                candidates[0] = best
+        while len([f for f in feature if f < 0]) < self.n_segments and candidates:
+            node = max(candidates, key=lambda n: (candidates[n][0], -n))
+            _, column, cut = candidates[node]
+            split(node, column, cut)
+        self.feature_, self.threshold_ = np.array(feature), np.array(threshold, dtype=float)
+        self.left_, self.right_ = np.array(left), np.array(right)
+        leaves = np.flatnonzero(self.feature_ < 0)
+        # Segments by the value of what their customers did next (the leaf's mean of both parts).
+        worth = np.array([targets[rows_of[leaf]].mean() for leaf in leaves])
+        self.segment_ = np.full(len(self.feature_), -1)
+        self.segment_[leaves[np.argsort(-worth, kind="stable")]] = np.arange(len(leaves))
 
     def rules(self) -> list[list[Condition]]:
         """Each segment's rule, in segment order: the tightest bounds on the path to its leaf."""
@@ -260,6 +346,13 @@ def position(
     """
     found = bounds(conditions)
     recency, tenure, own = (found.get(c, Bounds()) for c in ("recency_days", "tenure_days", "recency_own_gaps"))
+    frequency = found.get("frequency", Bounds())
+    if frequency.upper is not None and frequency.upper <= 2:
+        # One order: its first order is its last, so a bound on either bounds both.
+        recency = tenure = Bounds(
+            max((b for b in (recency.lower, tenure.lower) if b is not None), default=None),
+            min((b for b in (recency.upper, tenure.upper) if b is not None), default=None),
+        )
     state = None
     if tenure.upper is not None and tenure.upper <= NEW_TENURE_GAPS * gap_days:
         state = "new"
@@ -275,7 +368,7 @@ def position(
         own.lower is not None and own.lower >= LAPSING_OWN_GAPS
     ):
         state = "lapsing"
-    frequency, spend = found.get("frequency", Bounds()), found.get("monetary", Bounds())
+    spend = found.get("monetary", Bounds())
     frequent = frequency.lower is not None and frequency.lower >= max(frequent_from, 2)
     big = spend.lower is not None and spend.lower >= big_from
     value = None
