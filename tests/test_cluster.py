@@ -30,10 +30,11 @@ def blobs(seed=0, sizes=(120, 90, 60)):
         )
     data = pd.concat(frames, ignore_index=True)
     data["customer_id"] = [f"c{i}" for i in range(len(data))]
+    data["recency_own_gaps"] = data.recency_days * data.frequency / data.tenure_days.clip(lower=1)
     return data, np.repeat([0, 1, 2], sizes)
 
 
-FAST = dict(spaces=["features"], stability_resamples=5, min_segments=3, map_customers=0)
+FAST = dict(stability_resamples=5, min_segments=3, map_customers=0)
 
 
 def test_obvious_groups_are_found_and_ordered_by_value():
@@ -113,6 +114,7 @@ def backtest_shop(seed=0, n=1200):
             "mean_days_between_orders": np.where(frequency > 1, 30.0, np.nan),
         }
     )
+    customers["recency_own_gaps"] = recency * frequency / customers.tenure_days
     p = 1 / (1 + np.exp((recency - 100) / 30)) * np.minimum(1, frequency / 5)
     returned = (rng.random(n) < p).astype(int)
     backtest = customers.assign(returned=returned, next_orders=returned, next_revenue=returned * 100.0 * frequency)
@@ -121,11 +123,16 @@ def backtest_shop(seed=0, n=1200):
 
 def test_with_a_backtest_every_candidate_is_scored_and_the_winner_predicts():
     customers, backtest = backtest_shop()
-    options = ClusterOptions(stability_resamples=4, map_customers=0)
+    options = ClusterOptions(models=["rules", "kmeans", "tiers"], stability_resamples=4, map_customers=0)
     model = Segmentation(options=options).fit(customers, backtest=backtest)
     table = model.candidates_
     assert {"auc", "eta_squared", "validity", "validity_se", "gap_se"} <= set(table.columns)
-    assert set(table.space) == {"features", "predicted"} and set(table.model) == {"kmeans", "tiers"}
+    assert set(zip(table.space, table.model, strict=True)) == {
+        ("rules", "rules"),
+        ("rules_next", "rules"),
+        ("features", "kmeans"),
+        ("predicted", "tiers"),
+    }
     assert table.chosen.sum() == 1 and table[table.chosen].eligible.all()
     chosen = model.chosen_
     assert 4 <= chosen["n_segments"] <= 10 and chosen["within_margin"]
@@ -179,10 +186,15 @@ def test_planted_segments_of_a_simulated_shop_are_recovered_and_named(tmp_path, 
     merged = customers.merge(truth, on="customer_id")
     assert len(merged) == len(customers)
     assert result.record.segments.chosen_by == "backtest"
-    assert result.record.segments.chosen["n_segments"] == 6
-    assert adjusted_rand_score(merged.planted_segment, merged.segment) >= 0.9
+    assert result.record.segments.chosen["model"] == "rules"
+    # Each learned segment is one planted segment; the backtest may split one of them once more
+    # (the one-off buyers whose second order is still due, seeds 1 and 4), never merge two.
+    purity = pd.crosstab(merged.segment, merged.planted_segment, normalize="index").max(axis=1)
+    assert (purity >= 0.8).all(), purity
+    agreement = adjusted_rand_score(merged.planted_segment, merged.segment)
+    assert agreement >= (0.9 if result.record.segments.chosen["n_segments"] == 6 else 0.85)
     # the planted new customers are in a segment named as new
     new = merged[merged.planted_segment == "new_customers"].segment_name.value_counts()
     assert new.index[0].startswith("New") and new.iloc[0] >= 0.9 * new.sum()
     lapsed = merged[merged.planted_segment == "lost_customers"].segment_name.value_counts()
-    assert lapsed.index[0].startswith("Lost")
+    assert lapsed.index[0].startswith("Lapsed")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
-from custseg.backtest import Outcomes
 from custseg.features import Unit
 from custseg.pipeline import assign, run
 from custseg.record import read_record
-from custseg.rules import GRIDS, Condition, RuleTree, bounds, describe, rule_names
+from custseg.rules import GRIDS, NEW_TENURE_DAYS, Condition, RuleTree, bounds, describe, rule_names
 from custseg.settings import load_settings
 from custseg.simulate import simulate_to_files
 
@@ -18,10 +18,10 @@ COLUMNS = ["recency_days", "frequency", "monetary", "tenure_days"]
 
 
 def shop(n=4000, seed=0):
-    """Customers whose next quarter depends on recency, frequency and spend, and what they did in it."""
+    """Customers spread over every recency, tenure, frequency and spend, without groups."""
     rng = np.random.default_rng(seed)
     tenure = rng.integers(0, 700, n)
-    customers = pd.DataFrame(
+    return pd.DataFrame(
         {
             "recency_days": (tenure * rng.random(n)).astype(int),
             "frequency": rng.integers(1, 30, n),
@@ -29,10 +29,28 @@ def shop(n=4000, seed=0):
             "tenure_days": tenure,
         }
     )
-    chance = 1 / (1 + np.exp(customers.recency_days / 60 - np.log(customers.frequency)))
-    returned = (rng.random(n) < chance).astype(int)
-    revenue = returned * customers.monetary * rng.lognormal(-1, 0.5, n)
-    return customers, Outcomes(returned=returned, revenue=revenue.to_numpy())
+
+
+def grouped_shop(seed=0):
+    """Three groups of customers (new, loyal, gone), and which each customer is in."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([0, 1, 2], [500, 700, 900])
+    recency = np.array([rng.integers(0, 20, 500), rng.integers(0, 40, 700), rng.integers(200, 400, 900)], dtype=object)
+    tenure = np.array(
+        [rng.integers(0, 25, 500), rng.integers(300, 700, 700), rng.integers(400, 700, 900)], dtype=object
+    )
+    frequency = np.array([rng.integers(1, 3, 500), rng.integers(8, 40, 700), rng.integers(1, 3, 900)], dtype=object)
+    spend = np.array([rng.lognormal(4, 0.5, 500), rng.lognormal(8, 0.5, 700), rng.lognormal(4, 0.5, 900)], dtype=object)
+    customers = pd.DataFrame(
+        {
+            "recency_days": np.concatenate(recency),
+            "frequency": np.concatenate(frequency),
+            "monetary": np.concatenate(spend).round(2),
+            "tenure_days": np.concatenate(tenure),
+        }
+    )
+    customers["recency_days"] = np.minimum(customers.recency_days, customers.tenure_days)
+    return customers, groups
 
 
 def satisfied(customers: pd.DataFrame, conditions: list[Condition]) -> np.ndarray:
@@ -44,8 +62,8 @@ def satisfied(customers: pd.DataFrame, conditions: list[Condition]) -> np.ndarra
 
 @pytest.mark.parametrize("n_segments", [4, 7, 10])
 def test_the_rules_partition_the_customers_and_every_member_satisfies_its_rule(n_segments):
-    customers, outcomes = shop()
-    tree = RuleTree(n_segments=n_segments, columns=COLUMNS).fit(customers[COLUMNS].to_numpy(float), outcomes)
+    customers = shop()
+    tree = RuleTree(n_segments=n_segments, columns=COLUMNS).fit(customers[COLUMNS].to_numpy(float))
     rules = tree.rules()
     assert 2 <= len(rules) <= n_segments
     held = np.column_stack([satisfied(customers, rule) for rule in rules])
@@ -57,9 +75,18 @@ def test_the_rules_partition_the_customers_and_every_member_satisfies_its_rule(n
     for rule in rules:
         for condition in rule:
             assert condition.value in GRIDS[grids[condition.column]]
-    # Segment 0 is the best next quarter: its customers returned most.
-    rates = [outcomes.returned[tree.labels_ == s].mean() for s in range(len(rules))]
-    assert rates[0] == max(rates)
+    assert tree.agreement_ == pytest.approx(
+        pd.crosstab(tree.labels_, tree.groups_).max(axis=1).sum() / len(customers), abs=1e-4
+    )
+
+
+def test_the_rules_state_the_groups_the_customers_form():
+    customers, groups = grouped_shop()
+    tree = RuleTree(n_segments=3, columns=COLUMNS).fit(customers[COLUMNS].to_numpy(float))
+    assert adjusted_rand_score(groups, tree.labels_) >= 0.95 and tree.agreement_ >= 0.95
+    names = rule_names(tree.rules(), gap_days=30, frequent_from=8, big_from=1000, small_from=100)
+    by_group = [names[pd.Series(tree.labels_[groups == g]).mode()[0]] for g in range(3)]
+    assert by_group[0].startswith("New") and by_group[2].startswith(("Lapsing", "Lapsed")), by_group
 
 
 def test_a_rule_reads_as_a_segment_builder_would_say_it():
@@ -89,6 +116,14 @@ def test_a_name_says_only_what_the_rule_makes_true_of_every_member():
     assert names[2] == "Active repeat buyers"
     # Without a bound on recency from below, a segment is neither lapsing nor lapsed.
     assert names[3] == "Repeat buyers"
+    # Bounded within three typical gaps but not one: recent, not active.
+    recent = rule_names(
+        [[Condition("recency_days", False, 90), Condition("tenure_days", True, 90)]], 30, frequent_from=10, big_from=1e9
+    )
+    assert recent == ["Recent customers"]
+    assert rule_names([[Condition("monetary", False, 100)]], 30, frequent_from=10, big_from=1e9, small_from=150) == [
+        "Low spenders"
+    ]
     # One order first placed 30+ days ago was also last placed 30+ days ago: a typical gap.
     assert names[4] == "Lapsing one-time buyers"
     assert len(set(names)) == len(names)
@@ -132,7 +167,7 @@ def test_a_run_with_rules_gives_every_customer_a_segment_whose_rule_they_satisfy
         members = customers[customers.segment == segment]
         own = members.recency_own_gaps
         if row["name"].startswith("New"):
-            assert (members.tenure_days <= 2 * gap + 1).all(), row["name"]
+            assert (members.tenure_days <= max(2 * gap + 1, NEW_TENURE_DAYS)).all(), row["name"]
         if "one-time" in row["name"]:
             assert (members.frequency == 1).all(), row["name"]
         if row["name"].startswith("Active"):
@@ -141,6 +176,8 @@ def test_a_run_with_rules_gives_every_customer_a_segment_whose_rule_they_satisfy
             assert ((members.recency_days >= gap - 1) | (own >= 1.5)).all(), row["name"]
         if row["name"].startswith("Lapsed"):
             assert ((members.recency_days >= 3 * gap - 1) | (own >= 3)).all(), row["name"]
+        if row["name"].startswith("Recent"):
+            assert (members.recency_days <= 3 * gap + 1).all(), row["name"]
     # The rule leads every action, so that no two segments share their first sentence.
     first = learned.action.str.split(": ").str[0]
     assert first.is_unique and all(a.startswith("For customers with ") for a in learned.action)
@@ -154,3 +191,25 @@ def test_the_stored_rules_give_tomorrows_customers_the_same_segments(ruled, tmp_
     again = pd.read_parquet(tmp_path / "a.parquet").set_index("customer_id")
     customers = pd.read_parquet(result.out_dir / "customers.parquet").set_index("customer_id")
     assert (again.segment == customers.segment.reindex(again.index)).all()
+
+
+def test_an_earlier_runs_segments_are_kept_for_todays_customers(ruled, tmp_path):
+    files, fresh = ruled
+    month_ago = (fresh.record.span.last_invoiced_at - pd.Timedelta(days=30)).date()
+    earlier = run(files.log, tmp_path / "earlier", load_settings(None, as_of=str(month_ago)))
+    kept = run(files.log, tmp_path / "kept", load_settings(None, model="rules", segments_from=str(earlier.out_dir)))
+    # The same rules and names, applied to today's customers: each satisfies the rule of their segment.
+    assert kept.record.segments.rules == earlier.record.segments.rules
+    before = pd.read_csv(earlier.out_dir / "segments.csv").query("kind == 'learned'").set_index("segment").name
+    after = pd.read_csv(tmp_path / "kept" / "segments.csv").query("kind == 'learned'").set_index("segment").name
+    assert after.to_dict() == before.reindex(after.index).to_dict()
+    customers = pd.read_parquet(tmp_path / "kept" / "customers.parquet")
+    for entry in kept.record.segments.rules:
+        rule = [Condition(c["column"], c["at_least"], c["value"]) for c in entry["conditions"]]
+        assert (satisfied(customers, rule) == (customers.segment == entry["segment"])).all()
+    # The run says how the kept segments compare with a fresh fit on the same backtest.
+    section = kept.record.segments.kept
+    assert section.run == str(earlier.out_dir) and section.validity == kept.record.segments.backtest.validity
+    assert section.fresh_validity == fresh.record.segments.backtest.validity
+    assert ("keep them" in section.advice) != ("refit" in section.advice)
+    assert read_record(tmp_path / "kept").segments.kept == section

@@ -104,6 +104,9 @@ class CustomerSegments(BaseModel):
     rfm_segment: str | None
     segment: str | None
     segment_name: str | None
+    segment_rule: str | None = Field(
+        description="The rule every member of the segment satisfies, in words; empty for clustered segments."
+    )
     action: str | None
     value: ExpectedValue | None = Field(description="Null when the model has no value model (no backtest).")
     early: EarlyPrediction | None

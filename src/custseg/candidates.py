@@ -31,7 +31,7 @@ from custseg.backtest import Outcomes, fold_ids, rate_predictions
 from custseg.features import Use, features_used_by
 from custseg.rules import RuleTree
 from custseg.sampling import sample_positions
-from custseg.spaces import FeatureSpace, NextValueScore, RuleSpace, tsne
+from custseg.spaces import LEARNED_ON_OUTCOMES, FeatureSpace, NextValueScore, RuleSpace, tsne
 
 KMEANS_STARTS = 10
 """k-means starts per fit: with fewer, a fit now and then stops in a worse partition, and the
@@ -71,25 +71,22 @@ def _mixture(k: int, seed: int) -> GaussianMixture:
     return GaussianMixture(k, n_init=1, init_params="k-means++", random_state=seed)
 
 
-FitAll = Callable[[np.ndarray, list, int, Outcomes | None], dict]
-"""``fit_all(points, ks, seed, outcomes)``: for each k, (the fitted model or None, labels 0..k-1,
-HDBSCAN's noise -1). ``outcomes`` (what the customers did next) are read by supervised models only."""
+FitAll = Callable[[np.ndarray, list, int], dict]
+"""``fit_all(points, ks, seed)``: for each k, (the fitted model or None, labels 0..k-1, HDBSCAN's noise -1)."""
 
 
 def _each_k(fit: Callable[[np.ndarray, int | None, int], tuple]) -> FitAll:
-    def fit_all(points: np.ndarray, ks: list, seed: int, outcomes: Outcomes | None = None) -> dict:
+    def fit_all(points: np.ndarray, ks: list, seed: int) -> dict:
         return {k: fit(points, k, seed) for k in ks}
 
     return fit_all
 
 
-def _rules(points: np.ndarray, ks: list, seed: int, outcomes: Outcomes | None = None) -> dict:
-    found = {}
-    for k in ks:
-        fitted = RuleTree(n_segments=k, columns=list(features_used_by(Use.RULES)), random_state=seed)
-        fitted.fit(points, outcomes)
-        found[k] = (fitted, fitted.labels_)
-    return found
+def _rules(points: np.ndarray, k: int, seed: int) -> tuple:
+    fitted = RuleTree(
+        n_segments=k, columns=list(features_used_by(Use.RULES)), n_init=KMEANS_STARTS, random_state=seed
+    ).fit(points)
+    return fitted, fitted.labels_
 
 
 def _kmeans(points: np.ndarray, k: int, seed: int) -> tuple:
@@ -132,16 +129,12 @@ class ModelSpec:
         It finds its own number of segments (k is None); its noise goes to the nearest segment.
     split_by_k : bool
         The search fits each k as its own unit of work (spread over the workers).
-    supervised : bool
-        It learns from what the customers did next: it needs a backtest, and is refitted on each
-        fold's training customers for its out-of-fold scores.
     """
 
     fit_all: FitAll
     spaces: tuple[str, ...]
     finds_k: bool = False
     split_by_k: bool = False
-    supervised: bool = False
 
 
 MODEL_SPECS = {
@@ -150,18 +143,18 @@ MODEL_SPECS = {
     "gmm": ModelSpec(_each_k(_gmm), ("features", "tsne"), split_by_k=True),
     "ward": ModelSpec(_ward, ("features", "tsne")),
     "hdbscan": ModelSpec(_each_k(_hdbscan), ("features", "tsne"), finds_k=True),
-    "rules": ModelSpec(_rules, ("rules",), supervised=True),
+    "rules": ModelSpec(_each_k(_rules), ("rules", "rules_next"), split_by_k=True),
 }
 """The candidate models. The predicted score is one number per customer: equal tiers cut it;
 clustering it isolates its tails (k-means on it left segments of 1% on the UCI file and never won
-on any shop tried, benchmarks/results/families.md). Rules (`custseg.rules.RuleTree`) are learned from
-what the backtest customers did next, stated in the customer columns as they are."""
+on any shop tried, benchmarks/results/families.md). Rules (`custseg.rules.RuleTree`) state k-means
+groups as rules over the customer columns as they are."""
 MODELS = tuple(MODEL_SPECS)
 
 
-def fit_model(model: str, points: np.ndarray, k: int | None, seed: int, outcomes: Outcomes | None = None) -> tuple:
+def fit_model(model: str, points: np.ndarray, k: int | None, seed: int) -> tuple:
     """Fit one model on ``points``; returns (fitted model or None, labels 0..k-1 with HDBSCAN noise -1)."""
-    return MODEL_SPECS[model].fit_all(points, [k], seed, outcomes)[k]
+    return MODEL_SPECS[model].fit_all(points, [k], seed)[k]
 
 
 def attach_noise(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -278,6 +271,9 @@ class Search:
             return embedding if rows is None else embedding[rows]
         if space == "rules":
             return RuleSpace().fit(customers).transform(customers)
+        if space == "rules_next":
+            outcomes = self.outcomes if rows is None else self.outcomes.take(rows)
+            return RuleSpace().fit(customers, outcomes).fitting_points(customers)
         if rows is None:
             return self.feature_points
         return FeatureSpace(features=self.features, interests=self.interests).fit_transform(customers)
@@ -290,16 +286,16 @@ SearchUnit = tuple[str, str, list]
 def candidate_units(models: list[str], spaces: list[str], ks: list[int], *, by_validity: bool) -> list[SearchUnit]:
     """List the units of work: each model in each space it runs in, for each k or all of them at once.
 
-    The predicted space and supervised models need a backtest (``by_validity``); a model that finds
-    its own number of segments is fitted once (k None).
+    The predicted space needs a backtest (``by_validity``); a model that finds its own number of
+    segments is fitted once (k None).
     """
     units = []
     for space in spaces:
-        if space == "predicted" and not by_validity:
+        if space in LEARNED_ON_OUTCOMES and not by_validity:
             continue
         for model in models:
             spec = MODEL_SPECS[model]
-            if space not in spec.spaces or (spec.supervised and not by_validity):
+            if space not in spec.spaces:
                 continue
             if spec.split_by_k:
                 units.extend((space, model, [k]) for k in ks)
@@ -353,17 +349,12 @@ def run_units(
 
 def _candidate_unit(search: Search, space: str, model: str, ks: list) -> list[tuple[dict, np.ndarray, tuple]]:
     """Every candidate of one model in one space: labels, out-of-fold predictions, metrics, stability."""
-    fit_all, seed, outcomes = MODEL_SPECS[model].fit_all, search.seed, search.outcomes
+    fit_all, seed = MODEL_SPECS[model].fit_all, search.seed
     points = search.points(space)
-    full = {k: labels for k, (_, labels) in fit_all(points, ks, seed, outcomes).items()}
+    full = {k: labels for k, (_, labels) in fit_all(points, ks, seed).items()}
     # Stability: the whole recipe (space and model) refitted on each subsample.
     again = [
-        {
-            k: labels
-            for k, (_, labels) in fit_all(
-                search.points(space, rows), ks, seed, None if outcomes is None else outcomes.take(rows)
-            ).items()
-        }
+        {k: labels for k, (_, labels) in fit_all(search.points(space, rows), ks, seed).items()}
         for rows in search.resamples
     ]
     predictions = {k: None for k in ks}
@@ -380,12 +371,9 @@ def _candidate_unit(search: Search, space: str, model: str, ks: list) -> list[tu
 
 
 def _out_of_fold(search: Search, space: str, model: str, ks: list, full: dict) -> dict:
-    """Out-of-fold (p_return, p_log_revenue) of each k: supervised spaces and models are refitted per fold."""
+    """Out-of-fold (p_return, p_log_revenue) of each k: supervised spaces are refitted per fold."""
     outcomes, folds = search.outcomes, search.folds
-    supervised = MODEL_SPECS[model].supervised
     predictions = {k: (np.empty(len(folds)), np.empty(len(folds))) for k in ks}
-    if supervised:
-        points = search.points(space)
     for fold in np.unique(folds):
         test = folds == fold
         train_rows = np.flatnonzero(~test)
@@ -393,9 +381,12 @@ def _out_of_fold(search: Search, space: str, model: str, ks: list, full: dict) -
             score = NextValueScore(features=search.features, interests=search.interests)
             score.fit(search.customers.iloc[train_rows], outcomes.take(train_rows))
             points = score.transform(search.customers)
+        elif space == "rules_next":
+            rule_space = RuleSpace().fit(search.customers.iloc[train_rows], outcomes.take(train_rows))
+            points = rule_space.fitting_points(search.customers)
         for k in ks:
-            if space == "predicted" or supervised:
-                fitted, train_labels = fit_model(model, points[~test], k, search.seed, outcomes.take(train_rows))
+            if space in LEARNED_ON_OUTCOMES:
+                fitted, train_labels = fit_model(model, points[~test], k, search.seed)
                 test_labels = fitted.predict(points[test])
             else:
                 train_labels, test_labels = full[k][~test], full[k][test]

@@ -163,6 +163,14 @@ def run_command(
         typer.Option("--model", help="Force the segmentation model: kmeans, tiers, gmm, ward, hdbscan or rules."),
     ] = None,
     n_segments: Annotated[int | None, typer.Option("--segments", help="Force the number of learned segments.")] = None,
+    segments_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--segments-from",
+            help="Keep the segments of an earlier run (its output folder): its rules and names applied to "
+            "today's customers, compared with a fresh fit.",
+        ),
+    ] = None,
     category_map: Annotated[
         Path | None,
         typer.Option("--categories", help="CSV of product_id,category that overrides the learned categories."),
@@ -210,6 +218,7 @@ def run_command(
             category_map=category_map,
             model=model,
             n_segments=n_segments,
+            segments_from=None if segments_from is None else str(segments_from),
             recipe=recipe,
         )
         result = _run_with_progress(data, out, settings)

@@ -41,9 +41,6 @@ from custseg.rules import Condition, RuleTree
 from custseg.sampling import sample_positions
 from custseg.spaces import SPACES, FeatureSpace, NextValueScore, RuleSpace, tsne
 
-UNSUPERVISED_FALLBACK = "kmeans"
-"""The model without a backtest, when only models that learn from one were asked for."""
-
 
 @dataclass(frozen=True)
 class ClusterOptions:
@@ -63,8 +60,7 @@ class ClusterOptions:
         Candidate models (`MODELS`) and spaces (`SPACES`): the scaled features; the predicted
         next-H behaviour learned on the backtest (``predicted``, one number per customer, see
         `NextValueScore`); a 2-D t-SNE of the features; the columns rules are stated in
-        (``rules``, for `custseg.rules.RuleTree`: ``--model rules``, learned from the backtest;
-        without one, k-means on the features).
+        (``rules``, for `custseg.rules.RuleTree`).
     stability_resamples : int
         Refits on subsamples of 80% of the search customers, for bootstrap stability.
     silhouette_sample : int
@@ -88,14 +84,17 @@ class ClusterOptions:
         is assigned by the fitted segmentation.
     map_customers : int
         Customers drawn on the report's 2-D t-SNE map (0: no map).
+    segments_from : str or None
+        An earlier run's output folder whose segments (rules, names) are applied to today's
+        customers instead of the fresh fit, which is still made to compare (``--segments-from``).
     """
 
     features: list[str] = field(default_factory=lambda: list(features_used_by(Use.SEGMENTS)))
     interests: bool = False
     min_segments: int = 4
     max_segments: int = 10
-    models: list[str] = field(default_factory=lambda: ["kmeans", "tiers"])
-    spaces: list[str] = field(default_factory=lambda: ["features", "predicted", "rules"])
+    models: list[str] = field(default_factory=lambda: ["rules"])
+    spaces: list[str] = field(default_factory=lambda: ["features", "predicted", "rules", "rules_next"])
     stability_resamples: int = 10
     silhouette_sample: int = 3000
     min_stability: float = 0.8
@@ -107,6 +106,7 @@ class ClusterOptions:
     search_customers: int = 5000
     max_fit_customers: int = 20_000
     map_customers: int = 4000
+    segments_from: str | None = None
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_segments <= self.max_segments:
@@ -288,9 +288,6 @@ class Segmentation(ClusterMixin, BaseEstimator):
         low, high = options.segment_range()
         ks = [k for k in range(low, high + 1) if k < len(searched)]
         models = [options.model] if options.model else list(options.models)
-        if not by_validity and not options.model and all(MODEL_SPECS[m].supervised for m in models):
-            # Rules learn from what customers did next: without a backtest there is nothing to learn from.
-            models = [UNSUPERVISED_FALLBACK]
         units = candidate_units(models, options.spaces, ks, by_validity=by_validity)
         if not units:
             raise ConfigError(
@@ -347,33 +344,23 @@ class Segmentation(ClusterMixin, BaseEstimator):
                 f"within one bootstrap standard error of the difference, if wider), the fewest segments"
             )
         return (
-            f"{eligible}; no backtest to learn rules from or score candidates by, so {UNSUPERVISED_FALLBACK} "
-            f"unless another model is given, and among eligible candidates within "
-            f"{options.silhouette_tolerance:.0%} of the best silhouette, the most segments"
+            f"{eligible}; no backtest, so among eligible candidates within {options.silhouette_tolerance:.0%} of "
+            f"the best silhouette, the most segments"
         )
 
     def _refit(self, customers, final_space, searched, outcomes, options) -> None:
-        """Fit the chosen recipe on the customers as of T and keep what assigns any customer.
-
-        Rules are learned from the backtest (what its customers did next, the only time that is
-        known) and applied as they are to the customers as of T.
-        """
+        """Fit the chosen recipe on the customers as of T and keep what assigns any customer."""
         space, model = self.chosen_["space"], self.chosen_["model"]
         finds_k = MODEL_SPECS[model].finds_k
         k = None if finds_k else int(self.chosen_["n_segments"])
-        if MODEL_SPECS[model].supervised:
-            self.space_ = RuleSpace().fit(searched)
-            self.model_, _ = fit_model(model, self.space_.transform(searched), k, self.random_state, outcomes)
-            self.classifier_, self.classifier_agreement_ = None, None
-            self.n_segments_ = len(self.model_.rules())
-            self.order_ = np.arange(self.n_segments_)
-            self.labels_ = self.predict(customers)
-            self.noise_ = np.zeros(len(customers), dtype=bool)
-            return
         if space == "predicted":
             self.space_ = NextValueScore(features=options.features, interests=options.interests)
             self.space_.fit(searched, outcomes)
             points = self.space_.transform(customers)
+        elif space in ("rules", "rules_next"):
+            # What the customers as of T are expected to do next, learned on the backtest.
+            self.space_ = RuleSpace().fit(searched, outcomes if space == "rules_next" else None)
+            points = self.space_.fitting_points(customers)
         else:
             self.space_ = final_space
             points = final_space.transform(customers)
@@ -418,14 +405,13 @@ class Segmentation(ClusterMixin, BaseEstimator):
     def rules(self) -> list[list[Condition]] | None:
         """Each segment's rule, in segment order (`custseg.rules.RuleTree.rules`); None for clusters."""
         check_is_fitted(self, "space_")
-        return self.model_.rules() if isinstance(self.model_, RuleTree) else None
+        if not isinstance(self.model_, RuleTree):
+            return None
+        by_leaf = self.model_.rules()
+        return [by_leaf[int(np.flatnonzero(self.order_ == segment)[0])] for segment in range(self.n_segments_)]
 
     def predict(self, customers: pd.DataFrame) -> np.ndarray:
-        """Assign segments to customers (DataFrame with `columns_`).
-
-        Rules number their segments by the value of what their customers did next in the backtest
-        (0 the highest); clusters by mean monetary value (0 the highest).
-        """
+        """Assign segments (0 = highest mean monetary value) to customers (DataFrame with `columns_`)."""
         check_is_fitted(self, "space_")
         if self.model_ is None:
             return self.classifier_.predict(self.space_.transform(customers))
@@ -436,6 +422,8 @@ def _raw_labels(fitted) -> int:
     """How many labels a fitted model can give."""
     if isinstance(fitted, QuantileTiers):
         return len(fitted.cut_points_) + 1
+    if isinstance(fitted, RuleTree):
+        return int((fitted.segment_ >= 0).sum())
     return int(fitted.n_clusters if isinstance(fitted, KMeans) else fitted.n_components)
 
 

@@ -77,11 +77,13 @@ SEGMENT_COLUMNS = (
     "rfm_segment",
     "segment",
     "segment_name",
+    "segment_rule",
     "action",
 )
 """Columns of an assigned customer before the value and the early prediction (`assigned_columns`)."""
-NAMED_SEGMENT_COLUMNS = ("segment", "segment_name", "action")
-"""What `FittedModel.assign` gives a customer: the learned segment's id, name and action."""
+NAMED_SEGMENT_COLUMNS = ("segment", "segment_name", "segment_rule", "action")
+"""What `FittedModel.assign` gives a customer: the learned segment's id, name, rule (empty for
+clusters) and action."""
 
 
 def assigned_columns(horizon_days: int) -> tuple[str, ...]:
@@ -149,7 +151,7 @@ class FittedModel:
         return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
 
     def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """Segment id, name and action of each customer (DataFrame with the features)."""
+        """Segment id, name, rule and action of each customer (DataFrame with the features)."""
         profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
         if self.segmentation is None or not profiles or customers.empty:
             return pd.DataFrame(index=customers.index, columns=list(NAMED_SEGMENT_COLUMNS), dtype=object)
@@ -158,6 +160,7 @@ class FittedModel:
             {
                 "segment": ids,
                 "segment_name": [profiles[s]["name"] for s in ids],
+                "segment_rule": [profiles[s].get("rule") or "" for s in ids],
                 "action": [profiles[s]["action"] for s in ids],
             },
             index=customers.index,

@@ -90,6 +90,9 @@ ACTIONS: dict[str, str] = {
     "new": "Welcome them: an onboarding series and a reason to place a second order within the shop's usual gap.",
     "active valuable": "Reward and keep them: early access, loyalty perks, ask for reviews and referrals.",
     "active": "Grow how often they buy: recommendations from their baskets and a timed offer for the next order.",
+    "recent valuable": "Thank them and stay close: a personal note and a first look at what is new, before their "
+    "next order is due.",
+    "recent": "Give them a reason to come back while they remember the shop: a follow-up on what they bought.",
     "lapsing valuable": "Win them back before they go: a personal reactivation offer on what they buy.",
     "lapsing": "Remind them: popular and seasonal products with a small incentive.",
     "lapsed valuable": "One targeted win-back campaign on their favourite categories; ask what went wrong.",
@@ -239,6 +242,7 @@ def profile_segments(
     horizon_days: int = 90,
     column: str = "segment",
     rules: list[list[Condition]] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Profile every learned segment: size, quartiles, interests, name, rule, description and action.
 
@@ -261,21 +265,21 @@ def profile_segments(
         Each segment's rule (segment ``S1`` first), when the segments are rules
         (`custseg.rules.RuleTree`): names, state and value then come from the rule, true of every
         member, and the rule leads the description and the action.
+    names : mapping of str to str, optional
+        Segment id -> name, to keep the names of segments kept from an earlier run.
 
     Returns
     -------
     DataFrame of shape (n_segments, len(SEGMENT_COLUMNS))
     """
-    frequent_from, big_from = customers.frequency.quantile(2 / 3), customers.monetary.quantile(2 / 3)
-    if rules is not None:
-        names = dict(
-            zip(
-                segment_ids(range(len(rules))),
-                rule_names(rules, gap_days, frequent_from=frequent_from, big_from=big_from),
-                strict=True,
-            )
-        )
-    else:
+    levels = {
+        "frequent_from": customers.frequency.quantile(2 / 3),
+        "big_from": customers.monetary.quantile(2 / 3),
+        "small_from": customers.monetary.quantile(1 / 3),
+    }
+    if names is None and rules is not None:
+        names = dict(zip(segment_ids(range(len(rules))), rule_names(rules, gap_days, **levels), strict=True))
+    elif names is None:
         names = name_segments(customers, gap_days, column)
     total_revenue = customers.monetary.sum()
     share_columns = [c for c in customers.columns if c.startswith("share_")]
@@ -294,7 +298,7 @@ def profile_segments(
         quartiles = members[["recency_days", "frequency", "monetary"]].quantile([0.25, 0.5, 0.75])
         if rules is not None:
             rule = rules[int(segment[1:]) - 1]
-            state, value = position(rule, gap_days, frequent_from=frequent_from, big_from=big_from)
+            state, value = position(rule, gap_days, **levels)
             position_of = {"state": state or "", "value": value or ""}
         else:
             rule, position_of = None, segment_position(members, customers, gap_days)

@@ -225,6 +225,21 @@ class SegmentsBacktest(Scores):
 
 
 @frozen
+class KeptSegments:
+    """Segments kept from an earlier run (``--segments-from``): its segmentation applied to today's customers.
+
+    Both validities are on this run's backtest, so that the user sees when a refit pays.
+    """
+
+    run: str
+    model_id: str
+    validity: float
+    fresh_validity: Annotated[float, Field(description="A fresh fit's, on the same backtest customers.")]
+    fresh_segments: int
+    advice: str
+
+
+@frozen
 class SegmentsSection:
     """The learned segments: the rule, the choice and its reason, every candidate, each segment's profile."""
 
@@ -245,6 +260,7 @@ class SegmentsSection:
         Field(description="Each segment's rule as data (segment, rule in words, conditions); null for clusters."),
     ] = None
     backtest: SegmentsBacktest | None = None
+    kept: KeptSegments | None = None
 
 
 @frozen

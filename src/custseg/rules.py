@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import KMeans
+from sklearn.preprocessing import RobustScaler
 from sklearn.utils.validation import check_is_fitted
 
-from custseg.backtest import Outcomes
-from custseg.features import Unit, catalogued
+from custseg.features import Unit, Use, catalogued, features_used_by
 
 GRIDS: dict[Unit, tuple[float, ...]] = {
     Unit.DAYS: (7, 14, 30, 45, 60, 90, 120, 180, 270, 365, 540, 730, 1095, 1460),
@@ -62,10 +63,7 @@ def simplest(conditions: list[Condition]) -> list[Condition]:
     return list(kept.values())
 
 
-FIRST_SPLIT = ("frequency", 2.0)
-"""One-time and repeat customers are told apart before anything else: they call for different actions
-(a reason for a second order, or keeping a habit), even where their next quarter looks alike."""
-PREFERRED = ("frequency", "tenure_days", "recency_days", "monetary", "recency_own_gaps")
+PREFERRED = ("tenure_days", "frequency", "recency_days", "monetary", "recency_own_gaps")
 """Columns in the order a tie between splits goes to: a one-order customer's tenure and recency are
 the same number, and a bound on tenure says "new", one on recency only "recent"."""
 
@@ -110,34 +108,49 @@ def _best_split(binned: np.ndarray, targets: np.ndarray, order: list[int], min_l
 
 
 class RuleTree(ClusterMixin, BaseEstimator):
-    """Segments as rules: a shallow tree on what customers did next, with readable thresholds.
+    """Segments as rules: the natural groups of the customers, each stated as a rule with readable thresholds.
+
+    k-means finds ``n_segments`` groups in the customers' described columns (log1p, robustly
+    scaled, as the segments see them); a tree then reproduces the groups with ``n_segments`` leaves,
+    splitting only at the thresholds of `GRIDS`, best split first (the largest fall in Gini
+    impurity of the groups), each leaf at least ``min_share`` of the customers. The leaves are the
+    segments: every customer satisfies exactly one leaf's rule. This is the threshold-tree
+    explanation of k-means of Dasgupta et al. (2020, "Explainable k-means and k-medians
+    clustering"), grown greedily on a grid of round numbers; which k, and whether rules win over
+    the other candidates, the backtest decides.
 
     Parameters
     ----------
     n_segments : int
-        Leaves of the tree (each a segment).
+        Groups, and leaves of the tree (each a segment).
     min_share : float
         Each leaf holds at least this share of the customers it is fitted on.
     columns : list of str
         The customer columns the rules may use, as the matrix given to `fit` orders them.
-    first_split : (str, float) or None
-        A split every tree starts with, where both its sides hold ``min_share``: by default
-        one-time and repeat customers (`FIRST_SPLIT`).
+    described : list of str or None
+        The columns the groups are found in; None is those of ``columns`` the segments read by
+        default (`custseg.features.features_used_by` ``Use.SEGMENTS``).
+    n_init : int
+        k-means starts.
     random_state : int
-        Unused: the growth is deterministic (kept for scikit-learn's conventions).
+        k-means' random state.
 
     Attributes
     ----------
     grids_ : list of ndarray
         The thresholds each column may be split at (`GRIDS`, by the column's unit).
+    groups_ : ndarray of shape (n_customers,)
+        The k-means group of each customer the rules were fitted on.
+    agreement_ : float
+        The share of those customers whose segment is the one most of their group is in: how
+        faithfully the rules state the groups.
     feature_, threshold_ : ndarray of shape (n_nodes,)
         The column index each inner node splits on (-1 at a leaf) and its threshold, one of the
         column's grid: a customer with a value at least the threshold goes right.
     left_, right_ : ndarray of shape (n_nodes,)
         Child nodes (-1 at a leaf).
     segment_ : ndarray of shape (n_nodes,)
-        The segment of each leaf (-1 at an inner node), 0 the highest value of what its
-        customers did next.
+        The segment of each leaf (-1 at an inner node), in the order the leaves were made.
     labels_ : ndarray of shape (n_customers,)
     """
 
@@ -147,44 +160,70 @@ class RuleTree(ClusterMixin, BaseEstimator):
         n_segments: int = 6,
         min_share: float = 0.02,
         columns: list[str] | None = None,
-        first_split: tuple[str, float] | None = FIRST_SPLIT,
+        described: list[str] | None = None,
+        n_init: int = 10,
+        outcome_weight: float = 1.0,
         random_state: int = 0,
     ) -> None:
         self.n_segments = n_segments
         self.min_share = min_share
         self.columns = columns
-        self.first_split = first_split
+        self.described = described
+        self.n_init = n_init
+        self.outcome_weight = outcome_weight
         self.random_state = random_state
 
-    def fit(self, points: np.ndarray, y: Outcomes) -> RuleTree:
-        """Learn the rules from customers ``points`` (shape (n_customers, n_columns)) and their outcomes ``y``."""
+    def fit(self, points: np.ndarray, y=None) -> RuleTree:
+        """Find the groups of customers ``points`` and learn their rules.
+
+        ``points`` has shape (n_customers, n_columns [+ n_expected]): the ``columns``, then
+        optionally what the customers are expected to do next (`custseg.spaces.RuleSpace`), which
+        the tree also fits, with `outcome_weight`.
+        """
         points = np.asarray(points, dtype=float)
+        expected, points = points[:, len(self.columns) :], points[:, : len(self.columns)]
         self.grids_ = [np.asarray(GRIDS.get(catalogued(c).unit, FALLBACK_GRID), dtype=float) for c in self.columns]
         # Each value as how many of its grid's thresholds it reaches: the tree can only split at them.
         binned = np.column_stack(
             [np.searchsorted(grid, points[:, j], side="right") for j, grid in enumerate(self.grids_)]
         )
-        targets = np.column_stack([y.returned.astype(float), y.log_revenue])
-        spread = targets.std(axis=0)
-        # Both parts count alike, as in the backtest's validity.
-        targets = (targets - targets.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        described = self.described or [c for c in self.columns if c in features_used_by(Use.SEGMENTS)]
+        view = np.log1p(np.clip(points[:, [self.columns.index(c) for c in described]], 0, None))
+        view = RobustScaler().fit_transform(view)
+        groups = min(self.n_segments, len(np.unique(view, axis=0)))
+        self.groups_ = KMeans(groups, n_init=self.n_init, random_state=self.random_state).fit_predict(view)
+        targets = np.eye(groups)[self.groups_]
+        if expected.shape[1]:
+            spread = expected.std(axis=0)
+            standardised = (expected - expected.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+            targets = np.column_stack([targets, np.sqrt(self.outcome_weight) * standardised])
         self._grow(binned, targets, max(1, math.ceil(self.min_share * len(points))))
         self.labels_ = self.predict(points)
+        majority = pd.crosstab(self.labels_, self.groups_).max(axis=1).sum()
+        self.agreement_ = round(float(majority / len(points)), 4)
         return self
 
     def _grow(self, binned: np.ndarray, targets: np.ndarray, min_leaf: int) -> None:
-        """Grow the tree best split first, starting with ``first_split`` where both its sides are large enough.
+        """Grow the tree best split first on the binned columns ``binned``, to ``n_segments`` leaves.
 
         Each step splits the leaf whose best split (over every column and every threshold of its
-        grid) lowers the squared error of the standardised targets most, until ``n_segments`` leaves
-        or no split leaves both sides at least ``min_leaf`` customers. Ties go to the column that
-        comes first in `PREFERRED`.
+        grid) lowers the squared error of ``targets`` (shape (n_customers, n_targets)) most, until
+        ``n_segments`` leaves or no split leaves both sides at least ``min_leaf`` customers. Ties
+        go to the column that comes first in `PREFERRED`.
         """
         order = sorted(range(len(self.columns)), key=lambda j: _preference(self.columns[j]))
         feature, threshold, left, right, rows_of = [-1], [np.nan], [-1], [-1], [np.arange(len(binned))]
         candidates: dict[int, tuple[float, int, int]] = {}
 
-        def split(node: int, column: int, cut: int) -> None:
+        def consider(node: int) -> None:
+            best = _best_split(binned[rows_of[node]], targets[rows_of[node]], order, min_leaf)
+            if best is not None:
+                candidates[node] = best
+
+        consider(0)
+        while sum(f < 0 for f in feature) < self.n_segments and candidates:
+            node = max(candidates, key=lambda n: (candidates[n][0], -n))
+            _, column, cut = candidates.pop(node)
             rows = rows_of[node]
             goes_left = binned[rows, column] < cut
             for child_rows in (rows[goes_left], rows[~goes_left]):
@@ -192,33 +231,12 @@ class RuleTree(ClusterMixin, BaseEstimator):
                 rows_of.append(child_rows)
             feature[node], threshold[node] = column, self.grids_[column][cut - 1]
             left[node], right[node] = len(rows_of) - 2, len(rows_of) - 1
-            candidates.pop(node, None)
-            for child in (left[node], right[node]):
-                best = _best_split(binned[rows_of[child]], targets[rows_of[child]], order, min_leaf)
-                if best is not None:
-                    candidates[child] = best
-
-        if self.first_split is not None and self.first_split[0] in self.columns:
-            column = self.columns.index(self.first_split[0])
-            cut = int(np.searchsorted(self.grids_[column], self.first_split[1], side="right"))
-            sides = np.bincount(binned[:, column] >= cut, minlength=2)
-            if cut > 0 and sides.min() >= min_leaf:
-                split(0, column, cut)
-        if len(rows_of) == 1:
-            best = _best_split(binned, targets, order, min_leaf)
-            if best is not None:
-                candidates[0] = best
-        while len([f for f in feature if f < 0]) < self.n_segments and candidates:
-            node = max(candidates, key=lambda n: (candidates[n][0], -n))
-            _, column, cut = candidates[node]
-            split(node, column, cut)
+            consider(left[node]), consider(right[node])
         self.feature_, self.threshold_ = np.array(feature), np.array(threshold, dtype=float)
         self.left_, self.right_ = np.array(left), np.array(right)
-        leaves = np.flatnonzero(self.feature_ < 0)
-        # Segments by the value of what their customers did next (the leaf's mean of both parts).
-        worth = np.array([targets[rows_of[leaf]].mean() for leaf in leaves])
         self.segment_ = np.full(len(self.feature_), -1)
-        self.segment_[leaves[np.argsort(-worth, kind="stable")]] = np.arange(len(leaves))
+        leaves = np.flatnonzero(self.feature_ < 0)
+        self.segment_[leaves] = np.arange(len(leaves))
 
     def rules(self) -> list[list[Condition]]:
         """Each segment's rule, in segment order: the tightest bounds on the path to its leaf."""
@@ -236,9 +254,9 @@ class RuleTree(ClusterMixin, BaseEstimator):
         return [found[segment] for segment in sorted(found)]
 
     def predict(self, points: np.ndarray) -> np.ndarray:
-        """Segment of each customer, shape (n_customers,): the leaf their values lead to."""
+        """Segment of each customer, shape (n_customers,): the leaf their ``columns``' values lead to."""
         check_is_fitted(self, "segment_")
-        points = np.asarray(points, dtype=float)
+        points = np.asarray(points, dtype=float)[:, : len(self.columns)]
         node = np.zeros(len(points), dtype=int)
         inner = self.feature_[node] >= 0
         while inner.any():
@@ -330,19 +348,21 @@ def describe(conditions: list[Condition]) -> str:
 
 
 def position(
-    conditions: list[Condition], gap_days: float, *, frequent_from: float, big_from: float
+    conditions: list[Condition], gap_days: float, *, frequent_from: float, big_from: float, small_from: float = 0.0
 ) -> tuple[str | None, str | None]:
     """Where every member of a rule's segment stands, as far as the rule itself says (None: it does not).
 
     State, from the bounds on recency and tenure in units of the shop's typical gap between orders
     (``gap_days``) and on the time since the last order in the customer's own gaps: ``new`` when the
-    rule bounds tenure within `NEW_TENURE_GAPS` typical gaps; ``active`` when it bounds recency
+    rule bounds tenure within `NEW_TENURE_GAPS` typical gaps or `NEW_TENURE_DAYS`; ``active`` when it bounds recency
     within `ACTIVE_RECENCY_GAPS` typical gap or within one of the customer's own; ``lapsed`` from
     `LAPSED_RECENCY_GAPS` typical gaps or `LAPSED_OWN_GAPS` own gaps; ``lapsing`` from one typical
-    gap or `LAPSING_OWN_GAPS` own gaps. Value: ``one-time`` when the
-    rule allows one order only; ``champions`` / ``regulars`` / ``big spenders`` when its lower
-    bounds reach the shop's top third of frequency (``frequent_from``) and spend (``big_from``);
-    ``repeat`` for 2+ orders. A name built on these is true of every member.
+    gap or `LAPSING_OWN_GAPS` own gaps; ``recent`` when it bounds recency within
+    `LAPSED_RECENCY_GAPS` typical gaps. Value: ``one-time`` when the rule allows one order only;
+    ``champions`` / ``regulars`` / ``big spenders`` when its lower bounds reach the shop's top third
+    of frequency (``frequent_from``) and spend (``big_from``); ``repeat`` for 2+ orders; ``low
+    spenders`` when its upper bound on spend is within the shop's bottom third (``small_from``). A
+    name built on these is true of every member.
     """
     found = bounds(conditions)
     recency, tenure, own = (found.get(c, Bounds()) for c in ("recency_days", "tenure_days", "recency_own_gaps"))
@@ -354,7 +374,7 @@ def position(
             min((b for b in (recency.upper, tenure.upper) if b is not None), default=None),
         )
     state = None
-    if tenure.upper is not None and tenure.upper <= NEW_TENURE_GAPS * gap_days:
+    if tenure.upper is not None and tenure.upper <= max(NEW_TENURE_GAPS * gap_days, NEW_TENURE_DAYS):
         state = "new"
     elif (recency.upper is not None and recency.upper <= ACTIVE_RECENCY_GAPS * gap_days) or (
         own.upper is not None and own.upper <= 1
@@ -368,6 +388,8 @@ def position(
         own.lower is not None and own.lower >= LAPSING_OWN_GAPS
     ):
         state = "lapsing"
+    elif recency.upper is not None and recency.upper <= LAPSED_RECENCY_GAPS * gap_days:
+        state = "recent"
     spend = found.get("monetary", Bounds())
     frequent = frequency.lower is not None and frequency.lower >= max(frequent_from, 2)
     big = spend.lower is not None and spend.lower >= big_from
@@ -382,28 +404,35 @@ def position(
         value = "big spenders"
     elif frequency.lower is not None and frequency.lower >= 2:
         value = "repeat"
+    elif spend.upper is not None and spend.upper <= small_from:
+        value = "low spenders"
     return state, value
 
 
 NEW_TENURE_GAPS = 2
+NEW_TENURE_DAYS = 60
 ACTIVE_RECENCY_GAPS = 1
 LAPSED_RECENCY_GAPS = 3
 LAPSED_OWN_GAPS = 3
 LAPSING_OWN_GAPS = 1.5
-"""A rule's segment is new when it bounds tenure within 2 typical gaps, active when it bounds recency
+"""A rule's segment is new when it bounds tenure within 2 typical gaps or 60 days (the common
+"first order in the last two months", for shops whose customers order often), active when it bounds recency
 within 1 typical gap or 1 of the customer's own, lapsed from 3 typical gaps or 3 own gaps, lapsing
-from 1 typical gap or 1.5 own gaps."""
-STATE_WORDS = {"new": "New", "active": "Active", "lapsing": "Lapsing", "lapsed": "Lapsed"}
+from 1 typical gap or 1.5 own gaps; recent within 3 typical gaps (and not active)."""
+STATE_WORDS = {"new": "New", "active": "Active", "recent": "Recent", "lapsing": "Lapsing", "lapsed": "Lapsed"}
 VALUE_WORDS = {
     "champions": "champions",
     "regulars": "regulars",
     "big spenders": "big spenders",
     "repeat": "repeat buyers",
     "one-time": "one-time buyers",
+    "low spenders": "low spenders",
 }
 
 
-def rule_names(rules: list[list[Condition]], gap_days: float, *, frequent_from: float, big_from: float) -> list[str]:
+def rule_names(
+    rules: list[list[Condition]], gap_days: float, *, frequent_from: float, big_from: float, small_from: float = 0.0
+) -> list[str]:
     """Name each rule's segment from the rule alone, so that the name is true of every member; unique.
 
     "Lapsed one-time buyers" only where the rule allows one order and bounds recency from below.
@@ -412,7 +441,9 @@ def rule_names(rules: list[list[Condition]], gap_days: float, *, frequent_from: 
     """
     names = []
     for conditions in rules:
-        state, value = position(conditions, gap_days, frequent_from=frequent_from, big_from=big_from)
+        state, value = position(
+            conditions, gap_days, frequent_from=frequent_from, big_from=big_from, small_from=small_from
+        )
         if state == "new" and value in (None, "one-time"):
             names.append("New customers")
             continue

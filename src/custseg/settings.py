@@ -210,6 +210,7 @@ OVERRIDES: dict[str, tuple[type, str]] = {
     "seed": (_RunTable, "seed"),
     "n_segments": (ClusterOptions, "n_segments"),
     "model": (ClusterOptions, "model"),
+    "segments_from": (ClusterOptions, "segments_from"),
     "rfm_bins": (RFMOptions, "bins"),
     "rfm_map": (RFMOptions, "segment_map"),
     "column_map": (InputOptions, "column_map"),

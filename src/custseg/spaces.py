@@ -19,13 +19,20 @@ from custseg.backtest import Outcomes
 from custseg.errors import ConfigError
 from custseg.features import Transform, Use, features_used_by, interest_shares, transform_of, typical_gap_days
 
-SPACES = ("features", "predicted", "tsne", "rules")
-"""The spaces a segment model can work in: `FeatureSpace`, `NextValueScore`, `tsne` of the features and
-`RuleSpace` (the columns a rule is stated in, as they are)."""
+SPACES = ("features", "predicted", "tsne", "rules", "rules_next")
+"""The spaces a segment model can work in: `FeatureSpace`, `NextValueScore`, `tsne` of the features,
+`RuleSpace` (the columns a rule is stated in, as they are) and ``rules_next``, the same columns with
+what the customers are expected to do next (`RuleSpace` fitted on the backtest's outcomes)."""
+LEARNED_ON_OUTCOMES = ("predicted", "rules_next")
+"""The spaces learned on the backtest's outcomes: they need a backtest, and are refitted per fold."""
 
 
 class RuleSpace(TransformerMixin, BaseEstimator):
     """The customer columns a rule is stated in, as they are: days, orders, money (`custseg.rules`).
+
+    With the backtest's outcomes, it also learns what the customers are expected to do next
+    (`NextValueScore`), which the rules are fitted to state beside the customers' groups
+    (`fitting_points`); a rule itself reads only the columns.
 
     Parameters
     ----------
@@ -35,19 +42,29 @@ class RuleSpace(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     columns_ : list of str
+    score_ : NextValueScore or None
+        Learned on the backtest customers; None without outcomes.
     """
 
     def __init__(self, *, features: list[str] | None = None) -> None:
         self.features = features
 
-    def fit(self, customers: pd.DataFrame, y=None) -> RuleSpace:
-        """Check that ``customers`` hold the columns."""
+    def fit(self, customers: pd.DataFrame, y: Outcomes | None = None) -> RuleSpace:
+        """Check that ``customers`` hold the columns; with outcomes ``y``, learn the next-H score."""
         columns = list(self.features or features_used_by(Use.RULES))
         missing = [c for c in columns if c not in customers.columns]
         if missing:
             raise ConfigError(f"rules: no customer column {', '.join(missing)}")
         self.columns_ = columns
+        self.score_ = None if y is None else NextValueScore().fit(customers, y)
         return self
+
+    def fitting_points(self, customers: pd.DataFrame) -> np.ndarray:
+        """Return the columns and, where learned, the next-H score: shape (n_customers, n_columns [+ 1])."""
+        points = self.transform(customers)
+        if self.score_ is None:
+            return points
+        return np.column_stack([points, self.score_.transform(customers)])
 
     def transform(self, customers: pd.DataFrame) -> np.ndarray:
         """Return the columns' values, shape (n_customers, n_columns)."""

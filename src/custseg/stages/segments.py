@@ -13,13 +13,15 @@ import pyarrow as pa
 
 from custseg.backtest import Outcomes, score_labels, segment_outcomes
 from custseg.cluster import Segmentation, min_customers
+from custseg.errors import ConfigError
 from custseg.features import typical_gap_days, with_customer_columns
-from custseg.model import NAMED_SEGMENT_COLUMNS, FittedModel
+from custseg.model import NAMED_SEGMENT_COLUMNS, FittedModel, load_model
 from custseg.profile import exact_sizes, profile_segments, rfm_segment_rows, segment_ids
-from custseg.record import AssignedSegments, SegmentsBacktest, SegmentsSection, Skipped, frozen
+from custseg.record import AssignedSegments, KeptSegments, SegmentsBacktest, SegmentsSection, Skipped, frozen
 from custseg.rules import rule_records
 from custseg.sampling import rows_at, sample_positions
 from custseg.settings import Settings
+from custseg.spaces import LEARNED_ON_OUTCOMES
 from custseg.stages import Store
 from custseg.stages.backtest import Backtest
 from custseg.stages.customers import RFM
@@ -65,10 +67,9 @@ def assigned(store: Store, customers: ir.Table, segmentation: Segmentation) -> i
 
 
 def _named(store: Store, segmented: ir.Table, profiles: pd.DataFrame) -> ir.Table:
-    """Add segment_name and action from the profiles (segment, name, action), in customer id order."""
-    table = pa.Table.from_pandas(
-        profiles[["segment", "name", "action"]].rename(columns={"name": "segment_name"}), preserve_index=False
-    )
+    """Add segment_name, segment_rule and action from the profiles, in customer id order."""
+    columns = {"segment": "segment", "name": "segment_name", "rule": "segment_rule", "action": "action"}
+    table = pa.Table.from_pandas(profiles[list(columns)].rename(columns=columns), preserve_index=False)
     named = segmented.left_join(store.engine.register("segment_names", table), "segment").drop("segment_right")
     return named.order_by("customer_id")
 
@@ -92,30 +93,49 @@ def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings
     else:
         sample = rows_at(customers, positions)
     history = backtest.customers
-    segmentation = Segmentation(options=options, backtest_options=settings.backtest, random_state=seed)
-    segmentation.fit(sample, backtest=history)
-    learned = {"customer_id": sample.customer_id, "segment_noise": segmentation.noise_}
-    if segmentation.embedding_ is not None:
-        learned.update(tsne_x=segmentation.embedding_[:, 0], tsne_y=segmentation.embedding_[:, 1])
+    fresh = Segmentation(options=options, backtest_options=settings.backtest, random_state=seed)
+    fresh.fit(sample, backtest=history)
+    segmentation, kept_names = fresh, None
+    if options.segments_from:
+        earlier = load_model(options.segments_from)
+        if earlier.segmentation is None or not earlier.manifest.get("segments"):
+            raise ConfigError(f"--segments-from {options.segments_from}: that run has no learned segments to keep")
+        segmentation, kept_names = earlier.segmentation, earlier.names()["segment"]
+    learned = {"customer_id": sample.customer_id, "segment_noise": fresh.noise_ & (segmentation is fresh)}
+    if fresh.embedding_ is not None:
+        learned.update(tsne_x=fresh.embedding_[:, 0], tsne_y=fresh.embedding_[:, 1])
     learned = store.engine.register("segment_sample", pa.Table.from_pandas(pd.DataFrame(learned), preserve_index=False))
     segmented = with_customer_columns(assigned(store, customers, segmentation), learned)
     segmented = store.cache("segmented", segmented.mutate(segment_noise=segmented.segment_noise.fill_null(False)))
-    worth = figures = None
+    worth = figures = kept = None
     if history is not None:
         # The final segments applied to the backtest customers: what a customer of each was worth next.
         then = segment_ids(segmentation.predict(history))
         outcomes = Outcomes.of(history)
         worth = segment_outcomes(then, outcomes)
-        learned_on = (
-            "their predicted space was learned on these same outcomes"
-            if segmentation.chosen_["space"] == "predicted"
-            else "they were fitted without these outcomes"
-        )
+        scores = score_labels(np.asarray(then), outcomes, backtest.folds, backtest.weights)
+        if segmentation is not fresh:
+            learned_on = f"kept from {options.segments_from}, fitted on an earlier log"
+        elif fresh.chosen_["space"] in LEARNED_ON_OUTCOMES:
+            learned_on = "their space was learned on these same outcomes"
+        else:
+            learned_on = "they were fitted without these outcomes"
         figures = SegmentsBacktest(
-            **score_labels(np.asarray(then), outcomes, backtest.folds, backtest.weights).summary(),
+            **scores.summary(),
             note="the final segments (refitted as of the reference date) applied to the backtest customers; "
             + learned_on,
             per_segment=json_records(worth),
+        )
+        if segmentation is not fresh:
+            kept = _kept(options, earlier.model_id, scores, fresh, history, outcomes, backtest)
+    elif segmentation is not fresh:
+        kept = KeptSegments(
+            run=options.segments_from,
+            model_id=earlier.model_id,
+            validity=float("nan"),
+            fresh_validity=float("nan"),
+            fresh_segments=fresh.n_segments_,
+            advice="no backtest to compare the kept segments with a fresh fit",
         )
     # Profiles describe every customer on the driver, else the sample (sizes and revenue exact).
     profiled = segmented.order_by("customer_id").execute() if on_driver else rows_at(segmented, positions)
@@ -127,6 +147,7 @@ def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings
         worth=worth,
         horizon_days=settings.backtest.horizon_days,
         rules=rules,
+        names=kept_names,
     )
     if not on_driver:
         profiles = exact_sizes(profiles, segmented)
@@ -135,23 +156,53 @@ def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings
         rows=pd.concat([rfm_segment_rows(rfm.segment_sizes), profiles], ignore_index=True),
         names=dict(zip(profiles.segment, profiles.name, strict=True)),
         segments=SegmentsSection(
-            rule=segmentation.rule_,
-            reason=segmentation.reason_,
+            rule=fresh.rule_,
+            reason=fresh.reason_ if kept is None else f"kept from {kept.run}: {kept.advice}",
             chosen_by="backtest" if history is not None else "silhouette",
             features=segmentation.columns_,
             typical_gap_days=round(typical_gap_days(profiled), 1),
             searched_on_customers=min(len(history if history is not None else sample), options.search_customers),
             fitted_on_customers=len(sample),
             profiled_on_customers=len(profiled),
-            chosen=json_records(pd.DataFrame([segmentation.chosen_]))[0],
+            chosen=json_records(pd.DataFrame([fresh.chosen_]))[0],
             classifier_agreement=segmentation.classifier_agreement_,
-            candidates=json_records(segmentation.candidates_),
+            candidates=json_records(fresh.candidates_),
             profiles=json_records(profiles.drop(columns=["description", "action"])),
             rules=None if rules is None else rule_records(rules),
             backtest=figures,
+            kept=kept,
         ),
         segmentation=segmentation,
         profiles=profiles,
+    )
+
+
+def _kept(options, model_id, scores, fresh, history, outcomes, backtest) -> KeptSegments:
+    """Compare kept segments with the fresh fit on the same backtest customers, and say which to use."""
+    fresh_scores = score_labels(
+        np.asarray(segment_ids(fresh.predict(history))), outcomes, backtest.folds, backtest.weights
+    )
+    # The choice's own margin: as good when within parsimony of the fresh fit, or within one standard error.
+    margin = max(options.parsimony * fresh_scores.validity, fresh_scores.gap_standard_error(scores))
+    shortfall = fresh_scores.validity - scores.validity
+    if shortfall > margin:
+        advice = (
+            f"a fresh fit ({fresh.n_segments_} segments) predicts the backtest's months better: validity "
+            f"{fresh_scores.validity:.3f} against {scores.validity:.3f} for the kept segments; run without "
+            "--segments-from to refit"
+        )
+    else:
+        advice = (
+            f"the kept segments predict the backtest's months as well as a fresh fit (validity "
+            f"{scores.validity:.3f} against {fresh_scores.validity:.3f}, within {margin:.3f}): keep them"
+        )
+    return KeptSegments(
+        run=options.segments_from,
+        model_id=model_id,
+        validity=round(scores.validity, 4),
+        fresh_validity=round(fresh_scores.validity, 4),
+        fresh_segments=fresh.n_segments_,
+        advice=advice,
     )
 
 
