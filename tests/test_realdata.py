@@ -6,6 +6,7 @@ import datetime
 
 import duckdb
 import ibis
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -210,8 +211,29 @@ def test_learned_segments_cover_every_customer_with_unique_names(runs):
     assert len(set(names)) == len(names) == segments.chosen["n_segments"]
     assert sum(p["customers"] for p in segments.profiles) == len(customers)
     candidates = pd.DataFrame(segments.candidates)
-    assert set(candidates.model) == {"kmeans", "tiers"}
-    assert set(candidates.space) == {"features", "predicted"}
+    assert set(candidates.model) == {"rules"} and set(candidates.space) == {"rules", "rules_next"}
+    # Every customer satisfies the rule of their segment and no other, on the real data.
+    table = pd.read_parquet(result.out_dir / "customers.parquet")
+    for entry in segments.rules:
+        holds = np.ones(len(table), dtype=bool)
+        for condition in entry["conditions"]:
+            values = table[condition["column"]].to_numpy(dtype=float)
+            holds &= values >= condition["value"] if condition["at_least"] else values < condition["value"]
+        assert (holds == (table.segment == entry["segment"]).to_numpy()).all(), entry
+    # A name is true of every member (the typical gap is rounded in run.json: a day's leeway).
+    gap = segments.typical_gap_days
+    for profile in segments.profiles:
+        members, name = table[table.segment == profile["segment"]], profile["name"]
+        checks = {
+            "New": members.tenure_days <= max(2 * gap, 60) + 1,
+            "Active": (members.recency_days <= gap + 1) | (members.recency_own_gaps < 1),
+            "Recent": members.recency_days <= 3 * gap + 1,
+            "Lapsing": (members.recency_days >= gap - 1) | (members.recency_own_gaps >= 1.5),
+            "Lapsed": (members.recency_days >= 3 * gap - 1) | (members.recency_own_gaps >= 3),
+        }
+        for word, holds in checks.items():
+            assert not name.startswith(word) or holds.all(), name
+        assert "one-time" not in name or (members.frequency == 1).all(), name
     assert candidates.chosen.sum() == 1
     assert segments.chosen_by == "backtest" and segments.chosen["eligible"]
     assert segments.chosen["stability"] >= 0.8 and 4 <= segments.chosen["n_segments"] <= 10

@@ -21,7 +21,7 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
@@ -273,8 +273,10 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         # One OpenMP thread: on a few thousand customers, gradient boosting's threads (and the
         # joblib threads its binning starts per fit) cost more than they save.
         with warnings.catch_warnings(), threadpool_limits(1, user_api="openmp"):
-            # Rare segments can be missing from a fold; the score then counts them as missed.
+            # Rare segments can be missing from a fold, or be the only one left in it; the score
+            # then counts them as missed, and a fit that cannot run scores 0 (error_score).
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FitFailedWarning)
             warnings.simplefilter("ignore", ConvergenceWarning)
             for name, (pipeline, grid) in self._families(numeric, categorical).items():
                 # Only the winning family is refitted on all training customers, below.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from custseg.report.charts import Section, Table, segment_label, share
 from custseg.report.data import ReportData
 
@@ -13,19 +15,30 @@ def actions(data: ReportData) -> Section | None:
         return None
     learned = segments[segments.kind == "learned"]
     shown = learned if len(learned) else segments[segments.kind == "rfm"]
+    rules = shown["rule"].fillna("") if "rule" in shown.columns else pd.Series("", index=shown.index)
+    with_rules = bool(rules.str.len().gt(0).any())
     table = Table(
         "What to do, segment by segment",
-        ["segment", "customers", "share", "revenue", "description", "recommended action"],
+        [
+            "segment",
+            *(["rule"] if with_rules else []),
+            "customers",
+            "share",
+            "revenue",
+            "description",
+            "recommended action",
+        ],
         [
             [
                 segment_label(row.segment, row.name),
+                *([rule] if with_rules else []),
                 f"{row.customers:,}",
                 share(row.share),
                 share(row.revenue_share),
                 row.description,
                 row.action,
             ]
-            for row in shown.itertuples()
+            for row, rule in zip(shown.itertuples(), rules, strict=True)
         ],
     )
     kind = "learned" if len(learned) else "RFM"

@@ -154,8 +154,36 @@ def learned_segments(data: ReportData) -> Section | None:
             layout(figure, 380),
         )
     )
-    table = candidates_table(candidates, score)
-    return Section("learned", "Learned segments", described.rule.capitalize() + ".", charts, [table])
+    tables = [candidates_table(candidates, score)]
+    if described.rules:
+        tables.insert(0, rules_table(described, data.record.backtest.horizon_days if by_validity else None))
+    intro = described.rule.capitalize() + "."
+    if described.kept is not None:
+        intro = f"Segments kept from {described.kept.run}: {described.kept.advice}. " + intro
+    return Section("learned", "Learned segments", intro, charts, tables)
+
+
+def rules_table(described: SegmentsSection, horizon_days: int | None) -> Table:
+    """Each segment's rule, name and size, and what such customers did in the backtest."""
+    profiles = {p["segment"]: p for p in described.profiles}
+    header = ["segment", "rule (every member satisfies it)", "customers", "share"]
+    if horizon_days is not None:
+        header += [f"ordered within {horizon_days} days (backtest)", "mean revenue (backtest)"]
+    rows = []
+    for entry in described.rules:
+        profile = profiles.get(entry["segment"])
+        if profile is None:
+            continue
+        row = [f"{entry['segment']} {profile['name']}", entry["rule"], f"{profile['customers']:,}"]
+        row.append(share(profile["share"]))
+        if horizon_days is not None:
+            rate, revenue = profile.get("backtest_return_rate"), profile.get("backtest_mean_revenue")
+            row += [
+                "" if rate is None or rate != rate else share(rate),
+                "" if revenue is None or revenue != revenue else f"{revenue:,.0f}",
+            ]
+        rows.append(row)
+    return Table("The segments as rules", header, rows)
 
 
 def candidates_table(candidates: pd.DataFrame, score: str) -> Table:
