@@ -228,6 +228,7 @@ def test_learned_segments_cover_every_customer_with_unique_names(runs):
             "New": members.tenure_days <= max(2 * gap, 60) + 1,
             "Active": (members.recency_days <= gap + 1) | (members.recency_own_gaps < 1),
             "Recent": members.recency_days <= 3 * gap + 1,
+            "Overdue": members.recency_own_gaps >= 1,
             "Lapsing": (members.recency_days >= gap - 1) | (members.recency_own_gaps >= 1.5),
             "Lapsed": (members.recency_days >= 3 * gap - 1) | (members.recency_own_gaps >= 3),
         }

@@ -97,6 +97,25 @@ def test_a_rule_reads_as_a_segment_builder_would_say_it():
         [Condition("monetary", True, 500), Condition("frequency", False, 2), Condition("recency_days", True, 90)]
     ) == ("1 order, spent 500 or more, no order for 90+ days")
     assert describe([Condition("frequency", True, 2), Condition("frequency", False, 3)]) == "2 orders"
+    # A bound the others imply is not said: the last order is never before the first.
+    assert describe([Condition("recency_days", False, 270), Condition("tenure_days", False, 60)]) == (
+        "first order within 60 days"
+    )
+    assert describe([Condition("tenure_days", True, 90), Condition("recency_days", True, 120)]) == (
+        "no order for 120+ days"
+    )
+    assert describe([Condition("recency_own_gaps", True, 1.5)]) == "no order for 1.5x their usual gap or more"
+    # A rule that names nothing else is told by what only it says.
+    alone = rule_names(
+        [
+            [Condition("monetary", False, 500), Condition("tenure_days", True, 60)],
+            [Condition("tenure_days", False, 60)],
+        ],
+        30,
+        frequent_from=10,
+        big_from=1e9,
+    )
+    assert alone == ["Customers (spent under 500, first order 60+ days ago)", "New customers"]
     # Only the tightest bound of each side is said.
     tight = bounds([Condition("recency_days", False, 90), Condition("recency_days", False, 30)])
     assert tight["recency_days"].upper == 30 and tight["recency_days"].lower is None
@@ -121,6 +140,10 @@ def test_a_name_says_only_what_the_rule_makes_true_of_every_member():
         [[Condition("recency_days", False, 90), Condition("tenure_days", True, 90)]], 30, frequent_from=10, big_from=1e9
     )
     assert recent == ["Recent customers"]
+    overdue = rule_names(
+        [[Condition("recency_own_gaps", True, 1), Condition("frequency", True, 2)]], 30, frequent_from=10, big_from=1e9
+    )
+    assert overdue == ["Overdue repeat buyers"]
     assert rule_names([[Condition("monetary", False, 100)]], 30, frequent_from=10, big_from=1e9, small_from=150) == [
         "Low spenders"
     ]
@@ -176,6 +199,8 @@ def test_a_run_with_rules_gives_every_customer_a_segment_whose_rule_they_satisfy
             assert ((members.recency_days >= gap - 1) | (own >= 1.5)).all(), row["name"]
         if row["name"].startswith("Lapsed"):
             assert ((members.recency_days >= 3 * gap - 1) | (own >= 3)).all(), row["name"]
+        if row["name"].startswith("Overdue"):
+            assert (own >= 1).all(), row["name"]
         if row["name"].startswith("Recent"):
             assert (members.recency_days <= 3 * gap + 1).all(), row["name"]
     # The rule leads every action, so that no two segments share their first sentence.

@@ -93,6 +93,8 @@ ACTIONS: dict[str, str] = {
     "recent valuable": "Thank them and stay close: a personal note and a first look at what is new, before their "
     "next order is due.",
     "recent": "Give them a reason to come back while they remember the shop: a follow-up on what they bought.",
+    "overdue valuable": "Reach out now, in person where it pays: they are past their usual time to reorder.",
+    "overdue": "Send the reminder now: they are past their usual time to reorder; show what they usually buy.",
     "lapsing valuable": "Win them back before they go: a personal reactivation offer on what they buy.",
     "lapsing": "Remind them: popular and seasonal products with a small incentive.",
     "lapsed valuable": "One targeted win-back campaign on their favourite categories; ask what went wrong.",

@@ -51,7 +51,12 @@ class Condition:
 
 
 def simplest(conditions: list[Condition]) -> list[Condition]:
-    """Keep the tightest lower and upper bound of each column, in the order the columns first appear."""
+    """Keep the tightest lower and upper bound of each column, in the order the columns first appear.
+
+    A bound the others imply goes too: a customer's last order is never before their first
+    (recency_days <= tenure_days), so "first order within 60 days" makes "last order within 270
+    days" true, and "no order for 120+ days" makes "first order 90+ days ago" true.
+    """
     kept: dict[tuple[str, bool], Condition] = {}
     for condition in conditions:
         key = (condition.column, condition.at_least)
@@ -61,7 +66,14 @@ def simplest(conditions: list[Condition]) -> list[Condition]:
         )
         if tighter:
             kept[key] = condition
-    return list(kept.values())
+    implied = []
+    tenure_below, recency_from = kept.get(("tenure_days", False)), kept.get(("recency_days", True))
+    recency_below, tenure_from = kept.get(("recency_days", False)), kept.get(("tenure_days", True))
+    if tenure_below is not None and recency_below is not None and tenure_below.value <= recency_below.value:
+        implied.append(("recency_days", False))
+    if recency_from is not None and tenure_from is not None and recency_from.value >= tenure_from.value:
+        implied.append(("tenure_days", True))
+    return [condition for key, condition in kept.items() if key not in implied]
 
 
 PREFERRED = ("tenure_days", "frequency", "recency_days", "monetary", "recency_own_gaps")
@@ -332,10 +344,10 @@ def _phrase(column: str, bound: Bounds) -> str:
         return f"no order for {_number(low)}+ days" if low is not None else f"last order within {_number(high)} days"
     if column == "recency_own_gaps":
         if low is not None and high is not None:
-            return f"{_number(low)} to under {_number(high)} of their own usual gaps since the last order"
+            return f"last order {_number(low)}x to under {_number(high)}x their usual gap ago"
         if low is not None:
-            return f"{_number(low)}+ of their own usual gaps since the last order"
-        return f"within {_number(high)} of their own usual gaps since the last order"
+            return f"no order for {_number(low)}x their usual gap or more"
+        return f"last order within {_number(high)}x their usual gap"
     if column == "tenure_days":
         if low is not None and high is not None:
             return f"first order {_number(low)} to {_number(high - 1)} days ago"
@@ -361,15 +373,15 @@ def position(
 
     State, from the bounds on recency and tenure in units of the shop's typical gap between orders
     (``gap_days``) and on the time since the last order in the customer's own gaps: ``new`` when the
-    rule bounds tenure within `NEW_TENURE_GAPS` typical gaps or `NEW_TENURE_DAYS`; ``active`` when it bounds recency
-    within `ACTIVE_RECENCY_GAPS` typical gap or within one of the customer's own; ``lapsed`` from
-    `LAPSED_RECENCY_GAPS` typical gaps or `LAPSED_OWN_GAPS` own gaps; ``lapsing`` from one typical
-    gap or `LAPSING_OWN_GAPS` own gaps; ``recent`` when it bounds recency within
-    `LAPSED_RECENCY_GAPS` typical gaps. Value: ``one-time`` when the rule allows one order only;
-    ``champions`` / ``regulars`` / ``big spenders`` when its lower bounds reach the shop's top third
-    of frequency (``frequent_from``) and spend (``big_from``); ``repeat`` for 2+ orders; ``low
-    spenders`` when its upper bound on spend is within the shop's bottom third (``small_from``). A
-    name built on these is true of every member.
+    rule bounds tenure within `NEW_TENURE_GAPS` typical gaps or `NEW_TENURE_DAYS`; ``active`` when
+    it bounds recency within `ACTIVE_RECENCY_GAPS` typical gap or within one of the customer's own;
+    ``lapsed`` from `LAPSED_RECENCY_GAPS` typical gaps or `LAPSED_OWN_GAPS` own gaps; ``lapsing``
+    from one typical gap or `LAPSING_OWN_GAPS` own gaps; ``overdue`` from one of the customer's own
+    gaps; ``recent`` when it bounds recency within `LAPSED_RECENCY_GAPS` typical gaps. Value:
+    ``one-time`` when the rule allows one order only; ``champions`` / ``regulars`` / ``big
+    spenders`` when its lower bounds reach the shop's top third of frequency (``frequent_from``) and
+    spend (``big_from``); ``repeat`` for 2+ orders; ``low spenders`` when its upper bound on spend
+    is within the shop's bottom third (``small_from``). A name built on these is true of every member.
     """
     found = bounds(conditions)
     recency, tenure, own = (found.get(c, Bounds()) for c in ("recency_days", "tenure_days", "recency_own_gaps"))
@@ -395,6 +407,8 @@ def position(
         own.lower is not None and own.lower >= LAPSING_OWN_GAPS
     ):
         state = "lapsing"
+    elif own.lower is not None and own.lower >= 1:
+        state = "overdue"
     elif recency.upper is not None and recency.upper <= LAPSED_RECENCY_GAPS * gap_days:
         state = "recent"
     spend = found.get("monetary", Bounds())
@@ -426,7 +440,14 @@ LAPSING_OWN_GAPS = 1.5
 "first order in the last two months", for shops whose customers order often), active when it bounds recency
 within 1 typical gap or 1 of the customer's own, lapsed from 3 typical gaps or 3 own gaps, lapsing
 from 1 typical gap or 1.5 own gaps; recent within 3 typical gaps (and not active)."""
-STATE_WORDS = {"new": "New", "active": "Active", "recent": "Recent", "lapsing": "Lapsing", "lapsed": "Lapsed"}
+STATE_WORDS = {
+    "new": "New",
+    "active": "Active",
+    "recent": "Recent",
+    "overdue": "Overdue",
+    "lapsing": "Lapsing",
+    "lapsed": "Lapsed",
+}
 VALUE_WORDS = {
     "champions": "champions",
     "regulars": "regulars",
@@ -444,7 +465,8 @@ def rule_names(
 
     "Lapsed one-time buyers" only where the rule allows one order and bounds recency from below.
     Segments whose rules give the same name are told apart by what their rules say and the others'
-    do not, in words ("Active repeat buyers (spent 500 or more)").
+    do not, in words ("Active repeat buyers (spent 500 or more)"); so is a segment that would be
+    plain "Customers".
     """
     names = []
     for conditions in rules:
@@ -458,10 +480,12 @@ def rule_names(
         names.append(f"{STATE_WORDS[state]} {noun}" if state else noun[0].upper() + noun[1:])
     for name in set(names):
         sharing = [i for i, other in enumerate(names) if other == name]
-        if len(sharing) < 2:
+        if len(sharing) < 2 and name != "Customers":
             continue
+        # "Customers" alone says nothing: it gets what its rule says and no other rule does.
+        compared = sharing if len(sharing) > 1 else range(len(rules))
         for i in sharing:
-            others = {c for j in sharing if j != i for c in simplest(rules[j])}
+            others = {c for j in compared if j != i for c in simplest(rules[j])}
             own = [c for c in simplest(rules[i]) if c not in others]
             names[i] = f"{name} ({describe(own or rules[i])})"
     return names

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from custseg.record import (
@@ -252,25 +253,38 @@ def _print_learned(console: Console, segments: SegmentsSection | Skipped | None)
         if segments.chosen_by == "backtest"
         else f"silhouette {chosen['silhouette']}"
     )
-    learned = table(
+    title = (
         f"Learned segments: {chosen['model']} on {chosen['space']}, {chosen['n_segments']} segments "
-        f"({scored}; stability {chosen['stability']})",
+        f"({scored}; stability {chosen['stability']})"
+    )
+    if segments.kept is not None:
+        title = f"Learned segments kept from {segments.kept.run}"
+    # A rule says what the medians would: every member satisfies it; it goes under the name.
+    ruled = segments.rules is not None
+    learned = table(
+        title,
         (
             ("id", "left"),
-            ("name", "left"),
+            ("name and rule" if ruled else "name", "left"),
             ("customers", "right"),
             ("share", "right"),
             ("revenue", "right"),
-            *RFM_COLUMNS,
+            *(() if ruled else RFM_COLUMNS),
             ("ordered again*", "right"),
         ),
     )
     for profile in segments.profiles:
         rate = profile.get("backtest_return_rate")
+        size = _size_and_medians(profile)
         learned.add_row(
-            profile["segment"], profile["name"], *_size_and_medians(profile), "-" if rate is None else f"{rate:.0%}"
+            profile["segment"],
+            f"{profile['name']}\n[dim]{escape(profile.get('rule') or '')}[/dim]" if ruled else profile["name"],
+            *(size[:3] if ruled else size),
+            "-" if rate is None else f"{rate:.0%}",
         )
     console.print(learned)
+    if segments.kept is not None:
+        console.print(f"Kept segments: {segments.kept.advice}.")
 
 
 def _print_backtest(
