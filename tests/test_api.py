@@ -107,6 +107,10 @@ def test_assign_answers_segment_rfm_value_and_early_prediction(client, model_dir
     assert customer["segment_name"] and customer["action"] and customer["rfm_code"]
     names = {p["segment"]: p["name"] for p in trained[1].record.segments.profiles}
     assert customer["segment_name"] == names[customer["segment"]]
+    # The rule in words; a customer whose only order was the day before can be neither lapsing nor lost.
+    rules = {r["segment"]: r["rule"] for r in trained[1].record.segments.rules}
+    assert customer["segment_rule"] == rules[customer["segment"]]
+    assert not customer["segment_name"].startswith(("Lapsing", "Lapsed", "Lost", "Overdue")), customer
     early = customer["early"]
     assert early["orders_used"] >= 1 and 0 < early["category_probability"] <= 1
     value = customer["value"]
