@@ -36,10 +36,6 @@ from custseg.spaces import LEARNED_ON_OUTCOMES, FeatureSpace, NextValueScore, Ru
 KMEANS_STARTS = 10
 """k-means starts per fit: with fewer, a fit now and then stops in a worse partition, and the
 backtest then prefers more segments for the wrong reason."""
-RULE_KMEANS_STARTS = 3
-"""k-means starts of the groups that rules state: the rules, cut at round numbers, come out the same
-(simulated shops of seeds 0, 1 and 4 and the UCI file cut at 2011-09-10 chose the same segments
-with 3 starts as with 10), in half the time of the rule fits."""
 
 
 class QuantileTiers(ClusterMixin, BaseEstimator):
@@ -88,7 +84,7 @@ def _each_k(fit: Callable[[np.ndarray, int | None, int], tuple]) -> FitAll:
 
 def _rules(points: np.ndarray, k: int, seed: int) -> tuple:
     fitted = RuleTree(
-        n_segments=k, columns=list(features_used_by(Use.RULES)), n_init=RULE_KMEANS_STARTS, random_state=seed
+        n_segments=k, columns=list(features_used_by(Use.RULES)), n_init=KMEANS_STARTS, random_state=seed
     ).fit(points)
     return fitted, fitted.labels_
 
