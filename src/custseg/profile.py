@@ -18,7 +18,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from custseg.rules import Condition, describe, position, rule_names
+from custseg.rules import Condition, describe, position, rule_names, value_of
 
 SEGMENT_COLUMNS = (
     "kind",
@@ -136,19 +136,12 @@ def segment_position(members: pd.DataFrame, population: pd.DataFrame, gap_days: 
     else:
         state = "lapsed"
     frequency, spend = members.frequency.median(), members.monetary.median()
-    frequent = frequency > population.frequency.quantile(2 / 3)
-    big = spend > population.monetary.quantile(2 / 3)
-    if frequency <= 1:
-        value = "one-time"
-    elif frequent and big:
-        value = "champions"
-    elif frequent:
-        value = "regulars"
-    elif big:
-        value = "big spenders"
-    else:
-        value = "occasional"
-    return {"state": state, "value": value}
+    value = value_of(
+        one_order=frequency <= 1,
+        frequent=frequency > population.frequency.quantile(2 / 3),
+        big=spend > population.monetary.quantile(2 / 3),
+    )
+    return {"state": state, "value": value or "occasional"}
 
 
 RANK_WORDS = {

@@ -412,22 +412,33 @@ def position(
     elif recency.upper is not None and recency.upper <= LAPSED_RECENCY_GAPS * gap_days:
         state = "recent"
     spend = found.get("monetary", Bounds())
-    frequent = frequency.lower is not None and frequency.lower >= max(frequent_from, 2)
-    big = spend.lower is not None and spend.lower >= big_from
-    value = None
-    if frequency.upper is not None and frequency.upper <= 2:
-        value = "one-time"
-    elif frequent and big:
-        value = "champions"
-    elif frequent:
-        value = "regulars"
-    elif big:
-        value = "big spenders"
-    elif frequency.lower is not None and frequency.lower >= 2:
+    value = value_of(
+        one_order=frequency.upper is not None and frequency.upper <= 2,
+        frequent=frequency.lower is not None and frequency.lower >= max(frequent_from, 2),
+        big=spend.lower is not None and spend.lower >= big_from,
+    )
+    if value is None and frequency.lower is not None and frequency.lower >= 2:
         value = "repeat"
-    elif spend.upper is not None and spend.upper <= small_from:
+    elif value is None and spend.upper is not None and spend.upper <= small_from:
         value = "low spenders"
     return state, value
+
+
+def value_of(*, one_order: bool, frequent: bool, big: bool) -> str | None:
+    """Return the value word of a segment from what is true of its members.
+
+    ``one-time`` (one order), ``champions`` (the shop's top thirds of frequency and spend),
+    ``regulars`` (frequency), ``big spenders`` (spend); None otherwise.
+    """
+    if one_order:
+        return "one-time"
+    if frequent and big:
+        return "champions"
+    if frequent:
+        return "regulars"
+    if big:
+        return "big spenders"
+    return None
 
 
 NEW_TENURE_GAPS = 2
