@@ -238,3 +238,20 @@ def test_an_earlier_runs_segments_are_kept_for_todays_customers(ruled, tmp_path)
     assert section.fresh_validity == fresh.record.segments.backtest.validity
     assert ("keep them" in section.advice) != ("refit" in section.advice)
     assert read_record(tmp_path / "kept").segments.kept == section
+
+
+def test_a_near_tie_between_thresholds_goes_to_the_rounder_number():
+    # Two groups apart at 9 orders, with a few customers at 9: splitting at 8 states the groups
+    # exactly, at 10 it misplaces those few. A month more data would move such a near tie either
+    # way, so it goes to 10; only an exact fit (round_tolerance 0) takes 8.
+    rng = np.random.default_rng(0)
+    frequency = np.concatenate([rng.integers(1, 8, 1000), np.full(20, 9), rng.integers(10, 31, 1000)])
+    customers = pd.DataFrame(
+        {"recency_days": 10, "frequency": frequency, "monetary": 100.0, "tenure_days": 400}, index=range(len(frequency))
+    )
+    points = customers[COLUMNS].to_numpy(float)
+    exact = RuleTree(n_segments=2, columns=COLUMNS, round_tolerance=0.0).fit(points)
+    rounder = RuleTree(n_segments=2, columns=COLUMNS).fit(points)
+    assert exact.rules() == [[Condition("frequency", False, 8.0)], [Condition("frequency", True, 8.0)]]
+    assert rounder.rules() == [[Condition("frequency", False, 10.0)], [Condition("frequency", True, 10.0)]]
+    assert exact.agreement_ == 1.0 and rounder.agreement_ < 1.0

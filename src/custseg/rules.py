@@ -35,6 +35,22 @@ month, a quarter, a year; 2, 3, 5 orders; 100, 200, 500 spent). The tree chooses
 rules need no rounding afterwards and a refit on other customers tends to land on the same ones."""
 FALLBACK_GRID = tuple(m * 10.0**e for e in range(-2, 8) for m in (1, 2, 3, 5))
 """The thresholds of a unit without its own grid."""
+ROUNDEST: dict[Unit, tuple[float, ...]] = {
+    Unit.DAYS: (30, 90, 180, 365, 730),
+    Unit.ORDERS: (2, 5, 10, 20, 50, 100),
+    Unit.OWN_GAPS: (1, 2, 3, 5, 10, 20),
+}
+"""The thresholds a near-tie goes to, by unit (elsewhere 1, 2 and 5 times a power of ten): a month, a
+quarter, half a year, a year; 2, 5, 10 orders. Between splits that explain the customers almost
+equally well the rounder threshold wins, so that a month more data lands on the same rule."""
+
+
+def roundness(unit: Unit, values: np.ndarray) -> np.ndarray:
+    """0 for the thresholds a near-tie goes to (`ROUNDEST`), 1 for the others, shape of ``values``."""
+    if unit in ROUNDEST:
+        return np.where(np.isin(values, ROUNDEST[unit]), 0, 1)
+    mantissa = np.round(values / 10.0 ** np.floor(np.log10(np.abs(values) + 1e-300)), 6)
+    return np.where(np.isin(mantissa, (1, 2, 5)), 0, 1)
 
 
 @dataclass(frozen=True)
@@ -85,10 +101,15 @@ def _preference(column: str) -> tuple[int, str]:
     return (PREFERRED.index(column) if column in PREFERRED else len(PREFERRED), column)
 
 
-def _best_split(binned: np.ndarray, targets: np.ndarray, order: list[int], min_leaf: int) -> tuple | None:
+def _best_split(
+    binned: np.ndarray, targets: np.ndarray, order: list[int], ranks: list[np.ndarray], min_leaf: int, tolerance: float
+) -> tuple | None:
     """Find the split of these customers that lowers the squared error most: (gain, column, cut), or None.
 
     ``cut`` b sends the customers below the b-th threshold of the column's grid left, the rest right.
+    Splits within ``tolerance`` (a share) of the best gain tie; a tie goes to the roundest threshold
+    (``ranks``, per column and threshold, lower is rounder), then to the larger gain, then to the
+    column first in ``order``.
     """
     count = len(binned)
     if count < 2 * min_leaf:
@@ -96,8 +117,8 @@ def _best_split(binned: np.ndarray, targets: np.ndarray, order: list[int], min_l
     total = targets.sum(axis=0)
     squares = (targets**2).sum()
     error = squares - (total**2).sum() / count
-    best = None
-    for column in order:
+    gains, rounds, positions, columns, cuts = [], [], [], [], []
+    for position, column in enumerate(order):
         bins = binned[:, column]
         size = int(bins.max()) + 1
         counts = np.bincount(bins, minlength=size)
@@ -108,16 +129,20 @@ def _best_split(binned: np.ndarray, targets: np.ndarray, order: list[int], min_l
         left_sum = np.cumsum(sums, axis=0)[:-1]
         right_n = count - left_n
         right_sum = total - left_sum
-        valid = (left_n >= min_leaf) & (right_n >= min_leaf)
-        if not valid.any():
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kept = (left_sum**2).sum(axis=1) / left_n + (right_sum**2).sum(axis=1) / right_n
-        gain = np.where(valid, kept - (total**2).sum() / count, -np.inf)
-        cut = int(np.argmax(gain))
-        if gain[cut] > 1e-12 * max(error, 1.0) and (best is None or gain[cut] > best[0]):
-            best = (float(gain[cut]), column, cut + 1)
-    return best
+        valid = np.flatnonzero((left_n >= min_leaf) & (right_n >= min_leaf))
+        kept = (left_sum[valid] ** 2).sum(axis=1) / left_n[valid] + (right_sum[valid] ** 2).sum(axis=1) / right_n[valid]
+        gains.append(kept - (total**2).sum() / count)
+        rounds.append(ranks[column][valid])
+        positions.append(np.full(len(valid), position))
+        columns.append(np.full(len(valid), column))
+        cuts.append(valid + 1)
+    gain = np.concatenate(gains)
+    if not len(gain) or gain.max() <= 1e-12 * max(error, 1.0):
+        return None
+    tied = np.flatnonzero(gain >= (1 - tolerance) * gain.max())
+    # np.lexsort sorts by its last key first: roundest, then the larger gain, then the preferred column.
+    first = tied[np.lexsort((np.concatenate(positions)[tied], -gain[tied], np.concatenate(rounds)[tied]))[0]]
+    return float(gain[first]), int(np.concatenate(columns)[first]), int(np.concatenate(cuts)[first])
 
 
 class RuleTree(ClusterMixin, BaseEstimator):
@@ -151,6 +176,13 @@ class RuleTree(ClusterMixin, BaseEstimator):
         the expected next H days first and the groups where that leaves a choice: on the UCI file
         cut at 2011-07-01 and 2011-09-10, the only weight of 1, 3 tried whose rules beat the RFM
         map's eta squared on the unseen months after both cuts.
+    round_tolerance : float
+        Splits whose gain is within this share of the best split's tie, and the roundest threshold
+        (`ROUNDEST`) wins, then the larger gain. At 0.1, against an exact fit: an earlier month's
+        rules agree more with a fresh fit a month later on the UCI file (adjusted Rand 0.50 and 0.68
+        against 0.41 and 0.55, `benchmarks/stability.py` at 2011-10-10 and 2011-11-10), with the
+        same planted segments found on six simulated shops; at 0.2 and 0.3 the planted segments
+        were found less well (adjusted Rand down to 0.83 and 0.68).
     random_state : int
         k-means' random state.
 
@@ -182,6 +214,7 @@ class RuleTree(ClusterMixin, BaseEstimator):
         described: list[str] | None = None,
         n_init: int = 10,
         outcome_weight: float = 3.0,
+        round_tolerance: float = 0.1,
         random_state: int = 0,
     ) -> None:
         self.n_segments = n_segments
@@ -190,6 +223,7 @@ class RuleTree(ClusterMixin, BaseEstimator):
         self.described = described
         self.n_init = n_init
         self.outcome_weight = outcome_weight
+        self.round_tolerance = round_tolerance
         self.random_state = random_state
 
     def fit(self, points: np.ndarray, y=None) -> RuleTree:
@@ -231,11 +265,14 @@ class RuleTree(ClusterMixin, BaseEstimator):
         go to the column that comes first in `PREFERRED`.
         """
         order = sorted(range(len(self.columns)), key=lambda j: _preference(self.columns[j]))
+        ranks = [roundness(catalogued(c).unit, grid) for c, grid in zip(self.columns, self.grids_, strict=True)]
         feature, threshold, left, right, rows_of = [-1], [np.nan], [-1], [-1], [np.arange(len(binned))]
         candidates: dict[int, tuple[float, int, int]] = {}
 
         def consider(node: int) -> None:
-            best = _best_split(binned[rows_of[node]], targets[rows_of[node]], order, min_leaf)
+            best = _best_split(
+                binned[rows_of[node]], targets[rows_of[node]], order, ranks, min_leaf, self.round_tolerance
+            )
             if best is not None:
                 candidates[node] = best
 
