@@ -255,3 +255,22 @@ def test_a_near_tie_between_thresholds_goes_to_the_rounder_number():
     assert exact.rules() == [[Condition("frequency", False, 8.0)], [Condition("frequency", True, 8.0)]]
     assert rounder.rules() == [[Condition("frequency", False, 10.0)], [Condition("frequency", True, 10.0)]]
     assert exact.agreement_ == 1.0 and rounder.agreement_ < 1.0
+
+
+def test_a_rule_no_customer_satisfies_today_is_still_a_segment(ruled):
+    # A kept segment can be empty this month (say, no one new): it stays in the profiles, with no members.
+    from custseg.profile import profile_segments
+
+    _, result = ruled
+    customers = pd.read_parquet(result.out_dir / "customers.parquet")
+    rules = [
+        [Condition(c["column"], c["at_least"], c["value"]) for c in entry["conditions"]]
+        for entry in result.record.segments.rules
+    ]
+    without_first = customers[customers.segment != "S1"]
+    profiles = profile_segments(without_first, {}, gap_days=30.0, rules=rules).set_index("segment")
+    assert list(profiles.index) == [f"S{i + 1}" for i in range(len(rules))]
+    empty = profiles.loc["S1"]
+    assert empty.customers == 0 and empty.share == 0 and empty.description.endswith("none as of the reference date.")
+    assert empty.action.startswith(f"For customers with {empty.rule}: ")
+    assert profiles.drop("S1").customers.to_dict() == without_first.segment.value_counts().to_dict()

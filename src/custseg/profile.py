@@ -280,10 +280,18 @@ def profile_segments(
     share_columns = [c for c in customers.columns if c.startswith("share_")]
     worth = worth.set_index("segment") if worth is not None else None
     rows = []
-    for segment in sorted(customers[column].unique(), key=_segment_order):
+    segments = set(customers[column].unique())
+    if rules is not None:
+        # A rule no customer satisfies today (a kept segment, say no one new this month) is still a segment.
+        segments |= set(segment_ids(range(len(rules))))
+    for segment in sorted(segments, key=_segment_order):
         members = customers[customers[column] == segment]
         overlap = members.rfm_segment.value_counts(normalize=True)
-        interests = members[share_columns].mean().sort_values(ascending=False) if share_columns else pd.Series()
+        interests = (
+            members[share_columns].mean().sort_values(ascending=False)
+            if share_columns and len(members)
+            else pd.Series(dtype=float)
+        )
         top_categories = [
             f"{category_labels.get(c.removeprefix('share_'), c.removeprefix('share_'))} ({v:.0%})"
             for c, v in interests.head(3).items()
@@ -370,6 +378,8 @@ def exact_sizes(profiles: pd.DataFrame, customers: ir.Table, column: str = "segm
 
 
 def _description(row: dict, gap_days: float) -> str:
+    if not row["customers"]:
+        return f"Customers with {row['rule']}: none as of the reference date."
     interests = f" They buy mostly {row['top_categories'].replace('; ', ', ')}." if row["top_categories"] else ""
     gaps = row["median_recency_days"] / gap_days
     standing = " ".join(word for word in (row["state"], row["value"]) if word)
