@@ -129,12 +129,16 @@ class ModelSpec:
         It finds its own number of segments (k is None); its noise goes to the nearest segment.
     split_by_k : bool
         The search fits each k as its own unit of work (spread over the workers).
+    spaces_together : bool
+        The search fits each k in all its spaces in one process, which then shares what the spaces
+        have in common (the rules' groups).
     """
 
     fit_all: FitAll
     spaces: tuple[str, ...]
     finds_k: bool = False
     split_by_k: bool = False
+    spaces_together: bool = False
 
 
 MODEL_SPECS = {
@@ -143,7 +147,7 @@ MODEL_SPECS = {
     "gmm": ModelSpec(_each_k(_gmm), ("features", "tsne"), split_by_k=True),
     "ward": ModelSpec(_ward, ("features", "tsne")),
     "hdbscan": ModelSpec(_each_k(_hdbscan), ("features", "tsne"), finds_k=True),
-    "rules": ModelSpec(_each_k(_rules), ("rules", "rules_next"), split_by_k=True),
+    "rules": ModelSpec(_each_k(_rules), ("rules", "rules_next"), split_by_k=True, spaces_together=True),
 }
 """The candidate models. The predicted score is one number per customer: equal tiers cut it;
 clustering it isolates its tails (k-means on it left segments of 1% on the UCI file and never won
@@ -334,17 +338,42 @@ def run_units(
             extra.append(delayed(tsne)(search.feature_points, search.seed))
         if map_points is not None:
             extra.append(delayed(tsne)(map_points, search.seed))
-        first = [i for i, unit in enumerate(units) if unit[0] != "tsne"]
-        done = parallel(extra + [delayed(_candidate_unit)(search, *units[i]) for i in first])
+        first, second = _tasks(units, lambda unit: unit[0] != "tsne"), _tasks(units, lambda unit: unit[0] == "tsne")
+        done = parallel(extra + [delayed(_candidate_units)(search, [units[i] for i in task]) for task in first])
         embedded = done[: len(extra)]
-        groups = dict(zip(first, done[len(extra) :], strict=True))
+        groups = {
+            i: group
+            for task, found in zip(first, done[len(extra) :], strict=True)
+            for i, group in zip(task, found, strict=True)
+        }
         if tsne_space:
             search.spaces["tsne"] = embedded.pop(0)
-        second = [i for i, unit in enumerate(units) if unit[0] == "tsne"]
-        for i, group in zip(second, parallel(delayed(_candidate_unit)(search, *units[i]) for i in second), strict=True):
-            groups[i] = group
+        done = parallel(delayed(_candidate_units)(search, [units[i] for i in task]) for task in second)
+        groups.update(
+            {i: group for task, found in zip(second, done, strict=True) for i, group in zip(task, found, strict=True)}
+        )
     results = [result for i in range(len(units)) for result in groups[i]]
     return results, embedded[0] if map_points is not None else None
+
+
+def _tasks(units: list[SearchUnit], wanted: Callable[[SearchUnit], bool]) -> list[list[int]]:
+    """Group the ``wanted`` units into tasks of one process, by their positions in ``units``.
+
+    One unit each, except that a model fitted with its spaces together
+    (`ModelSpec.spaces_together`) has one task per k.
+    """
+    tasks: dict[object, list[int]] = {}
+    for i, unit in enumerate(units):
+        if wanted(unit):
+            _, model, ks = unit
+            key = (model, tuple(ks)) if MODEL_SPECS[model].spaces_together else i
+            tasks.setdefault(key, []).append(i)
+    return list(tasks.values())
+
+
+def _candidate_units(search: Search, units: list[SearchUnit]) -> list[list[tuple[dict, np.ndarray, tuple]]]:
+    """Run units in this process, one after the other: their `_candidate_unit` results."""
+    return [_candidate_unit(search, *unit) for unit in units]
 
 
 def _candidate_unit(search: Search, space: str, model: str, ks: list) -> list[tuple[dict, np.ndarray, tuple]]:

@@ -12,6 +12,7 @@ true of every member.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -145,6 +146,17 @@ def _best_split(
     return float(gain[first]), int(np.concatenate(columns)[first]), int(np.concatenate(cuts)[first])
 
 
+@functools.lru_cache(maxsize=32)
+def _kmeans_groups(view: bytes, shape: tuple[int, int], n_groups: int, n_init: int, random_state: int) -> np.ndarray:
+    """k-means groups of the points ``view`` (float64 bytes of ``shape``), shape (n_points,).
+
+    Remembered: the rules of both spaces (`custseg.spaces.RuleSpace`, with and without the expected
+    next H days) state the same groups of the same customers, and the search fits them in one process.
+    """
+    points = np.frombuffer(view, dtype=float).reshape(shape)
+    return KMeans(n_groups, n_init=n_init, random_state=random_state).fit_predict(points)
+
+
 class RuleTree(ClusterMixin, BaseEstimator):
     """Segments as rules: the natural groups of the customers, each stated as a rule with readable thresholds.
 
@@ -242,9 +254,9 @@ class RuleTree(ClusterMixin, BaseEstimator):
         )
         described = self.described or [c for c in self.columns if c in features_used_by(Use.SEGMENTS)]
         view = np.log1p(np.clip(points[:, [self.columns.index(c) for c in described]], 0, None))
-        view = RobustScaler().fit_transform(view)
+        view = np.ascontiguousarray(RobustScaler().fit_transform(view))
         groups = min(self.n_segments, len(np.unique(view, axis=0)))
-        self.groups_ = KMeans(groups, n_init=self.n_init, random_state=self.random_state).fit_predict(view)
+        self.groups_ = _kmeans_groups(view.tobytes(), view.shape, groups, self.n_init, self.random_state).copy()
         targets = np.eye(groups)[self.groups_]
         if expected.shape[1]:
             spread = expected.std(axis=0)
