@@ -273,8 +273,9 @@ class RuleTree(ClusterMixin, BaseEstimator):
 
         Each step splits the leaf whose best split (over every column and every threshold of its
         grid) lowers the squared error of ``targets`` (shape (n_customers, n_targets)) most, until
-        ``n_segments`` leaves or no split leaves both sides at least ``min_leaf`` customers. Ties
-        go to the column that comes first in `PREFERRED`.
+        ``n_segments`` leaves or no split leaves both sides at least ``min_leaf`` customers. A leaf's
+        splits within ``round_tolerance`` of its best tie: the roundest threshold wins, then the
+        larger gain, then the column that comes first in `PREFERRED`.
         """
         order = sorted(range(len(self.columns)), key=lambda j: _preference(self.columns[j]))
         ranks = [roundness(catalogued(c).unit, grid) for c, grid in zip(self.columns, self.grids_, strict=True)]
