@@ -304,6 +304,18 @@ def test_segments_cut_at_a_date_predict_the_unseen_months_better_than_the_rfm_ma
     assert result.record.backtest.window[1] == datetime.datetime(2011, 9, 10, 0, 0, 0)
 
 
+def test_a_frequent_buyer_long_silent_is_not_expected_back(runs):
+    """Customer 17850 placed 34 orders in the log's first two days and none in the 372 days since."""
+    customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet").set_index("customer_id")
+    gone = customers.loc["17850"]
+    assert gone.frequency == 34 and gone.recency_own_gaps > 30
+    assert gone.p_order_again_90d < 0.2
+    # Judged against their own rhythm: frequent buyers far past it are expected back less than those within it.
+    frequent = customers[customers.frequency >= 10]
+    far, within = frequent[frequent.recency_own_gaps > 3], frequent[frequent.recency_own_gaps < 1]
+    assert len(far) >= 5 and far.p_order_again_90d.mean() < within.p_order_again_90d.mean() - 0.2
+
+
 def test_expected_value_predicts_the_backtest_better_than_the_published_references(runs):
     """The issue's references on this data: BG/NBD x Gamma-Gamma 0.513 / 0.244, a linear model 0.529 / 0.259."""
     value = runs["parquet"].record.value

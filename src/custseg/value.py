@@ -84,6 +84,12 @@ MODELS = ("linear", "gradient_boosting")
 """Candidate learners: logistic and linear regression, or gradient-boosted trees (scikit-learn)."""
 LINK_FOLDS = 3
 """Cross-fitting folds of the index the link is learned from."""
+RHYTHM = ("frequency", "recency_own_gaps")
+"""Columns whose product the learners also read: a customer's order rate times their silence in
+their own usual gaps. A frequent buyer who has long been silent has likely left (the dropout of
+BG/NBD-type models), which a sum of the two cannot say: to a linear model without it, the most
+frequent buyer of the UCI file, silent for 372 days (34 of their usual gaps), was 94% likely to
+order again."""
 LINK_GRID = 256
 """Points on which a link curve is kept."""
 LINK_KNOTS = 4
@@ -218,6 +224,9 @@ class ValueModel(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     space_ : FeatureSpace
+    rhythm_columns_ : list of int or None
+        Positions of the `RHYTHM` columns in ``space_``'s output, whose product the learners also
+        read; None when either is not read.
     return_model_ : classifier
     size_model_ : regressor
     revenue_link_, orders_link_ : IndexLink
@@ -272,7 +281,10 @@ class ValueModel(RegressorMixin, BaseEstimator):
                 f"{LINK_FOLDS} who did and {LINK_FOLDS} who did not"
             )
         self.space_ = FeatureSpace(features=list(self.features or VALUE_FEATURES), interests=self.interests)
-        points = self.space_.fit_transform(per_quarter(customers))
+        self.space_.fit(per_quarter(customers))
+        columns = self.space_.columns_
+        self.rhythm_columns_ = [columns.index(c) for c in RHYTHM] if set(RHYTHM) <= set(columns) else None
+        points = self._points(customers)
         log_revenue = np.log1p(revenue)
         index = np.empty(len(points))
         # The link is fitted on each customer's index from learners that did not see them: an
@@ -288,6 +300,14 @@ class ValueModel(RegressorMixin, BaseEstimator):
         self.orders_link_ = IndexLink().fit(index, orders)
         return self
 
+    def _points(self, customers: pd.DataFrame) -> np.ndarray:
+        """Return the learners' inputs: the scaled columns and, where both are read, the `RHYTHM` product."""
+        points = self.space_.transform(per_quarter(customers))
+        if self.rhythm_columns_ is None:
+            return points
+        rate, silence = self.rhythm_columns_
+        return np.column_stack([points, points[:, rate] * points[:, silence]])
+
     def _fit_learners(self, points: np.ndarray, ordered: np.ndarray, log_revenue: np.ndarray) -> ValueModel:
         classifier, regressor = _learners(self.model, self.random_state)
         self.return_model_ = classifier.fit(points, ordered.astype(int))
@@ -301,7 +321,7 @@ class ValueModel(RegressorMixin, BaseEstimator):
     def expected_log_revenue(self, customers: pd.DataFrame) -> np.ndarray:
         """E[log1p(revenue in the next H days)], shape (n_customers,): the one number the values follow."""
         check_is_fitted(self, "orders_link_")
-        return self._index(self.space_.transform(per_quarter(customers)))
+        return self._index(self._points(customers))
 
     def predict(self, customers: pd.DataFrame) -> pd.DataFrame:
         """Predict the next H days of each customer.
@@ -313,7 +333,7 @@ class ValueModel(RegressorMixin, BaseEstimator):
             order of ``customers``.
         """
         check_is_fitted(self, "orders_link_")
-        points = self.space_.transform(per_quarter(customers))
+        points = self._points(customers)
         index = self._index(points)[:, None]
         return pd.DataFrame(
             {
