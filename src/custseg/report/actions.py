@@ -15,7 +15,7 @@ def actions(data: ReportData) -> Section | None:
         return None
     learned = segments[segments.kind == "learned"]
     shown = learned if len(learned) else segments[segments.kind == "rfm"]
-    rules = shown["rule"].fillna("") if "rule" in shown.columns else pd.Series("", index=shown.index)
+    rules = shown["rule"].astype(object).fillna("") if "rule" in shown.columns else pd.Series("", index=shown.index)
     with_rules = bool(rules.str.len().gt(0).any())
     table = Table(
         "What to do, segment by segment",
