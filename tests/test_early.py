@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from conftest import make_transactions
 from custseg.clean import clean
 from custseg.cli import app
-from custseg.early import EARLY_COLUMNS, EarlyOptions, LookupClassifier, evaluate_early, holdout_split
+from custseg.early import EARLY_COLUMNS, EarlyClassifier, EarlyOptions, LookupClassifier, evaluate_early, holdout_split
 from custseg.features import customer_features
 from custseg.first_orders import early_features, horizon_features
 from custseg.pipeline import assign, run
@@ -101,6 +101,28 @@ def test_lookup_classifier_gives_training_frequencies_and_the_prior_for_unseen_v
     probabilities = model.predict_proba(pd.DataFrame({"dominant_category": ["x", "y", "z"]}))
     assert model.classes_.tolist() == ["A", "B"]
     assert probabilities.tolist() == [[2 / 3, 1 / 3], [0.0, 1.0], [0.5, 0.5]]
+
+
+def test_the_model_is_chosen_on_a_sample_and_refitted_on_every_customer():
+    # 600 customers, three of a rare kind that the search's 100 do not include: the refit on all meets them.
+    from custseg.sampling import sample_positions
+
+    rng = np.random.default_rng(0)
+    kinds = np.array(["common"] * 400 + ["other"] * 200, dtype=object)
+    unsearched = np.setdiff1d(np.arange(600), sample_positions(600, 100, 0))
+    kinds[unsearched[-3:]] = "rare"
+    inputs = pd.DataFrame(
+        {
+            "orders": rng.normal(size=600) + (kinds == "other") + 5 * (kinds == "rare"),
+            "dominant_category": np.where(kinds == "other", "c02", "c01"),
+        }
+    )
+    model = EarlyClassifier(as_is_column="dominant_category", search_customers=100).fit(inputs, kinds)
+    assert model.classes_.tolist() == ["common", "other", "rare"]
+    assert model.predict_proba(inputs).shape == (600, 3)
+    assert model.predict(inputs[kinds == "rare"]).tolist() == ["rare"] * 3
+    chosen_among = {c["model"] for c in model.candidates_}
+    assert chosen_among == {"logistic_regression", "gradient_boosting", "first_orders_lookup"}
 
 
 def test_early_prediction_is_measured_on_customers_it_never_saw(trained):

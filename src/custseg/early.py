@@ -34,6 +34,7 @@ from custseg.errors import ConfigError
 from custseg.features import MAGNITUDES, Unit, Use, catalogued, features_used_by, interest_columns
 from custseg.profile import segment_ids
 from custseg.record import ClassifierScores, ConfusionMatrix, EarlyFit, EarlyResult, Skipped
+from custseg.sampling import sample_positions
 
 if TYPE_CHECKING:
     from custseg.cluster import Segmentation
@@ -56,6 +57,10 @@ class EarlyOptions:
         Cross-validation folds on the training customers, to choose the model and its settings.
     enabled : bool
         False skips the early prediction.
+    search_customers : int
+        Each model is chosen by cross-validation on a random sample of at most this many training
+        customers, then refitted on all of them (as the segments' candidates are searched on a
+        sample, ``[cluster] search_customers``).
     max_train_customers : int
         Above this many eligible customers, the models are trained and tested on a random sample
         of this many: as many as the segments are fitted on (``[cluster] max_fit_customers``). On
@@ -70,6 +75,7 @@ class EarlyOptions:
     test_share: float = 0.25
     cv_folds: int = 3
     enabled: bool = True
+    search_customers: int = 5000
     max_train_customers: int = 20_000
 
     def __post_init__(self) -> None:
@@ -205,6 +211,9 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         Seed of the folds and of gradient boosting.
     n_jobs : int or None
         Processes for the grid search (joblib's convention; None is one).
+    search_customers : int
+        The grid search runs on a random sample of at most this many customers; the winner is
+        refitted on all.
 
     Attributes
     ----------
@@ -219,12 +228,19 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, *, as_is_column: str | None = None, cv_folds: int = 3, random_state: int = 0, n_jobs: int | None = None
+        self,
+        *,
+        as_is_column: str | None = None,
+        cv_folds: int = 3,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+        search_customers: int = 5000,
     ) -> None:
         self.as_is_column = as_is_column
         self.cv_folds = cv_folds
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.search_customers = search_customers
 
     def _families(self, numeric: list[str], categorical: list[str]) -> dict[str, tuple[Pipeline, dict]]:
         encode = ColumnTransformer(
@@ -267,7 +283,9 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
             self.chosen_ = "single_class"
             self.estimator_ = None
             return self
-        smallest = int(pd.Series(y).value_counts().min())
+        rows = sample_positions(len(y), self.search_customers, self.random_state)
+        searched, searched_y = inputs.iloc[rows], y[rows]
+        smallest = int(pd.Series(searched_y).value_counts().min())
         folds = (
             StratifiedKFold(self.cv_folds, shuffle=True, random_state=self.random_state)
             if smallest >= self.cv_folds
@@ -287,7 +305,7 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
                 search = GridSearchCV(
                     pipeline, grid, scoring="f1_macro", cv=folds, error_score=0.0, n_jobs=self.n_jobs, refit=False
                 )
-                search.fit(inputs, y)
+                search.fit(searched, searched_y)
                 score = round(float(search.best_score_), 4)
                 self.candidates_.append({"model": name, "params": search.best_params_, "cv_macro_f1": score})
                 if score > best_score:
@@ -397,7 +415,12 @@ def evaluate_early(
                 reason = f"fewer than {fewest} training customers" if len(train) < fewest else "no test customers"
                 row["fit"] = Skipped(reason=reason)
                 continue
-            model = EarlyClassifier(as_is_column=AS_IS_INPUTS[target], cv_folds=options.cv_folds, random_state=seed)
+            model = EarlyClassifier(
+                as_is_column=AS_IS_INPUTS[target],
+                cv_folds=options.cv_folds,
+                random_state=seed,
+                search_customers=options.search_customers,
+            )
             tasks.append((row, model, train, held_out))
     # One model per process: a grid search per model would leave the second core idle while it
     # refits its winner, and pay for starting its workers each time.
