@@ -281,10 +281,10 @@ class ValueModel(RegressorMixin, BaseEstimator):
                 f"{LINK_FOLDS} who did and {LINK_FOLDS} who did not"
             )
         self.space_ = FeatureSpace(features=list(self.features or VALUE_FEATURES), interests=self.interests)
-        self.space_.fit(per_quarter(customers))
+        scaled = self.space_.fit_transform(per_quarter(customers))
         columns = self.space_.columns_
         self.rhythm_columns_ = [columns.index(c) for c in RHYTHM] if set(RHYTHM) <= set(columns) else None
-        points = self._points(customers)
+        points = self._with_rhythm(scaled)
         log_revenue = np.log1p(revenue)
         index = np.empty(len(points))
         # The link is fitted on each customer's index from learners that did not see them: an
@@ -301,12 +301,15 @@ class ValueModel(RegressorMixin, BaseEstimator):
         return self
 
     def _points(self, customers: pd.DataFrame) -> np.ndarray:
-        """Return the learners' inputs: the scaled columns and, where both are read, the `RHYTHM` product."""
-        points = self.space_.transform(per_quarter(customers))
+        """Return the learners' inputs for ``customers``: the scaled columns and the `RHYTHM` product."""
+        return self._with_rhythm(self.space_.transform(per_quarter(customers)))
+
+    def _with_rhythm(self, scaled: np.ndarray) -> np.ndarray:
+        """Append the product of the `RHYTHM` columns to ``scaled``, where both are read."""
         if self.rhythm_columns_ is None:
-            return points
+            return scaled
         rate, silence = self.rhythm_columns_
-        return np.column_stack([points, points[:, rate] * points[:, silence]])
+        return np.column_stack([scaled, scaled[:, rate] * scaled[:, silence]])
 
     def _fit_learners(self, points: np.ndarray, ordered: np.ndarray, log_revenue: np.ndarray) -> ValueModel:
         classifier, regressor = _learners(self.model, self.random_state)
