@@ -60,7 +60,9 @@ class EarlyOptions:
     search_customers : int
         Each model is chosen by cross-validation on a random sample of at most this many training
         customers, then refitted on all of them (as the segments' candidates are searched on a
-        sample, ``[cluster] search_customers``).
+        sample, ``[cluster] search_customers``). On the simulated 10-million-row log, a search on
+        2,500 chose models with the same test scores as one on 5,000 (every target and number of
+        orders), and the stage took 12.9 s against 16.1 s.
     max_train_customers : int
         Above this many eligible customers, the models are trained and tested on a random sample
         of this many: as many as the segments are fitted on (``[cluster] max_fit_customers``). On
@@ -75,14 +77,12 @@ class EarlyOptions:
     test_share: float = 0.25
     cv_folds: int = 3
     enabled: bool = True
-    search_customers: int = 5000
+    search_customers: int = 2500
     max_train_customers: int = 20_000
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1 or self.max_orders < 1 or not 0 < self.test_share < 1:
-            raise ConfigError(
-                "[early]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1"
-            )
+            raise ConfigError("[early]: horizon_days and max_orders must be at least 1 and test_share between 0 and 1")
 
 
 TARGETS = ("segment", "category")
@@ -234,7 +234,7 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         cv_folds: int = 3,
         random_state: int = 0,
         n_jobs: int | None = None,
-        search_customers: int = 5000,
+        search_customers: int = 2500,
     ) -> None:
         self.as_is_column = as_is_column
         self.cv_folds = cv_folds
@@ -257,16 +257,20 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
         # No class weights for boosting: with sample weights scikit-learn bins every feature by
         # weighted percentiles, which made each fit ten times slower here.
         # 30 rounds at a learning rate of 0.2 and 63 bins: on a few thousand customers as good in
-        # cross-validation as 60 rounds at 0.1 and 255 bins, in half the time.
+        # cross-validation as 60 rounds at 0.1 and 255 bins, in half the time. Trees of 7 leaves
+        # only: searching 7 and 15 took a quarter of the stage and, on the UCI file and the
+        # simulated 10-million-row log, chose no model that scored better on the test customers.
         boosted = HistGradientBoostingClassifier(
-            max_iter=30, learning_rate=0.2, max_bins=63, early_stopping=False, random_state=self.random_state
+            max_iter=30,
+            learning_rate=0.2,
+            max_bins=63,
+            max_leaf_nodes=7,
+            early_stopping=False,
+            random_state=self.random_state,
         )
         families = {
             "logistic_regression": (Pipeline([("encode", encode), ("model", linear)]), {"model__C": [0.1, 1.0, 10.0]}),
-            "gradient_boosting": (
-                Pipeline([("encode", clone(encode)), ("model", boosted)]),
-                {"model__max_leaf_nodes": [7, 15]},
-            ),
+            "gradient_boosting": (Pipeline([("encode", clone(encode)), ("model", boosted)]), {}),
         }
         if self.as_is_column is not None:
             families["first_orders_lookup"] = (LookupClassifier(self.as_is_column), {"smoothing": [1.0]})

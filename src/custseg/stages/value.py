@@ -17,7 +17,7 @@ from custseg.model import FittedModel
 from custseg.movement import NO_SEGMENT
 from custseg.profile import segment_table_with_value, segment_value
 from custseg.record import ExpectedTotals, ForwardCheck, Skipped, ValueFigures, ValueSection, frozen
-from custseg.sampling import rows_at_most
+from custseg.sampling import rows_at_most, sample_positions
 from custseg.settings import Settings
 from custseg.stages import Store
 from custseg.stages.backtest import Backtest
@@ -140,10 +140,19 @@ def learn_value(
         return _without_value(segments, "[value] enabled = false", horizon, store)
     if backtest.customers is None:
         return _without_value(segments, f"no backtest: {backtest.backtest.reason}", horizon, store)
-    history = backtest.customers
+    # The candidates are scored on a sample (every figure below is of those customers); the winner learns from all.
+    rows = sample_positions(len(backtest.customers), options.search_customers, settings.seed)
+    history = backtest.customers.iloc[rows].reset_index(drop=True)
     actual = history[["next_orders", "next_revenue"]]
     try:
-        model, candidates, chosen = choose_model(history, options, backtest.folds, backtest.weights, settings.seed)
+        model, candidates, chosen = choose_model(
+            history,
+            options,
+            backtest.folds[rows],
+            backtest.weights[:, rows],
+            settings.seed,
+            refit_on=backtest.customers,
+        )
     except ConfigError as exc:
         return _without_value(segments, f"the backtest's customers: {exc}", horizon, store)
     calibrated = {"deciles": calibration(chosen.predicted, actual)}
@@ -169,14 +178,15 @@ def learn_value(
         protocol=(
             f"learned on the customers as of {start.date()} (T - {horizon} days) and what they did in the next "
             f"{horizon} days; applied to every customer as of {features.as_of.date()}. Candidates scored out of "
-            "fold on the backtest's folds by validity = (return Gini of p_order_again + R squared of the expected "
-            "log revenue) / 2, the segments' own score; the highest wins"
+            f"fold on the backtest's folds (on at most {options.search_customers:,} of its customers) by validity = "
+            "(return Gini of p_order_again + R squared of the expected log revenue) / 2, the segments' own score; "
+            "the highest wins and learns from every backtest customer"
         ),
         chosen=chosen.model,
         candidates=[candidate.row() for candidate in candidates],
         backtest=ValueFigures(**chosen.figures),
         calibration={kind: json_records(frame) for kind, frame in calibrated.items()},
-        forward=_forward_check(clean, products, features, chosen.model, history, settings, store),
+        forward=_forward_check(clean, products, features, chosen.model, backtest.customers, settings, store),
         expected=_expected_totals(valued, columns),
     )
     return Value(
