@@ -316,6 +316,15 @@ def test_a_frequent_buyer_long_silent_is_not_expected_back(runs):
     assert len(far) >= 5 and far.p_order_again_90d.mean() < within.p_order_again_90d.mean() - 0.2
 
 
+def test_the_largest_accounts_are_ranked_not_capped_alike(runs):
+    """Before, the three largest accounts were all expected to bring exactly 78,405.94: the link's end value."""
+    customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
+    top = customers.nlargest(5, "expected_revenue_90d")
+    assert top.expected_revenue_90d.nunique() == 5
+    # Ranked as the model's one number ranks them, and not above what each spent in the whole log.
+    assert top.expected_revenue_90d.is_monotonic_decreasing and (top.expected_revenue_90d < top.monetary).all()
+
+
 def test_expected_value_predicts_the_backtest_better_than_the_published_references(runs):
     """The issue's references on this data: BG/NBD x Gamma-Gamma 0.513 / 0.244, a linear model 0.529 / 0.259."""
     value = runs["parquet"].record.value

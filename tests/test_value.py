@@ -100,13 +100,27 @@ def test_calibration_by_decile_and_by_segment():
     assert by_segment.predicted_total.sum() == predicted.expected_revenue.sum()
 
 
-def test_the_link_keeps_the_total_and_stays_flat_beyond_the_training_range():
+def test_the_link_keeps_the_total_and_ranks_the_accounts_above_the_training_range():
     index = np.linspace(0, 5, 500)[:, None]
     amounts = np.exp(index[:, 0])
     link = IndexLink().fit(index, amounts)
     assert link.predict(index).sum() == pytest.approx(amounts.sum(), rel=1e-9)
-    assert link.predict(np.array([[7.0]]))[0] == link.predict(np.array([[5.0]]))[0]
     assert spearmanr(link.predict(index), amounts).statistic > 0.99
+    # Above the range it keeps rising as the amounts did (e to the index), not flat at the end value.
+    top, higher, highest = link.predict(np.array([[5.0], [5.5], [6.0]]))
+    assert top < higher < highest
+    assert link.end_slope_ == pytest.approx(1.0, abs=0.05)
+    assert highest / top == pytest.approx(np.e, rel=0.05)
+    # Below the range, flat: the least a customer can be expected to spend is the least seen.
+    assert link.predict(np.array([[-2.0]]))[0] == link.predict(np.array([[0.0]]))[0]
+
+
+def test_a_link_that_falls_at_its_end_stays_level_above_it():
+    index = np.linspace(0, 5, 500)[:, None]
+    amounts = np.exp(-((index[:, 0] - 2.5) ** 2))
+    link = IndexLink().fit(index, amounts)
+    assert link.end_slope_ == 0.0
+    assert link.predict(np.array([[9.0]]))[0] == link.predict(np.array([[5.0]]))[0]
 
 
 def test_the_most_valid_candidate_wins_and_every_candidate_is_reported():

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 7
+MODEL_VERSION = 8
 """Layout version of the model folder (7: learned segments as rules, custseg.rules.RuleTree and
-custseg.spaces.RuleSpace)."""
+custseg.spaces.RuleSpace; 8: the value model's links rise above their range, IndexLink.end_slope_)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
