@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import datetime
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,3 +192,37 @@ def test_segment_value_goes_beside_each_segment_with_its_backtest_check():
     assert result.backtest_customers.tolist()[::2] == [4.0, 7.0] and result.backtest_predicted_revenue[2] == 95.0
     empty = segment_table_with_value(table, None, None, columns)
     assert empty[list(columns.values())].isna().all().all()
+
+
+@pytest.mark.parametrize("horizon", [30, 180, 365])
+def test_a_horizon_the_shop_asks_for_is_forecast_over_its_dated_days_or_says_what_history_is_missing(tmp_path, horizon):
+    from rich.console import Console
+
+    from custseg.backtest import BacktestOptions
+    from custseg.pipeline import run
+    from custseg.record import Skipped
+    from custseg.report.terminal import _print_value
+    from custseg.settings import Settings
+    from custseg.simulate import simulate_to_files
+
+    files = simulate_to_files(tmp_path / "shop.parquet", 400, seed=3)
+    settings = Settings(backtest=BacktestOptions(horizon_days=horizon))
+    record = run(files.log, tmp_path / "out", settings, until="value").record
+    value, as_of = record.value, record.customers.as_of
+    if horizon == 365:
+        # The simulated log covers about a year: a backtest of a year needs two.
+        assert isinstance(value, Skipped)
+        assert re.search(r"a backtest with a horizon of 365 days needs 730", value.reason)
+        return
+    assert value.window == (as_of, as_of + datetime.timedelta(days=horizon))
+    assert value.columns["expected_revenue"] == f"expected_revenue_{horizon}d"
+    last = (as_of + datetime.timedelta(days=horizon - 1)).date()
+    assert value.period() == f"the {horizon} days from {as_of.date()} to {last}"
+    console = Console(width=200, record=True)
+    _print_value(console, value)
+    assert f"customers in the {horizon} days from {as_of.date()} to {last}." in console.export_text()
+    # The forward check needs a horizon more of history than the backtest: at 180 days this log has not.
+    if horizon == 180:
+        assert isinstance(value.forward, Skipped) and "a forward check needs 540" in value.forward.reason
+    else:
+        assert value.forward.scored_as_of == as_of - datetime.timedelta(days=horizon)

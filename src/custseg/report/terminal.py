@@ -313,8 +313,8 @@ def _print_value(console: Console, value: ValueSection | Skipped | None) -> None
     fit, expected, forward = value.backtest, value.expected, value.forward
     console.print(
         f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue and "
-        f"{expected.expected_orders:,.0f} orders in the next {value.horizon_days} days from "
-        f"{expected.customers:,} customers. On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
+        f"{expected.expected_orders:,.0f} orders from {expected.customers:,} customers in {value.period()}. "
+        f"On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
         f"{fit.r_squared_log:.3f}, predicted total {fit.revenue_ratio:.0%} of the actual"
         + ("." if isinstance(forward, Skipped) else f"; forward check {forward.revenue_ratio:.0%}.")
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -24,7 +26,7 @@ def value(data: ReportData) -> Section | None:
     candidates = pd.DataFrame(described.candidates)
     others = ", ".join(f"{c.model.replace('_', ' ')} {c.validity:.3f}" for c in candidates.itertuples())
     intro = (
-        f"Each customer's chance of ordering again, expected orders and expected revenue in the next {horizon} days "
+        f"Each customer's chance of ordering again, expected orders and expected revenue in {described.period()} "
         f"({', '.join(columns.values())} in customers.parquet), {described.protocol}. Validity of the candidates: "
         f"{others}; {described.chosen.replace('_', ' ')} won."
     )
@@ -80,7 +82,8 @@ def value(data: ReportData) -> Section | None:
             rows=1,
             cols=2,
             subplot_titles=(
-                f"expected revenue in the next {horizon} days",
+                f"expected revenue, {described.window[0].date()} to "
+                f"{(described.window[1] - datetime.timedelta(days=1)).date()}",
                 "backtest: predicted and actual revenue per customer",
             ),
         )
@@ -117,7 +120,7 @@ def value(data: ReportData) -> Section | None:
         top = shown.loc[shown[total].idxmax()]
         charts.append(
             Chart(
-                f"Value per segment: the next {horizon} days, and the check on the backtest",
+                f"Value per segment: {described.period()}, and the check on the backtest",
                 f"{top.segment} {top['name']} is expected to bring {money(top[total])} "
                 f"({top[total] / shown[total].sum():.0%} of the {money(shown[total].sum())} expected from these "
                 f"segments), {money(top[revenue])} per customer; on the backtest its customers were predicted "
@@ -126,7 +129,7 @@ def value(data: ReportData) -> Section | None:
             )
         )
     table = Table(
-        f"Expected value per segment in the next {horizon} days",
+        f"Expected value per segment in {described.period()}",
         [
             "segment",
             "customers",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 
 import ibis
@@ -174,6 +175,7 @@ def learn_value(
     start = backtest_date(features.as_of, horizon)
     section = ValueSection(
         horizon_days=horizon,
+        window=(features.as_of, features.as_of + datetime.timedelta(days=horizon)),
         columns=columns,
         protocol=(
             f"learned on the customers as of {start.date()} (T - {horizon} days) and what they did in the next "
