@@ -64,12 +64,13 @@ class EarlyOptions:
         2,500 chose models with the same test scores as one on 5,000 (every target and number of
         orders), and the stage took 12.9 s against 16.1 s.
     max_train_customers : int
-        Above this many eligible customers, the models are trained and tested on a random sample
-        of this many: as many as the segments are fitted on (``[cluster] max_fit_customers``). On
-        the simulated 10-million-row log, models learned from 20,000 customers scored as those
-        from 95,459 (dominant category macro-F1 after 1, 2, 3 orders 0.742, 0.883, 0.774 against
-        0.739, 0.885, 0.805, the last on 191 and 924 test customers; segment accuracy 0.9996
-        against 0.9983) in a quarter of the time.
+        Above this many customers whose first order is a horizon old, the models are trained and
+        tested on a random sample of this many (less those with no order of positive net revenue
+        within the horizon), drawn before they are described: as many as the segments are fitted
+        on (``[cluster] max_fit_customers``). On the simulated 10-million-row log, models learned
+        from 20,000 customers scored as those from 95,459 (dominant category macro-F1 after 1, 2,
+        3 orders 0.742, 0.883, 0.774 against 0.739, 0.885, 0.805, the last on 191 and 924 test
+        customers; segment accuracy 0.9996 against 0.9983) in a quarter of the time.
     """
 
     horizon_days: int = 90

@@ -104,6 +104,18 @@ def first_orders(
     return early
 
 
+def old_enough(lines: ir.Table, horizon_days: int, data_end: datetime.datetime) -> ir.Table:
+    """Return the customers (customer_id) whose first order is at least ``horizon_days`` before ``data_end``.
+
+    Those `horizon_features` can describe (less those with no order of positive net revenue by
+    then), found in one cheap pass so that a sample of them is drawn before they are described.
+    """
+    first = lines.group_by("customer_id").aggregate(joined_at=lines.invoiced_at.min())
+    return first.filter(first.joined_at + ibis.interval(days=horizon_days) <= ibis.timestamp(data_end)).select(
+        "customer_id"
+    )
+
+
 def horizon_features(
     lines: ir.Table, products: ir.Table, categories: list[str], horizon_days: int, data_end: datetime.datetime
 ) -> ir.Table:

@@ -43,6 +43,18 @@ def rows_at_most(customers: ir.Table, size: int, seed: int) -> tuple[pd.DataFram
     return customers.order_by("customer_id").execute(), count
 
 
+def lines_of_at_most(lines: ir.Table, customers: ir.Table, size: int, seed: int) -> ir.Table:
+    """Return ``lines``, or when ``customers`` holds more than ``size``, the lines of a `rows_at_most` sample of them.
+
+    A stage that learns from a sample of customers draws it before it describes them, so that the
+    engine reads only the sample's lines.
+    """
+    drawn, count = rows_at_most(customers.select("customer_id"), size, seed)
+    if count <= size:
+        return lines
+    return lines.semi_join(ibis.memtable(pa.table({"customer_id": drawn.customer_id.astype(str)})), "customer_id")
+
+
 def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
     """Return ascending 0-based positions of ``size`` of ``n`` rows drawn at random (all when fewer).
 

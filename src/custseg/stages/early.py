@@ -11,11 +11,11 @@ import pyarrow as pa
 
 from custseg.early import EARLY_COLUMNS, EARLY_SCHEMA, EarlyClassifier, evaluate_early, predict_batch, usable_orders
 from custseg.features import lines_before, with_customer_columns
-from custseg.first_orders import early_rows, first_orders, horizon_features
+from custseg.first_orders import early_rows, first_orders, horizon_features, old_enough
 from custseg.model import FittedModel
 from custseg.profile import segment_ids
 from custseg.record import AssignedEarly, EarlySection, Skipped, frozen
-from custseg.sampling import rows_at_most
+from custseg.sampling import lines_of_at_most
 from custseg.settings import Settings
 from custseg.stages import Store
 from custseg.stages.clean import Cleaned
@@ -52,9 +52,10 @@ def learn_early(
     if not options.enabled:
         return Early(table=value.table, models={}, early=Skipped(reason="[early] enabled = false"))
     known = lines_before(clean.lines, features.as_of).drop("as_of")
-    eligible = horizon_features(known, products.table, products.order, options.horizon_days, features.as_of)
     most = min(options.max_train_customers, settings.engine.max_driver_customers)
-    horizon, _ = rows_at_most(eligible, most, settings.seed)
+    drawn = lines_of_at_most(known, old_enough(known, options.horizon_days, features.as_of), most, settings.seed)
+    eligible = horizon_features(drawn, products.table, products.order, options.horizon_days, features.as_of)
+    horizon = eligible.order_by("customer_id").execute()
     if horizon.empty:
         reason = (
             f"no customer's first order is at least {options.horizon_days} days before the reference date: there "

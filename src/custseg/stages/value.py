@@ -13,12 +13,12 @@ import pyarrow as pa
 
 from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
 from custseg.errors import ConfigError
-from custseg.features import with_customer_columns
+from custseg.features import lines_before, with_customer_columns
 from custseg.model import FittedModel
 from custseg.movement import NO_SEGMENT
 from custseg.profile import segment_table_with_value, segment_value
 from custseg.record import ExpectedTotals, ForwardCheck, Skipped, ValueFigures, ValueSection, frozen
-from custseg.sampling import rows_at_most, sample_positions
+from custseg.sampling import lines_of_at_most, sample_positions
 from custseg.settings import Settings
 from custseg.stages import Store
 from custseg.stages.backtest import Backtest
@@ -69,7 +69,7 @@ def with_value(customers: ir.Table, model: ValueModel | None, horizon_days: int,
 
 
 def _forward_check(
-    clean: Cleaned, products: Products, features: Features, chosen: str, history: pd.DataFrame, settings, store
+    clean: Cleaned, products: Products, features: Features, chosen: str, history: pd.DataFrame, settings
 ) -> ForwardCheck | Skipped:
     """Fit the chosen learner one horizon earlier (as of T - 2H) and score it on the last H days, as it is used now."""
     horizon = settings.backtest.horizon_days
@@ -77,14 +77,15 @@ def _forward_check(
     reason = history_reason(clean.span.first_invoiced_at, start, horizon)
     if reason:
         return Skipped(reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})")
-    earlier = store.cache(
-        "backtest_earlier", backtest_customers(clean.lines, products.table, products.order, start, horizon)
-    )
+    trained_as_of = backtest_date(start, horizon)
     most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
-    frame, _ = rows_at_most(earlier, most, settings.seed)
+    # The customers as of T - 2H: a sample of those with a line before then is drawn first, and only they are described.
+    known = lines_before(clean.lines, trained_as_of)
+    lines = lines_of_at_most(clean.lines, known.select("customer_id").distinct(), most, settings.seed)
+    earlier = backtest_customers(lines, products.table, products.order, start, horizon)
+    frame = earlier.order_by("customer_id").execute()
     options = settings.value
     model = ValueModel(model=chosen, features=options.features, interests=options.interests, random_state=settings.seed)
-    trained_as_of = backtest_date(start, horizon)
     try:
         model.fit(frame, frame[["next_orders", "next_revenue"]])
     except ConfigError as exc:
@@ -188,7 +189,7 @@ def learn_value(
         candidates=[candidate.row() for candidate in candidates],
         backtest=ValueFigures(**chosen.figures),
         calibration={kind: json_records(frame) for kind, frame in calibrated.items()},
-        forward=_forward_check(clean, products, features, chosen.model, backtest.customers, settings, store),
+        forward=_forward_check(clean, products, features, chosen.model, backtest.customers, settings),
         expected=_expected_totals(valued, columns),
     )
     return Value(
