@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from custseg.backtest import bootstrap_weights, calibration, fold_ids, value_scores
 from custseg.errors import ConfigError
 from custseg.profile import segment_table_with_value
-from custseg.value import TARGETS, IndexLink, ValueModel, ValueOptions, choose_model, value_columns
+from custseg.value import TARGETS, IndexLink, ValueModel, ValueOptions, choose_model, period, value_columns
 
 FEATURES = ["recency_days", "frequency", "monetary", "tenure_days"]
 
@@ -217,7 +217,7 @@ def test_a_horizon_the_shop_asks_for_is_forecast_over_its_dated_days_or_says_wha
     assert value.window == (as_of, as_of + datetime.timedelta(days=horizon))
     assert value.columns["expected_revenue"] == f"expected_revenue_{horizon}d"
     last = (as_of + datetime.timedelta(days=horizon - 1)).date()
-    assert value.period() == f"the {horizon} days from {as_of.date()} to {last}"
+    assert period(value.window) == f"the {horizon} days from {as_of.date()} to {last}"
     console = Console(width=200, record=True)
     _print_value(console, value)
     assert f"customers in the {horizon} days from {as_of.date()} to {last}." in console.export_text()

@@ -337,11 +337,7 @@ class ExpectedTotals:
 
 @frozen
 class ValueSection:
-    """The expected value model: candidates, the chosen one, its backtest, calibration and forward check.
-
-    ``window`` is what the expected values cover: the H days from the reference date T (T included,
-    T + H not).
-    """
+    """The expected value model: its candidates, choice, backtest, calibration, forward check, and window [T, T + H)."""
 
     horizon_days: int
     window: tuple[datetime.datetime, datetime.datetime]
@@ -353,12 +349,6 @@ class ValueSection:
     calibration: dict[str, Records]
     forward: ForwardCheck | Skipped
     expected: ExpectedTotals
-
-    def period(self) -> str:
-        """Name the days the expected values cover, for a sentence: "the 90 days from 2011-12-10 to 2012-03-09"."""
-        first, end = self.window
-        last = end - datetime.timedelta(days=1)
-        return f"the {self.horizon_days} days from {first.date()} to {last.date()}"
 
 
 # -- early prediction ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ the season does to the totals.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,12 @@ CUMULATIVE_FEATURES = features_used_by(Use.VALUE_PER_QUARTER)
 RATE_DAYS = 90
 TARGETS = ("p_order_again", "expected_orders", "expected_revenue")
 """What the value model predicts per customer, in the order of its columns."""
+
+
+def period(window: tuple[datetime.datetime, datetime.datetime]) -> str:
+    """Name the days a forecast covers (``window`` is [T, T + H)): "the 90 days from 2011-12-10 to 2012-03-08"."""
+    first, end = window
+    return f"the {(end - first).days} days from {first.date()} to {(end - datetime.timedelta(days=1)).date()}"
 
 
 def value_columns(horizon_days: int) -> dict[str, str]:

@@ -27,6 +27,7 @@ from custseg.record import (
     headline,
     to_dict,
 )
+from custseg.value import period
 
 RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
 
@@ -313,7 +314,8 @@ def _print_value(console: Console, value: ValueSection | Skipped | None) -> None
     fit, expected, forward = value.backtest, value.expected, value.forward
     console.print(
         f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue and "
-        f"{expected.expected_orders:,.0f} orders from {expected.customers:,} customers in {value.period()}. "
+        f"{expected.expected_orders:,.0f} orders from {expected.customers:,} customers in "
+        f"{period(value.window)}. "
         f"On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
         f"{fit.r_squared_log:.3f}, predicted total {fit.revenue_ratio:.0%} of the actual"
         + ("." if isinstance(forward, Skipped) else f"; forward check {forward.revenue_ratio:.0%}.")

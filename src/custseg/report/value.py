@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from custseg.record import Skipped
 from custseg.report.charts import Chart, Section, Table, layout, money, share
 from custseg.report.data import ReportData
+from custseg.value import period
 
 
 def value(data: ReportData) -> Section | None:
@@ -26,7 +27,8 @@ def value(data: ReportData) -> Section | None:
     candidates = pd.DataFrame(described.candidates)
     others = ", ".join(f"{c.model.replace('_', ' ')} {c.validity:.3f}" for c in candidates.itertuples())
     intro = (
-        f"Each customer's chance of ordering again, expected orders and expected revenue in {described.period()} "
+        "Each customer's chance of ordering again, expected orders and expected revenue in "
+        f"{period(described.window)} "
         f"({', '.join(columns.values())} in customers.parquet), {described.protocol}. Validity of the candidates: "
         f"{others}; {described.chosen.replace('_', ' ')} won."
     )
@@ -120,7 +122,7 @@ def value(data: ReportData) -> Section | None:
         top = shown.loc[shown[total].idxmax()]
         charts.append(
             Chart(
-                f"Value per segment: {described.period()}, and the check on the backtest",
+                f"Value per segment: {period(described.window)}, and the check on the backtest",
                 f"{top.segment} {top['name']} is expected to bring {money(top[total])} "
                 f"({top[total] / shown[total].sum():.0%} of the {money(shown[total].sum())} expected from these "
                 f"segments), {money(top[revenue])} per customer; on the backtest its customers were predicted "
@@ -129,7 +131,7 @@ def value(data: ReportData) -> Section | None:
             )
         )
     table = Table(
-        f"Expected value per segment in {described.period()}",
+        f"Expected value per segment in {period(described.window)}",
         [
             "segment",
             "customers",
