@@ -315,8 +315,7 @@ def _print_value(console: Console, value: ValueSection | Skipped | None) -> None
     console.print(
         f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue and "
         f"{expected.expected_orders:,.0f} orders from {expected.customers:,} customers in "
-        f"{period(value.window)}. "
-        f"On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
+        f"{period(value.window)}. On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
         f"{fit.r_squared_log:.3f}, predicted total {fit.revenue_ratio:.0%} of the actual"
         + ("." if isinstance(forward, Skipped) else f"; forward check {forward.revenue_ratio:.0%}.")
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -84,8 +82,7 @@ def value(data: ReportData) -> Section | None:
             rows=1,
             cols=2,
             subplot_titles=(
-                f"expected revenue, {described.window[0].date()} to "
-                f"{(described.window[1] - datetime.timedelta(days=1)).date()}",
+                f"expected revenue in {period(described.window)}",
                 "backtest: predicted and actual revenue per customer",
             ),
         )
