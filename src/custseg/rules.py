@@ -264,7 +264,9 @@ class RuleTree(ClusterMixin, BaseEstimator):
             targets = np.column_stack([targets, np.sqrt(self.outcome_weight) * standardised])
         self._grow(binned, targets, max(1, math.ceil(self.min_share * len(points))))
         self.labels_ = self.predict(points)
-        majority = pd.crosstab(self.labels_, self.groups_).max(axis=1).sum()
+        # Customers per (segment, group); each segment's largest group is the one it states.
+        together = np.bincount(self.labels_ * groups + self.groups_, minlength=self.n_segments * groups)
+        majority = together.reshape(-1, groups).max(axis=1).sum()
         self.agreement_ = round(float(majority / len(points)), 4)
         return self
 
