@@ -20,12 +20,12 @@ from custseg.record import (
     SegmentsSection,
     Skipped,
     from_json,
-    headline,
     json_schema,
     read_record,
     to_dict,
     to_json,
 )
+from custseg.report.headline import headline
 
 
 def test_run_json_reads_back_as_the_record_the_run_wrote(trained):

@@ -4,8 +4,8 @@ The terminal summary, the report, the notebook view and the HTTP API all read a 
 record, so its layout is declared once, here: a frozen dataclass per section, a `Skipped` value
 for a stage that ran but had nothing to do (with its reason), and None for a stage that did not
 run (a run stopped early, or the course recipe). `to_json` and `from_json` write and read it,
-`json_schema` is the JSON Schema the documentation publishes, and `headline` derives the few
-figures every view shows first. Tables inside a section (candidates, profiles, flows) are
+`json_schema` is the JSON Schema the documentation publishes (`custseg.report.headline` derives the
+few figures every view shows first). Tables inside a section (candidates, profiles, flows) are
 `Records`: one dict per row, with the columns of the CSV or Parquet table they come from.
 """
 
@@ -545,55 +545,3 @@ def json_schema() -> dict[str, Any]:
     """Return the JSON Schema of run.json (`RunRecord`), as published in the documentation."""
     schema = _adapter(RunRecord).json_schema(by_alias=True, mode="serialization")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "custseg run.json", **schema}
-
-
-# -- headline figures ----------------------------------------------------------------------------
-
-
-@frozen
-class Headline:
-    """The figures every view of a run shows first, derived in one place.
-
-    The terminal summary, the report's header and the notebook view read these, so that they
-    never disagree.
-    """
-
-    input_name: str
-    customers: int | None
-    as_of: datetime.date | None
-    kept_rows: int | None
-    rejected_rows: int | None
-    net_revenue: float | None
-    balanced: bool | None
-    currency: str | None
-    fully_returned: int
-    learned_segments: int | None
-    backtest_validity: float | None
-    rfm_validity: float | None
-    expected_revenue: float | None
-    horizon_days: int | None
-    report: str | None
-
-
-def headline(record: RunRecord) -> Headline:
-    """Derive the headline figures of a run (None where the stage did not run or was skipped)."""
-    segments = record.segments if isinstance(record.segments, SegmentsSection) else None
-    backtest = record.backtest if isinstance(record.backtest, BacktestSection) else None
-    value = record.value if isinstance(record.value, ValueSection) else None
-    return Headline(
-        input_name=Path(record.input.path).name if record.input else "",
-        customers=record.customers.count if record.customers else None,
-        as_of=record.customers.as_of.date() if record.customers else None,
-        kept_rows=record.rows.kept_rows if record.rows else None,
-        rejected_rows=record.rows.rejected_rows if record.rows else None,
-        net_revenue=record.reconciliation.net_revenue if record.reconciliation else None,
-        balanced=record.reconciliation.balanced if record.reconciliation else None,
-        currency=record.input.currency if record.input else None,
-        fully_returned=record.customers.fully_returned.count if record.customers else 0,
-        learned_segments=len(segments.profiles) if segments else None,
-        backtest_validity=segments.backtest.validity if segments and segments.backtest else None,
-        rfm_validity=backtest.rfm.validity if backtest else None,
-        expected_revenue=value.expected.expected_revenue if value else None,
-        horizon_days=value.horizon_days if value else None,
-        report=record.report,
-    )

@@ -19,13 +19,14 @@ import ibis
 from custseg import __version__
 from custseg.engine import DATABASE_FILE, stored_tables
 from custseg.errors import InputFileError
-from custseg.record import RECORD_FILE, RunRecord, headline, read_record
+from custseg.record import RECORD_FILE, RunRecord, read_record
 from custseg.report.actions import actions
 from custseg.report.backtest import backtest
 from custseg.report.charts import Section
 from custseg.report.data import ReportData, report_data
 from custseg.report.early import early
 from custseg.report.exploration import exploration
+from custseg.report.headline import headline
 from custseg.report.movement import movement
 from custseg.report.products import product_categories
 from custseg.report.quality import data_quality

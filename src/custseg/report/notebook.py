@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from custseg.record import RunRecord, SegmentsSection, Skipped, headline
+from custseg.record import RunRecord, SegmentsSection, Skipped
+from custseg.report.headline import headline
 
 
 def summary_html(record: RunRecord, report_path: Path | None) -> str:

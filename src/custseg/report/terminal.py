@@ -24,9 +24,9 @@ from custseg.record import (
     SegmentsSection,
     Skipped,
     ValueSection,
-    headline,
     to_dict,
 )
+from custseg.report.headline import headline
 from custseg.value import period
 
 RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
