@@ -338,8 +338,23 @@ def test_expected_value_predicts_the_backtest_better_than_the_published_referenc
     # Ordered by what was predicted, the deciles' actual revenue rises from the first to the last.
     assert deciles.actual_mean.iloc[-1] > 10 * deciles.actual_mean.iloc[0]
     assert (deciles.predicted_mean / deciles.actual_mean).between(0.5, 2).all()
+    # Forward checks at every month the log allows: learned as of C - H, scored on the 90 days from C.
     forward = value.forward
-    assert forward.trained_as_of == datetime.datetime(2011, 6, 13, 0, 0, 0) and forward.spearman >= 0.5
+    assert [c.trained_as_of.date().isoformat() for c in forward.cuts] == [
+        "2011-06-13",
+        "2011-05-14",
+        "2011-04-14",
+        "2011-03-15",
+    ]
+    assert all(c.spearman >= 0.5 and c.auc >= 0.72 for c in forward.cuts)
+    assert all(0.6 <= c.revenue_ratio <= 1.2 for c in forward.cuts)
+    for check in forward.cuts:
+        by_segment = pd.DataFrame(check.segments)
+        assert by_segment.customers.sum() == check.customers
+        assert by_segment.actual_revenue.sum() == pytest.approx(check.actual_revenue, abs=0.01 * len(by_segment))
+    assert forward.shop.tried == 4 and forward.segments.tried == 4 * len(runs["parquet"].record.segments.profiles)
+    interval = value.expected.revenue_interval
+    assert interval.level == 0.8 and interval.low < interval.high
     customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
     assert customers.expected_revenue_90d.notna().all() and customers.p_order_again_90d.between(0, 1).all()
     assert customers.expected_revenue_90d.sum() == pytest.approx(value.expected.expected_revenue, rel=1e-6)
@@ -348,6 +363,10 @@ def test_expected_value_predicts_the_backtest_better_than_the_published_referenc
         rows = segments[segments.kind == kind]
         assert rows.expected_revenue_90d_total.sum() == pytest.approx(customers.expected_revenue_90d.sum(), rel=1e-6)
         assert rows.backtest_predicted_revenue.notna().all() and rows.backtest_mean_revenue.notna().all()
+    # Each learned segment's total has its interval from the forward checks; the RFM map's are not checked forward.
+    learned = segments[segments.kind == "learned"]
+    assert (learned.expected_revenue_90d_total_low < learned.expected_revenue_90d_total_high).all()
+    assert segments[segments.kind == "rfm"].expected_revenue_90d_total_low.isna().all()
 
 
 def test_the_migration_adds_up_to_the_segment_sizes_at_both_dates(runs):

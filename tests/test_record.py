@@ -15,6 +15,7 @@ from custseg.cli import app
 from custseg.errors import InputFileError
 from custseg.record import (
     RECORD_FILE,
+    RECORD_VERSION,
     BacktestSection,
     RunRecord,
     SegmentsSection,
@@ -85,8 +86,8 @@ def earlier_layout(folder, trained):
 def test_a_run_json_of_the_earlier_layout_is_refused_in_one_line(trained, tmp_path):
     folder = earlier_layout(tmp_path / "old", trained)
     message = (
-        f"{folder / RECORD_FILE}: written by custseg 0.1.0 in run record version 1; this custseg reads version 2: "
-        "run custseg run again"
+        f"{folder / RECORD_FILE}: written by custseg 0.1.0 in run record version 1; this custseg reads version "
+        f"{RECORD_VERSION}: run custseg run again"
     )
     with pytest.raises(InputFileError) as raised:
         custseg.load(folder)
@@ -102,7 +103,7 @@ def test_a_run_json_of_the_earlier_layout_is_refused_in_one_line(trained, tmp_pa
     [
         ("{not json", "not readable JSON"),
         ("[1, 2]", "not a custseg run record"),
-        ('{"record_version": 2, "custseg_version": "x", "settings": {}, "rows": {"input_rows": "many"}}', "rows"),
+        ('{"record_version": 3, "custseg_version": "x", "settings": {}, "rows": {"input_rows": "many"}}', "rows"),
     ],
 )
 def test_a_damaged_run_json_is_refused_when_the_run_is_loaded(trained, tmp_path, text, message):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 
 import numpy as np
@@ -221,8 +222,43 @@ def test_a_horizon_the_shop_asks_for_is_forecast_over_its_dated_days_or_says_wha
     console = Console(width=200, record=True)
     _print_value(console, value)
     assert f"customers in the {horizon} days from {as_of.date()} to {last}." in console.export_text()
-    # The forward check needs a horizon more of history than the backtest: at 180 days this log has not.
+    # The forward checks need a horizon more of history than the backtest: at 180 days this log has not.
     if horizon == 180:
         assert isinstance(value.forward, Skipped) and "a forward check needs 540" in value.forward.reason
+        assert isinstance(value.expected.revenue_interval, Skipped)
     else:
-        assert value.forward.scored_as_of == as_of - datetime.timedelta(days=horizon)
+        cuts = [check.scored_as_of for check in value.forward.cuts]
+        assert cuts[0] == as_of - datetime.timedelta(days=horizon)
+        assert all(later - earlier == datetime.timedelta(days=30) for later, earlier in itertools.pairwise(cuts))
+        assert all(c.trained_as_of == c.scored_as_of - datetime.timedelta(days=horizon) for c in value.forward.cuts)
+
+
+def test_the_forward_cuts_are_every_cut_the_log_allows():
+    from custseg.forward import cut_dates
+
+    first, as_of = datetime.datetime(2010, 12, 1), datetime.datetime(2011, 12, 10)
+    cuts = cut_dates(first, as_of, 90, step_days=30, most=6)
+    # The newest is T - H; each needs H days of history before C - H, so none before 2011-05-31.
+    assert [c.date().isoformat() for c in cuts] == ["2011-09-11", "2011-08-12", "2011-07-13", "2011-06-13"]
+    assert cut_dates(first, as_of, 90, step_days=30, most=2) == cuts[:2]
+    assert cut_dates(first, as_of, 180, step_days=30, most=6) == []
+
+
+def test_an_interval_from_past_checks_holds_about_its_level_of_new_ones():
+    """Checks whose log errors are independent draws: the 80% interval from six holds the seventh about 80% of
+    the time, and the leave-one-out coverage measures the same."""
+    from custseg.forward import coverage, ratio_interval
+
+    rng = np.random.default_rng(0)
+    held, left_out_held, left_out_tried = 0, 0, 0
+    trials = 2000
+    for _ in range(trials):
+        past = np.exp(rng.normal(0.1, 0.3, 7))
+        low, high = ratio_interval(past[:6])
+        held += low <= past[6] <= high
+        h, t = coverage(past[:6])
+        left_out_held, left_out_tried = left_out_held + h, left_out_tried + t
+    assert 0.77 <= held / trials <= 0.83
+    assert 0.77 <= left_out_held / left_out_tried <= 0.83
+    assert ratio_interval(np.array([1.0, 1.2])) is None
+    assert coverage(np.array([1.0, 1.2, 0.9])) == (0, 0)

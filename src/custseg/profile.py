@@ -466,10 +466,12 @@ def rfm_segment_rows(rfm_summary: pd.DataFrame) -> pd.DataFrame:
 def segment_value_columns(columns: dict[str, str]) -> list[str]:
     """Columns segments.csv gains for the value of the next H days (``columns``: `custseg.value.value_columns`).
 
-    The mean chance of ordering again, orders and revenue per customer, the segment's total and the
+    The mean chance of ordering again, orders and revenue per customer, the segment's total with
+    its interval (``_low``, ``_high``: `custseg.forward.LEVEL`, from the forward checks), and the
     revenue the backtest predicted per customer.
     """
-    return [*columns.values(), f"{columns['expected_revenue']}_total", "backtest_predicted_revenue"]
+    total = f"{columns['expected_revenue']}_total"
+    return [*columns.values(), total, f"{total}_low", f"{total}_high", "backtest_predicted_revenue"]
 
 
 def segment_value(customers: ir.Table, column: str, columns: dict[str, str]) -> ir.Table:

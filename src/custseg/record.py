@@ -23,7 +23,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from custseg.errors import InputFileError
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 """Layout version of run.json (1: the untyped layout of custseg 0.1, which carried no version)."""
 RECORD_FILE = "run.json"
 
@@ -318,21 +318,59 @@ class ValueFigures:
 
 @frozen
 class ForwardCheck(ValueFigures):
-    """The chosen learner fitted one horizon earlier and scored on the last H days, as it is used now."""
+    """The chosen learner as it is used, at one cut C: learned as of C - H, scored on the H days from C.
+
+    ``segments``: per learned segment of the customers as of C, their customers and predicted and
+    actual revenue.
+    """
 
     trained_as_of: datetime.datetime
     trained_on_customers: int
     scored_as_of: datetime.datetime
+    segments: Records = field(default_factory=list)
+
+
+@frozen
+class Coverage:
+    """How often an interval held the actual in the forward checks, each left out in turn."""
+
+    held: int
+    tried: int
+
+
+@frozen
+class ForwardChecks:
+    """Forward checks at every cut the log allows (`custseg.forward`), newest first, ``step_days`` apart.
+
+    ``shop`` and ``segments`` say how often the interval of the shop's total, and of each
+    learned segment's (pooled), held the actual; None with too few checks to leave one out.
+    """
+
+    step_days: int
+    level: float
+    cuts: list[ForwardCheck]
+    shop: Coverage | None
+    segments: Coverage | None
+
+
+@frozen
+class Interval:
+    """Where the actual total is expected to fall, at ``level`` (from the forward checks' spread)."""
+
+    level: float
+    low: float
+    high: float
 
 
 @frozen
 class ExpectedTotals:
-    """What every customer together is expected to bring in the next H days."""
+    """What every customer together is expected to bring in the next H days, and the interval of the revenue."""
 
     customers: int
     expected_orders: float
     expected_revenue: float
     returning_customers: float
+    revenue_interval: Interval | Skipped
 
 
 @frozen
@@ -347,7 +385,7 @@ class ValueSection:
     candidates: Records
     backtest: ValueFigures
     calibration: dict[str, Records]
-    forward: ForwardCheck | Skipped
+    forward: ForwardChecks | Skipped
     expected: ExpectedTotals
 
 

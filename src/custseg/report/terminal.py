@@ -27,7 +27,7 @@ from custseg.record import (
     to_dict,
 )
 from custseg.report.headline import headline
-from custseg.value import period
+from custseg.value import forward_in_words, period
 
 RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
 
@@ -135,7 +135,15 @@ def _value_summary(value: ValueSection | Skipped | None) -> dict:
         "chosen": value.chosen,
         "backtest": {k: getattr(value.backtest, k) for k in keys},
         "forward": (
-            {"skipped": forward.reason} if isinstance(forward, Skipped) else {k: getattr(forward, k) for k in keys}
+            {"skipped": forward.reason}
+            if isinstance(forward, Skipped)
+            else {
+                "cuts": [
+                    {"scored_as_of": to_dict(check)["scored_as_of"], **{k: getattr(check, k) for k in keys}}
+                    for check in forward.cuts
+                ],
+                "interval_held": to_dict(forward.shop),
+            }
         ),
         "expected": to_dict(value.expected),
     }
@@ -312,12 +320,18 @@ def _print_value(console: Console, value: ValueSection | Skipped | None) -> None
     if not isinstance(value, ValueSection):
         return
     fit, expected, forward = value.backtest, value.expected, value.forward
+    interval = expected.revenue_interval
     console.print(
-        f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue and "
-        f"{expected.expected_orders:,.0f} orders from {expected.customers:,} customers in "
+        f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue"
+        + (
+            ""
+            if isinstance(interval, Skipped)
+            else f" ({interval.level:.0%} interval {interval.low:,.0f} to {interval.high:,.0f})"
+        )
+        + f" and {expected.expected_orders:,.0f} orders from {expected.customers:,} customers in "
         f"{period(value.window)}. On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
         f"{fit.r_squared_log:.3f}, predicted total {fit.revenue_ratio:.0%} of the actual"
-        + ("." if isinstance(forward, Skipped) else f"; forward check {forward.revenue_ratio:.0%}.")
+        + ("." if isinstance(forward, Skipped) else f"; {forward_in_words(forward)}.")
     )
 
 

@@ -6,10 +6,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from custseg.record import Skipped
+from custseg.forward import LEVEL
+from custseg.record import ForwardChecks, Skipped
 from custseg.report.charts import Chart, Section, Table, layout, money, share
 from custseg.report.data import ReportData
-from custseg.value import period
+from custseg.value import forward_in_words, period
 
 
 def value(data: ReportData) -> Section | None:
@@ -56,16 +57,17 @@ def value(data: ReportData) -> Section | None:
             layout(figure, 380),
         )
     ]
-    forward = described.forward
+    forward, interval = described.forward, described.expected.revenue_interval
     if isinstance(forward, Skipped):
         intro += f" No forward check: {forward.reason}."
     else:
-        intro += (
-            f" Forward check, as the model is used now: fitted as of {forward.trained_as_of.date()} and scored on "
-            f"the {horizon} days from {forward.scored_as_of.date()}: Spearman {forward.spearman:.3f}, R² of log "
-            f"revenue {forward.r_squared_log:.3f}, predicted total {forward.revenue_ratio:.0%} of the actual "
-            "(a shop's season moves the total more than the ranking)."
-        )
+        charts.append(_forward_chart(forward, horizon))
+    intro += f" In all, {money(described.expected.expected_revenue)} is expected" + (
+        f" (no interval: {interval.reason})."
+        if isinstance(interval, Skipped)
+        else f", {interval.level:.0%} interval {money(interval.low)} to {money(interval.high)}: how far the "
+        "forward checks' totals ran from the actual, applied to this forecast."
+    )
     revenue, total = columns["expected_revenue"], f"{columns['expected_revenue']}_total"
     # The stored table's row order is the engine's: RFM segments by value, learned ones by id.
     segments = segments[segments[revenue].notna()]
@@ -136,6 +138,7 @@ def value(data: ReportData) -> Section | None:
             "orders per customer",
             "revenue per customer",
             "revenue in total",
+            f"{LEVEL:.0%} interval",
             "backtest: predicted",
             "backtest: actual",
         ],
@@ -147,6 +150,9 @@ def value(data: ReportData) -> Section | None:
                 f"{getattr(r, columns['expected_orders']):.2f}",
                 money(getattr(r, revenue)),
                 money(getattr(r, total)),
+                ""
+                if pd.isna(getattr(r, f"{total}_low"))
+                else f"{money(getattr(r, f'{total}_low'))} to {money(getattr(r, f'{total}_high'))}",
                 "" if pd.isna(r.backtest_predicted_revenue) else money(r.backtest_predicted_revenue),
                 "" if pd.isna(r.backtest_mean_revenue) else money(r.backtest_mean_revenue),
             ]
@@ -154,3 +160,28 @@ def value(data: ReportData) -> Section | None:
         ],
     )
     return Section("value", title, intro, charts, [table])
+
+
+def _forward_chart(forward: ForwardChecks, horizon: int) -> Chart:
+    """Draw the forecast against the actual total at every past cut, as the model is used now."""
+    cuts = sorted(forward.cuts, key=lambda check: check.scored_as_of)
+    dates = [check.scored_as_of.date().isoformat() for check in cuts]
+    figure = go.Figure()
+    for name, values, color in (
+        ("forecast", [check.predicted_revenue for check in cuts], "#9467bd"),
+        ("actual", [check.actual_revenue for check in cuts], "#2ca02c"),
+    ):
+        figure.add_trace(go.Bar(x=dates, y=values, name=name, marker_color=color, hovertemplate="%{y:,.0f}"))
+    figure.update_xaxes(title_text=f"cut: the forecast of the {horizon} days from this date", type="category")
+    figure.update_yaxes(title_text=f"revenue in {horizon} days")
+    return Chart(
+        f"Forward checks: the forecast against what came, at {len(cuts)} past date{'s' if len(cuts) > 1 else ''}",
+        f"At each date the model learned only from the log before it, as a run on that day would have, and "
+        f"forecast the next {horizon} days; {forward_in_words(forward)}"
+        + (
+            "."
+            if forward.segments is None
+            else f"; each segment's interval held its actual in {forward.segments.held} of {forward.segments.tried}."
+        ),
+        layout(figure, 360),
+    )

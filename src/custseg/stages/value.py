@@ -8,16 +8,28 @@ import functools
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
 from custseg.errors import ConfigError
 from custseg.features import lines_before, with_customer_columns
+from custseg.forward import FEWEST_CUTS, LEVEL, coverage, cut_dates, ratio_interval, ratios
 from custseg.model import FittedModel
 from custseg.movement import NO_SEGMENT
-from custseg.profile import segment_table_with_value, segment_value
-from custseg.record import ExpectedTotals, ForwardCheck, Skipped, ValueFigures, ValueSection, frozen
+from custseg.profile import segment_ids, segment_table_with_value, segment_value
+from custseg.record import (
+    Coverage,
+    ExpectedTotals,
+    ForwardCheck,
+    ForwardChecks,
+    Interval,
+    Skipped,
+    ValueFigures,
+    ValueSection,
+    frozen,
+)
 from custseg.sampling import lines_of_at_most, sample_positions
 from custseg.settings import Settings
 from custseg.stages import Store
@@ -68,34 +80,121 @@ def with_value(customers: ir.Table, model: ValueModel | None, horizon_days: int,
     return with_customer_columns(customers, valued).order_by("customer_id")
 
 
-def _forward_check(
-    clean: Cleaned, products: Products, features: Features, chosen: str, history: pd.DataFrame, settings
-) -> ForwardCheck | Skipped:
-    """Fit the chosen learner one horizon earlier (as of T - 2H) and score it on the last H days, as it is used now."""
-    horizon = settings.backtest.horizon_days
-    start = backtest_date(features.as_of, horizon)
-    reason = history_reason(clean.span.first_invoiced_at, start, horizon)
-    if reason:
-        return Skipped(reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})")
-    trained_as_of = backtest_date(start, horizon)
-    most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
-    # The customers as of T - 2H: a sample of those with a line before then is drawn first, and only they are described.
-    known = lines_before(clean.lines, trained_as_of)
-    lines = lines_of_at_most(clean.lines, known.select("customer_id").distinct(), most, settings.seed)
-    earlier = backtest_customers(lines, products.table, products.order, start, horizon)
-    frame = earlier.order_by("customer_id").execute()
-    options = settings.value
-    model = ValueModel(model=chosen, features=options.features, interests=options.interests, random_state=settings.seed)
-    try:
-        model.fit(frame, frame[["next_orders", "next_revenue"]])
-    except ConfigError as exc:
-        return Skipped(reason=f"as of {trained_as_of.date()}: {exc}")
-    return ForwardCheck(
-        trained_as_of=trained_as_of,
-        trained_on_customers=len(frame),
-        scored_as_of=start,
-        **value_scores(model.predict(history), history[["next_orders", "next_revenue"]]),
+def _described(clean: Cleaned, products: Products, at: datetime.datetime, horizon: int, most: int, seed: int):
+    """Describe a sample of at most ``most`` customers as of ``at``, with what they did in the H days from it.
+
+    The sample of those with a line before ``at`` is drawn first, and only they are described.
+    """
+    known = lines_before(clean.lines, at).select("customer_id").distinct()
+    lines = lines_of_at_most(clean.lines, known, most, seed)
+    later = at + datetime.timedelta(days=horizon)
+    return backtest_customers(lines, products.table, products.order, later, horizon).order_by("customer_id").execute()
+
+
+def _segment_totals(frame: pd.DataFrame, predicted: pd.DataFrame, segments: Segments) -> list[dict]:
+    """Per learned segment of the customers in ``frame``: customers, predicted and actual revenue."""
+    if segments.segmentation is None or frame.empty:
+        return []
+    totals = pd.DataFrame(
+        {
+            "segment": segment_ids(segments.segmentation.predict(frame)),
+            "predicted_revenue": predicted.expected_revenue.to_numpy(),
+            "actual_revenue": frame.next_revenue.clip(lower=0).to_numpy(),
+        }
     )
+    grouped = totals.groupby("segment").agg(
+        customers=("segment", "size"), predicted_revenue=("predicted_revenue", "sum"), actual=("actual_revenue", "sum")
+    )
+    grouped = grouped.rename(columns={"actual": "actual_revenue"}).round(2).reset_index()
+    return json_records(grouped)
+
+
+def _forward_checks(
+    clean: Cleaned,
+    products: Products,
+    features: Features,
+    segments: Segments,
+    chosen: str,
+    history: pd.DataFrame,
+    settings: Settings,
+) -> ForwardChecks | Skipped:
+    """Judge the chosen learner as it is used at every cut the log allows (`custseg.forward.cut_dates`).
+
+    At a cut C it learns on the customers as of C - H and what they did up to C, and is scored on
+    the H days from C. ``history`` are the customers as of T - H (the backtest's), the newest cut.
+    """
+    horizon, options = settings.backtest.horizon_days, settings.value
+    cuts = cut_dates(
+        clean.span.first_invoiced_at,
+        features.as_of,
+        horizon,
+        step_days=options.forward_step_days,
+        most=options.forward_cuts,
+    )
+    if not cuts:
+        start = backtest_date(features.as_of, horizon)
+        reason = history_reason(clean.span.first_invoiced_at, start, horizon)
+        return Skipped(reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})")
+    most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
+    frames = {cuts[0]: history}
+    checks = []
+    for cut in cuts:
+        trained_as_of = cut - datetime.timedelta(days=horizon)
+        for at in (trained_as_of, cut):
+            if at not in frames:
+                frames[at] = _described(clean, products, at, horizon, most, settings.seed)
+        train, scored = frames[trained_as_of], frames[cut]
+        model = ValueModel(
+            model=chosen, features=options.features, interests=options.interests, random_state=settings.seed
+        )
+        try:
+            model.fit(train, train[["next_orders", "next_revenue"]])
+        except ConfigError:
+            continue
+        predicted = model.predict(scored)
+        checks.append(
+            ForwardCheck(
+                trained_as_of=trained_as_of,
+                trained_on_customers=len(train),
+                scored_as_of=cut,
+                segments=_segment_totals(scored, predicted, segments),
+                **value_scores(predicted, scored[["next_orders", "next_revenue"]]),
+            )
+        )
+    if not checks:
+        return Skipped(reason="at every cut, the customers as of C - H all did the same in the H days to C")
+    shop = coverage(_shop_ratios(checks))
+    per_segment = [coverage(past) for past in _segment_ratios(checks).values()]
+    held, tried = sum(h for h, _ in per_segment), sum(t for _, t in per_segment)
+    return ForwardChecks(
+        step_days=options.forward_step_days,
+        level=LEVEL,
+        cuts=checks,
+        shop=Coverage(held=shop[0], tried=shop[1]) if shop[1] else None,
+        segments=Coverage(held=held, tried=tried) if tried else None,
+    )
+
+
+def _shop_ratios(checks: list[ForwardCheck]) -> np.ndarray:
+    return ratios([c.actual_revenue for c in checks], [c.predicted_revenue for c in checks])
+
+
+def _segment_ratios(checks: list[ForwardCheck]) -> dict[str, np.ndarray]:
+    """Each learned segment's actual over predicted revenue at the cuts where it had customers."""
+    rows = pd.DataFrame([row for check in checks for row in check.segments])
+    if rows.empty:
+        return {}
+    return {
+        segment: ratios(group.actual_revenue, group.predicted_revenue) for segment, group in rows.groupby("segment")
+    }
+
+
+def _interval(total: float, past: np.ndarray, cuts: int) -> Interval | Skipped:
+    """Return the interval of a forecast ``total`` from the forward checks' ratios ``past``."""
+    multipliers = ratio_interval(past)
+    if multipliers is None:
+        return Skipped(reason=f"{cuts} forward check{'s' if cuts != 1 else ''}; an interval needs {FEWEST_CUTS}")
+    return Interval(level=LEVEL, low=round(total * multipliers[0], 2), high=round(total * multipliers[1], 2))
 
 
 def _without_value(segments: Segments, reason: str, horizon: int, store: Store) -> Value:
@@ -104,8 +203,8 @@ def _without_value(segments: Segments, reason: str, horizon: int, store: Store) 
     return Value(table=with_value(segments.table, None, horizon, store), rows=empty, value=Skipped(reason=reason))
 
 
-def _expected_totals(valued: ir.Table, columns: dict[str, str]) -> ExpectedTotals:
-    """Return the customers, their expected orders and revenue in all, and how many are expected to order again."""
+def _expected_totals(valued: ir.Table, columns: dict[str, str], forward: ForwardChecks | Skipped) -> ExpectedTotals:
+    """Return the customers, their expected orders and revenue in all (with its interval), and how many return."""
     totals = (
         valued.aggregate(
             customers=valued.count(),
@@ -121,6 +220,23 @@ def _expected_totals(valued: ir.Table, columns: dict[str, str]) -> ExpectedTotal
         expected_orders=round(float(totals.expected_orders), 2),
         expected_revenue=round(float(totals.expected_revenue), 2),
         returning_customers=round(float(totals.returning_customers), 1),
+        revenue_interval=(
+            Skipped(reason=f"no forward check: {forward.reason}")
+            if isinstance(forward, Skipped)
+            else _interval(float(totals.expected_revenue), _shop_ratios(forward.cuts), len(forward.cuts))
+        ),
+    )
+
+
+def _with_intervals(expected: pd.DataFrame, forward: ForwardChecks | Skipped, columns: dict[str, str]) -> pd.DataFrame:
+    """Add each learned segment's interval of its expected revenue (``<total>_low``, ``_high``; NaN without)."""
+    total = f"{columns['expected_revenue']}_total"
+    past = _segment_ratios(forward.cuts) if isinstance(forward, ForwardChecks) else {}
+    multipliers = [ratio_interval(past[s]) if s in past else None for s in expected.segment]
+    low = [np.nan if m is None else m[0] for m in multipliers]
+    high = [np.nan if m is None else m[1] for m in multipliers]
+    return expected.assign(
+        **{f"{total}_low": (expected[total] * low).round(2), f"{total}_high": (expected[total] * high).round(2)}
     )
 
 
@@ -169,10 +285,13 @@ def learn_value(
             if labels[column].notna().any():
                 calibrated[kind] = calibration(chosen.predicted, actual, labels[column].fillna(NO_SEGMENT))
     valued = store.cache("valued", with_value(segments.table, model, horizon, store))
+    forward = _forward_checks(clean, products, features, segments, chosen.model, backtest.customers, settings)
     at_t = {}
     for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
         if column in valued.columns:
             at_t[kind] = segment_value(valued, column, columns).execute()
+    if "learned" in at_t:
+        at_t["learned"] = _with_intervals(at_t["learned"], forward, columns)
     start = backtest_date(features.as_of, horizon)
     section = ValueSection(
         horizon_days=horizon,
@@ -189,8 +308,8 @@ def learn_value(
         candidates=[candidate.row() for candidate in candidates],
         backtest=ValueFigures(**chosen.figures),
         calibration={kind: json_records(frame) for kind, frame in calibrated.items()},
-        forward=_forward_check(clean, products, features, chosen.model, backtest.customers, settings),
-        expected=_expected_totals(valued, columns),
+        forward=forward,
+        expected=_expected_totals(valued, columns, forward),
     )
     return Value(
         table=valued,
