@@ -80,13 +80,8 @@ def with_value(customers: ir.Table, model: ValueModel | None, horizon_days: int,
     return with_customer_columns(customers, valued).order_by("customer_id")
 
 
-def _described(clean: Cleaned, products: Products, at: datetime.datetime, horizon: int, most: int, seed: int):
-    """Describe a sample of at most ``most`` customers as of ``at``, with what they did in the H days from it.
-
-    The sample of those with a line before ``at`` is drawn first, and only they are described.
-    """
-    known = lines_before(clean.lines, at).select("customer_id").distinct()
-    lines = lines_of_at_most(clean.lines, known, most, seed)
+def _described(lines: ir.Table, products: Products, at: datetime.datetime, horizon: int) -> pd.DataFrame:
+    """Describe the customers of ``lines`` as of ``at``, with what they did in the H days from it."""
     later = at + datetime.timedelta(days=horizon)
     return backtest_customers(lines, products.table, products.order, later, horizon).order_by("customer_id").execute()
 
@@ -117,6 +112,7 @@ def _forward_checks(
     chosen: str,
     history: pd.DataFrame,
     settings: Settings,
+    store: Store,
 ) -> ForwardChecks | Skipped:
     """Judge the chosen learner as it is used at every cut the log allows (`custseg.forward.cut_dates`).
 
@@ -136,13 +132,17 @@ def _forward_checks(
         reason = history_reason(clean.span.first_invoiced_at, start, horizon)
         return Skipped(reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})")
     most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
-    frames = {cuts[0]: history}
+    # One sample of the customers as of the newest date to describe serves every date: those of
+    # them already customers at an earlier date are a sample of that date's customers.
+    dates = sorted({at for cut in cuts for at in (cut - datetime.timedelta(days=horizon), cut)} - {cuts[0]})
+    known = lines_before(clean.lines, dates[-1]).select("customer_id").distinct()
+    lines = lines_of_at_most(clean.lines, known, most, settings.seed)
+    if lines is not clean.lines:
+        lines = store.cache("forward_lines", lines)
+    frames = {cuts[0]: history} | {at: _described(lines, products, at, horizon) for at in dates}
     checks = []
     for cut in cuts:
         trained_as_of = cut - datetime.timedelta(days=horizon)
-        for at in (trained_as_of, cut):
-            if at not in frames:
-                frames[at] = _described(clean, products, at, horizon, most, settings.seed)
         train, scored = frames[trained_as_of], frames[cut]
         model = ValueModel(
             model=chosen, features=options.features, interests=options.interests, random_state=settings.seed
@@ -285,7 +285,7 @@ def learn_value(
             if labels[column].notna().any():
                 calibrated[kind] = calibration(chosen.predicted, actual, labels[column].fillna(NO_SEGMENT))
     valued = store.cache("valued", with_value(segments.table, model, horizon, store))
-    forward = _forward_checks(clean, products, features, segments, chosen.model, backtest.customers, settings)
+    forward = _forward_checks(clean, products, features, segments, chosen.model, backtest.customers, settings, store)
     at_t = {}
     for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
         if column in valued.columns:
