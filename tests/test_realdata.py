@@ -355,6 +355,8 @@ def test_expected_value_predicts_the_backtest_better_than_the_published_referenc
     assert forward.shop.tried == 4 and forward.segments.tried == 4 * len(runs["parquet"].record.segments.profiles)
     interval = value.expected.revenue_interval
     assert interval.level == 0.8 and interval.low < interval.high
+    # The log starts nine days before 2010-12-10: no season a year earlier to correct the forecast by.
+    assert "does not reach 2010-12-10 with 90 days of history" in value.season.reason and not value.forward.seasonal
     customers = pd.read_parquet(runs["parquet"].out_dir / "customers.parquet")
     assert customers.expected_revenue_90d.notna().all() and customers.p_order_again_90d.between(0, 1).all()
     assert customers.expected_revenue_90d.sum() == pytest.approx(value.expected.expected_revenue, rel=1e-6)

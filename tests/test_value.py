@@ -262,3 +262,51 @@ def test_an_interval_from_past_checks_holds_about_its_level_of_new_ones():
     assert 0.77 <= left_out_held / left_out_tried <= 0.83
     assert ratio_interval(np.array([1.0, 1.2])) is None
     assert coverage(np.array([1.0, 1.2, 0.9])) == (0, 0)
+
+
+def test_a_forecast_from_after_the_peak_is_corrected_by_the_season_a_year_earlier(tmp_path):
+    """A shop of three years with a November peak and customers who leave: the model learns on the run-up to
+    the peak and, uncorrected, expects three times what the quiet quarter after it brings."""
+    import pyarrow.parquet as pq
+
+    from custseg.pipeline import run
+    from custseg.settings import load_settings
+    from custseg.simulate.seasonal import seasonal_log
+
+    log = seasonal_log(3000, 3, seed=1)
+    pq.write_table(log, tmp_path / "shop.parquet")
+    record = run(tmp_path / "shop.parquet", tmp_path / "out", load_settings(None, as_of="2012-12-10"), until="value")
+    value = record.record.value
+    lines = log.to_pandas()
+    as_of = pd.Timestamp("2012-12-10")
+    known = lines[lines.InvoiceDate < as_of].CustomerID.unique()
+    window = lines[(lines.InvoiceDate >= as_of) & (lines.InvoiceDate < as_of + pd.Timedelta(days=90))]
+    window = window[window.CustomerID.isin(known)]
+    actual = float((window.Quantity * window.UnitPrice).sum())
+    season, expected = value.season, value.expected
+    assert season.applied and season.as_of == datetime.datetime(2011, 12, 11)
+    assert season.forward_error_corrected < season.forward_error
+    assert abs(expected.expected_revenue / actual - 1) <= 0.15
+    assert expected.expected_revenue / season.factors["expected_revenue"] / actual > 2
+    assert expected.revenue_interval.low <= actual <= expected.revenue_interval.high
+    # The forward checks reach a year before each cut, and their intervals are of the corrected totals.
+    assert value.forward.seasonal and all(check.season_factor is not None for check in value.forward.cuts)
+
+
+def test_the_season_a_year_earlier_scales_the_forecast_and_no_chance_passes_one():
+    from custseg.forward import season_factors
+
+    shop = backtest_shop()
+    fitted = ValueModel(features=FEATURES).fit(shop, shop[["next_orders", "next_revenue"]])
+    before = fitted.predict(shop)
+    # A year earlier the same customers did half as much, and all of them ordered.
+    earlier = shop.assign(next_orders=np.maximum(shop.next_orders, 1), next_revenue=shop.next_revenue / 2)
+    factors = season_factors(before, earlier)
+    assert factors["expected_revenue"] == pytest.approx(
+        (earlier.next_revenue.sum() + 1) / (before.expected_revenue.sum() + 1)
+    )
+    after = fitted.with_season(factors).predict(shop)
+    assert after.expected_revenue.to_numpy() == pytest.approx(before.expected_revenue * factors["expected_revenue"])
+    assert after.expected_orders.to_numpy() == pytest.approx(before.expected_orders * factors["expected_orders"])
+    assert factors["p_order_again"] > 1 and after.p_order_again.max() == 1.0
+    assert (after.p_order_again >= before.p_order_again).all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 
 import numpy as np
+import pandas as pd
 from scipy.stats import t as student_t
 
 LEVEL = 0.8
@@ -88,3 +89,25 @@ def coverage(past: np.ndarray, level: float = LEVEL) -> tuple[int, int]:
             tried += 1
             held += int(interval[0] <= past[left_out] <= interval[1])
     return held, tried
+
+
+def season_factors(predicted: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
+    """Actual over predicted totals of customers a model never saw, per target (`custseg.value.TARGETS`).
+
+    Scored on the customers as of a year before the model's forecast, the factors say how the
+    season ahead differs from the one the model learned on: a model that learned on the run-up to a
+    peak and forecasts the quiet quarter after it overstates it, and a year earlier did the same.
+
+    Parameters
+    ----------
+    predicted : DataFrame of shape (n_customers, 3)
+        p_order_again, expected_orders and expected_revenue.
+    actual : DataFrame of shape (n_customers, >= 2)
+        next_orders and next_revenue (negative counts as 0), row for row.
+    """
+    returned = (actual.next_orders.to_numpy() > 0).sum()
+    return {
+        "p_order_again": float((returned + 1) / (predicted.p_order_again.sum() + 1)),
+        "expected_orders": float((actual.next_orders.sum() + 1) / (predicted.expected_orders.sum() + 1)),
+        "expected_revenue": float(ratios(actual.next_revenue.clip(lower=0).sum(), predicted.expected_revenue.sum())),
+    }

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 8
+MODEL_VERSION = 9
 """Layout version of the model folder (7: learned segments as rules, custseg.rules.RuleTree and
 custseg.spaces.RuleSpace; 8: the value model's links rise above their range, IndexLink.end_slope_)."""
 MODEL_FILE = "model.json"

@@ -318,16 +318,13 @@ class ValueFigures:
 
 @frozen
 class ForwardCheck(ValueFigures):
-    """The chosen learner as it is used, at one cut C: learned as of C - H, scored on the H days from C.
-
-    ``segments``: per learned segment of the customers as of C, their customers and predicted and
-    actual revenue.
-    """
+    """The learner at a cut C: learned as of C - H, scored on the H days from C and (``season_factor``) at C - 365."""
 
     trained_as_of: datetime.datetime
     trained_on_customers: int
     scored_as_of: datetime.datetime
     segments: Records = field(default_factory=list)
+    season_factor: float | None = None
 
 
 @frozen
@@ -340,17 +337,32 @@ class Coverage:
 
 @frozen
 class ForwardChecks:
-    """Forward checks at every cut the log allows (`custseg.forward`), newest first, ``step_days`` apart.
+    """Forward checks (`custseg.forward`), newest first, and how often the totals' intervals held (None: too few).
 
-    ``shop`` and ``segments`` say how often the interval of the shop's total, and of each
-    learned segment's (pooled), held the actual; None with too few checks to leave one out.
+    ``seasonal``: the totals are corrected by the season factors, as the forecast is.
     """
 
     step_days: int
     level: float
+    seasonal: bool
     cuts: list[ForwardCheck]
     shop: Coverage | None
     segments: Coverage | None
+
+
+@frozen
+class Season:
+    """The model scored a year before T (actual over predicted ``factors``), applied as the forward checks say."""
+
+    as_of: datetime.datetime
+    customers: int
+    predicted_revenue: float
+    actual_revenue: float
+    factors: dict[str, float]
+    applied: bool
+    reason: str
+    forward_error: float | None
+    forward_error_corrected: float | None
 
 
 @frozen
@@ -386,6 +398,7 @@ class ValueSection:
     backtest: ValueFigures
     calibration: dict[str, Records]
     forward: ForwardChecks | Skipped
+    season: Season | Skipped
     expected: ExpectedTotals
 
 

@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from custseg.backtest import Outcomes, Scores, score_predictions, value_scores
 from custseg.errors import ConfigError
 from custseg.features import Use, features_used_by
-from custseg.record import ForwardChecks
+from custseg.record import ForwardChecks, Season, Skipped
 from custseg.spaces import FeatureSpace
 
 VALUE_FEATURES = features_used_by(Use.VALUE)
@@ -64,12 +64,32 @@ def forward_in_words(forward: ForwardChecks) -> str:
         if len(ratios) > 1
         else (f"{ratios[0]:.0%} of the actual" if ratios else "undefined (no revenue)")
     )
+    if forward.seasonal:
+        corrected = [c.revenue_ratio * c.season_factor for c in cuts if c.revenue_ratio is not None]
+        found += f", corrected by the season a year before each {min(corrected):.0%} to {max(corrected):.0%}"
     if forward.shop is not None:
         found += (
             f"; the {forward.level:.0%} interval held the actual in {forward.shop.held} of {forward.shop.tried} "
             "checks left out in turn"
         )
     return found
+
+
+def season_in_words(season: Season | Skipped, expected_revenue: float) -> str:
+    """Say whether the forecast was corrected by the season a year earlier, and what it would be otherwise."""
+    if isinstance(season, Skipped):
+        return f"no seasonal correction: {season.reason}"
+    revenue = season.factors["expected_revenue"]
+    if season.applied:
+        return (
+            f"corrected by the season a year earlier: scored on the customers as of {season.as_of.date()}, the model "
+            f"expected {season.predicted_revenue:,.0f} and they brought {season.actual_revenue:,.0f}, so the forecast "
+            f"is multiplied by {revenue:.2f} (without it: {expected_revenue / revenue:,.0f}); {season.reason}"
+        )
+    return (
+        f"not corrected by the season a year earlier (which would multiply it by {revenue:.2f}, to "
+        f"{expected_revenue * revenue:,.0f}): {season.reason}"
+    )
 
 
 def value_columns(horizon_days: int) -> dict[str, str]:
@@ -298,6 +318,8 @@ class ValueModel(RegressorMixin, BaseEstimator):
         and orders.
     revenue_scale_ : float
         Mean revenue of the training customers.
+    season_ : dict of str to float
+        What each of `TARGETS` is multiplied by (`with_season`; 1 as fitted).
     """
 
     def __init__(
@@ -362,6 +384,17 @@ class ValueModel(RegressorMixin, BaseEstimator):
         self.revenue_scale_ = float(revenue.mean())
         self.revenue_link_ = IndexLink().fit(index, revenue / self.revenue_scale_)
         self.orders_link_ = IndexLink().fit(index, orders)
+        self.season_ = dict.fromkeys(TARGETS, 1.0)
+        return self
+
+    def with_season(self, factors: dict[str, float]) -> ValueModel:
+        """Multiply what the model predicts by the season's ``factors`` (`TARGETS` -> factor; chances stay at most 1).
+
+        The factors are the model's actual over predicted totals a year before its forecast
+        (`custseg.forward.season_factors`): the season ahead as it differed from the learned one.
+        """
+        check_is_fitted(self, "season_")
+        self.season_ = {target: float(factors[target]) for target in TARGETS}
         return self
 
     def _points(self, customers: pd.DataFrame) -> np.ndarray:
@@ -402,11 +435,16 @@ class ValueModel(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "orders_link_")
         points = self._points(customers)
         index = self._index(points)[:, None]
+        season = self.season_
         return pd.DataFrame(
             {
-                "p_order_again": self.return_model_.predict_proba(points)[:, 1],
-                "expected_orders": self.orders_link_.predict(index),
-                "expected_revenue": self.revenue_link_.predict(index) * self.revenue_scale_,
+                "p_order_again": np.minimum(
+                    self.return_model_.predict_proba(points)[:, 1] * season["p_order_again"], 1
+                ),
+                "expected_orders": self.orders_link_.predict(index) * season["expected_orders"],
+                "expected_revenue": self.revenue_link_.predict(index)
+                * self.revenue_scale_
+                * season["expected_revenue"],
             },
             index=customers.index,
         )

@@ -27,7 +27,7 @@ from custseg.record import (
     to_dict,
 )
 from custseg.report.headline import headline
-from custseg.value import forward_in_words, period
+from custseg.value import forward_in_words, period, season_in_words
 
 RFM_COLUMNS = (("median R days", "right"), ("median F", "right"), ("median M", "right"))
 
@@ -145,6 +145,7 @@ def _value_summary(value: ValueSection | Skipped | None) -> dict:
                 "interval_held": to_dict(forward.shop),
             }
         ),
+        "season": to_dict(value.season),
         "expected": to_dict(value.expected),
     }
 
@@ -332,6 +333,7 @@ def _print_value(console: Console, value: ValueSection | Skipped | None) -> None
         f"{period(value.window)}. On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
         f"{fit.r_squared_log:.3f}, predicted total {fit.revenue_ratio:.0%} of the actual"
         + ("." if isinstance(forward, Skipped) else f"; {forward_in_words(forward)}.")
+        + f" The forecast is {season_in_words(value.season, expected.expected_revenue)}."
     )
 
 

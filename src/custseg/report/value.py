@@ -10,7 +10,7 @@ from custseg.forward import LEVEL
 from custseg.record import ForwardChecks, Skipped
 from custseg.report.charts import Chart, Section, Table, layout, money, share
 from custseg.report.data import ReportData
-from custseg.value import forward_in_words, period
+from custseg.value import forward_in_words, period, season_in_words
 
 
 def value(data: ReportData) -> Section | None:
@@ -62,6 +62,7 @@ def value(data: ReportData) -> Section | None:
         intro += f" No forward check: {forward.reason}."
     else:
         charts.append(_forward_chart(forward, horizon))
+    intro += f" The forecast is {season_in_words(described.season, described.expected.expected_revenue)}."
     intro += f" In all, {money(described.expected.expected_revenue)} is expected" + (
         f" (no interval: {interval.reason})."
         if isinstance(interval, Skipped)

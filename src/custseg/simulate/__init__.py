@@ -10,6 +10,7 @@ orders export. One module per question:
 - `behaviour`: when each customer orders and what goes in the basket;
 - `transactions`: the log itself, dirt included, chunk by chunk;
 - `shopify`: the same log as Shopify's orders export;
+- `seasonal`: a shop of several years with a planted season and planted dropout, for forecasts;
 - `files`: the files a simulation writes (`simulate_to_files`).
 
 Every name is read from the module that defines it: to change ``CUSTOMERS_PER_CHUNK`` in a test,

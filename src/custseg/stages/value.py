@@ -15,7 +15,7 @@ import pyarrow as pa
 from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
 from custseg.errors import ConfigError
 from custseg.features import lines_before, with_customer_columns
-from custseg.forward import FEWEST_CUTS, LEVEL, coverage, cut_dates, ratio_interval, ratios
+from custseg.forward import FEWEST_CUTS, LEVEL, coverage, cut_dates, ratio_interval, ratios, season_factors
 from custseg.model import FittedModel
 from custseg.movement import NO_SEGMENT
 from custseg.profile import segment_ids, segment_table_with_value, segment_value
@@ -25,6 +25,7 @@ from custseg.record import (
     ForwardCheck,
     ForwardChecks,
     Interval,
+    Season,
     Skipped,
     ValueFigures,
     ValueSection,
@@ -104,42 +105,48 @@ def _segment_totals(frame: pd.DataFrame, predicted: pd.DataFrame, segments: Segm
     return json_records(grouped)
 
 
-def _forward_checks(
-    clean: Cleaned,
-    products: Products,
-    features: Features,
-    segments: Segments,
-    chosen: str,
-    history: pd.DataFrame,
-    settings: Settings,
-    store: Store,
-) -> ForwardChecks | Skipped:
-    """Judge the chosen learner as it is used at every cut the log allows (`custseg.forward.cut_dates`).
+YEAR = datetime.timedelta(days=365)
 
-    At a cut C it learns on the customers as of C - H and what they did up to C, and is scored on
-    the H days from C. ``history`` are the customers as of T - H (the backtest's), the newest cut.
+
+def _year_earlier(at: datetime.datetime, first_at: datetime.datetime, horizon: int) -> datetime.datetime | None:
+    """Return the same date a year before ``at``, if its customers have H days of history (as the backtest's)."""
+    earlier = at - YEAR
+    return earlier if earlier - first_at >= datetime.timedelta(days=horizon) else None
+
+
+def _snapshots(
+    clean: Cleaned, products: Products, dates: set[datetime.datetime], settings: Settings, store: Store
+) -> dict[datetime.datetime, pd.DataFrame]:
+    """Describe the customers as of each of ``dates``, with what they did in the H days from it.
+
+    One sample of the customers as of the newest date serves every date: those of them already
+    customers at an earlier date are a sample of that date's customers.
     """
-    horizon, options = settings.backtest.horizon_days, settings.value
-    cuts = cut_dates(
-        clean.span.first_invoiced_at,
-        features.as_of,
-        horizon,
-        step_days=options.forward_step_days,
-        most=options.forward_cuts,
-    )
-    if not cuts:
-        start = backtest_date(features.as_of, horizon)
-        reason = history_reason(clean.span.first_invoiced_at, start, horizon)
-        return Skipped(reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})")
+    if not dates:
+        return {}
     most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
-    # One sample of the customers as of the newest date to describe serves every date: those of
-    # them already customers at an earlier date are a sample of that date's customers.
-    dates = sorted({at for cut in cuts for at in (cut - datetime.timedelta(days=horizon), cut)} - {cuts[0]})
-    known = lines_before(clean.lines, dates[-1]).select("customer_id").distinct()
+    known = lines_before(clean.lines, max(dates)).select("customer_id").distinct()
     lines = lines_of_at_most(clean.lines, known, most, settings.seed)
     if lines is not clean.lines:
         lines = store.cache("forward_lines", lines)
-    frames = {cuts[0]: history} | {at: _described(lines, products, at, horizon) for at in dates}
+    return {at: _described(lines, products, at, settings.backtest.horizon_days) for at in sorted(dates)}
+
+
+def _forward_checks(
+    cuts: list[datetime.datetime],
+    frames: dict[datetime.datetime, pd.DataFrame],
+    first_at: datetime.datetime,
+    segments: Segments,
+    chosen: str,
+    settings: Settings,
+) -> list[ForwardCheck]:
+    """Judge the chosen learner as it is used at each cut C (`custseg.forward.cut_dates`).
+
+    At a cut it learns on the customers as of C - H and what they did up to C, and is scored on
+    the H days from C; where the log reaches a year before C, the same model is also scored there
+    (`custseg.forward.season_factors`). A cut whose customers as of C - H all did the same is left out.
+    """
+    horizon, options = settings.backtest.horizon_days, settings.value
     checks = []
     for cut in cuts:
         trained_as_of = cut - datetime.timedelta(days=horizon)
@@ -152,40 +159,135 @@ def _forward_checks(
         except ConfigError:
             continue
         predicted = model.predict(scored)
+        earlier = _year_earlier(cut, first_at, horizon)
+        factor = None
+        if earlier is not None and len(frames[earlier]):
+            factor = round(season_factors(model.predict(frames[earlier]), frames[earlier])["expected_revenue"], 4)
         checks.append(
             ForwardCheck(
                 trained_as_of=trained_as_of,
                 trained_on_customers=len(train),
                 scored_as_of=cut,
                 segments=_segment_totals(scored, predicted, segments),
+                season_factor=factor,
                 **value_scores(predicted, scored[["next_orders", "next_revenue"]]),
             )
         )
-    if not checks:
-        return Skipped(reason="at every cut, the customers as of C - H all did the same in the H days to C")
-    shop = coverage(_shop_ratios(checks))
-    per_segment = [coverage(past) for past in _segment_ratios(checks).values()]
+    return checks
+
+
+def _season(
+    model: ValueModel, frames: dict, checks: list[ForwardCheck], as_of: datetime.datetime, first_at, horizon: int
+) -> Season | Skipped:
+    """Score the fitted model a year before T, and decide by the forward checks whether to correct the forecast by it.
+
+    The correction is applied when every forward check (at least `custseg.forward.FEWEST_CUTS`)
+    reaches a year before its cut, and correcting them by their own year-earlier scores brings
+    their totals closer to the actual (the mean absolute log of actual over predicted).
+    """
+    earlier = _year_earlier(as_of, first_at, horizon)
+    if earlier is None:
+        return Skipped(
+            reason=f"the log does not reach {(as_of - YEAR).date()} with {horizon} days of history before it "
+            f"(a year and {horizon} days before the reference date)"
+        )
+    frame = frames[earlier]
+    predicted = model.predict(frame)
+    factors = season_factors(predicted, frame)
+    corrected = [check for check in checks if check.season_factor is not None]
+    raw_error = with_error = None
+    if len(corrected) < max(FEWEST_CUTS, len(checks)):
+        applied = False
+        reason = (
+            f"{len(corrected)} of {len(checks)} forward checks reach a year before their cut; the correction is "
+            f"applied when all of at least {FEWEST_CUTS} do and it brings their totals closer to the actual"
+        )
+    else:
+        raw_error = round(float(np.abs(np.log(_shop_ratios(checks, seasonal=False))).mean()), 4)
+        with_error = round(float(np.abs(np.log(_shop_ratios(checks, seasonal=True))).mean()), 4)
+        applied = with_error < raw_error
+        reason = (
+            f"corrected by their own year-earlier scores, the {len(checks)} forward checks' totals came "
+            f"{'closer to' if applied else 'no closer to'} the actual (mean absolute log of actual over predicted "
+            f"{with_error:.3f} against {raw_error:.3f})"
+        )
+    return Season(
+        as_of=earlier,
+        customers=len(frame),
+        predicted_revenue=round(float(predicted.expected_revenue.sum()), 2),
+        actual_revenue=round(float(frame.next_revenue.clip(lower=0).sum()), 2),
+        factors={target: round(factor, 4) for target, factor in factors.items()},
+        applied=applied,
+        reason=reason,
+        forward_error=raw_error,
+        forward_error_corrected=with_error,
+    )
+
+
+def _checked_forward(
+    clean: Cleaned,
+    products: Products,
+    features: Features,
+    segments: Segments,
+    model: ValueModel,
+    chosen: str,
+    backtest: Backtest,
+    settings: Settings,
+    store: Store,
+) -> tuple[ForwardChecks | Skipped, Season | Skipped]:
+    """Run the forward checks at every cut the log allows, and score the fitted model a year before T."""
+    horizon, options, first_at = settings.backtest.horizon_days, settings.value, clean.span.first_invoiced_at
+    cuts = cut_dates(first_at, features.as_of, horizon, step_days=options.forward_step_days, most=options.forward_cuts)
+    step = datetime.timedelta(days=horizon)
+    dates = {at for cut in cuts for at in (cut - step, cut, _year_earlier(cut, first_at, horizon))}
+    dates |= {_year_earlier(features.as_of, first_at, horizon)}
+    start = backtest_date(features.as_of, horizon)
+    frames = {start: backtest.customers} | _snapshots(clean, products, dates - {None, start}, settings, store)
+    checks = _forward_checks(cuts, frames, first_at, segments, chosen, settings)
+    season = _season(model, frames, checks, features.as_of, first_at, horizon)
+    if not cuts:
+        reason = history_reason(first_at, start, horizon)
+        forward = Skipped(
+            reason=f"{reason.replace('the reference date', 'T - H')} (a forward check needs {3 * horizon})"
+        )
+    elif not checks:
+        forward = Skipped(reason="at every cut, the customers as of C - H all did the same in the H days to C")
+    else:
+        forward = _forward(checks, isinstance(season, Season) and season.applied, options.forward_step_days)
+    return forward, season
+
+
+def _forward(checks: list[ForwardCheck], seasonal: bool, step_days: int) -> ForwardChecks:
+    """Return the forward checks and how often their intervals held (on the corrected totals, ``seasonal``)."""
+    shop = coverage(_shop_ratios(checks, seasonal))
+    per_segment = [coverage(past) for past in _segment_ratios(checks, seasonal).values()]
     held, tried = sum(h for h, _ in per_segment), sum(t for _, t in per_segment)
     return ForwardChecks(
-        step_days=options.forward_step_days,
+        step_days=step_days,
         level=LEVEL,
+        seasonal=seasonal,
         cuts=checks,
         shop=Coverage(held=shop[0], tried=shop[1]) if shop[1] else None,
         segments=Coverage(held=held, tried=tried) if tried else None,
     )
 
 
-def _shop_ratios(checks: list[ForwardCheck]) -> np.ndarray:
-    return ratios([c.actual_revenue for c in checks], [c.predicted_revenue for c in checks])
+def _shop_ratios(checks: list[ForwardCheck], seasonal: bool) -> np.ndarray:
+    """Actual over predicted totals of the checks (predictions corrected by their season factors, ``seasonal``)."""
+    factor = np.array([c.season_factor if seasonal else 1.0 for c in checks], dtype=float)
+    return ratios([c.actual_revenue for c in checks], np.array([c.predicted_revenue for c in checks]) * factor)
 
 
-def _segment_ratios(checks: list[ForwardCheck]) -> dict[str, np.ndarray]:
+def _segment_ratios(checks: list[ForwardCheck], seasonal: bool) -> dict[str, np.ndarray]:
     """Each learned segment's actual over predicted revenue at the cuts where it had customers."""
-    rows = pd.DataFrame([row for check in checks for row in check.segments])
+    rows = pd.DataFrame(
+        [{**row, "factor": check.season_factor if seasonal else 1.0} for check in checks for row in check.segments]
+    )
     if rows.empty:
         return {}
     return {
-        segment: ratios(group.actual_revenue, group.predicted_revenue) for segment, group in rows.groupby("segment")
+        segment: ratios(group.actual_revenue, group.predicted_revenue * group.factor)
+        for segment, group in rows.groupby("segment")
     }
 
 
@@ -223,7 +325,9 @@ def _expected_totals(valued: ir.Table, columns: dict[str, str], forward: Forward
         revenue_interval=(
             Skipped(reason=f"no forward check: {forward.reason}")
             if isinstance(forward, Skipped)
-            else _interval(float(totals.expected_revenue), _shop_ratios(forward.cuts), len(forward.cuts))
+            else _interval(
+                float(totals.expected_revenue), _shop_ratios(forward.cuts, forward.seasonal), len(forward.cuts)
+            )
         ),
     )
 
@@ -231,7 +335,7 @@ def _expected_totals(valued: ir.Table, columns: dict[str, str], forward: Forward
 def _with_intervals(expected: pd.DataFrame, forward: ForwardChecks | Skipped, columns: dict[str, str]) -> pd.DataFrame:
     """Add each learned segment's interval of its expected revenue (``<total>_low``, ``_high``; NaN without)."""
     total = f"{columns['expected_revenue']}_total"
-    past = _segment_ratios(forward.cuts) if isinstance(forward, ForwardChecks) else {}
+    past = _segment_ratios(forward.cuts, forward.seasonal) if isinstance(forward, ForwardChecks) else {}
     multipliers = [ratio_interval(past[s]) if s in past else None for s in expected.segment]
     low = [np.nan if m is None else m[0] for m in multipliers]
     high = [np.nan if m is None else m[1] for m in multipliers]
@@ -284,8 +388,12 @@ def learn_value(
         for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
             if labels[column].notna().any():
                 calibrated[kind] = calibration(chosen.predicted, actual, labels[column].fillna(NO_SEGMENT))
+    forward, season = _checked_forward(
+        clean, products, features, segments, model, chosen.model, backtest, settings, store
+    )
+    if isinstance(season, Season) and season.applied:
+        model.with_season(season.factors)
     valued = store.cache("valued", with_value(segments.table, model, horizon, store))
-    forward = _forward_checks(clean, products, features, segments, chosen.model, backtest.customers, settings, store)
     at_t = {}
     for kind, column in (("learned", "segment"), ("rfm", "rfm_segment")):
         if column in valued.columns:
@@ -309,6 +417,7 @@ def learn_value(
         backtest=ValueFigures(**chosen.figures),
         calibration={kind: json_records(frame) for kind, frame in calibrated.items()},
         forward=forward,
+        season=season,
         expected=_expected_totals(valued, columns, forward),
     )
     return Value(
