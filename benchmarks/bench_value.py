@@ -7,18 +7,26 @@ orders for every model), scored by the same function (`custseg.backtest.value_sc
   table every custseg run learns from. custseg's value model and the linear regression are scored
   out of fold (5 folds); BG/NBD x Gamma-Gamma is fitted on the orders before T - H (it never sees
   the outcomes) and predicts the H days.
-* forward, for each cut C: the log before C only. custseg learns on its own backtest (as of C - H,
-  outcomes up to C) and is applied as of C; BG/NBD x Gamma-Gamma is fitted on the orders before C;
-  the linear regression learns on the same backtest as custseg. The H days after C, which no model
-  saw, judge them.
+* forward, for each cut C: the log before C only. custseg runs as a run on that day would (its
+  stages up to the value, with the season a year earlier where the log reaches it) and gives every
+  customer as of C their expected value and the shop's total its 80% interval; BG/NBD x
+  Gamma-Gamma is fitted on the orders before C; the linear regression learns on the same backtest
+  as custseg. The H days after C, which no model saw, judge them.
 
 Figures: Spearman of expected with actual revenue, R squared of log revenue (squared correlation
-of log1p expected and log1p actual), the AUC of the chance of ordering again (BG/NBD: one minus
-the probability of no purchase in H days), the predicted total against the actual, and the
-seconds each model took to fit and predict.
+of log1p expected and log1p actual), the normalized Gini and the decile error (the ranking and
+the calibration by value band of Wang, Liu and Miao 2019, `custseg.backtest.normalized_gini` and
+`decile_error`), the AUC of the chance of ordering again (BG/NBD: one minus the probability of no
+purchase in H days), the predicted total against the actual (and for custseg forward, whether its
+80% interval held it), and the seconds each model took to fit and predict.
+
+``--seasonal SEED`` runs on a simulated shop of three years with a planted November peak and
+customers who leave (`custseg.simulate.seasonal`, 3,000 customers) instead of ``--data``, with
+cuts before, at and after its second and third peaks.
 
     .venv/bin/pip install -e '.[bench]'     # pymc-marketing: about 800 MB, compiles on first use
-    .venv/bin/python benchmarks/bench_value.py [--cuts 2011-06-01 2011-07-01 2011-08-01 2011-09-10]
+    .venv/bin/python benchmarks/bench_value.py [--cuts 2011-06-01 2011-07-01 2011-08-01 2011-09-10] [--horizon 90]
+    .venv/bin/python benchmarks/bench_value.py --seasonal 1
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import argparse
 import datetime
 import json
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -38,16 +47,30 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sklearn.linear_model import LinearRegression
 
-from custseg.backtest import backtest_date, fold_ids, join_outcomes, value_scores, window_outcomes
+from custseg.backtest import (
+    backtest_date,
+    decile_error,
+    fold_ids,
+    join_outcomes,
+    normalized_gini,
+    value_scores,
+    window_outcomes,
+)
 from custseg.features import orders
+from custseg.record import Skipped
 from custseg.runs import Stages
+from custseg.simulate.seasonal import seasonal_log
 from custseg.spaces import FeatureSpace
-from custseg.value import ValueModel, ValueOptions, choose_model
+from custseg.value import TARGETS, ValueModel, ValueOptions, choose_model, value_columns
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "online_retail.parquet"
 RESULTS = HERE / "results"
 HORIZON = 90
+"""H, the days forecast (``--horizon``)."""
+CONFIG: Path | None = None
+"""A custseg.toml setting ``[backtest] horizon_days`` to H, when it is not 90."""
+SEASONAL_CUTS = ["2012-06-01", "2012-09-10", "2012-12-10", "2013-03-10", "2013-06-01"]
 LINEAR_FEATURES = ["recency_days", "frequency", "monetary", "tenure_days"]
 
 
@@ -111,8 +134,16 @@ def timed(function, *args):
     return result, round(time.perf_counter() - start, 2)
 
 
-def row(name: str, predicted: pd.DataFrame, actual: pd.DataFrame, seconds: float) -> dict:
-    return {"model": name, **value_scores(predicted, actual), "seconds": seconds}
+def row(name: str, predicted: pd.DataFrame, actual: pd.DataFrame, seconds: float, **more) -> dict:
+    revenue, expected = actual.next_revenue.to_numpy(), predicted.expected_revenue.to_numpy(dtype=float)
+    return {
+        "model": name,
+        **value_scores(predicted, actual),
+        "normalized_gini": round(normalized_gini(revenue, expected), 4),
+        "decile_error": round(decile_error(revenue, expected), 4),
+        "seconds": seconds,
+        **more,
+    }
 
 
 def prepared(data: Path, cut: datetime.datetime | None):
@@ -120,7 +151,7 @@ def prepared(data: Path, cut: datetime.datetime | None):
     table = pq.read_table(data)
     if cut is not None:
         table = table.filter(pc.less(table["InvoiceDate"], pa.scalar(cut, pa.timestamp("ns"))))
-    stages = Stages(as_of=cut.date() if cut else None)
+    stages = Stages(config=CONFIG, as_of=cut.date() if cut else None)
     read = stages.read(table)
     clean = stages.clean(read)
     products = stages.products(clean)
@@ -162,19 +193,37 @@ def forward_protocol(data: Path, cut: datetime.datetime, full_lines) -> dict:
     actual = join_outcomes(now, after)[["next_orders", "next_revenue"]]
 
     def custseg_value():
-        model, _, chosen = choose_model(history, ValueOptions(), backtest.folds, backtest.weights, 0)
-        return model.predict(now), chosen.model
+        # As a run on that day: the segments, the movement and the value stage (forward checks, season).
+        rfm = stages.rfm(features)
+        segments = stages.segments(rfm, products, backtest)
+        movement = stages.movement(backtest, rfm, segments, features)
+        value = stages.value(segments, backtest, movement, clean, products, features)
+        columns = value_columns(HORIZON)
+        table = value.table.select("customer_id", *columns.values()).order_by("customer_id").execute()
+        table = now[["customer_id"]].merge(table, on="customer_id", how="left")
+        return table.rename(columns={column: target for target, column in columns.items()}), value.value
 
-    (predicted, chosen), seconds = timed(custseg_value)
+    (predicted, section), seconds = timed(custseg_value)
+    interval = section.expected.revenue_interval
+    total = actual.next_revenue.clip(lower=0).sum()
+    held = None if isinstance(interval, Skipped) else bool(interval.low <= total <= interval.high)
+    season = section.season
+    seasonal = "not reached" if isinstance(season, Skipped) else ("applied" if season.applied else "not applied")
     order_table = orders(clean.lines, cut).execute()
     bg, bg_seconds = timed(bgnbd_gamma_gamma, order_table, now.customer_id, cut)
     linear, linear_seconds = timed(linear_log, history, now)
     return {
         "protocol": f"forward: the log before {cut.date()}, revenue in the {HORIZON} days after it",
         "customers": len(now),
-        "custseg_chosen": chosen,
+        "custseg_chosen": section.chosen,
         "rows": [
-            row(f"custseg ({chosen}, learned on its backtest)", predicted, actual, seconds),
+            row(
+                f"custseg ({section.chosen}, as a run on that day; season a year earlier {seasonal})",
+                predicted[list(TARGETS)],
+                actual,
+                seconds,
+                interval_held=held,
+            ),
             row("BG/NBD x Gamma-Gamma (pymc-marketing, MAP)", bg, actual, bg_seconds),
             row("linear regression on log R, F, M, tenure (same backtest)", linear, actual, linear_seconds),
         ],
@@ -184,11 +233,27 @@ def forward_protocol(data: Path, cut: datetime.datetime, full_lines) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--cuts", nargs="*", default=["2011-06-01", "2011-07-01", "2011-08-01", "2011-09-10"])
+    parser.add_argument("--cuts", nargs="*", default=None, help="default: four UCI cuts, or SEASONAL_CUTS")
+    parser.add_argument("--horizon", type=int, default=HORIZON)
+    parser.add_argument("--seasonal", type=int, default=None, metavar="SEED", help="a simulated seasonal shop")
     args = parser.parse_args()
     import pymc_marketing
 
+    global HORIZON, CONFIG
+    HORIZON = args.horizon
+    if HORIZON != 90:
+        CONFIG = Path(tempfile.mkdtemp()) / "custseg.toml"
+        CONFIG.write_text(f"[backtest]\nhorizon_days = {HORIZON}\n")
     ValueModel()  # fail early if custseg is not importable
+    command = "python benchmarks/bench_value.py" + (f" --horizon {HORIZON}" if HORIZON != 90 else "")
+    if args.seasonal is not None:
+        folder = tempfile.mkdtemp()
+        args.data = Path(folder) / f"seasonal{args.seasonal}.parquet"
+        pq.write_table(seasonal_log(3000, 3, seed=args.seasonal), args.data)
+        args.cuts = args.cuts or SEASONAL_CUTS
+        command += f" --seasonal {args.seasonal}"
+    args.cuts = args.cuts or ["2011-06-01", "2011-07-01", "2011-08-01", "2011-09-10"]
+    command += " --cuts " + " ".join(args.cuts)
     blocks = [backtest_protocol(args.data)]
     print(json.dumps(blocks[-1]), file=sys.stderr)
     _, full, _, _ = prepared(args.data, None)
@@ -198,30 +263,33 @@ def main() -> None:
     report = {
         "benchmark": f"expected {HORIZON}-day value: custseg against BG/NBD x Gamma-Gamma and a linear model",
         "data": args.data.name,
-        "command": "python benchmarks/bench_value.py --cuts " + " ".join(args.cuts),
+        "command": command,
         "pymc_marketing": pymc_marketing.__version__,
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         "blocks": blocks,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "value.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "value" if args.seasonal is None else "value_seasonal"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# {report['benchmark']} ({report['data']})",
         "",
         f"`{report['command']}`, pymc-marketing {report['pymc_marketing']}, {report['measured_at']}.",
         "",
-        "| protocol | customers | model | Spearman | R² of log revenue | AUC of ordering again | predicted / actual "
-        "revenue | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| protocol | customers | model | Spearman | R² of log revenue | normalized Gini | decile error | AUC of "
+        "ordering again | predicted / actual revenue | 80% interval held | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for block in blocks:
         for figures in block["rows"]:
             auc = "-" if figures["auc"] is None else f"{figures['auc']:.3f}"
+            held = {None: "-", True: "yes", False: "no"}[figures.get("interval_held")]
             lines.append(
                 f"| {block['protocol']} | {block['customers']:,} | {figures['model']} | {figures['spearman']:.3f} | "
-                f"{figures['r_squared_log']:.3f} | {auc} | {figures['revenue_ratio']:.2f} | {figures['seconds']} |"
+                f"{figures['r_squared_log']:.3f} | {figures['normalized_gini']:.3f} | {figures['decile_error']:.2f} | "
+                f"{auc} | {figures['revenue_ratio']:.2f} | {held} | {figures['seconds']} |"
             )
-    (RESULTS / "value.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
