@@ -168,10 +168,12 @@ def _forward_chart(forward: ForwardChecks, horizon: int) -> Chart:
     cuts = sorted(forward.cuts, key=lambda check: check.scored_as_of)
     dates = [check.scored_as_of.date().isoformat() for check in cuts]
     figure = go.Figure()
-    for name, values, color in (
-        ("forecast", [check.predicted_revenue for check in cuts], "#9467bd"),
-        ("actual", [check.actual_revenue for check in cuts], "#2ca02c"),
-    ):
+    bars = [("forecast", [check.predicted_revenue for check in cuts], "#9467bd")]
+    if forward.seasonal:
+        corrected = [check.predicted_revenue * check.season_factor for check in cuts]
+        bars.append(("forecast corrected by the season a year before", corrected, "#c5b0d5"))
+    bars.append(("actual", [check.actual_revenue for check in cuts], "#2ca02c"))
+    for name, values, color in bars:
         figure.add_trace(go.Bar(x=dates, y=values, name=name, marker_color=color, hovertemplate="%{y:,.0f}"))
     figure.update_xaxes(title_text=f"cut: the forecast of the {horizon} days from this date", type="category")
     figure.update_yaxes(title_text=f"revenue in {horizon} days")
