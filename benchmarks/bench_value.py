@@ -231,6 +231,7 @@ def forward_protocol(data: Path, cut: datetime.datetime, full_lines) -> dict:
 
 
 def main() -> None:
+    global HORIZON, CONFIG
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cuts", nargs="*", default=None, help="default: four UCI cuts, or SEASONAL_CUTS")
@@ -239,7 +240,6 @@ def main() -> None:
     args = parser.parse_args()
     import pymc_marketing
 
-    global HORIZON, CONFIG
     HORIZON = args.horizon
     if HORIZON != 90:
         CONFIG = Path(tempfile.mkdtemp()) / "custseg.toml"

@@ -154,3 +154,18 @@ def test_a_log_too_short_for_the_horizon_has_no_backtest_and_says_why(tmp_path):
     assert result.record.segments.chosen_by == "silhouette"
     assert "no backtest" in result.record.segments.rule
     assert {"validity", "auc"}.isdisjoint(result.record.segments.candidates[0])
+
+
+def test_the_normalized_gini_and_decile_error_judge_the_ranking_and_the_value_bands():
+    from custseg.backtest import decile_error, normalized_gini
+
+    rng = np.random.default_rng(0)
+    actual = rng.lognormal(3, 1, 2000) * (rng.random(2000) < 0.4)
+    assert normalized_gini(actual, actual) == pytest.approx(1.0)
+    assert normalized_gini(actual, -actual) < 0
+    assert abs(normalized_gini(actual, rng.random(2000))) < 0.1
+    noisy = actual * rng.lognormal(0, 0.3, 2000)
+    assert 0.8 < normalized_gini(actual, noisy) < 1
+    assert decile_error(actual, actual) == 0
+    # Twice the actual in every band is 100% off in every band.
+    assert decile_error(actual, 2 * actual) == pytest.approx(1.0)
