@@ -339,7 +339,7 @@ class Coverage:
 class ForwardChecks:
     """Forward checks (`custseg.forward`), newest first, and how often the totals' intervals held (None: too few).
 
-    ``seasonal``: the totals are corrected by the season factors, as the forecast is.
+    ``seasonal``: the totals of those with a season factor, corrected by it as the forecast is, are judged.
     """
 
     step_days: int

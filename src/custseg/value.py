@@ -65,7 +65,7 @@ def forward_in_words(forward: ForwardChecks) -> str:
         else (f"{ratios[0]:.0%} of the actual" if ratios else "undefined (no revenue)")
     )
     if forward.seasonal:
-        corrected = [c.revenue_ratio * c.season_factor for c in cuts if c.revenue_ratio is not None]
+        corrected = [c.revenue_ratio * c.season_factor for c in cuts if None not in (c.revenue_ratio, c.season_factor)]
         found += f", corrected by the season a year before each {min(corrected):.0%} to {max(corrected):.0%}"
     if forward.shop is not None:
         found += (

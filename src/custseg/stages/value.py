@@ -181,9 +181,9 @@ def _season(
 ) -> Season | Skipped:
     """Score the fitted model a year before T, and decide by the forward checks whether to correct the forecast by it.
 
-    The correction is applied when every forward check (at least `custseg.forward.FEWEST_CUTS`)
-    reaches a year before its cut, and correcting them by their own year-earlier scores brings
-    their totals closer to the actual (the mean absolute log of actual over predicted).
+    The correction is applied when at least `custseg.forward.FEWEST_CUTS` forward checks reach a
+    year before their cut, and correcting them by their own year-earlier scores brings their totals
+    closer to the actual (the mean absolute log of actual over predicted).
     """
     earlier = _year_earlier(as_of, first_at, horizon)
     if earlier is None:
@@ -196,18 +196,19 @@ def _season(
     factors = season_factors(predicted, frame)
     corrected = [check for check in checks if check.season_factor is not None]
     raw_error = with_error = None
-    if len(corrected) < max(FEWEST_CUTS, len(checks)):
+    if len(corrected) < FEWEST_CUTS:
         applied = False
         reason = (
             f"{len(corrected)} of {len(checks)} forward checks reach a year before their cut; the correction is "
-            f"applied when all of at least {FEWEST_CUTS} do and it brings their totals closer to the actual"
+            f"applied when at least {FEWEST_CUTS} do and it brings their totals closer to the actual"
         )
     else:
-        raw_error = round(float(np.abs(np.log(_shop_ratios(checks, seasonal=False))).mean()), 4)
-        with_error = round(float(np.abs(np.log(_shop_ratios(checks, seasonal=True))).mean()), 4)
+        raw_error = round(float(np.abs(np.log(_shop_ratios(corrected, seasonal=False))).mean()), 4)
+        with_error = round(float(np.abs(np.log(_shop_ratios(corrected, seasonal=True))).mean()), 4)
         applied = with_error < raw_error
         reason = (
-            f"corrected by their own year-earlier scores, the {len(checks)} forward checks' totals came "
+            f"corrected by their own year-earlier scores, the {len(corrected)} forward checks that reach a year "
+            f"before their cut came "
             f"{'closer to' if applied else 'no closer to'} the actual (mean absolute log of actual over predicted "
             f"{with_error:.3f} against {raw_error:.3f})"
         )
@@ -272,8 +273,14 @@ def _forward(checks: list[ForwardCheck], seasonal: bool, step_days: int) -> Forw
     )
 
 
+def _seasonal(checks: list[ForwardCheck], seasonal: bool) -> list[ForwardCheck]:
+    """Return the checks whose totals are judged: with ``seasonal``, those with a season factor, as the forecast."""
+    return [check for check in checks if check.season_factor is not None] if seasonal else checks
+
+
 def _shop_ratios(checks: list[ForwardCheck], seasonal: bool) -> np.ndarray:
     """Actual over predicted totals of the checks (predictions corrected by their season factors, ``seasonal``)."""
+    checks = _seasonal(checks, seasonal)
     factor = np.array([c.season_factor if seasonal else 1.0 for c in checks], dtype=float)
     return ratios([c.actual_revenue for c in checks], np.array([c.predicted_revenue for c in checks]) * factor)
 
@@ -281,7 +288,11 @@ def _shop_ratios(checks: list[ForwardCheck], seasonal: bool) -> np.ndarray:
 def _segment_ratios(checks: list[ForwardCheck], seasonal: bool) -> dict[str, np.ndarray]:
     """Each learned segment's actual over predicted revenue at the cuts where it had customers."""
     rows = pd.DataFrame(
-        [{**row, "factor": check.season_factor if seasonal else 1.0} for check in checks for row in check.segments]
+        [
+            {**row, "factor": check.season_factor if seasonal else 1.0}
+            for check in _seasonal(checks, seasonal)
+            for row in check.segments
+        ]
     )
     if rows.empty:
         return {}
@@ -326,7 +337,9 @@ def _expected_totals(valued: ir.Table, columns: dict[str, str], forward: Forward
             Skipped(reason=f"no forward check: {forward.reason}")
             if isinstance(forward, Skipped)
             else _interval(
-                float(totals.expected_revenue), _shop_ratios(forward.cuts, forward.seasonal), len(forward.cuts)
+                float(totals.expected_revenue),
+                _shop_ratios(forward.cuts, forward.seasonal),
+                len(_seasonal(forward.cuts, forward.seasonal)),
             )
         ),
     )
