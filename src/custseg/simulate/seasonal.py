@@ -33,8 +33,14 @@ def daily_weights(days: int) -> np.ndarray:
     return np.array([MONTH_WEIGHTS[d.month] for d in dates])
 
 
-def seasonal_log(n_customers: int, years: float, seed: int = 0) -> pa.Table:
+def seasonal_log(
+    n_customers: int, years: float, seed: int = 0, *, arrival_days: float | None = None, season: bool = True
+) -> pa.Table:
     """Simulate ``years`` of a shop of ``n_customers`` with a planted season and planted dropout.
+
+    ``arrival_days`` confines the first orders to the first days (one cohort that ages, as CDNOW's
+    customers, who all first bought in the first quarter of 1997); None spreads them over the
+    span. Without ``season`` every month is alike.
 
     Returns
     -------
@@ -43,9 +49,9 @@ def seasonal_log(n_customers: int, years: float, seed: int = 0) -> pa.Table:
     """
     rng = np.random.default_rng([seed, 7])
     days = int(round(years * 365.25))
-    season = daily_weights(days)
-    cumulative = np.concatenate([[0.0], np.cumsum(season)])
-    arrival = rng.uniform(0, days, n_customers)
+    weights = daily_weights(days) if season else np.ones(days)
+    cumulative = np.concatenate([[0.0], np.cumsum(weights)])
+    arrival = rng.uniform(0, days if arrival_days is None else arrival_days, n_customers)
     leaves = np.minimum(arrival + rng.exponential(LIFETIME_DAYS, n_customers), days)
     rate = rng.gamma(2.0, ORDERS_PER_MONTH / 2.0, n_customers) / 30.4
     spend = rng.lognormal(3.5, 0.6, n_customers)
