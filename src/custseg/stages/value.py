@@ -11,6 +11,9 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
 from custseg.errors import ConfigError
@@ -132,6 +135,23 @@ def _snapshots(
     return {at: _described(lines, products, at, settings.backtest.horizon_days) for at in sorted(dates)}
 
 
+def _learned_then(
+    model: ValueModel, train: pd.DataFrame, scored: pd.DataFrame, earlier: pd.DataFrame | None
+) -> tuple[pd.DataFrame, float | None] | None:
+    """Fit ``model`` on ``train``; predict ``scored``, and its season factor on ``earlier`` (None: not reached).
+
+    None when the customers of ``train`` all did the same.
+    """
+    try:
+        model.fit(train, train[["next_orders", "next_revenue"]])
+    except ConfigError:
+        return None
+    factor = None
+    if earlier is not None and len(earlier):
+        factor = round(season_factors(model.predict(earlier), earlier)["expected_revenue"], 4)
+    return model.predict(scored), factor
+
+
 def _forward_checks(
     cuts: list[datetime.datetime],
     frames: dict[datetime.datetime, pd.DataFrame],
@@ -140,33 +160,32 @@ def _forward_checks(
     chosen: str,
     settings: Settings,
 ) -> list[ForwardCheck]:
-    """Judge the chosen learner as it is used at each cut C (`custseg.forward.cut_dates`).
+    """Judge the chosen learner as it is used at each cut C (`custseg.forward.cut_dates`), the cuts on every core.
 
     At a cut it learns on the customers as of C - H and what they did up to C, and is scored on
     the H days from C; where the log reaches a year before C, the same model is also scored there
     (`custseg.forward.season_factors`). A cut whose customers as of C - H all did the same is left out.
     """
     horizon, options = settings.backtest.horizon_days, settings.value
-    checks = []
-    for cut in cuts:
-        trained_as_of = cut - datetime.timedelta(days=horizon)
-        train, scored = frames[trained_as_of], frames[cut]
-        model = ValueModel(
-            model=chosen, features=options.features, interests=options.interests, random_state=settings.seed
+    step = datetime.timedelta(days=horizon)
+    model = ValueModel(model=chosen, features=options.features, interests=options.interests, random_state=settings.seed)
+    with threadpool_limits(limits=1):
+        learned = Parallel(n_jobs=-1)(
+            delayed(_learned_then)(
+                clone(model), frames[cut - step], frames[cut], frames.get(_year_earlier(cut, first_at, horizon))
+            )
+            for cut in cuts
         )
-        try:
-            model.fit(train, train[["next_orders", "next_revenue"]])
-        except ConfigError:
+    checks = []
+    for cut, found in zip(cuts, learned, strict=True):
+        if found is None:
             continue
-        predicted = model.predict(scored)
-        earlier = _year_earlier(cut, first_at, horizon)
-        factor = None
-        if earlier is not None and len(frames[earlier]):
-            factor = round(season_factors(model.predict(frames[earlier]), frames[earlier])["expected_revenue"], 4)
+        predicted, factor = found
+        scored = frames[cut]
         checks.append(
             ForwardCheck(
-                trained_as_of=trained_as_of,
-                trained_on_customers=len(train),
+                trained_as_of=cut - step,
+                trained_on_customers=len(frames[cut - step]),
                 scored_as_of=cut,
                 segments=_segment_totals(scored, predicted, segments),
                 season_factor=factor,
