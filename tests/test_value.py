@@ -264,33 +264,39 @@ def test_an_interval_from_past_checks_holds_about_its_level_of_new_ones():
     assert coverage(np.array([1.0, 1.2, 0.9])) == (0, 0)
 
 
-def test_a_forecast_from_after_the_peak_is_corrected_by_the_season_a_year_earlier(tmp_path):
+@pytest.mark.parametrize(("horizon", "as_of"), [(90, "2012-12-10"), (180, "2013-01-15")])
+def test_a_forecast_from_after_the_peak_is_corrected_by_the_season_a_year_earlier(tmp_path, horizon, as_of):
     """A shop of three years with a November peak and customers who leave: the model learns on the run-up to
-    the peak and, uncorrected, expects three times what the quiet quarter after it brings."""
+    the peak and, uncorrected, expects over twice what the quiet months after it bring."""
     import pyarrow.parquet as pq
 
+    from custseg.backtest import BacktestOptions
     from custseg.pipeline import run
-    from custseg.settings import load_settings
+    from custseg.settings import Settings
     from custseg.simulate.seasonal import seasonal_log
 
     log = seasonal_log(3000, 3, seed=1)
     pq.write_table(log, tmp_path / "shop.parquet")
-    record = run(tmp_path / "shop.parquet", tmp_path / "out", load_settings(None, as_of="2012-12-10"), until="value")
-    value = record.record.value
+    settings = Settings(backtest=BacktestOptions(horizon_days=horizon), as_of=datetime.date.fromisoformat(as_of))
+    value = run(tmp_path / "shop.parquet", tmp_path / "out", settings, until="value").record.value
     lines = log.to_pandas()
-    as_of = pd.Timestamp("2012-12-10")
-    known = lines[lines.InvoiceDate < as_of].CustomerID.unique()
-    window = lines[(lines.InvoiceDate >= as_of) & (lines.InvoiceDate < as_of + pd.Timedelta(days=90))]
+    start = pd.Timestamp(as_of)
+    known = lines[lines.InvoiceDate < start].CustomerID.unique()
+    window = lines[(lines.InvoiceDate >= start) & (lines.InvoiceDate < start + pd.Timedelta(days=horizon))]
     window = window[window.CustomerID.isin(known)]
     actual = float((window.Quantity * window.UnitPrice).sum())
     season, expected = value.season, value.expected
-    assert season.applied and season.as_of == datetime.datetime(2011, 12, 11)
+    assert season.applied and season.as_of == datetime.datetime.fromisoformat(as_of) - datetime.timedelta(days=365)
     assert season.forward_error_corrected < season.forward_error
     assert abs(expected.expected_revenue / actual - 1) <= 0.15
     assert expected.expected_revenue / season.factors["expected_revenue"] / actual > 2
-    assert expected.revenue_interval.low <= actual <= expected.revenue_interval.high
-    # The forward checks reach a year before each cut, and their intervals are of the corrected totals.
-    assert value.forward.seasonal and all(check.season_factor is not None for check in value.forward.cuts)
+    # The intervals are of the corrected totals, of the forward checks that reach a year before their cut.
+    assert value.forward.seasonal
+    reaching = [check for check in value.forward.cuts if check.season_factor is not None]
+    if len(reaching) >= 3:
+        assert expected.revenue_interval.low <= actual <= expected.revenue_interval.high
+    else:
+        assert f"{len(reaching)} forward checks reach a year before their cut" in expected.revenue_interval.reason
 
 
 def test_the_season_a_year_earlier_scales_the_forecast_and_no_chance_passes_one():

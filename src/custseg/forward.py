@@ -20,6 +20,9 @@ LEVEL = 0.8
 """The share of forward checks a total's interval is meant to hold the actual in."""
 FEWEST_CUTS = 3
 """Forward checks an interval needs: fewer give no spread worth the name."""
+SEASON_CHECKS = 2
+"""Forward checks reaching a year before their cut that decide whether the season corrects the
+forecast: a point correction needs less than a spread, but more than one check's word."""
 
 
 def cut_dates(

@@ -18,7 +18,16 @@ from threadpoolctl import threadpool_limits
 from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
 from custseg.errors import ConfigError
 from custseg.features import lines_before, with_customer_columns
-from custseg.forward import FEWEST_CUTS, LEVEL, coverage, cut_dates, ratio_interval, ratios, season_factors
+from custseg.forward import (
+    FEWEST_CUTS,
+    LEVEL,
+    SEASON_CHECKS,
+    coverage,
+    cut_dates,
+    ratio_interval,
+    ratios,
+    season_factors,
+)
 from custseg.model import FittedModel
 from custseg.movement import NO_SEGMENT
 from custseg.profile import segment_ids, segment_table_with_value, segment_value
@@ -200,7 +209,7 @@ def _season(
 ) -> Season | Skipped:
     """Score the fitted model a year before T, and decide by the forward checks whether to correct the forecast by it.
 
-    The correction is applied when at least `custseg.forward.FEWEST_CUTS` forward checks reach a
+    The correction is applied when at least `custseg.forward.SEASON_CHECKS` forward checks reach a
     year before their cut, and correcting them by their own year-earlier scores brings their totals
     closer to the actual (the mean absolute log of actual over predicted).
     """
@@ -215,11 +224,11 @@ def _season(
     factors = season_factors(predicted, frame)
     corrected = [check for check in checks if check.season_factor is not None]
     raw_error = with_error = None
-    if len(corrected) < FEWEST_CUTS:
+    if len(corrected) < SEASON_CHECKS:
         applied = False
         reason = (
             f"{len(corrected)} of {len(checks)} forward checks reach a year before their cut; the correction is "
-            f"applied when at least {FEWEST_CUTS} do and it brings their totals closer to the actual"
+            f"applied when at least {SEASON_CHECKS} do and it brings their totals closer to the actual"
         )
     else:
         raw_error = round(float(np.abs(np.log(_shop_ratios(corrected, seasonal=False))).mean()), 4)
@@ -321,11 +330,16 @@ def _segment_ratios(checks: list[ForwardCheck], seasonal: bool) -> dict[str, np.
     }
 
 
-def _interval(total: float, past: np.ndarray, cuts: int) -> Interval | Skipped:
-    """Return the interval of a forecast ``total`` from the forward checks' ratios ``past``."""
-    multipliers = ratio_interval(past)
+def _interval(total: float, forward: ForwardChecks) -> Interval | Skipped:
+    """Return the interval of a forecast ``total`` from the forward checks (corrected by the season if it is)."""
+    multipliers = ratio_interval(_shop_ratios(forward.cuts, forward.seasonal))
     if multipliers is None:
-        return Skipped(reason=f"{cuts} forward check{'s' if cuts != 1 else ''}; an interval needs {FEWEST_CUTS}")
+        judged = len(_seasonal(forward.cuts, forward.seasonal))
+        return Skipped(
+            reason=f"{judged} forward check{'s' if judged != 1 else ''}"
+            + (" reach a year before their cut, as the season's correction needs" if forward.seasonal else "")
+            + f"; an interval needs {FEWEST_CUTS}"
+        )
     return Interval(level=LEVEL, low=round(total * multipliers[0], 2), high=round(total * multipliers[1], 2))
 
 
@@ -355,11 +369,7 @@ def _expected_totals(valued: ir.Table, columns: dict[str, str], forward: Forward
         revenue_interval=(
             Skipped(reason=f"no forward check: {forward.reason}")
             if isinstance(forward, Skipped)
-            else _interval(
-                float(totals.expected_revenue),
-                _shop_ratios(forward.cuts, forward.seasonal),
-                len(_seasonal(forward.cuts, forward.seasonal)),
-            )
+            else _interval(float(totals.expected_revenue), forward)
         ),
     )
 
