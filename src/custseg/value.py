@@ -78,7 +78,10 @@ def forward_in_words(forward: ForwardChecks) -> str:
 def season_in_words(season: Season | Skipped, expected_revenue: float) -> str:
     """Say whether the forecast was corrected by the season a year earlier, and what it would be otherwise."""
     if isinstance(season, Skipped):
-        return f"no seasonal correction: {season.reason}"
+        return (
+            f"not corrected by the season a year earlier: {season.reason}. The forward checks forecast other "
+            "weeks of the year than these, so this season can move the total outside its interval"
+        )
     revenue = season.factors["expected_revenue"]
     if season.applied:
         return (
