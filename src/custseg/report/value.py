@@ -84,10 +84,8 @@ def value(data: ReportData) -> Section | None:
         figure = make_subplots(
             rows=1,
             cols=2,
-            subplot_titles=(
-                f"expected revenue in {period(described.window)}",
-                "backtest: predicted and actual revenue per customer",
-            ),
+            # Short: the two titles share the width of a phone; the chart's own title names the days.
+            subplot_titles=(f"expected revenue in {horizon} days", "backtest: revenue per customer"),
         )
         figure.add_trace(
             go.Bar(
