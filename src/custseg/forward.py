@@ -80,7 +80,7 @@ def coverage(past: np.ndarray, level: float = LEVEL) -> tuple[int, int]:
 
     Returns
     -------
-    (held, of) : tuple of int
+    (held, tried) : tuple of int
         Checks whose ratio fell inside the interval of the others, and the checks tried (0 with
         too few to leave one out).
     """
