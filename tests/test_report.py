@@ -94,3 +94,39 @@ def test_the_report_renders_in_chromium(report):
     opened = open_in_chromium(report, ARTIFACTS / "report-simulated.png")
     assert opened["errors"] == [] and opened["requests"] == []
     assert opened["plotly_roots"] == opened["charts"] > 10
+
+
+def test_the_forward_chart_draws_the_season_correction_only_where_a_check_reaches_a_year_back():
+    import datetime
+
+    from custseg.record import ForwardCheck, ForwardChecks
+    from custseg.report.value import _forward_chart
+
+    def check(day: int, factor: float | None) -> ForwardCheck:
+        cut = datetime.datetime(2012, 9, day)
+        return ForwardCheck(
+            customers=100,
+            auc=0.8,
+            spearman=0.5,
+            r_squared_log=0.3,
+            predicted_revenue=1000.0,
+            actual_revenue=500.0,
+            revenue_ratio=2.0,
+            trained_as_of=cut - datetime.timedelta(days=90),
+            trained_on_customers=90,
+            scored_as_of=cut,
+            season_factor=factor,
+        )
+
+    forward = ForwardChecks(
+        step_days=30,
+        level=0.8,
+        seasonal=True,
+        cuts=[check(3, 0.5), check(2, 0.6), check(1, None)],
+        shop=None,
+        segments=None,
+    )
+    chart = _forward_chart(forward, 90)
+    corrected = next(trace for trace in chart.figure.data if trace.name.startswith("forecast corrected"))
+    assert list(corrected.y) == [None, 600.0, 500.0]
+    assert "corrected by the season a year before each 100% to 120%" in chart.reading

@@ -168,7 +168,10 @@ def _forward_chart(forward: ForwardChecks, horizon: int) -> Chart:
     figure = go.Figure()
     bars = [("forecast", [check.predicted_revenue for check in cuts], "#9467bd")]
     if forward.seasonal:
-        corrected = [check.predicted_revenue * check.season_factor for check in cuts]
+        # Only the checks that reach a year before their cut have a correction (None leaves a gap).
+        corrected = [
+            None if check.season_factor is None else check.predicted_revenue * check.season_factor for check in cuts
+        ]
         bars.append(("forecast corrected by the season a year before", corrected, "#c5b0d5"))
     bars.append(("actual", [check.actual_revenue for check in cuts], "#2ca02c"))
     for name, values, color in bars:
