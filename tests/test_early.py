@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 from conftest import make_transactions
 from custseg.clean import clean
 from custseg.cli import app
-from custseg.early import EARLY_COLUMNS, EarlyClassifier, EarlyOptions, LookupClassifier, evaluate_early, holdout_split
+from custseg.early import EARLY_COLUMNS, EarlyClassifier, EarlyOptions, evaluate_early, holdout_split
 from custseg.features import customer_features
 from custseg.first_orders import early_features, horizon_features
+from custseg.lookup import LookupClassifier
 from custseg.pipeline import assign, run
 from custseg.record import EarlyFit, Skipped
 
@@ -103,6 +104,19 @@ def test_lookup_classifier_gives_training_frequencies_and_the_prior_for_unseen_v
     assert probabilities.tolist() == [[2 / 3, 1 / 3], [0.0, 1.0], [0.5, 0.5]]
 
 
+def test_lookup_classifier_leans_to_the_class_the_first_orders_show():
+    # Three customers whose first orders showed "A": one stayed, two became "B". "C" was never a first order.
+    inputs = pd.DataFrame({"dominant_category": ["A", "A", "A", "B", "C"]})
+    targets = ["A", "B", "B", "B", "C"]
+    leaning = LookupClassifier("dominant_category", smoothing=2.0).fit(inputs.iloc[:4], targets[:4])
+    assert leaning.predict(pd.DataFrame({"dominant_category": ["A", "B", "Z"]})).tolist() == ["A", "B", "B"]
+    weak = LookupClassifier("dominant_category", smoothing=0.5).fit(inputs.iloc[:4], targets[:4])
+    assert weak.predict(pd.DataFrame({"dominant_category": ["A"]})).tolist() == ["B"]
+    # A class never seen as a first order still predicts itself.
+    full = LookupClassifier("dominant_category", smoothing=1.0).fit(inputs.iloc[:4], ["A", "B", "B", "C"])
+    assert full.predict(pd.DataFrame({"dominant_category": ["C"]})).tolist() == ["C"]
+
+
 def test_the_model_is_chosen_on_a_sample_and_refitted_on_every_customer():
     # 600 customers, three of a rare kind that the search's 100 do not include: the refit on all meets them.
     from custseg.sampling import sample_positions
@@ -113,8 +127,9 @@ def test_the_model_is_chosen_on_a_sample_and_refitted_on_every_customer():
     kinds[unsearched[-3:]] = "rare"
     inputs = pd.DataFrame(
         {
-            "orders": rng.normal(size=600) + (kinds == "other") + 5 * (kinds == "rare"),
-            "dominant_category": np.where(kinds == "other", "c02", "c01"),
+            # The first orders' category says nothing here: a learned model must beat the lookup.
+            "orders": rng.normal(size=600) + 3 * (kinds == "other") + 8 * (kinds == "rare"),
+            "dominant_category": "c01",
         }
     )
     model = EarlyClassifier(as_is_column="dominant_category", search_customers=100).fit(inputs, kinds)

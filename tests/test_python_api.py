@@ -153,13 +153,14 @@ def test_the_stages_one_by_one_give_the_runs_customers(shop):
     earlier = s.features(read, cleaned, products, as_of="2011-03-01")
     rfm = s.rfm(now)
     backtest = s.backtest(cleaned, products, now)
-    segments = s.segments(rfm, products, backtest)
+    interests = s.interests(cleaned, products, now, rfm, backtest)
+    segments = s.segments(rfm, interests, products, backtest)
     movement = s.movement(backtest, rfm, segments, now)
     value = s.value(segments, backtest, movement, cleaned, products, now)
     early = s.early(value, cleaned, products, now, segments)
     customers = early.table.to_pandas().sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(customers, result.customers, check_dtype=False)
-    assert segments.segments == result.record.segments
+    assert segments.segments == result.record.segments and interests.interests == result.record.interests
     assert movement.movement == result.record.movement and value.value == result.record.value
     assert cleaned.rows == result.record.rows and now.customers == result.record.customers
     # The customers as of an earlier date are their own table: the later call did not replace it.

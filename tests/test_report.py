@@ -29,6 +29,7 @@ def test_every_run_writes_a_report_with_every_section(report):
         "products",
         "rfm",
         "learned",
+        "interests",
         "backtest",
         "value",
         "movement",
@@ -99,7 +100,7 @@ def test_the_report_renders_in_chromium(report):
 def test_the_forward_chart_draws_the_season_correction_only_where_a_check_reaches_a_year_back():
     import datetime
 
-    from custseg.record import ForwardCheck, ForwardChecks
+    from custseg.record.value import ForwardCheck, ForwardChecks
     from custseg.report.value import _forward_chart
 
     def check(day: int, factor: float | None) -> ForwardCheck:

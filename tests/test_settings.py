@@ -90,7 +90,7 @@ def test_tables_under_their_earlier_names_are_read_with_a_warning(tmp_path):
     [
         (lambda: ClusterOptions(n_segments=1), "n_segments=1 must be at least 2"),
         (lambda: ClusterOptions(min_segments=6, max_segments=3), r"\[cluster\] min_segments=6 and max_segments=3"),
-        (lambda: ProductOptions(min_categories=1), r"\[products\] min_categories=1 and max_categories=20"),
+        (lambda: ProductOptions(min_categories=0), r"\[products\] min_categories=0 and max_categories=40"),
         (lambda: BacktestOptions(folds=1), r"\[backtest\]: horizon_days and bootstrap must be at least 1"),
         (lambda: EarlyOptions(test_share=1.5), r"\[early\]: horizon_days and max_orders must be at least 1"),
         (lambda: RFMOptions(segment_map="x"), "segment_map='x' must be one of rfm, rf_grid, custom"),
@@ -109,7 +109,7 @@ def test_a_bad_value_in_the_file_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert str(caught.value) == (
-        f"{config}: [products] min_categories=9 and max_categories=3 must satisfy 2 <= min <= max"
+        f"{config}: [products] min_categories=9 and max_categories=3 must satisfy 1 <= min <= max"
     )
 
 

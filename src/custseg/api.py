@@ -88,7 +88,7 @@ class ExpectedValue(BaseModel):
 
 
 class CustomerSegments(BaseModel):
-    """A customer's features, RFM scores, segments and expected value."""
+    """A customer's features, RFM scores, segments, interest group and expected value."""
 
     customer_id: str
     recency_days: int
@@ -108,6 +108,10 @@ class CustomerSegments(BaseModel):
         description="The rule every member of the segment satisfies, in words; empty for clustered segments."
     )
     action: str | None
+    interest_group: str | None = Field(
+        description="The customer's interest group (I1, I2, ...: what they buy); null when the model has none."
+    )
+    interest_group_name: str | None = Field(description="The interest group's name, from what its customers buy.")
     value: ExpectedValue | None = Field(description="Null when the model has no value model (no backtest).")
     early: EarlyPrediction | None
 

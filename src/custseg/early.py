@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
 from custseg.features import MAGNITUDES, Unit, Use, catalogued, features_used_by, interest_columns
+from custseg.lookup import LookupClassifier
 from custseg.profile import segment_ids
 from custseg.record import ClassifierScores, ConfusionMatrix, EarlyFit, EarlyResult, Skipped
 from custseg.sampling import sample_positions
@@ -106,6 +107,8 @@ CATEGORICAL_INPUTS = ("main_country", "first_month", "first_weekday", "dominant_
 MIN_TRAIN_PER_FOLD = 10
 """Early models need at least this many training customers per cross-validation fold."""
 AS_IS_INPUTS = {"segment": "segment_now", "category": "dominant_category"}
+MIN_GAIN_OVER_AS_IS = 0.03
+"""The cross-validated macro-F1 a learned model must add to the first orders taken as they are to be chosen."""
 """Per target, the input that is the target's value on the first orders themselves."""
 
 
@@ -145,67 +148,22 @@ def model_inputs(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
     return pd.concat([inputs, pd.DataFrame(labels, index=features.index)], axis=1)
 
 
-class LookupClassifier(ClassifierMixin, BaseEstimator):
-    """Predict from one categorical input alone: the target's training distribution per value.
-
-    The rule "a customer stays what their first orders show" is a strong baseline; fitted this
-    way it competes with the learned models in cross-validation, with honest probabilities.
-
-    Parameters
-    ----------
-    column : str
-        The input column to look up.
-    smoothing : float
-        Added to every count (Laplace smoothing).
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    values_ : ndarray of shape (n_values,)
-        The column's values seen in training.
-    probabilities_ : ndarray of shape (n_values, n_classes)
-    prior_ : ndarray of shape (n_classes,)
-        Used for values not seen in training.
-    """
-
-    def __init__(self, column: str = "dominant_category", smoothing: float = 1.0) -> None:
-        self.column = column
-        self.smoothing = smoothing
-
-    def fit(self, inputs: pd.DataFrame, y) -> LookupClassifier:
-        """Count the targets ``y`` per value of the column."""
-        counts = pd.crosstab(inputs[self.column].astype(str).to_numpy(), np.asarray(y).astype(str))
-        self.classes_ = counts.columns.to_numpy(dtype=object)
-        self.values_ = counts.index.to_numpy(dtype=object)
-        smoothed = counts.to_numpy(dtype=float) + self.smoothing
-        self.probabilities_ = smoothed / smoothed.sum(axis=1, keepdims=True)
-        self.prior_ = counts.to_numpy(dtype=float).sum(axis=0) / counts.to_numpy().sum()
-        return self
-
-    def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
-        """Probability of each of `classes_`, shape (n_customers, n_classes)."""
-        check_is_fitted(self, "probabilities_")
-        position = pd.Index(self.values_).get_indexer(inputs[self.column].astype(str))
-        table = np.vstack([self.probabilities_, self.prior_])
-        return table[position]
-
-    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
-        """Most probable class of each customer, shape (n_customers,)."""
-        return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
-
-
 class EarlyClassifier(ClassifierMixin, BaseEstimator):
     """Logistic regression, gradient boosting or a lookup, whichever cross-validates better.
 
     Each is tuned by grid search on the training customers only (macro-F1, stratified folds);
     logistic regression uses balanced class weights, since small segments matter as much as large
     ones. The lookup (`LookupClassifier`) predicts from the target's value on the first orders
-    alone, so a learned model is only chosen when it does better than that.
+    alone; a learned model is only chosen when it cross-validates at least `MIN_GAIN_OVER_AS_IS`
+    above it, since a model that does not add that much adds nothing a marketer could tell apart
+    from the first orders as they are.
 
     Parameters
     ----------
     as_is_column : str or None
         The input the lookup reads (`AS_IS_INPUTS`); None leaves the lookup out.
+    as_is_classes : tuple of str
+        Every value the target can take, for the lookup (`LookupClassifier`'s ``classes``).
     cv_folds : int
         Cross-validation folds.
     random_state : int
@@ -226,18 +184,22 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
     candidates_ : list of dict
         Each family's best settings and cross-validated macro-F1.
     classes_ : ndarray of shape (n_classes,)
+        The chosen model's classes (the lookup's include ``as_is_classes`` no training customer
+        became).
     """
 
     def __init__(
         self,
         *,
         as_is_column: str | None = None,
+        as_is_classes: tuple = (),
         cv_folds: int = 3,
         random_state: int = 0,
         n_jobs: int | None = None,
         search_customers: int = 2500,
     ) -> None:
         self.as_is_column = as_is_column
+        self.as_is_classes = as_is_classes
         self.cv_folds = cv_folds
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -274,7 +236,8 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
             "gradient_boosting": (Pipeline([("encode", clone(encode)), ("model", boosted)]), {}),
         }
         if self.as_is_column is not None:
-            families["first_orders_lookup"] = (LookupClassifier(self.as_is_column), {"smoothing": [1.0]})
+            lookup = LookupClassifier(self.as_is_column, classes=tuple(self.as_is_classes))
+            families["first_orders_lookup"] = (lookup, {"smoothing": [1.0, 4.0, 16.0]})
         return families
 
     def fit(self, inputs: pd.DataFrame, y) -> EarlyClassifier:
@@ -315,8 +278,14 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
                 self.candidates_.append({"model": name, "params": search.best_params_, "cv_macro_f1": score})
                 if score > best_score:
                     best_score, self.chosen_, best = score, name, (pipeline, search.best_params_)
+                if name == "first_orders_lookup":
+                    as_is = score, name, (pipeline, search.best_params_)
+            if self.as_is_column is not None and best_score < as_is[0] + MIN_GAIN_OVER_AS_IS:
+                best_score, self.chosen_, best = as_is
             pipeline, params = best
             self.estimator_ = clone(pipeline).set_params(**params).fit(inputs, y)
+        # The lookup's classes include those no training customer became (``as_is_classes``).
+        self.classes_ = np.asarray(self.estimator_.classes_)
         return self
 
     def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
@@ -422,6 +391,7 @@ def evaluate_early(
                 continue
             model = EarlyClassifier(
                 as_is_column=AS_IS_INPUTS[target],
+                as_is_classes=tuple(categories) if target == "category" else (),
                 cv_folds=options.cv_folds,
                 random_state=seed,
                 search_customers=options.search_customers,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from custseg.early import EARLY_COLUMNS
 from custseg.errors import InputFileError
+from custseg.interests import INTEREST_COLUMNS, InterestGroups
 from custseg.products import apply_categories
 from custseg.profile import segment_ids
 from custseg.rfm import RFMScorer
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 9
+MODEL_VERSION = 10
 """Layout version of the model folder (7: learned segments as rules, custseg.rules.RuleTree and
-custseg.spaces.RuleSpace; 8: the value model's links rise above their range, IndexLink.end_slope_)."""
+custseg.spaces.RuleSpace; 8: the value model's links rise above their range, IndexLink.end_slope_;
+10: product categories from product types, and the interest groups in model.json ``interests``)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
@@ -51,7 +53,7 @@ TRUSTED_TYPES = frozenset(
         "custseg.spaces.NextValueScore",
         "custseg.backtest.BacktestOptions",
         "custseg.early.EarlyClassifier",
-        "custseg.early.LookupClassifier",
+        "custseg.lookup.LookupClassifier",
         "custseg.value.IndexLink",
         "custseg.value.ValueModel",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -91,7 +93,7 @@ def assigned_columns(horizon_days: int) -> tuple[str, ...]:
 
     The value columns are named after the model's horizon (`custseg.value.value_columns`).
     """
-    return (*SEGMENT_COLUMNS, *value_columns(horizon_days).values(), *EARLY_COLUMNS)
+    return (*SEGMENT_COLUMNS, *INTEREST_COLUMNS, *value_columns(horizon_days).values(), *EARLY_COLUMNS)
 
 
 @dataclass
@@ -150,6 +152,13 @@ class FittedModel:
         profiles = self.manifest.get("segments") or []
         return {"segment": {p["segment"]: p["name"] for p in profiles}, "category": self.manifest["products"]["labels"]}
 
+    def interest_groups(self) -> tuple[InterestGroups | None, dict[str, str]]:
+        """Return the stored interest groups and their names (None and {} when the run had none)."""
+        state = self.manifest.get("interests")
+        if not state:
+            return None, {}
+        return InterestGroups.from_state(state), dict(state["names"])
+
     def assign(self, customers: pd.DataFrame) -> pd.DataFrame:
         """Segment id, name, rule and action of each customer (DataFrame with the features)."""
         profiles = {p["segment"]: p for p in self.manifest.get("segments") or []}
@@ -178,6 +187,7 @@ def model_manifest(
     profiles: pd.DataFrame | None,
     features: list[str] | None,
     value: dict[str, Any] | None = None,
+    interests: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble model.json from a finished run's pieces (each fitted stage's own state)."""
     return {
@@ -191,6 +201,7 @@ def model_manifest(
         "segment_features": features,
         "segments": None if profiles is None else json_records(profiles),
         "value": value,
+        "interests": interests,
     }
 
 

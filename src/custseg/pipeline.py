@@ -34,13 +34,15 @@ from custseg.errors import EmptyInputError, InputFileError, InvalidValueError, M
 from custseg.model import FittedModel, load_model, model_manifest, save_model
 from custseg.movement import migration, migration_summary
 from custseg.products import categories_state
-from custseg.record import RECORD_FILE, AssignRecord, Migration, RunRecord, ValueSection, frozen, to_json
+from custseg.record import RECORD_FILE, AssignRecord, Migration, RunRecord, frozen, to_json
+from custseg.record.value import ValueSection
 from custseg.report import write_report
 from custseg.settings import InputOptions, Settings, settings_from_dict
 from custseg.stages.backtest import build_backtest
 from custseg.stages.clean import Cleaned, clean_lines
 from custseg.stages.customers import RFM, Features, customer_features, score_rfm, stored_rfm
 from custseg.stages.early import Early, learn_early, stored_early
+from custseg.stages.interests import Interests, learn_interests, stored_interests
 from custseg.stages.movement import segment_movement
 from custseg.stages.products import Products, learn_products, stored_products
 from custseg.stages.read import Data, Read, read_input
@@ -129,6 +131,7 @@ def write_outputs(
     segments: Segments,
     value: Value,
     early: Early,
+    interests: Interests,
     settings: Settings,
     workspace: Workspace,
 ) -> Written:
@@ -137,6 +140,8 @@ def write_outputs(
     workspace.write_parquet(early.table, "customers.parquet")
     workspace.write_csv(value.rows, "segments.csv")
     workspace.write_csv(products.categories, "categories.csv")
+    if interests.groups is not None:
+        workspace.write_csv(interests.groups, "interest_groups.csv")
     model = model_manifest(
         version=__version__,
         trained_on={"path": read.input.path, "sha256": read.input.sha256, "bytes": read.input.bytes},
@@ -151,6 +156,7 @@ def write_outputs(
             "chosen": value.value.chosen if isinstance(value.value, ValueSection) else None,
             "columns": value_columns(settings.backtest.horizon_days),
         },
+        interests=interests.state,
     )
     save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models, value.model)
     return Written()
@@ -183,6 +189,7 @@ LEARN = (
     Step("features", customer_features, fills=("customers",)),
     Step("rfm", score_rfm, fills=("rfm",), keeps={"customers": "table"}),
     Step("backtest", build_backtest, fills=("backtest",)),
+    Step("interests", learn_interests, fills=("interests",), keeps={"customers": "table"}),
     Step("segments", learn_segments, fills=("segments",), keeps={"customers": "table"}),
     Step("movement", segment_movement, fills=("movement",), keeps={"customers_then": "then"}),
     Step("value", learn_value, fills=("value",), keeps={"customers": "table", "segments": "rows"}),
@@ -199,6 +206,7 @@ ASSIGN = (
     Step("products", stored_products, fills=("products",)),
     Step("features", customer_features, fills=("customers",)),
     Step("rfm", stored_rfm, fills=("rfm",)),
+    Step("interests", stored_interests),
     Step("segments", stored_segments, fills=("segments",)),
     Step("value", stored_value),
     Step("early", stored_early, fills=("early",)),
@@ -386,12 +394,13 @@ def assigned_customers(
     input_options: InputOptions | None = None,
     as_of: datetime.date | None = None,
 ) -> tuple[pd.DataFrame, AssignRecord]:
-    """Give the customers of ``data`` their RFM segment, learned segment, expected value and early prediction.
+    """Give the customers of ``data`` their RFM segment, learned segment, interest group, value and early prediction.
 
     ``model`` is a run's output folder, its ``model/`` folder or a model loaded from one. The
     `ASSIGN` plan cleans the transactions with the model's rules, puts products in the model's
     categories, describes the customers as of ``as_of`` (default: the day after the data's last
-    transaction) and applies the stored cut points, segmentation, value and early models.
+    transaction) and applies the stored cut points, segmentation, value and early models and
+    interest groups.
 
     Returns
     -------

@@ -1,14 +1,18 @@
 """What kinds of product the shop sells, learned from the product descriptions.
 
-To segment customers by what they buy, products need categories a person recognises ("bags",
-"candles and lights"), not price bands. This module normalises the short descriptions, finds
-topics with non-negative matrix factorisation (NMF), and puts every product in its dominant topic,
-with the number of categories chosen by a stated criterion and a readable label for each.
+To segment customers by what they buy, products need categories a buyer recognises ("Jumbo bags and
+lunch bags", "T-light holders"), not price bands nor word topics. A description names its product
+type ("WHITE HANGING HEART T-LIGHT HOLDER", "JUMBO BAG RED RETROSPOT"): this module finds that word
+in every description (`product_types`), makes every type that enough products share a category, puts
+the rarer types in the category they are most like (by their words and by the orders they are bought
+in) and labels each category with its commonest product types.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +20,11 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.decomposition import NMF
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from custseg.errors import ConfigError
 from custseg.schema import exact_sum
@@ -38,6 +40,27 @@ OTHER_IGNORED_WORDS = frozenset("of with and the in on to for a an set small lar
 DEFAULT_IGNORED_WORDS = COLOUR_WORDS | OTHER_IGNORED_WORDS
 """Words that say nothing about what a product is: colours, sizes, packaging, stop words."""
 
+QUALIFIER_WORDS = frozenset({"with", "w", "in", "for"})
+"""Words after which a description only qualifies its product ("RECIPE BOX WITH METAL HEART")."""
+
+MIN_TYPE_PRODUCTS = 3
+"""A word is a product type only when at least this many products carry it: a type is something a shop sells
+several of, and a word seen once or twice is more often a design's name."""
+
+TYPE_ROUNDS = 3
+"""Rounds of `product_types`; the types do not change after the second on the catalogues tried."""
+
+NAMED_TYPES = 3
+NAMED_TYPE_SHARE = 0.05
+"""A category's label names its commonest product types, up to `NAMED_TYPES` of them, each holding at least
+`NAMED_TYPE_SHARE` of its products and each with its own type word ("Candles, plates and incense")."""
+
+MAX_TYPES_RECORDED = 100
+"""The product types listed in run.json (the most common first)."""
+
+TOKEN = re.compile(r"[a-z](?:-[a-z]+)+|[a-z]+")
+"""A word; a single letter joined by a hyphen stays one word ("t-light", "x-mas")."""
+
 
 def singular(word: str) -> str:
     """Strip a plural ending ("bags" -> "bag", "boxes" -> "box", "doilies" -> "doily")."""
@@ -52,214 +75,297 @@ def singular(word: str) -> str:
     return word
 
 
+UNCOUNTABLE = frozenset(
+    "incense cutlery jewellery jewelry stationery furniture clothing luggage confetti tinsel bunting glitter "
+    "tableware glassware kitchenware homeware software hardware equipment fruit bread rice pasta milk cheese "
+    "butter sugar flour tea coffee honey jam meat fish water juice wine beer chocolate candy popcorn christmas easter "
+    "halloween".split()
+)
+"""Nouns a label does not put in the plural ("Candles and incense")."""
+
+
+def plural(phrase: str) -> str:
+    """Put the last word of a phrase in the plural ("cake stand" -> "cake stands", "shelf" -> "shelves").
+
+    Uncountable nouns (`UNCOUNTABLE`) and words that are not nouns by their ending ("-ed")
+    stay as they are.
+    """
+    word = phrase.split()[-1]
+    if word in UNCOUNTABLE or word.endswith("ed"):
+        return phrase
+    if re.search(r"(s|x|z|ch|sh)$", phrase):
+        return phrase + "es"
+    if re.search(r"[^aeiou]y$", phrase):
+        return phrase[:-1] + "ies"
+    if re.search(r"(l|ea)f$", phrase):
+        return phrase[:-1] + "ves"
+    if phrase.endswith("fe"):
+        return phrase[:-2] + "ves"
+    return phrase + "s"
+
+
+def product_words(description: str | None, ignored: frozenset[str] = DEFAULT_IGNORED_WORDS) -> list[str]:
+    """Return the words of a description that can say what the product is, singular, in order.
+
+    Lower-cased, without digits, punctuation, single letters and ignored words, and up to the
+    first qualifier after a word is kept ("RECIPE BOX WITH METAL HEART" -> ["recipe", "box"]).
+    """
+    kept: list[str] = []
+    for word in TOKEN.findall(description.lower() if isinstance(description, str) else ""):
+        if word in QUALIFIER_WORDS and kept:
+            break
+        if len(word) > 1 and word not in ignored:
+            kept.append(singular(word))
+    return kept
+
+
 def normalise(description: str | None, ignored: frozenset[str] = DEFAULT_IGNORED_WORDS) -> str:
-    """Lower-case words of a description, without digits, punctuation, plurals and ignored words."""
-    words = re.findall(r"[a-z]+", description.lower() if isinstance(description, str) else "")
-    return " ".join(singular(w) for w in words if len(w) > 1 and w not in ignored)
+    """Return `product_words` joined by spaces."""
+    return " ".join(product_words(description, ignored))
 
 
-COHERENCE_WORDS = 5
+def product_types(words: list[list[str]], *, min_products: int = MIN_TYPE_PRODUCTS) -> tuple[list[str], list[str]]:
+    """Find the word each description names its product by, and the phrase it forms.
 
-
-def npmi_coherence(matrix, heaviest: np.ndarray) -> float:
-    """Mean normalised pointwise mutual information of each topic's heaviest words.
-
-    Two words score +1 when they always appear together in a description, 0 when independent,
-    -1 when never together. A topic that merges unrelated product lines has words that never
-    meet, so this falls when too few categories are forced on the catalogue, and when topics split
-    hairs it falls too, as their words are rare and scattered.
+    Product names put the type last ("GLASS STAR T-LIGHT HOLDER") or first, before a design's name
+    ("DOORMAT ... ", "LUNCH BAG RED RETROSPOT"). Each word's rate of naming a product is learned
+    from the catalogue: start from the last word of every description, then, for `TYPE_ROUNDS`
+    rounds, take in every description the word with the highest rate (how many products it names
+    over how many carry it, smoothed), preferring words of at least ``min_products`` products
+    and, on ties, the later word. A design's name ("retrospot") is carried by many kinds of product
+    and names few of them; a type ("bag") names most of the products that carry it.
 
     Parameters
     ----------
-    matrix : sparse matrix of shape (n_products, n_words)
-        The TF-IDF weights of the products' words (only presence is used).
-    heaviest : ndarray of shape (n_topics, n_top)
-        Word indices of each topic's heaviest words.
+    words : list of list of str
+        `product_words` of each product.
+    min_products : int
+        The fewest products a word must be in to be preferred as a type.
+
+    Returns
+    -------
+    types : list of str
+        The type word of each product ("" for a product without words).
+    phrases : list of str
+        The type with the word before it where at least ``min_products`` products share that
+        phrase ("t-light holder", "lunch bag"), else the type word.
     """
-    present = (matrix > 0).astype(np.float64).tocsc()
-    n = present.shape[0]
-    counts = np.asarray(present.sum(axis=0)).ravel()
-    scores = []
-    for words in heaviest:
-        pairs = []
-        for i, a in enumerate(words):
-            for b in words[i + 1 :]:
-                together = present[:, a].multiply(present[:, b]).sum()
-                if together == 0:
-                    pairs.append(-1.0)
-                elif together == n:
-                    pairs.append(1.0)
-                else:
-                    pairs.append(np.log(together * n / (counts[a] * counts[b])) / -np.log(together / n))
-        scores.append(np.mean(pairs))
-    return float(np.mean(scores))
+    carried = Counter(word for product in words for word in set(product))
+    heads = [len(product) - 1 for product in words]
+    for _ in range(TYPE_ROUNDS):
+        named = Counter(product[i] for product, i in zip(words, heads, strict=True) if i >= 0)
 
-
-@dataclass
-class Candidate:
-    """One number of categories tried: its labels, coherence and how confidently products belong."""
-
-    n_categories: int
-    coherence: float
-    confidence: float
-    smallest_share: float
-    labels: np.ndarray | None = field(default=None, repr=False)
-    placed: np.ndarray | None = field(default=None, repr=False)
+        rate = {word: (named[word] + 0.5) / (carried[word] + 2) for word in carried}
+        heads = [
+            max(range(len(product)), key=lambda i, p=product: (carried[p[i]] >= min_products, rate[p[i]], i))
+            if product
+            else -1
+            for product in words
+        ]
+    pairs = Counter((product[i - 1], product[i]) for product, i in zip(words, heads, strict=True) if i > 0)
+    types, phrases = [], []
+    for product, i in zip(words, heads, strict=True):
+        types.append(product[i] if i >= 0 else "")
+        shared = i > 0 and pairs[(product[i - 1], product[i])] >= min_products
+        phrases.append(f"{product[i - 1]} {product[i]}" if shared else types[-1])
+    return types, phrases
 
 
 class ProductCategorizer(BaseEstimator):
-    """Group products into categories from their descriptions.
+    """Group products into categories named by their product types.
 
-    Descriptions are normalised (`normalise`), weighted with TF-IDF and factorised with NMF
-    (NNDSVD initialisation, whose only randomness is a randomized SVD, so different seeds give
-    the same categories but for products on a knife edge). Each product goes to its dominant
-    topic. For every number of categories in ``n_categories`` the mean assignment confidence is
-    computed (a product's weight on its own topic over its total weight: how unambiguously
-    products belong to one category); the highest wins, and candidates within 0.005 of it go to
-    the larger number, which gives more specific categories. The topic coherence
-    (`npmi_coherence`) is reported beside it. Products whose description keeps no weighted word
-    go to the category of their nearest product by character trigrams.
+    Every product gets its type (`product_types`). The types that at least ``min_type_share`` of
+    the described products carry become the categories, the most common first, no fewer than
+    ``n_categories[0]`` and no more than ``n_categories[1]`` of them (fewer where the catalogue
+    has fewer types). Every other type joins the category it is most like by cosine similarity:
+    its products' words (TF-IDF) and, when baskets are given, the types bought in the same orders
+    (positive pointwise mutual information). A product whose words say nothing (only colours,
+    say) or without a description joins the category it is bought with most, relative to that
+    category's size, when baskets are given, else the category whose products' text is nearest
+    by character trigrams. Nothing is random: the same catalogue gives the same categories.
     Price is not used: categories that follow price bands are the trap to avoid.
 
     Parameters
     ----------
-    n_categories : tuple of (int, int), default (6, 20)
-        The inclusive range of numbers of categories to try.
+    n_categories : tuple of (int, int), default (10, 40)
+        The fewest and most categories.
+    min_type_share : float, default 0.01
+        The share of the described products a type must name to be a category of its own.
     ignored_words : frozenset of str
-        Words removed before vectorising (default colours, sizes, packaging, stop words).
-    random_state : int, default 0
-        Seed of the randomized SVD inside the NNDSVD initialisation.
+        Words removed before anything else (default colours, sizes, packaging, stop words).
 
     Attributes
     ----------
-    candidates_ : list of Candidate
-        Every number of categories tried, with its confidence.
     n_categories_ : int
-        The chosen number.
+        The number of categories.
     labels_ : ndarray of shape (n_products,)
         Category index of each product (0-based), -1 for no description.
+    types_ : list of str
+        The type phrase of each product ("" for none).
     category_labels_ : list of str
-        A readable label per category, from its three most characteristic words.
+        A readable label per category from its commonest product types ("T-light holders and lanterns").
     top_words_ : list of list of str
         The ten most characteristic words of each category: the share of its products that
         carry the word minus the share of other products that do.
+    type_table_ : DataFrame
+        Every type word with its number of products and category index, most common first.
     """
 
     def __init__(
         self,
         *,
-        n_categories: tuple[int, int] = (6, 20),
+        n_categories: tuple[int, int] = (10, 40),
+        min_type_share: float = 0.01,
         ignored_words: frozenset[str] = DEFAULT_IGNORED_WORDS,
-        random_state: int = 0,
     ) -> None:
         self.n_categories = n_categories
+        self.min_type_share = min_type_share
         self.ignored_words = ignored_words
-        self.random_state = random_state
 
-    def fit(self, descriptions: pd.Series) -> ProductCategorizer:
+    def fit(self, descriptions: pd.Series, baskets: sp.spmatrix | None = None) -> ProductCategorizer:
         """Learn the categories of ``descriptions`` (one per product; null for none).
 
-        A catalogue too small for the range (fewer products or words than categories) gets as
-        many categories as it can hold, one at the least.
+        Parameters
+        ----------
+        descriptions : Series of shape (n_products,)
+            Each product's description.
+        baskets : sparse matrix of shape (n_orders, n_products), optional
+            Nonzero where an order holds the product: the co-purchase evidence.
         """
         low, high = self.n_categories
-        if not 2 <= low <= high:
-            raise ConfigError(f"n_categories={self.n_categories} must be a range with 2 <= low <= high")
-        texts = descriptions.map(lambda d: normalise(d, frozenset(self.ignored_words)))
+        if not 1 <= low <= high:
+            raise ConfigError(f"n_categories={self.n_categories} must be a range with 1 <= low <= high")
+        ignored = frozenset(self.ignored_words)
+        words = [product_words(d, ignored) for d in descriptions]
         has_description = descriptions.map(lambda d: isinstance(d, str) and d.strip() != "").to_numpy(dtype=bool)
-        usable = texts.ne("").to_numpy() & has_description
-        if usable.sum() < 1:
+        if not any(words):
             raise ConfigError("product categories need at least one product with a description")
-        documents = texts[usable]
-        # Small catalogues keep words seen once; larger ones drop them as noise.
-        vectorizer = TfidfVectorizer(
-            min_df=2 if len(documents) >= 50 else 1, sublinear_tf=True, token_pattern=r"[a-z]+"
-        )
-        matrix = vectorizer.fit_transform(documents)
-        high = min(high, len(documents) - 1, matrix.shape[1])
-        if high < 2:
-            self.candidates_ = [_single_category(len(documents))]
-        else:
-            # In processes, not threads: two NMF fits on threads of one process gave different
-            # categories now and then when both cores were busy (1 run in 4 under load).
-            # max_nbytes=None: no read-only memory map of the matrix, which NMF fails on in a worker
-            # (WRITEBACKIFCOPY) from about 70,000 products on.
-            self.candidates_ = Parallel(n_jobs=-1, max_nbytes=None)(
-                delayed(self._fit_k)(matrix, k) for k in range(min(low, high), high + 1)
-            )
-        best = max(c.confidence for c in self.candidates_)
-        chosen = max((c for c in self.candidates_ if c.confidence >= best - 0.005), key=lambda c: c.n_categories)
-        self.n_categories_ = chosen.n_categories
-        labels = np.full(len(descriptions), -1)
-        labels[usable] = chosen.labels
-        placed = np.zeros(len(descriptions), dtype=bool)
-        placed[np.flatnonzero(usable)[chosen.placed]] = True
-        orphans = has_description & ~placed
-        if orphans.any():
-            labels[orphans] = self._nearest_category(descriptions, placed, orphans, labels)
+        type_words, phrases = product_types(words)
+        counts = Counter(t for t in type_words if t)
+        ordered = sorted(counts, key=lambda t: (-counts[t], t))
+        floor = max(MIN_TYPE_PRODUCTS, math.ceil(self.min_type_share * sum(counts.values())))
+        qualified = sum(counts[t] >= floor for t in ordered)
+        anchors = ordered[: min(max(qualified, low), high, len(ordered))]
+        code = {t: i for i, t in enumerate(ordered)}
+        product_type = np.array([code.get(t, -1) for t in type_words])
+        vectors = self._type_vectors(words, product_type, len(ordered), baskets)
+        similarity = (vectors @ vectors[: len(anchors)].T).toarray()
+        category_of_type = np.where(similarity.max(axis=1) > 0, similarity.argmax(axis=1), -1)
+        category_of_type[: len(anchors)] = np.arange(len(anchors))
+        labels = np.where(product_type >= 0, category_of_type[np.maximum(product_type, 0)], -1)
+        orphans = (labels < 0) & (has_description | (baskets is not None))
+        if orphans.any() and (labels >= 0).any():
+            labels[orphans] = self._place_orphans(descriptions, labels, orphans, baskets)
+        self.n_categories_ = len(anchors)
         self.labels_ = labels
-        self.top_words_ = _characteristic_words(documents, chosen.labels, self.n_categories_)
-        self.category_labels_ = _unique_labels([" / ".join(words[:3]) or "all products" for words in self.top_words_])
+        self.types_ = phrases
+        self.category_labels_ = _unique_labels(
+            [_category_label([phrases[i] for i in np.flatnonzero(labels == c)]) for c in range(len(anchors))]
+        )
+        documents = pd.Series([" ".join(w) for w in words])
+        self.top_words_ = _characteristic_words(documents[labels >= 0], labels[labels >= 0], len(anchors))
+        self.type_table_ = pd.DataFrame(
+            {"type": ordered, "products": [counts[t] for t in ordered], "category": category_of_type}
+        )
         return self
 
-    def _fit_k(self, matrix, k: int) -> Candidate:
-        model = NMF(k, init="nndsvd", max_iter=300, tol=1e-3, random_state=self.random_state)
-        # One BLAS thread: threaded sums change the last bits, and NMF amplifies them.
-        with threadpool_limits(limits=1, user_api="blas"):
-            weights = model.fit_transform(matrix)
-        totals = weights.sum(axis=1)
-        kept = totals > 0
-        labels = weights.argmax(axis=1)
-        confidence = float((weights.max(axis=1)[kept] / totals[kept]).mean()) if kept.any() else 0.0
-        shares = np.bincount(labels[kept], minlength=k) / max(int(kept.sum()), 1)
-        heaviest = np.argsort(-model.components_, axis=1)[:, :COHERENCE_WORDS]
-        return Candidate(
-            n_categories=k,
-            coherence=round(npmi_coherence(matrix, heaviest), 4),
-            confidence=round(confidence, 4),
-            smallest_share=round(float(shares.min()), 4),
-            labels=labels,
-            placed=kept,
+    @staticmethod
+    def _type_vectors(words, product_type, n_types, baskets) -> sp.csr_matrix:
+        """Each type's words (TF-IDF summed over its products) beside its co-purchase, both L2-normalised."""
+        typed = np.flatnonzero(product_type >= 0)
+        documents = [" ".join(words[i]) for i in typed]
+        vectorizer = TfidfVectorizer(
+            min_df=2 if len(documents) >= 50 else 1, sublinear_tf=True, token_pattern=r"\S+", lowercase=False
         )
+        text = vectorizer.fit_transform(documents)
+        members = sp.csr_matrix(
+            (np.ones(len(typed)), (product_type[typed], np.arange(len(typed)))), (n_types, len(typed))
+        )
+        parts = [normalize(members @ text)]
+        if baskets is not None:
+            owner = sp.csr_matrix((np.ones(len(typed)), (typed, product_type[typed])), (len(product_type), n_types))
+            bought = (sp.csr_matrix(baskets) @ owner).astype(bool).astype(np.float64)
+            parts.append(normalize(_ppmi(bought)))
+        return normalize(sp.hstack(parts).tocsr())
 
     @staticmethod
-    def _nearest_category(descriptions, usable, orphans, labels) -> np.ndarray:
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3))
-        known = vectorizer.fit_transform(descriptions[usable].fillna("").str.lower())
-        unknown = vectorizer.transform(descriptions[orphans].fillna("").str.lower())
-        nearest = NearestNeighbors(n_neighbors=1, metric="cosine").fit(known).kneighbors(unknown)[1][:, 0]
-        return labels[usable][nearest]
+    def _place_orphans(descriptions, labels, orphans, baskets) -> np.ndarray:
+        placed = labels >= 0
+        result = np.full(int(orphans.sum()), -1)
+        if baskets is not None:
+            n_categories = labels.max() + 1
+            member = sp.csr_matrix(
+                (np.ones(int(placed.sum())), (np.flatnonzero(placed), labels[placed])), (len(labels), n_categories)
+            )
+            baskets = sp.csr_matrix(baskets).astype(bool).astype(np.float64)
+            together = (baskets[:, orphans].T @ (baskets @ member)).toarray()
+            lift = together / np.maximum(np.asarray(member.sum(axis=0)).ravel(), 1)
+            result = np.where(together.max(axis=1) > 0, lift.argmax(axis=1), -1)
+        textual = (result < 0) & descriptions[orphans].map(lambda d: isinstance(d, str) and d.strip() != "").to_numpy()
+        if textual.any():
+            # Each category's character trigrams, summed: one comparison per category, not per product.
+            vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3))
+            known = vectorizer.fit_transform(descriptions[placed].fillna("").str.lower())
+            member = sp.csr_matrix(
+                (np.ones(int(placed.sum())), (labels[placed], np.arange(int(placed.sum())))),
+                (labels.max() + 1, int(placed.sum())),
+            )
+            unknown = vectorizer.transform(descriptions[orphans][textual].fillna("").str.lower())
+            result[textual] = (unknown @ normalize(member @ known).T).toarray().argmax(axis=1)
+        return result
 
-    def candidate_table(self) -> pd.DataFrame:
-        """Return every candidate number of categories with its criterion (for run.json and the report)."""
-        check_is_fitted(self, "candidates_")
-        return pd.DataFrame(
+    def type_records(self, limit: int = MAX_TYPES_RECORDED) -> list[dict[str, Any]]:
+        """Return the most common product types with their products and category label (for run.json)."""
+        check_is_fitted(self, "type_table_")
+        top = self.type_table_.head(limit)
+        return [
             {
-                "n_categories": [c.n_categories for c in self.candidates_],
-                "coherence": [c.coherence for c in self.candidates_],
-                "confidence": [c.confidence for c in self.candidates_],
-                "smallest_share": [c.smallest_share for c in self.candidates_],
-                "chosen": [c.n_categories == self.n_categories_ for c in self.candidates_],
+                "type": row.type,
+                "products": int(row.products),
+                "category": self.category_labels_[row.category] if row.category >= 0 else None,
+                "own_category": bool(i < self.n_categories_),
             }
-        )
+            for i, row in enumerate(top.itertuples())
+        ]
 
 
-def _single_category(n_products: int) -> Candidate:
-    return Candidate(
-        n_categories=1,
-        coherence=0.0,
-        confidence=1.0,
-        smallest_share=1.0,
-        labels=np.zeros(n_products, dtype=int),
-        placed=np.ones(n_products, dtype=bool),
-    )
+def _ppmi(bought: sp.csr_matrix, min_orders: int = 3) -> sp.csr_matrix:
+    """Positive pointwise mutual information of the columns bought together, on pairs seen in ``min_orders`` orders."""
+    together = (bought.T @ bought).tocoo()
+    keep = (together.row != together.col) & (together.data >= min_orders)
+    rows, cols, counts = together.row[keep], together.col[keep], together.data[keep]
+    each = np.asarray(bought.sum(axis=0)).ravel()
+    pmi = np.log(counts * bought.shape[0] / (each[rows] * each[cols]))
+    positive = pmi > 0
+    return sp.csr_matrix((pmi[positive], (rows[positive], cols[positive])), (bought.shape[1], bought.shape[1]))
+
+
+def _category_label(phrases: list[str]) -> str:
+    """Name a category by its commonest product types (`NAMED_TYPES`, `NAMED_TYPE_SHARE`).
+
+    A type whose word starts another named type's word, or the reverse, is the same type cut
+    short in some descriptions ("neckl", "necklace") and is not named twice.
+    """
+    counts = Counter(p for p in phrases if p)
+    if not counts:
+        return "other products"
+    named: list[str] = []
+    for phrase in sorted(counts, key=lambda p: (-counts[p], p)):
+        if len(named) == NAMED_TYPES or (named and counts[phrase] < NAMED_TYPE_SHARE * len(phrases)):
+            break
+        word = phrase.split()[-1]
+        if not any(word.startswith(n.split()[-1]) or n.split()[-1].startswith(word) for n in named):
+            named.append(phrase)
+    words = [plural(n) for n in named]
+    label = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return label[0].upper() + label[1:]
 
 
 def _characteristic_words(
     documents: pd.Series, labels: np.ndarray, n_categories: int, top: int = 10
 ) -> list[list[str]]:
     """Rank each category's most typical words: share of its products with the word minus the share elsewhere."""
-    counter = CountVectorizer(binary=True, token_pattern=r"[a-z]+")
+    counter = CountVectorizer(binary=True, token_pattern=r"\S+", lowercase=False)
     present = counter.fit_transform(documents).tocsr()
     terms = counter.get_feature_names_out()
     words = []
@@ -307,6 +413,33 @@ def product_summary(lines: ir.Table) -> ir.Table:
     )
 
 
+def basket_pairs(lines: ir.Table, *, max_orders: int = 200_000) -> ir.Table:
+    """Return the products of each order, for co-purchase: one row per (invoice_id, product_id).
+
+    Logs of more than ``max_orders`` orders keep every k-th order by invoice id, the same on
+    every engine, so that co-purchase costs the same on a log of any size.
+    """
+    pairs = lines.select("invoice_id", "product_id").distinct()
+    orders = lines.select("invoice_id").distinct()
+    n_orders = orders.count().execute()
+    if n_orders <= max_orders:
+        return pairs
+    step = math.ceil(n_orders / max_orders)
+    kept = orders.mutate(position=ibis.row_number().over(order_by="invoice_id"))
+    kept = kept.filter(kept.position % step == 0).select("invoice_id")
+    return pairs.semi_join(kept, "invoice_id")
+
+
+def basket_matrix(pairs: pd.DataFrame, product_ids: pd.Series) -> sp.csr_matrix:
+    """Orders by products, 1 where the order holds the product; columns in the order of ``product_ids``."""
+    column = pd.Index(product_ids).get_indexer(pairs.product_id)
+    known = column >= 0
+    rows = pd.factorize(pairs.invoice_id[known], sort=True)[0]
+    return sp.csr_matrix(
+        (np.ones(int(known.sum())), (rows, column[known])), (int(rows.max()) + 1 if len(rows) else 0, len(product_ids))
+    )
+
+
 @dataclass(frozen=True)
 class ProductOptions:
     """Settings of the product stage.
@@ -314,75 +447,92 @@ class ProductOptions:
     Attributes
     ----------
     min_categories, max_categories : int
-        The range of numbers of categories to try (default 6 to 20).
+        The fewest and most categories (default 10 to 40).
+    min_type_share : float
+        The share of the described products a product type must name to be a category of its own
+        (default 0.01).
     mapping_file : str or None
         A CSV with columns product_id and category that overrides the learned categories.
     extra_ignored_words : list of str
         Words to ignore besides the default colours, sizes and stop words.
     """
 
-    min_categories: int = 6
-    max_categories: int = 20
+    min_categories: int = 10
+    max_categories: int = 40
+    min_type_share: float = 0.01
     mapping_file: str | None = None
     extra_ignored_words: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not 2 <= self.min_categories <= self.max_categories:
+        if not 1 <= self.min_categories <= self.max_categories:
             raise ConfigError(
                 f"[products] min_categories={self.min_categories} and max_categories={self.max_categories} "
-                "must satisfy 2 <= min <= max"
+                "must satisfy 1 <= min <= max"
             )
+        if not 0 < self.min_type_share < 1:
+            raise ConfigError(f"[products] min_type_share={self.min_type_share} must be between 0 and 1")
 
 
 def categorize(
-    products: pd.DataFrame, options: ProductOptions | None = None, *, seed: int = 0
+    products: pd.DataFrame, options: ProductOptions | None = None, *, baskets: sp.spmatrix | None = None
 ) -> tuple[pd.DataFrame, dict]:
-    """Add category and category_label to the product table; summarise the categories.
+    """Add product_type, category and category_label to the product table; summarise the categories.
 
     Parameters
     ----------
     products : DataFrame of shape (n_products, 5)
-        From `product_summary`.
+        From `product_summary`, ordered by product_id.
     options : ProductOptions, optional
-        Range of numbers of categories, mapping file, extra ignored words.
-    seed : int
-        Random seed (`ProductCategorizer`'s ``random_state``).
+        Range of numbers of categories, type share, mapping file, extra ignored words.
+    baskets : sparse matrix of shape (n_orders, n_products), optional
+        `basket_matrix` over the same products, in the same order: the co-purchase evidence.
 
     Returns
     -------
-    products : DataFrame of shape (n_products, 7)
-        With ``category`` (a stable id such as ``c03``, or ``unknown``) and ``category_label``.
+    products : DataFrame of shape (n_products, 8)
+        With ``product_type`` (the phrase the description names it by), ``category`` (a stable id
+        such as ``c03``, or ``unknown``) and ``category_label``.
     summary : dict
-        ``method``, ``chosen``, ``candidates`` (the criterion for every number tried) and
-        ``categories`` (label, products, revenue share, top words, examples).
+        ``method``, ``criterion``, ``chosen`` (the number of categories), ``candidates`` (the most
+        common product types and where each went) and ``categories`` (label, products, revenue
+        share, top words, examples).
     """
     options = options or ProductOptions()
-    products = products.sort_values("product_id", kind="mergesort").reset_index(drop=True)
     ignored = DEFAULT_IGNORED_WORDS | {w.lower() for w in options.extra_ignored_words}
-    described = products.description.map(lambda d: isinstance(d, str) and normalise(d, frozenset(ignored)) != "")
-    if not described.any():
-        products = products.assign(category=UNKNOWN, category_label=UNKNOWN)
-        summary = {"method": "none: no product has a description", "criterion": "-", "chosen": 0, "candidates": []}
+    if not any(product_words(d, frozenset(ignored)) for d in products.description):
+        products = products.assign(product_type="", category=UNKNOWN, category_label=UNKNOWN)
+        summary = {
+            "method": "none: no product has a description, so customers' interests cannot be told apart",
+            "criterion": "-",
+            "chosen": 0,
+            "candidates": [],
+        }
         return products, {**summary, "categories": category_table(products).to_dict(orient="records")}
     model = ProductCategorizer(
         n_categories=(options.min_categories, options.max_categories),
+        min_type_share=options.min_type_share,
         ignored_words=frozenset(ignored),
-        random_state=seed,
-    ).fit(products.description)
+    ).fit(products.description.reset_index(drop=True), baskets)
     ids = [f"c{i + 1:02d}" for i in range(model.n_categories_)]
     labels = model.labels_
-    products["category"] = [ids[i] if i >= 0 else UNKNOWN for i in labels]
-    products["category_label"] = [model.category_labels_[i] if i >= 0 else UNKNOWN for i in labels]
+    products = products.assign(
+        product_type=model.types_,
+        category=[ids[i] if i >= 0 else UNKNOWN for i in labels],
+        category_label=[model.category_labels_[i] if i >= 0 else UNKNOWN for i in labels],
+    )
     top_words = {ids[i]: model.top_words_[i] for i in range(model.n_categories_)}
-    method = "nmf"
+    method = "product types" + (" + co-purchase" if baskets is not None else "")
     if options.mapping_file:
         products = _apply_mapping(products, options.mapping_file)
-        method = "nmf + user mapping"
+        method += " + user mapping"
     summary = {
         "method": method,
-        "criterion": "mean assignment confidence, highest wins (within 0.005: more categories)",
+        "criterion": (
+            f"every product type named by at least {options.min_type_share:.0%} of the described products, "
+            f"{options.min_categories} to {options.max_categories}; the rarer types join the one they are most like"
+        ),
         "chosen": model.n_categories_,
-        "candidates": model.candidate_table().to_dict(orient="records"),
+        "candidates": model.type_records(),
         "categories": category_table(products, top_words).to_dict(orient="records"),
     }
     return products, summary
@@ -422,11 +572,20 @@ def apply_categories(products: pd.DataFrame, state: dict[str, Any]) -> pd.DataFr
 
 
 def category_table(products: pd.DataFrame, top_words: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """Per category: label, products, revenue share, top words and three best-selling examples."""
+    """Per category: label, products, revenue share, top words and three best-selling examples.
+
+    The examples are the best sellers of the category's commonest product type where the
+    products have types: they show what the label names, not the rarer types that joined it.
+    """
     total = products.revenue.clip(lower=0).sum()
     rows = []
     for category, group in products.groupby("category", sort=True):
-        best = group.sort_values(["revenue", "product_id"], ascending=[False, True]).description.dropna().head(3)
+        typed = group[group.product_type.ne("")] if "product_type" in group else group.iloc[:0]
+        if len(typed):
+            words = typed.product_type.str.split().str[-1]
+            typed = typed[words == words.value_counts().sort_index().idxmax()]
+        shown = typed if len(typed) else group
+        best = shown.sort_values(["revenue", "product_id"], ascending=[False, True]).description.dropna().head(3)
         rows.append(
             {
                 "category": category,

@@ -18,6 +18,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from custseg.interests import interest_lead
 from custseg.rules import Condition, describe, position, rule_names, value_of
 
 SEGMENT_COLUMNS = (
@@ -238,6 +239,7 @@ def profile_segments(
     column: str = "segment",
     rules: list[list[Condition]] | None = None,
     names: Mapping[str, str] | None = None,
+    interest_groups: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Profile every learned segment: size, quartiles, interests, name, rule, description and action.
 
@@ -262,6 +264,9 @@ def profile_segments(
         member, and the rule leads the description and the action.
     names : mapping of str to str, optional
         Segment id -> name, to keep the names of segments kept from an earlier run.
+    interest_groups : DataFrame, optional
+        `custseg.interests.describe_groups` of the ``interest_group`` column: the action leads with
+        what the members' interest groups buy, timed to when they buy (`custseg.interests.interest_lead`).
 
     Returns
     -------
@@ -344,7 +349,9 @@ def profile_segments(
                 backtest_revenue_lift=float(seen.revenue_lift),
             )
         row["description"] = _description(row, gap_days)
-        row["action"] = _action(row, leading, interests, category_labels, horizon_days)
+        row["action"] = _action(
+            row, leading, interests, category_labels, horizon_days, interest_lead(members, interest_groups)
+        )
         rows.append(row)
     return pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
 
@@ -395,7 +402,9 @@ def _description(row: dict, gap_days: float) -> str:
     )
 
 
-def _action(row: dict, leading: list[tuple[str, float]], interests: pd.Series, labels, horizon_days: int) -> str:
+def _action(
+    row: dict, leading: list[tuple[str, float]], interests: pd.Series, labels, horizon_days: int, lead: str | None
+) -> str:
     valuable = row["value"] in ("champions", "regulars", "big spenders")
     key = row["state"] if row["state"] == "new" or not valuable else f"{row['state']} valuable".strip()
     action = ACTIONS[key]
@@ -404,7 +413,9 @@ def _action(row: dict, leading: list[tuple[str, float]], interests: pd.Series, l
         action = f"For customers with {row['rule']}: {action[0].lower()}{action[1:]}"
     if row["value"] in ("champions", "regulars", "repeat") and row["state"] in ("active", ""):
         action += " Time the next contact for when a customer passes 1.5 times their own usual gap between orders."
-    if leading:
+    if lead:
+        action += f" {lead}"
+    elif leading:
         label, index = leading[0]
         action += f" Lead with {label} ({index:.1f}x the shop's share of their revenue)."
     elif len(interests):

@@ -25,6 +25,7 @@ from custseg.stages.backtest import Backtest
 from custseg.stages.clean import Cleaned
 from custseg.stages.customers import RFM, Features
 from custseg.stages.early import Early
+from custseg.stages.interests import Interests
 from custseg.stages.movement import Movement
 from custseg.stages.products import Products
 from custseg.stages.read import Data, Read
@@ -334,9 +335,15 @@ class Stages:
         """Build the customers as of T - H with what they did in the last H days (`custseg.stages.backtest`)."""
         return self._step("backtest", clean=clean, products=products, features=features)
 
-    def segments(self, rfm: RFM, products: Products, backtest: Backtest) -> Segments:
+    def interests(
+        self, clean: Cleaned, products: Products, features: Features, rfm: RFM, backtest: Backtest
+    ) -> Interests:
+        """Learn the interest groups on the backtest and give every customer one (`custseg.stages.interests`)."""
+        return self._step("interests", clean=clean, products=products, features=features, rfm=rfm, backtest=backtest)
+
+    def segments(self, rfm: RFM, interests: Interests, products: Products, backtest: Backtest) -> Segments:
         """Choose, fit, profile and name the learned segments (`custseg.stages.segments.learn_segments`)."""
-        return self._step("segments", rfm=rfm, products=products, backtest=backtest)
+        return self._step("segments", rfm=rfm, interests=interests, products=products, backtest=backtest)
 
     def movement(self, backtest: Backtest, rfm: RFM, segments: Segments, features: Features) -> Movement:
         """Apply the final segments to the customers as of T - H; count who moved where."""
@@ -364,9 +371,7 @@ class Stages:
 
     def early(self, value: Value, clean: Cleaned, products: Products, features: Features, segments: Segments) -> Early:
         """Learn the early models, measure them on a hold-out and predict the young customers."""
-        return self._step(
-            "early", value=value, clean=clean, products=products, features=features, segments=segments
-        )
+        return self._step("early", value=value, clean=clean, products=products, features=features, segments=segments)
 
 
 class _Namespaced:

@@ -27,6 +27,7 @@ from custseg.clean import allocate_returns, net_returns, return_events, screen
 from custseg.early import EARLY_COLUMNS, predict_batch, usable_orders
 from custseg.features import customer_table, lines_before, reference_date
 from custseg.first_orders import early_rows
+from custseg.interests import INTEREST_COLUMNS, interest_batch
 from custseg.model import FittedModel
 from custseg.schema import (
     CANONICAL_COLUMNS,
@@ -264,6 +265,12 @@ class Scorer:
             assigned = pd.concat([assigned, valued.drop(columns="customer_id")], axis=1)
         else:
             assigned = assigned.assign(**dict.fromkeys(value_columns(self.fitted.horizon_days).values(), np.nan))
+        groups, group_names = self.fitted.interest_groups()
+        if groups is not None:
+            grouped = interest_batch(customers, groups, group_names)
+            assigned = assigned.merge(grouped, on="customer_id", how="left")
+        else:
+            assigned = assigned.assign(**dict.fromkeys(INTEREST_COLUMNS))
         if "early" in self._statements:
             described = self._con.execute("EXECUTE early").df()
             predicted = predict_batch(

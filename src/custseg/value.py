@@ -31,7 +31,8 @@ from threadpoolctl import threadpool_limits
 from custseg.backtest import Outcomes, Scores, score_predictions, value_scores
 from custseg.errors import ConfigError
 from custseg.features import Use, features_used_by
-from custseg.record import ForwardChecks, Season, Skipped
+from custseg.record import Skipped
+from custseg.record.value import ForwardChecks, Season
 from custseg.spaces import FeatureSpace
 
 VALUE_FEATURES = features_used_by(Use.VALUE)

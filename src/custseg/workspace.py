@@ -44,6 +44,7 @@ RUN_OUTPUTS = frozenset(
         "customers.parquet",
         "segments.csv",
         "categories.csv",
+        "interest_groups.csv",
         "rejected.parquet",
         "course_customers.parquet",
         "custseg.duckdb",

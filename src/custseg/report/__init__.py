@@ -27,6 +27,7 @@ from custseg.report.data import ReportData, report_data
 from custseg.report.early import early
 from custseg.report.exploration import exploration
 from custseg.report.headline import headline
+from custseg.report.interests import interest_groups
 from custseg.report.movement import movement
 from custseg.report.products import product_categories
 from custseg.report.quality import data_quality
@@ -41,6 +42,7 @@ SECTIONS: tuple[Callable[[ReportData], Section | None], ...] = (
     product_categories,
     rfm,
     learned_segments,
+    interest_groups,
     backtest,
     value,
     movement,

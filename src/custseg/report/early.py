@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from custseg.record import EarlyFit, EarlySection
+from custseg.early import MIN_GAIN_OVER_AS_IS
+from custseg.record import EarlyFit, EarlyResult, EarlySection
 from custseg.report.charts import Chart, Section, Table, layout, share
 from custseg.report.data import ReportData
 
@@ -84,4 +85,31 @@ def early(data: ReportData) -> Section | None:
     intro = described.protocol[0].upper() + described.protocol[1:] + "."
     for row in degenerate:
         intro += f" {row.target.capitalize()} after {row.n_orders} first order(s): {row.fit.degenerate}."
+    for row in results:
+        said = against_first_orders(row)
+        intro += f" {said}" if said else ""
     return Section("early", "New customers", intro, charts, [table] if results else [])
+
+
+def against_first_orders(result: EarlyResult) -> str | None:
+    """Say plainly whether the early model adds anything to the first orders taken as they are.
+
+    None for a row without scores or with a learned model that beats the first orders on the
+    hold-out by `MIN_GAIN_OVER_AS_IS` or more.
+    """
+    fit = result.fit
+    if not isinstance(fit, EarlyFit) or fit.degenerate:
+        return None
+    what = f"{result.target.capitalize()} after {result.n_orders} first order(s)"
+    as_is, model = fit.first_orders_as_is.macro_f1, fit.model.macro_f1
+    if fit.chosen == "first_orders_lookup":
+        return (
+            f"{what}: no learned model beat the first orders taken as they are by {MIN_GAIN_OVER_AS_IS} macro-F1 "
+            f"in cross-validation, so custseg predicts what the first orders show (hold-out macro-F1 {model:.3f})."
+        )
+    if model < as_is + MIN_GAIN_OVER_AS_IS:
+        return (
+            f"{what}: the {fit.chosen.replace('_', ' ')} scores {model:.3f} on the hold-out, not {MIN_GAIN_OVER_AS_IS} "
+            f"above the first orders taken as they are ({as_is:.3f}): it adds nothing to them there."
+        )
+    return None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from custseg.record import BacktestSection, RunRecord, SegmentsSection, ValueSection, frozen
+from custseg.record import BacktestSection, RunRecord, SegmentsSection, frozen
+from custseg.record.value import ValueSection
 
 
 @frozen

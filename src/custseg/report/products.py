@@ -32,7 +32,7 @@ def product_categories(data: ReportData) -> Section | None:
     top = frame.iloc[-1]
     chart = Chart(
         "Revenue share per product category",
-        f"{len(frame)} categories were learned from {described.products:,} product descriptions; "
+        f"{len(frame)} categories were learned from {described.products:,} products' descriptions; "
         f"the largest, {top.label}, takes {top.revenue_share:.0%} of revenue.",
         layout(figure, 80 + 45 * len(frame)),
     )
@@ -45,7 +45,7 @@ def product_categories(data: ReportData) -> Section | None:
         ],
     )
     intro = (
-        f"Products are grouped by their descriptions ({described.method}); the number of categories, "
-        f"{described.chosen}, was chosen by {described.criterion}."
+        f"Products are grouped by the product type their descriptions name ({described.method}): "
+        f"{described.chosen} categories, {described.criterion}."
     )
     return Section("products", "Product categories", intro, [chart], [table])

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from custseg.interests import interests_in_words
 from custseg.record import (
     AssignRecord,
     BacktestSection,
@@ -23,9 +24,11 @@ from custseg.record import (
     RunRecord,
     SegmentsSection,
     Skipped,
-    ValueSection,
     to_dict,
 )
+from custseg.record.interests import InterestsSection
+from custseg.record.value import ValueSection
+from custseg.report.early import against_first_orders
 from custseg.report.headline import headline
 from custseg.value import forward_in_words, period, season_in_words
 
@@ -85,6 +88,11 @@ def run_summary(record: RunRecord, out_dir: Path) -> dict[str, Any]:
             for kind, migration in (("learned", movement and movement.learned), ("rfm", movement and movement.rfm))
             if migration
         },
+        "interest_groups": (
+            {g["interest_group"]: [g["interest_group_name"], g["customers_now"]] for g in record.interests.groups}
+            if isinstance(record.interests, InterestsSection)
+            else _reason(record.interests)
+        ),
         "early_prediction": [
             {
                 "target": row.target,
@@ -187,8 +195,10 @@ def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
         f"{span.first_invoiced_at} to {span.last_invoiced_at}"
     )
     products = record.products
+    if not products.chosen:
+        console.print(f"Product categories: {products.method}.")
     categories = table(
-        f"Product categories ({products.chosen} chosen by {products.criterion}; {products.products:,} products)",
+        f"Product categories ({products.chosen}: {products.criterion}; {products.products:,} products)",
         (("category", "left"), ("label", "left"), ("products", "right"), ("revenue", "right"), ("examples", "left")),
     )
     for category in products.categories:
@@ -216,12 +226,15 @@ def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
                 sentences = " ".join(migration.sentences)
                 console.print(f"{label}, {migration.from_date} to {migration.to_date}: {sentences}")
     _print_early(console, record.early)
+    _print_interests(console, record.interests, record.settings["backtest"]["horizon_days"])
     if figures.fully_returned:
         console.print(f"{figures.fully_returned} customer(s) returned every order: no RFM segment (listed in run.json)")
     store = "tables/" if record.settings["engine"]["name"] == "spark" else "custseg.duckdb"
     console.print(
         f"Report: [bold]{out_dir / 'report.html'}[/bold]; tables in {out_dir} ({store}, "
-        "customers.parquet, segments.csv, categories.csv, rejected.parquet, model/, run.json)"
+        "customers.parquet, segments.csv, categories.csv, "
+        + ("interest_groups.csv, " if isinstance(record.interests, InterestsSection) else "")
+        + "rejected.parquet, model/, run.json)"
     )
 
 
@@ -384,6 +397,27 @@ def _print_early(console: Console, early: EarlySection | Skipped | None) -> None
             f"{fit.model.accuracy:.1%}",
         )
     console.print(shown)
+    for row in early.results:
+        said = against_first_orders(row)
+        if said:
+            console.print(said)
+
+
+def _print_interests(console: Console, interests: InterestsSection | Skipped | None, horizon_days: int) -> None:
+    if isinstance(interests, Skipped):
+        console.print(f"Interest groups: skipped ({interests.reason}).")
+    if not isinstance(interests, InterestsSection):
+        return
+    groups = table(
+        f"Interest groups: what customers buy ({interests.chosen} groups)",
+        (("group", "left"), ("name", "left"), ("customers", "right"), ("buy more of than the shop", "left")),
+    )
+    for group in interests.groups:
+        groups.add_row(
+            group["interest_group"], group["interest_group_name"], f"{group['customers_now']:,}", group["leads"]
+        )
+    console.print(groups)
+    console.print(interests_in_words(interests, horizon_days))
 
 
 def print_migration(console: Console, kind: str, migration: Migration) -> None:

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg.forward import LEVEL
-from custseg.record import ForwardChecks, Skipped
+from custseg.record import Skipped
+from custseg.record.value import ForwardChecks
 from custseg.report.charts import Chart, Section, Table, layout, money, share
 from custseg.report.data import ReportData
 from custseg.value import forward_in_words, period, season_in_words

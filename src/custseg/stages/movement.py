@@ -47,7 +47,5 @@ def segment_movement(
         flows = migration(then, segments.table, "segment").execute()
         learned = migration_summary(flows, segments.names, first, second)
     flows = migration(then, segments.table, "rfm_segment").execute()
-    section = MovementSection(
-        horizon_days=horizon, learned=learned, rfm=migration_summary(flows, {}, first, second)
-    )
+    section = MovementSection(horizon_days=horizon, learned=learned, rfm=migration_summary(flows, {}, first, second))
     return Movement(movement=section, then=then)

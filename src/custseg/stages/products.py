@@ -6,7 +6,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from custseg.model import FittedModel
-from custseg.products import categorize, category_table, product_summary
+from custseg.products import basket_matrix, basket_pairs, categorize, category_table, product_summary
 from custseg.record import Category, ProductsSection, StoredProducts, frozen
 from custseg.settings import Settings
 from custseg.stages import Store
@@ -30,9 +30,10 @@ class Products:
 
 
 def learn_products(*, clean: Cleaned, settings: Settings, store: Store) -> Products:
-    """Learn product categories from the descriptions (or take the user's map)."""
+    """Learn product categories from the descriptions and the orders (or take the user's map)."""
     summary = product_summary(clean.lines).execute()
-    products, described = categorize(summary, settings.products, seed=settings.seed)
+    baskets = basket_matrix(basket_pairs(clean.lines).execute(), summary.product_id)
+    products, described = categorize(summary, settings.products, baskets=baskets)
     categories = category_table(products, {c["category"]: c["top_words"].split(", ") for c in described["categories"]})
     return Products(
         table=store.cache("products", products),

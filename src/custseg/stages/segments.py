@@ -25,6 +25,7 @@ from custseg.spaces import LEARNED_ON_OUTCOMES
 from custseg.stages import Store
 from custseg.stages.backtest import Backtest
 from custseg.stages.customers import RFM
+from custseg.stages.interests import Interests
 from custseg.stages.products import Products
 from custseg.workspace import json_records
 
@@ -74,9 +75,11 @@ def _named(store: Store, segmented: ir.Table, profiles: pd.DataFrame) -> ir.Tabl
     return named.order_by("customer_id")
 
 
-def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings: Settings, store: Store) -> Segments:
+def learn_segments(
+    *, rfm: RFM, interests: Interests, products: Products, backtest: Backtest, settings: Settings, store: Store
+) -> Segments:
     """Choose, fit, profile and name the learned segments; give every customer one."""
-    customers, options, seed = rfm.table, settings.cluster, settings.seed
+    customers, options, seed = interests.table, settings.cluster, settings.seed
     count = int(customers.count().execute())
     needed = min_customers(options)
     if count < needed:
@@ -148,6 +151,7 @@ def learn_segments(*, rfm: RFM, products: Products, backtest: Backtest, settings
         horizon_days=settings.backtest.horizon_days,
         rules=rules,
         names=kept_names,
+        interest_groups=interests.groups,
     )
     if not on_driver:
         profiles = exact_sizes(profiles, segmented)
@@ -215,9 +219,9 @@ def named_segment_batch(customers: pd.DataFrame, fitted: FittedModel) -> pd.Data
     return pd.concat([customers[["customer_id"]].reset_index(drop=True), named], axis=1)
 
 
-def stored_segments(*, rfm: RFM, fitted: FittedModel, store: Store) -> Segments:
+def stored_segments(*, interests: Interests, fitted: FittedModel, store: Store) -> Segments:
     """Give every customer a stored model's learned segment, name and action (null without one)."""
-    customers = rfm.table
+    customers = interests.table
     if fitted.segmentation is None or not fitted.manifest.get("segments"):
         segmented = customers.mutate(**{column: ibis.null(dt.string) for column in NAMED_SEGMENT_COLUMNS})
     else:

@@ -31,17 +31,16 @@ from custseg.forward import (
 from custseg.model import FittedModel
 from custseg.movement import NO_SEGMENT
 from custseg.profile import segment_ids, segment_table_with_value, segment_value
-from custseg.record import (
+from custseg.record import Skipped, frozen
+from custseg.record.value import (
     Coverage,
     ExpectedTotals,
     ForwardCheck,
     ForwardChecks,
     Interval,
     Season,
-    Skipped,
     ValueFigures,
     ValueSection,
-    frozen,
 )
 from custseg.sampling import lines_of_at_most, sample_positions
 from custseg.settings import Settings

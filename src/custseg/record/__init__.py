@@ -1,7 +1,8 @@
 """The run record (run.json): what a run read, did and found, one typed section per stage.
 
 The terminal summary, the report, the notebook view and the HTTP API all read a run through this
-record, so its layout is declared once, here: a frozen dataclass per section, a `Skipped` value
+record, so its layout is declared once, in this package: a frozen dataclass per section (the larger
+sections in modules of their own, `custseg.record.value`, `custseg.record.interests`), a `Skipped` value
 for a stage that ran but had nothing to do (with its reason), and None for a stage that did not
 run (a run stopped early, or the course recipe). `to_json` and `from_json` write and read it,
 `json_schema` is the JSON Schema the documentation publishes (`custseg.report.headline` derives the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,25 +23,13 @@ import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
 from custseg.errors import InputFileError
+from custseg.record.base import Records, Skipped, frozen
+from custseg.record.interests import InterestsSection
+from custseg.record.value import ValueSection
 
-RECORD_VERSION = 3
+RECORD_VERSION = 4
 """Layout version of run.json (1: the untyped layout of custseg 0.1, which carried no version)."""
 RECORD_FILE = "run.json"
-
-Records = list[dict[str, Any]]
-"""A table inside the record: one dict per row, keyed by the table's column names."""
-
-frozen = functools.partial(dataclass, frozen=True, kw_only=True)
-
-
-@frozen
-class Skipped:
-    """A stage that ran and had nothing to do, and why (run.json: ``{"skipped": reason}``)."""
-
-    reason: Annotated[str, Field(alias="skipped")]
-
-
-# -- reading and cleaning -----------------------------------------------------------------------
 
 
 @frozen
@@ -303,109 +292,6 @@ class MovementSection:
 
 
 @frozen
-class ValueFigures:
-    """Predicted against actual next-H-days value (`custseg.backtest.value_scores`); None where undefined."""
-
-    customers: int
-    auc: float | None
-    spearman: float | None
-    r_squared_log: float | None
-    predicted_revenue: float
-    actual_revenue: float
-    revenue_ratio: float | None
-    orders_ratio: float | None = None
-
-
-@frozen
-class ForwardCheck(ValueFigures):
-    """The learner at a cut C: learned as of C - H, scored on the H days from C and (``season_factor``) at C - 365."""
-
-    trained_as_of: datetime.datetime
-    trained_on_customers: int
-    scored_as_of: datetime.datetime
-    segments: Records = field(default_factory=list)
-    season_factor: float | None = None
-
-
-@frozen
-class Coverage:
-    """How often an interval held the actual in the forward checks, each left out in turn."""
-
-    held: int
-    tried: int
-
-
-@frozen
-class ForwardChecks:
-    """Forward checks (`custseg.forward`), newest first, and how often the totals' intervals held (None: too few).
-
-    ``seasonal``: the totals of those with a season factor, corrected by it as the forecast is, are judged.
-    """
-
-    step_days: int
-    level: float
-    seasonal: bool
-    cuts: list[ForwardCheck]
-    shop: Coverage | None
-    segments: Coverage | None
-
-
-@frozen
-class Season:
-    """The model scored a year before T (actual over predicted ``factors``), applied as the forward checks say."""
-
-    as_of: datetime.datetime
-    customers: int
-    predicted_revenue: float
-    actual_revenue: float
-    factors: dict[str, float]
-    applied: bool
-    reason: str
-    forward_error: float | None
-    forward_error_corrected: float | None
-
-
-@frozen
-class Interval:
-    """Where the actual total is expected to fall, at ``level`` (from the forward checks' spread)."""
-
-    level: float
-    low: float
-    high: float
-
-
-@frozen
-class ExpectedTotals:
-    """What every customer together is expected to bring in the next H days, and the interval of the revenue."""
-
-    customers: int
-    expected_orders: float
-    expected_revenue: float
-    returning_customers: float
-    revenue_interval: Interval | Skipped
-
-
-@frozen
-class ValueSection:
-    """The expected value model: its candidates, choice, backtest, calibration, forward check, and window [T, T + H)."""
-
-    horizon_days: int
-    window: tuple[datetime.datetime, datetime.datetime]
-    columns: dict[str, str]
-    protocol: str
-    chosen: str
-    candidates: Records
-    backtest: ValueFigures
-    calibration: dict[str, Records]
-    forward: ForwardChecks | Skipped
-    season: Season | Skipped
-    expected: ExpectedTotals
-
-
-# -- early prediction ----------------------------------------------------------------------------
-
-
-@frozen
 class ClassifierScores:
     """Accuracy and macro-F1 on the hold-out."""
 
@@ -500,6 +386,7 @@ class RunRecord:
     movement: MovementSection | Skipped | None = None
     value: ValueSection | Skipped | None = None
     early: EarlySection | Skipped | None = None
+    interests: InterestsSection | Skipped | None = None
     course: Annotated[dict[str, Any] | None, Field(description="The course recipe's figures (--recipe course).")] = None
     report: str | None = None
     timings_s: dict[str, float] = field(default_factory=dict)

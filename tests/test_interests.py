@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import datetime
+import json
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from conftest import make_transactions
+from custseg.clean import clean
+from custseg.interests import (
+    HABIT_COLUMNS,
+    InterestGroups,
+    buying_habits,
+    choose_groups,
+    describe_groups,
+    interest_batch,
+    next_mix,
+    next_mix_scores,
+)
+
+
+def planted(n_per_group: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Customers of three planted interests over four categories, their past shares noisy."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.05, 0.05, 0.45, 0.45]])
+    truth = np.repeat([0, 1, 2], [n_per_group * 2, n_per_group, n_per_group])
+    shares = np.vstack([rng.dirichlet(centres[g] * 30) for g in truth])
+    frame = pd.DataFrame(shares, columns=[f"share_c0{i + 1}" for i in range(4)])
+    frame.insert(0, "customer_id", [f"k{i:04d}" for i in range(len(truth))])
+    for column in HABIT_COLUMNS:
+        frame[column] = 1.0
+    frame["lines_per_order"] = np.where(truth == 2, 30.0, 5.0)
+    frame[[f"revenue_share_q{q}" for q in range(1, 5)]] = 0.25
+    return frame, truth
+
+
+def test_planted_interests_are_found_numbered_by_size_and_kept_in_a_model_folder():
+    customers, truth = planted()
+    model = InterestGroups(n_groups=3).fit(customers)
+    groups = model.predict(customers)
+    assert adjusted_rand_score(truth, groups) > 0.95
+    assert groups[truth == 0][0] == 0  # the largest planted group is I1
+    again = InterestGroups.from_state(json.loads(json.dumps(model.state())))
+    assert (again.predict(customers) == groups).all()
+    batch = interest_batch(customers.head(3), again, {"I1": "a", "I2": "b", "I3": "c"})
+    assert batch.columns.tolist() == ["customer_id", "interest_group", "interest_group_name"]
+    assert batch.interest_group.tolist() == ["I1"] * 3 and batch.interest_group_name.tolist() == ["a"] * 3
+
+
+def test_groups_that_know_the_next_mix_score_better_than_the_shop_and_random_ones_do_not():
+    rng = np.random.default_rng(1)
+    customers, truth = planted()
+    past = customers.filter(like="share_c").to_numpy()
+    centres = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.05, 0.05, 0.45, 0.45]])
+    actual = np.vstack([rng.dirichlet(centres[g] * 5) for g in truth])
+    folds = rng.integers(0, 5, len(truth))
+    known = next_mix_scores(truth, past, actual, folds)
+    guessed = next_mix_scores(rng.integers(0, 3, len(truth)), past, actual, folds)
+    assert known.gain > 0.2 and known.groups < known.shop
+    assert abs(guessed.gain) < 0.02
+    assert known.own_past < known.shop
+
+
+def test_the_number_of_groups_is_the_fewest_near_the_best_and_every_candidate_is_reported():
+    rng = np.random.default_rng(2)
+    customers, truth = planted()
+    centres = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.05, 0.05, 0.45, 0.45]])
+    actual = np.vstack([rng.dirichlet(centres[g] * 5) for g in truth])
+    scored = np.arange(len(truth))
+    choice = choose_groups(customers, actual, scored, rng.integers(0, 5, len(truth)))
+    assert choice.model.n_groups == 3
+    table = choice.candidates
+    assert table.groups.tolist() == list(range(2, 13)) and table.chosen.sum() == 1
+    assert table.loc[table.chosen, "reduction"].item() >= 0.8 * table.reduction.max()
+
+
+def test_groups_are_named_by_what_they_buy_more_of_and_how():
+    customers, truth = planted()
+    labels = {"c01": "Candles and incense", "c02": "Bags, stickers and charms", "c03": "Cake cases", "c04": "Tins"}
+    table = describe_groups(customers, truth, labels, 3)
+    assert table.interest_group.tolist() == ["I1", "I2", "I3"]
+    assert table.interest_group_name.tolist() == [
+        "Candles",
+        "Bags",
+        "Cake cases and tins, large baskets",
+    ]
+    assert table.customers.tolist() == [400, 200, 200]
+
+
+def test_buying_habits_and_the_next_mix_come_from_the_lines():
+    rows = [
+        {
+            "customer_id": "a",
+            "invoice_id": "1",
+            "product_id": "p1",
+            "quantity": 10,
+            "unit_price": 1.0,
+            "invoiced_at": datetime.datetime(2011, 11, 1),
+        },
+        {
+            "customer_id": "a",
+            "invoice_id": "1",
+            "product_id": "p2",
+            "quantity": 2,
+            "unit_price": 5.0,
+            "invoiced_at": datetime.datetime(2011, 11, 1),
+        },
+        {
+            "customer_id": "a",
+            "invoice_id": "2",
+            "product_id": "p2",
+            "quantity": 4,
+            "unit_price": 5.0,
+            "invoiced_at": datetime.datetime(2012, 2, 1),
+        },
+    ]
+    lines = clean(make_transactions(rows)).lines
+    habits = buying_habits(lines, datetime.datetime(2012, 1, 1)).to_pandas().iloc[0]
+    assert (
+        habits.lines_per_order == 2 and habits.units_per_line == 6 and habits.price_per_unit == pytest.approx(20 / 12)
+    )
+    assert habits.revenue_share_q4 == 1 and habits.revenue_share_q1 == 0
+    products = ibis.memtable({"product_id": ["p1", "p2"], "category": ["c01", "c02"]})
+    following = next_mix(
+        lines, products, ["c01", "c02"], datetime.datetime(2012, 1, 1), datetime.datetime(2012, 3, 1)
+    ).to_pandas()
+    assert following.share_c01.tolist() == [0.0] and following.share_c02.tolist() == [1.0]
+
+
+def test_a_run_groups_every_customer_and_assign_and_the_model_give_the_same_group(trained, tmp_path):
+    from custseg.pipeline import assigned_customers
+
+    files, result = trained
+    customers = pd.read_parquet(result.out_dir / "customers.parquet")
+    assert customers.interest_group.notna().all()
+    section = result.record.interests
+    groups = pd.read_csv(result.out_dir / "interest_groups.csv")
+    assert len(groups) == section.chosen and groups.customers_now.sum() == len(customers)
+    # The simulated customers prefer kinds of product: their groups tell what they buy next.
+    assert section.backtest.reduction > 0.02
+    assigned, _ = assigned_customers(files.log, result.out_dir)
+    merged = customers.merge(assigned, on="customer_id", suffixes=("", "_assigned"))
+    assert (merged.interest_group == merged.interest_group_assigned).all()
