@@ -145,3 +145,48 @@ def test_a_run_groups_every_customer_and_assign_and_the_model_give_the_same_grou
     assigned, _ = assigned_customers(files.log, result.out_dir)
     merged = customers.merge(assigned, on="customer_id", suffixes=("", "_assigned"))
     assert (merged.interest_group == merged.interest_group_assigned).all()
+
+
+def test_a_segments_action_leads_with_its_members_groups_and_contacts_a_seasonal_group_before_its_season():
+    from custseg.interests import interest_lead
+
+    groups = pd.DataFrame(
+        {
+            "interest_group": ["I1", "I2", "I3"],
+            "interest_group_name": ["A bit of everything", "Decorations", "Bags"],
+            "lead": ["", "decorations", "bags"],
+            "season": ["", "q4", ""],
+        }
+    )
+    members = pd.DataFrame({"interest_group": ["I1"] * 5 + ["I2"] * 3 + ["I3"] * 2})
+    lead = interest_lead(members, groups)
+    assert lead == (
+        "Lead with decorations for the 30% in I2 Decorations (they buy mostly October to December: contact them "
+        "from September) and with bags for the 20% in I3 Bags."
+    )
+    assert interest_lead(pd.DataFrame({"interest_group": ["I1"] * 10}), groups) is None
+    assert interest_lead(members, None) is None
+
+
+def test_a_shop_without_product_text_says_so_and_has_no_interest_groups(tmp_path):
+    from rich.console import Console
+
+    from custseg.pipeline import run
+    from custseg.record import Skipped
+    from custseg.report.terminal import print_run
+    from custseg.simulate import simulate_to_files
+
+    files = simulate_to_files(tmp_path / "shop.parquet", 600, seed=3)
+    log = pd.read_parquet(files.log).drop(columns=["Description"])
+    log.to_parquet(tmp_path / "no_text.parquet")
+    result = run(tmp_path / "no_text.parquet", tmp_path / "out")
+    assert result.record.products.chosen == 0 and "cannot be told apart" in result.record.products.method
+    assert isinstance(result.record.interests, Skipped) and "no usable text" in result.record.interests.reason
+    customers = pd.read_parquet(result.out_dir / "customers.parquet")
+    assert customers.interest_group.isna().all()
+    assert not (result.out_dir / "interest_groups.csv").exists()
+    console = Console(record=True, width=120)
+    print_run(console, result.record, result.out_dir)
+    shown = console.export_text()
+    assert "Interest groups: skipped (fewer than 2 product categories" in shown
+    assert "interest_groups.csv" not in shown
