@@ -190,3 +190,12 @@ def test_a_shop_without_product_text_says_so_and_has_no_interest_groups(tmp_path
     shown = console.export_text()
     assert "Interest groups: skipped (fewer than 2 product categories" in shown
     assert "interest_groups.csv" not in shown
+
+
+def test_groups_that_tell_nothing_about_the_next_mix_are_not_chosen():
+    rng = np.random.default_rng(4)
+    customers, _ = planted()
+    actual = rng.dirichlet(np.ones(4), size=len(customers))  # the next mix has nothing to do with the past
+    choice = choose_groups(customers, actual, np.arange(len(customers)), rng.integers(0, 5, len(customers)))
+    assert choice.model is None and choice.scores is None
+    assert (choice.candidates.reduction <= 0).all() and not choice.candidates.chosen.any()

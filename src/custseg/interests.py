@@ -241,10 +241,14 @@ def next_mix_scores(groups: np.ndarray, past: np.ndarray, actual: np.ndarray, fo
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen grouping, its scores and every number of groups tried."""
+    """The chosen grouping, its scores and every number of groups tried.
 
-    model: InterestGroups
-    scores: MixScores
+    ``model`` and ``scores`` are None when no number of groups predicts the next mix better than
+    the shop's average mix: the groups would not tell what customers buy.
+    """
+
+    model: InterestGroups | None
+    scores: MixScores | None
     candidates: pd.DataFrame
 
 
@@ -256,7 +260,7 @@ def choose_groups(
     For every number in `GROUP_RANGE`, groups are learned on all backtest customers as of T - H
     (the grouping does not see what they did next), and scored by `next_mix_scores` on those who
     bought in the H days after. The fewest groups reaching `ENOUGH_GAIN` of the largest reduction
-    are chosen.
+    are chosen; none when no reduction is positive.
 
     Parameters
     ----------
@@ -282,7 +286,9 @@ def choose_groups(
         sizes = np.bincount(labels, minlength=n_groups) / len(labels)
         tried.append((model, scores, int((sizes >= 0.05).sum())))
     best = max(scores.gain for _, scores, _ in tried)
-    model, scores, _ = next(t for t in tried if t[1].gain >= ENOUGH_GAIN * best)
+    model, scores = None, None
+    if best > 0:
+        model, scores, _ = next(t for t in tried if t[1].gain >= ENOUGH_GAIN * best)
     candidates = pd.DataFrame(
         {
             "groups": [m.n_groups for m, _, _ in tried],

@@ -91,6 +91,14 @@ def learn_interests(
     actual = following.loc[then.customer_id.iloc[scored], columns].astype(float).fillna(0.0).to_numpy()
     choice = choose_groups(then, actual, scored, backtest.folds[scored], seed=settings.seed)
     model = choice.model
+    if model is None:
+        best = choice.candidates.reduction.max()
+        reason = (
+            f"no number of groups from {GROUP_RANGE[0]} to {GROUP_RANGE[1]} predicted the category mix of the next "
+            f"{section.horizon_days} days better than the shop's average mix (at best {best:+.1%}, out of fold): "
+            "what customers bought does not tell what they buy next here"
+        )
+        return Interests(table=with_interests(rfm.table, None, {}, store), interests=Skipped(reason=reason))
     groups = describe_groups(then, model.predict(then), products.labels, model.n_groups)
     names = dict(zip(groups.interest_group, groups.interest_group_name, strict=True))
     table = with_interests(rfm.table, model, names, store)
