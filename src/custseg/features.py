@@ -126,9 +126,7 @@ CUSTOMER_FEATURES = (
         (Use.SEGMENTS, Use.RULES, Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY),
     ),
     CustomerFeature("avg_order_value", Unit.CURRENCY, Transform.LOG1P, (Use.VALUE, Use.EARLY)),
-    CustomerFeature(
-        "tenure_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.RULES, Use.VALUE, Use.EARLY)
-    ),
+    CustomerFeature("tenure_days", Unit.DAYS, Transform.TYPICAL_GAPS, (Use.SEGMENTS, Use.RULES, Use.VALUE, Use.EARLY)),
     CustomerFeature("distinct_products", Unit.PRODUCTS, Transform.LOG1P, (Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)),
     CustomerFeature("lines", Unit.LINES, Transform.LOG1P, (Use.VALUE, Use.VALUE_PER_QUARTER, Use.EARLY)),
     CustomerFeature("returned_share", Unit.FRACTION, Transform.AS_IS, (Use.VALUE,)),
@@ -492,9 +490,13 @@ def customer_table(lines: ir.Table, products: ir.Table, categories: list[str], a
     The customer table of a run, of its backtest (as of T - H), of the early models (each customer
     as of their own date) and of the API are all this one call.
 
+    Without ``categories``, the interests are left out (for a stage whose models do not read them).
+
     Returns
     -------
     ibis.Table of shape (n_customers, 15 + n_categories + 2)
     """
+    if not categories:
+        return customer_features(lines, as_of)
     interests = customer_interests(lines, products, categories, as_of)
     return with_customer_columns(customer_features(lines, as_of), interests)

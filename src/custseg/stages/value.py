@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from custseg.backtest import backtest_customers, backtest_date, calibration, history_reason, value_scores
 from custseg.errors import ConfigError
-from custseg.features import lines_before, with_customer_columns
+from custseg.features import SHARE_PREFIX, lines_before, with_customer_columns
 from custseg.forward import (
     FEWEST_CUTS,
     LEVEL,
@@ -92,10 +92,12 @@ def with_value(customers: ir.Table, model: ValueModel | None, horizon_days: int,
     return with_customer_columns(customers, valued).order_by("customer_id")
 
 
-def _described(lines: ir.Table, products: Products, at: datetime.datetime, horizon: int) -> pd.DataFrame:
-    """Describe the customers of ``lines`` as of ``at``, with what they did in the H days from it."""
+def _described(
+    lines: ir.Table, products: Products, categories: list[str], at: datetime.datetime, horizon: int
+) -> pd.DataFrame:
+    """Describe the customers of ``lines`` as of ``at`` (interests in ``categories``), with their next H days."""
     later = at + datetime.timedelta(days=horizon)
-    return backtest_customers(lines, products.table, products.order, later, horizon).order_by("customer_id").execute()
+    return backtest_customers(lines, products.table, categories, later, horizon).order_by("customer_id").execute()
 
 
 def _segment_totals(frame: pd.DataFrame, predicted: pd.DataFrame, segments: Segments) -> list[dict]:
@@ -126,12 +128,18 @@ def _year_earlier(at: datetime.datetime, first_at: datetime.datetime, horizon: i
 
 
 def _snapshots(
-    clean: Cleaned, products: Products, dates: set[datetime.datetime], settings: Settings, store: Store
+    clean: Cleaned,
+    products: Products,
+    dates: set[datetime.datetime],
+    reads: list[str],
+    settings: Settings,
+    store: Store,
 ) -> dict[datetime.datetime, pd.DataFrame]:
     """Describe the customers as of each of ``dates``, with what they did in the H days from it.
 
     One sample of the customers as of the newest date serves every date: those of them already
-    customers at an earlier date are a sample of that date's customers.
+    customers at an earlier date are a sample of that date's customers. Their interests are
+    described only when a model ``reads`` a category share (a share per category costs a sum).
     """
     if not dates:
         return {}
@@ -140,7 +148,8 @@ def _snapshots(
     lines = lines_of_at_most(clean.lines, known, most, settings.seed)
     if lines is not clean.lines:
         lines = store.cache("forward_lines", lines)
-    return {at: _described(lines, products, at, settings.backtest.horizon_days) for at in sorted(dates)}
+    categories = products.order if any(c.startswith(SHARE_PREFIX) for c in reads) else []
+    return {at: _described(lines, products, categories, at, settings.backtest.horizon_days) for at in sorted(dates)}
 
 
 def _learned_then(
@@ -270,7 +279,8 @@ def _checked_forward(
     dates = {at for cut in cuts for at in (cut - step, cut, _year_earlier(cut, first_at, horizon))}
     dates |= {_year_earlier(features.as_of, first_at, horizon)}
     start = backtest_date(features.as_of, horizon)
-    frames = {start: backtest.customers} | _snapshots(clean, products, dates - {None, start}, settings, store)
+    reads = [*model.columns_, *(segments.segmentation.columns_ if segments.segmentation is not None else [])]
+    frames = {start: backtest.customers} | _snapshots(clean, products, dates - {None, start}, reads, settings, store)
     checks = _forward_checks(cuts, frames, first_at, segments, chosen, settings)
     season = _season(model, frames, checks, features.as_of, first_at, horizon)
     if not cuts:
