@@ -25,7 +25,8 @@ def interest_groups(data: ReportData) -> Section | None:
             x=[g["customers_now"] for g in groups][::-1],
             y=names[::-1],
             orientation="h",
-            text=[g["leads"] or "like the shop" for g in groups][::-1],
+            # The first category only: the whole list is in the table, and a long text is cut at 800 px.
+            text=[g["leads"].split("; ")[0] or "like the shop" for g in groups][::-1],
             textposition="auto",
             marker_color="#2ca02c",
         )
@@ -35,8 +36,8 @@ def interest_groups(data: ReportData) -> Section | None:
     chart = Chart(
         "Customers per interest group",
         f"{len(groups)} groups by what customers buy; the largest, {largest['interest_group_name']}, holds "
-        f"{largest['customers_now']:,} customers. Each bar names the categories the group buys more of than the "
-        "shop (how many times the shop's share).",
+        f"{largest['customers_now']:,} customers. Each bar names the category the group buys most more of than "
+        "the shop (how many times the shop's share).",
         layout(figure, 80 + 50 * len(groups)),
     )
     table = Table(
