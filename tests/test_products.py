@@ -276,3 +276,23 @@ def test_a_catalogue_of_100000_products_is_categorised():
     fitted = ProductCategorizer().fit(descriptions)
     assert len(fitted.labels_) == 100_000 and (fitted.labels_ >= 0).all()
     assert 10 <= fitted.n_categories_ <= 40
+
+
+def test_a_categorys_examples_are_best_sellers_of_the_type_its_label_names_first():
+    from custseg.products import category_table
+
+    products = pd.DataFrame(
+        {
+            "product_id": ["p1", "p2", "p3", "p4", "p5"],
+            "description": ["JUMBO BAG RED", "JUMBO BAG PINK", "JUMBO BAG BLUE", "STICKER SHEET", "LUNCH BOX"],
+            "revenue": [10.0, 30.0, 20.0, 99.0, 5.0],
+            "product_type": ["jumbo bag", "jumbo bag", "jumbo bag", "sticker", "lunch box"],
+            "category": ["c01", "c01", "c01", "c01", "c02"],
+            "category_label": ["Jumbo bags and stickers"] * 4 + ["Lunch boxes"],
+        }
+    )
+    table = category_table(products).set_index("category")
+    # The sticker sells most, but the label leads with jumbo bags: the examples show them.
+    assert table.loc["c01", "examples"] == "JUMBO BAG PINK | JUMBO BAG BLUE | JUMBO BAG RED"
+    # Fewer than three of the first type: the category's other best sellers fill in.
+    assert table.loc["c02", "examples"] == "LUNCH BOX"

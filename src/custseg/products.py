@@ -574,18 +574,20 @@ def apply_categories(products: pd.DataFrame, state: dict[str, Any]) -> pd.DataFr
 def category_table(products: pd.DataFrame, top_words: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Per category: label, products, revenue share, top words and three best-selling examples.
 
-    The examples are the best sellers of the category's commonest product type where the
-    products have types: they show what the label names, not the rarer types that joined it.
+    The examples are the best sellers of the category's commonest product type (the first its
+    label names) where the products have types: they show what the label says, not the rarer
+    types that joined it.
     """
     total = products.revenue.clip(lower=0).sum()
     rows = []
     for category, group in products.groupby("category", sort=True):
         typed = group[group.product_type.ne("")] if "product_type" in group else group.iloc[:0]
         if len(typed):
-            words = typed.product_type.str.split().str[-1]
-            typed = typed[words == words.value_counts().sort_index().idxmax()]
-        shown = typed if len(typed) else group
-        best = shown.sort_values(["revenue", "product_id"], ascending=[False, True]).description.dropna().head(3)
+            # The label's first type: the commonest phrase, ties by name.
+            typed = typed[typed.product_type == typed.product_type.value_counts().sort_index().idxmax()]
+        # Then the category's other best sellers, where its commonest type has fewer than three.
+        ranked = [frame.sort_values(["revenue", "product_id"], ascending=[False, True]) for frame in (typed, group)]
+        best = pd.concat(ranked).drop_duplicates("product_id").description.dropna().head(3)
         rows.append(
             {
                 "category": category,
