@@ -156,6 +156,7 @@ def test_a_segments_action_leads_with_its_members_groups_and_contacts_a_seasonal
             "interest_group_name": ["A bit of everything", "Decorations", "Bags"],
             "lead": ["", "decorations", "bags"],
             "season": ["", "q4", ""],
+            "customers_now": [50, 30, 20],
         }
     )
     members = pd.DataFrame({"interest_group": ["I1"] * 5 + ["I2"] * 3 + ["I3"] * 2})
@@ -181,7 +182,9 @@ def test_a_shop_without_product_text_says_so_and_has_no_interest_groups(tmp_path
     log.to_parquet(tmp_path / "no_text.parquet")
     result = run(tmp_path / "no_text.parquet", tmp_path / "out")
     assert result.record.products.chosen == 0 and "cannot be told apart" in result.record.products.method
-    assert isinstance(result.record.interests, Skipped) and "no usable text" in result.record.interests.reason
+    assert (
+        isinstance(result.record.interests, Skipped) and "none without product text" in result.record.interests.reason
+    )
     customers = pd.read_parquet(result.out_dir / "customers.parquet")
     assert customers.interest_group.isna().all()
     assert not (result.out_dir / "interest_groups.csv").exists()

@@ -107,9 +107,9 @@ CATEGORICAL_INPUTS = ("main_country", "first_month", "first_weekday", "dominant_
 MIN_TRAIN_PER_FOLD = 10
 """Early models need at least this many training customers per cross-validation fold."""
 AS_IS_INPUTS = {"segment": "segment_now", "category": "dominant_category"}
+"""Per target, the input that is the target's value on the first orders themselves."""
 MIN_GAIN_OVER_AS_IS = 0.03
 """The cross-validated macro-F1 a learned model must add to the first orders taken as they are to be chosen."""
-"""Per target, the input that is the target's value on the first orders themselves."""
 
 
 def model_inputs(features: pd.DataFrame, categories: list[str]) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
 
-from custseg.features import SHARE_PREFIX, AsOf, customer_interests, lines_before
+from custseg.features import SHARE_PREFIX, AsOf, customer_interests, interest_columns, lines_before
+from custseg.products import UNKNOWN
 from custseg.record.interests import InterestsSection
 from custseg.schema import exact_sum
 
@@ -53,6 +54,10 @@ GROUP_RANGE = (2, 12)
 
 ENOUGH_GAIN = 0.8
 """The fewest groups that reach this share of the largest reduction in cross-entropy are chosen."""
+
+MIN_REDUCTION = 0.01
+"""Groups are kept only when they predict the next mix at least this much better than the shop's mix
+(a smaller reduction is within what chance gives a few thousand customers)."""
 
 MIN_LEAD_SHARE = 0.1
 """A category names a group when it holds at least this share of the group's mean mix ..."""
@@ -243,8 +248,8 @@ def next_mix_scores(groups: np.ndarray, past: np.ndarray, actual: np.ndarray, fo
 class Choice:
     """The chosen grouping, its scores and every number of groups tried.
 
-    ``model`` and ``scores`` are None when no number of groups predicts the next mix better than
-    the shop's average mix: the groups would not tell what customers buy.
+    ``model`` and ``scores`` are None when no number of groups predicts the next mix `MIN_REDUCTION`
+    better than the shop's average mix: the groups would not tell what customers buy.
     """
 
     model: InterestGroups | None
@@ -260,7 +265,7 @@ def choose_groups(
     For every number in `GROUP_RANGE`, groups are learned on all backtest customers as of T - H
     (the grouping does not see what they did next), and scored by `next_mix_scores` on those who
     bought in the H days after. The fewest groups reaching `ENOUGH_GAIN` of the largest reduction
-    are chosen; none when no reduction is positive.
+    are chosen; none when no reduction reaches `MIN_REDUCTION`.
 
     Parameters
     ----------
@@ -285,9 +290,9 @@ def choose_groups(
         scores = next_mix_scores(labels[scored], past, actual, folds)
         sizes = np.bincount(labels, minlength=n_groups) / len(labels)
         tried.append((model, scores, int((sizes >= 0.05).sum())))
-    best = max(scores.gain for _, scores, _ in tried)
+    best = max((scores.gain for _, scores, _ in tried), default=0.0)
     model, scores = None, None
-    if best > 0:
+    if best >= MIN_REDUCTION:
         model, scores, _ = next(t for t in tried if t[1].gain >= ENOUGH_GAIN * best)
     candidates = pd.DataFrame(
         {
@@ -302,7 +307,12 @@ def choose_groups(
 
 
 def describe_groups(
-    customers: pd.DataFrame, groups: np.ndarray, category_labels: dict[str, str], n_groups: int
+    customers: pd.DataFrame,
+    groups: np.ndarray,
+    category_labels: dict[str, str],
+    n_groups: int,
+    *,
+    full_year: bool = True,
 ) -> pd.DataFrame:
     """Name each group by what distinguishes it: the categories it buys more of, and its habits.
 
@@ -316,6 +326,9 @@ def describe_groups(
         Category id (``c01``) -> label.
     n_groups : int
         Number of groups (a group may have no customer here).
+    full_year : bool
+        Whether the log covers a full year before the customers' date: without it, a quarter's
+        share says when the log starts, not when a group buys, and no season is named.
 
     Returns
     -------
@@ -327,17 +340,20 @@ def describe_groups(
     columns = share_columns(customers)
     shares = customers[columns].astype(float).fillna(0.0)
     shop = shares.mean()
+    # Share columns are sanitised ids (a mapping file's "Home & Garden" is share_home_garden).
+    label_of = {column: category_labels[c] for c, column in interest_columns(list(category_labels)).items()}
+    named = [c for c in columns if c in label_of and c != interest_columns([UNKNOWN])[UNKNOWN]]
     habits = customers[list(HABIT_COLUMNS)].astype(float)
     rows = []
     for group in range(n_groups):
         inside = groups == group
         mix = shares[inside].mean() if inside.any() else shop * 0
         index = (mix / shop.where(shop > 0)).fillna(0.0)
-        leading = index[(mix >= MIN_LEAD_SHARE) & (index >= MIN_LEAD_INDEX)].sort_values(
-            ascending=False, kind="mergesort"
-        )
-        leads = [(category_labels.get(c.removeprefix(SHARE_PREFIX), c), float(index[c])) for c in leading.index[:2]]
-        traits, season = _habit_traits(habits[inside], habits) if inside.any() else ([], "")
+        index = index[named]
+        leading = index[(mix[named] >= MIN_LEAD_SHARE) & (index >= MIN_LEAD_INDEX)]
+        leading = leading.sort_values(ascending=False, kind="mergesort")
+        leads = [(label_of[c], float(index[c])) for c in leading.index[:2]]
+        traits, season = _habit_traits(habits[inside], habits, full_year) if inside.any() else ([], "")
         if leads:
             what = " and ".join(_first_type(label) for label, _ in leads)
         elif inside.any():
@@ -367,7 +383,7 @@ def _first_type(label: str) -> str:
     return first[0].lower() + first[1:] if first[:1].isupper() and not first[1:2].isupper() else first
 
 
-def _habit_traits(group: pd.DataFrame, everyone: pd.DataFrame) -> tuple[list[str], str]:
+def _habit_traits(group: pd.DataFrame, everyone: pd.DataFrame, full_year: bool) -> tuple[list[str], str]:
     """Return the habits in which a group differs from everyone by `HABIT_RATIO` or more, and its season.
 
     The season is the quarter holding half or more of the group's revenue, on average, and
@@ -387,7 +403,7 @@ def _habit_traits(group: pd.DataFrame, everyone: pd.DataFrame) -> tuple[list[str
     quarters, shop_quarters = group[quarter_columns].mean(), everyone[quarter_columns].mean()
     peak = quarters.idxmax()
     season = ""
-    if quarters[peak] >= 0.5 and quarters[peak] >= HABIT_RATIO * shop_quarters[peak]:
+    if full_year and quarters[peak] >= 0.5 and quarters[peak] >= HABIT_RATIO * shop_quarters[peak]:
         season = peak.removeprefix("revenue_share_")
         traits.append(f"buy mostly {QUARTER_MONTHS[season]}")
     return traits, season
@@ -421,21 +437,22 @@ MIN_GROUP_SHARE = 0.15
 def interest_lead(members: pd.DataFrame, groups: pd.DataFrame | None) -> str | None:
     """Say what to lead with for a segment's members, by their interest groups, and when to contact them.
 
-    The (at most two) largest groups holding `MIN_GROUP_SHARE` of the members and buying some
-    categories more than the shop; a group that buys mostly in one quarter is contacted the month
-    before it (`CONTACT_FROM`). None when no group qualifies or the members have no groups.
+    Of the groups holding `MIN_GROUP_SHARE` of the members and buying some categories more than
+    the shop, the (at most two) most over-represented among the members against all customers
+    (``customers_now`` of ``groups``), so that segments lead with what sets them apart; a group
+    that buys mostly in one quarter is contacted the month before it (`CONTACT_FROM`). None when
+    no group qualifies or the members have no groups.
     """
     if groups is None or "interest_group" not in members or members.interest_group.isna().all():
         return None
-    counts = members.interest_group.value_counts(normalize=True).sort_index()
-    counts = counts.sort_values(ascending=False, kind="mergesort")
     described = groups.set_index("interest_group")
+    shares = members.interest_group.value_counts(normalize=True)
+    everyone = described.customers_now / max(described.customers_now.sum(), 1)
+    lift = (shares / everyone.reindex(shares.index)).fillna(0.0)
     parts = []
-    for group, share in counts.items():
-        if share < MIN_GROUP_SHARE or len(parts) == 2:
-            break
-        row = described.loc[group]
-        if not row.lead:
+    for group in sorted(shares.index, key=lambda g: (-lift[g], g)):
+        share, row = shares[group], described.loc[group]
+        if share < MIN_GROUP_SHARE or not row.lead or len(parts) == 2:
             continue
         timing = (
             f" (they buy mostly {QUARTER_MONTHS[row.season]}: contact them from {CONTACT_FROM[row.season]})"

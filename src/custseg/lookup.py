@@ -15,7 +15,8 @@ class LookupClassifier(ClassifierMixin, BaseEstimator):
     way it competes with the learned models in cross-validation, with honest probabilities. The
     ``smoothing`` pseudo-count goes to the class the input names (when it is a class), so that a
     value seen rarely in training predicts itself, as the rule does, rather than whichever class
-    its few customers happened to become. A value never seen that is not a class gets the prior.
+    its few customers happened to become. A value never seen gets the prior, plus the pseudo-count
+    of the class it names when it names one.
 
     Parameters
     ----------
@@ -61,12 +62,12 @@ class LookupClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "counts_")
         values = inputs[self.column].astype(str)
         position = pd.Index(self.values_).get_indexer(values)
-        table = np.vstack([self.counts_, np.zeros(len(self.classes_))])[position]
+        # A value never seen starts from the prior (one pseudo-customer), so that leaning to the
+        # class it names does not make that class certain.
+        table = np.vstack([self.counts_, self.prior_])[position]
         named = pd.Index(self.classes_).get_indexer(values)
         rows = np.flatnonzero(named >= 0)
         table[rows, named[rows]] += self.smoothing
-        empty = table.sum(axis=1) == 0
-        table[empty] = self.prior_
         return table / table.sum(axis=1, keepdims=True)
 
     def predict(self, inputs: pd.DataFrame) -> np.ndarray:

@@ -37,8 +37,9 @@ COLOUR_WORDS = frozenset(
     "lilac multicolour colour colours colour assorted natural mint".split()
 )
 OTHER_IGNORED_WORDS = frozenset("of with and the in on to for a an set small large mini jumbo cm design pack".split())
-DEFAULT_IGNORED_WORDS = COLOUR_WORDS | OTHER_IGNORED_WORDS
-"""Words that say nothing about what a product is: colours, sizes, packaging, stop words."""
+UNIT_WORDS = frozenset("ml cl ltr litre liter kg oz lb pk pcs pc mm size xs xl xxl".split())
+DEFAULT_IGNORED_WORDS = COLOUR_WORDS | OTHER_IGNORED_WORDS | UNIT_WORDS
+"""Words that say nothing about what a product is: colours, sizes, units, packaging, stop words."""
 
 QUALIFIER_WORDS = frozenset({"with", "w", "in", "for"})
 """Words after which a description only qualifies its product ("RECIPE BOX WITH METAL HEART")."""
@@ -58,14 +59,16 @@ NAMED_TYPE_SHARE = 0.05
 MAX_TYPES_RECORDED = 100
 """The product types listed in run.json (the most common first)."""
 
-TOKEN = re.compile(r"[a-z](?:-[a-z]+)+|[a-z]+")
-"""A word; a single letter joined by a hyphen stays one word ("t-light", "x-mas")."""
+TOKEN = re.compile(r"[^\W\d_](?:-[^\W\d_]+)+|[^\W\d_]+")
+"""A word of letters in any script; a single letter joined by a hyphen stays one word ("t-light")."""
 
 
 def singular(word: str) -> str:
     """Strip a plural ending ("bags" -> "bag", "boxes" -> "box", "doilies" -> "doily")."""
     if len(word) <= 3 or re.search(r"(ss|us|is|as|os)$", word):
         return word
+    if word.endswith("sses"):
+        return word[:-2]
     if word.endswith("ies"):
         return word[:-3] + "y"
     if re.search(r"(ch|sh|x|z)es$", word):
@@ -111,7 +114,7 @@ def product_words(description: str | None, ignored: frozenset[str] = DEFAULT_IGN
     first qualifier after a word is kept ("RECIPE BOX WITH METAL HEART" -> ["recipe", "box"]).
     """
     kept: list[str] = []
-    for word in TOKEN.findall(description.lower() if isinstance(description, str) else ""):
+    for word in TOKEN.findall(description.casefold() if isinstance(description, str) else ""):
         if word in QUALIFIER_WORDS and kept:
             break
         if len(word) > 1 and word not in ignored:
@@ -124,6 +127,11 @@ def normalise(description: str | None, ignored: frozenset[str] = DEFAULT_IGNORED
     return " ".join(product_words(description, ignored))
 
 
+def _may_be_type(word: str, carried: Counter, min_products: int) -> bool:
+    """Whether a word can name a product type: shared by ``min_products`` products, and not an adjective in "-ed"."""
+    return carried[word] >= min_products and not (len(word) > 4 and word.endswith("ed"))
+
+
 def product_types(words: list[list[str]], *, min_products: int = MIN_TYPE_PRODUCTS) -> tuple[list[str], list[str]]:
     """Find the word each description names its product by, and the phrase it forms.
 
@@ -132,8 +140,9 @@ def product_types(words: list[list[str]], *, min_products: int = MIN_TYPE_PRODUC
     from the catalogue: start from the last word of every description, then, for `TYPE_ROUNDS`
     rounds, take in every description the word with the highest rate (how many products it names
     over how many carry it, smoothed), preferring words of at least ``min_products`` products
-    and, on ties, the later word. A design's name ("retrospot") is carried by many kinds of product
-    and names few of them; a type ("bag") names most of the products that carry it.
+    that are not adjectives in "-ed" ("mirrored"), and, on ties, the later word. A design's name
+    ("retrospot") is carried by many kinds of product and names few of them; a type ("bag")
+    names most of the products that carry it.
 
     Parameters
     ----------
@@ -157,7 +166,9 @@ def product_types(words: list[list[str]], *, min_products: int = MIN_TYPE_PRODUC
 
         rate = {word: (named[word] + 0.5) / (carried[word] + 2) for word in carried}
         heads = [
-            max(range(len(product)), key=lambda i, p=product: (carried[p[i]] >= min_products, rate[p[i]], i))
+            max(
+                range(len(product)), key=lambda i, p=product: (_may_be_type(p[i], carried, min_products), rate[p[i]], i)
+            )
             if product
             else -1
             for product in words
@@ -245,7 +256,9 @@ class ProductCategorizer(BaseEstimator):
         ordered = sorted(counts, key=lambda t: (-counts[t], t))
         floor = max(MIN_TYPE_PRODUCTS, math.ceil(self.min_type_share * sum(counts.values())))
         qualified = sum(counts[t] >= floor for t in ordered)
-        anchors = ordered[: min(max(qualified, low), high, len(ordered))]
+        # A type of one or two products is no category of its own, unless the catalogue has no other.
+        eligible = sum(counts[t] >= MIN_TYPE_PRODUCTS for t in ordered) or len(ordered)
+        anchors = ordered[: min(max(qualified, low), high, eligible)]
         code = {t: i for i, t in enumerate(ordered)}
         product_type = np.array([code.get(t, -1) for t in type_words])
         vectors = self._type_vectors(words, product_type, len(ordered), baskets)
@@ -274,18 +287,18 @@ class ProductCategorizer(BaseEstimator):
         """Each type's words (TF-IDF summed over its products) beside its co-purchase, both L2-normalised."""
         typed = np.flatnonzero(product_type >= 0)
         documents = [" ".join(words[i]) for i in typed]
-        vectorizer = TfidfVectorizer(
-            min_df=2 if len(documents) >= 50 else 1, sublinear_tf=True, token_pattern=r"\S+", lowercase=False
-        )
-        text = vectorizer.fit_transform(documents)
+        text = _tfidf(documents)
         members = sp.csr_matrix(
             (np.ones(len(typed)), (product_type[typed], np.arange(len(typed)))), (n_types, len(typed))
         )
         parts = [normalize(members @ text)]
         if baskets is not None:
             owner = sp.csr_matrix((np.ones(len(typed)), (typed, product_type[typed])), (len(product_type), n_types))
-            bought = (sp.csr_matrix(baskets) @ owner).astype(bool).astype(np.float64)
-            parts.append(normalize(_ppmi(bought)))
+            bought = (sp.csr_matrix(baskets) @ owner).astype(bool).astype(np.float64).tocsc()
+            # Each type against the types of several products only: a grocery catalogue's tail of
+            # rare types would make the pairs too many, and says little of what goes together.
+            common = np.flatnonzero(np.bincount(product_type[typed], minlength=n_types) >= MIN_TYPE_PRODUCTS)
+            parts.append(normalize(_ppmi(bought, common)))
         return normalize(sp.hstack(parts).tocsr())
 
     @staticmethod
@@ -311,7 +324,8 @@ class ProductCategorizer(BaseEstimator):
                 (labels.max() + 1, int(placed.sum())),
             )
             unknown = vectorizer.transform(descriptions[orphans][textual].fillna("").str.lower())
-            result[textual] = (unknown @ normalize(member @ known).T).toarray().argmax(axis=1)
+            similarity = (unknown @ normalize(member @ known).T).toarray()
+            result[textual] = np.where(similarity.max(axis=1) > 0, similarity.argmax(axis=1), -1)
         return result
 
     def type_records(self, limit: int = MAX_TYPES_RECORDED) -> list[dict[str, Any]]:
@@ -329,15 +343,30 @@ class ProductCategorizer(BaseEstimator):
         ]
 
 
-def _ppmi(bought: sp.csr_matrix, min_orders: int = 3) -> sp.csr_matrix:
-    """Positive pointwise mutual information of the columns bought together, on pairs seen in ``min_orders`` orders."""
-    together = (bought.T @ bought).tocoo()
-    keep = (together.row != together.col) & (together.data >= min_orders)
-    rows, cols, counts = together.row[keep], together.col[keep], together.data[keep]
+def _tfidf(documents: list[str]) -> sp.csr_matrix:
+    """TF-IDF of the documents' words; larger catalogues drop words seen once, unless no word repeats."""
+    options = {"sublinear_tf": True, "token_pattern": r"\S+", "lowercase": False}
+    try:
+        return TfidfVectorizer(min_df=2 if len(documents) >= 50 else 1, **options).fit_transform(documents)
+    except ValueError:
+        return TfidfVectorizer(min_df=1, **options).fit_transform(documents)
+
+
+def _ppmi(bought: sp.spmatrix, partners: np.ndarray, min_orders: int = 3) -> sp.csr_matrix:
+    """Positive pointwise mutual information of each item with each of the ``partners`` items.
+
+    ``bought`` is orders by items (1 = bought); ``partners`` are column indices of it. Pairs seen
+    in fewer than ``min_orders`` orders, and an item with itself, count 0. Returns a matrix of
+    shape (n_items, n_partners).
+    """
+    paired = bought[:, partners]
+    together = (bought.T @ paired).tocoo()
     each = np.asarray(bought.sum(axis=0)).ravel()
-    pmi = np.log(counts * bought.shape[0] / (each[rows] * each[cols]))
+    keep = (together.data >= min_orders) & (together.row != partners[together.col])
+    rows, cols, counts = together.row[keep], together.col[keep], together.data[keep]
+    pmi = np.log(counts * bought.shape[0] / (each[rows] * each[partners[cols]]))
     positive = pmi > 0
-    return sp.csr_matrix((pmi[positive], (rows[positive], cols[positive])), (bought.shape[1], bought.shape[1]))
+    return sp.csr_matrix((pmi[positive], (rows[positive], cols[positive])), (bought.shape[1], len(partners)))
 
 
 def _category_label(phrases: list[str]) -> str:
@@ -354,11 +383,17 @@ def _category_label(phrases: list[str]) -> str:
         if len(named) == NAMED_TYPES or (named and counts[phrase] < NAMED_TYPE_SHARE * len(phrases)):
             break
         word = phrase.split()[-1]
-        if not any(word.startswith(n.split()[-1]) or n.split()[-1].startswith(word) for n in named):
+        if not any(word == n.split()[-1] or _truncated(word, n.split()[-1]) for n in named):
             named.append(phrase)
     words = [plural(n) for n in named]
     label = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     return label[0].upper() + label[1:]
+
+
+def _truncated(word: str, other: str) -> bool:
+    """Whether one word is the other cut short ("neckl", "necklace"); short words ("pen", "pencil") are not."""
+    shorter, longer = sorted((word, other), key=len)
+    return len(shorter) >= 4 and longer.startswith(shorter)
 
 
 def _characteristic_words(

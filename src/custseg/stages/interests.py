@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 
 import ibis
@@ -99,7 +100,8 @@ def learn_interests(
             "what customers bought does not tell what they buy next here"
         )
         return Interests(table=with_interests(rfm.table, None, {}, store), interests=Skipped(reason=reason))
-    groups = describe_groups(then, model.predict(then), products.labels, model.n_groups)
+    full_year = section.as_of - clean.span.first_invoiced_at >= datetime.timedelta(days=365)
+    groups = describe_groups(then, model.predict(then), products.labels, model.n_groups, full_year=full_year)
     names = dict(zip(groups.interest_group, groups.interest_group_name, strict=True))
     table = with_interests(rfm.table, model, names, store)
     now = table.group_by("interest_group").aggregate(customers_now=table.count()).execute()
@@ -137,7 +139,7 @@ def learn_interests(
 def _reason(products: Products, backtest: Backtest) -> str | None:
     """Why the interest groups cannot be learned, or None."""
     if len([c for c in products.order if c != UNKNOWN]) < 2:
-        return "fewer than 2 product categories (the products have no usable text): interests cannot be told apart"
+        return "fewer than 2 product categories (none without product text): interests cannot be told apart"
     if not isinstance(backtest.backtest, BacktestSection) or backtest.customers is None:
         reason = backtest.backtest.reason if isinstance(backtest.backtest, Skipped) else "no backtest"
         return f"interest groups are certified on the backtest, which was skipped: {reason}"
