@@ -313,3 +313,13 @@ def test_units_sizes_adjectives_and_other_scripts_are_not_types_and_unmatched_te
     names = pd.Series([f"QU{chr(65 + i % 26)}{chr(65 + i // 26)}ZO" for i in range(60)])
     model = ProductCategorizer().fit(names)
     assert model.n_categories_ == 10 and len(model.labels_) == 60
+
+
+def test_a_type_cut_short_in_some_descriptions_is_not_named_in_a_label():
+    from custseg.products import _category_label, _cut_short
+
+    cut = _cut_short(["necklace", "neckl", "pen", "pencil", "bag"])
+    assert cut == {"neckl"}  # "pen" is a word of its own
+    assert _category_label(["glass bracelet"] * 5 + ["neckl"] * 3, cut) == "Glass bracelets"
+    assert _category_label(["neckl"] * 2, cut) == "Neckls"  # nothing else to name it by
+    assert _category_label(["pen"] * 3 + ["pencil"] * 3, cut) == "Pens and pencils"

@@ -272,8 +272,9 @@ class ProductCategorizer(BaseEstimator):
         self.n_categories_ = len(anchors)
         self.labels_ = labels
         self.types_ = phrases
+        cut_short = _cut_short(ordered)
         self.category_labels_ = _unique_labels(
-            [_category_label([phrases[i] for i in np.flatnonzero(labels == c)]) for c in range(len(anchors))]
+            [_category_label([phrases[i] for i in np.flatnonzero(labels == c)], cut_short) for c in range(len(anchors))]
         )
         documents = pd.Series([" ".join(w) for w in words])
         self.top_words_ = _characteristic_words(documents[labels >= 0], labels[labels >= 0], len(anchors))
@@ -369,11 +370,11 @@ def _ppmi(bought: sp.spmatrix, partners: np.ndarray, min_orders: int = 3) -> sp.
     return sp.csr_matrix((pmi[positive], (rows[positive], cols[positive])), (bought.shape[1], len(partners)))
 
 
-def _category_label(phrases: list[str]) -> str:
+def _category_label(phrases: list[str], cut_short: frozenset[str] = frozenset()) -> str:
     """Name a category by its commonest product types (`NAMED_TYPES`, `NAMED_TYPE_SHARE`).
 
-    A type whose word starts another named type's word, or the reverse, is the same type cut
-    short in some descriptions ("neckl", "necklace") and is not named twice.
+    A type whose word is another named type's word, or that word cut short in some descriptions
+    ("neckl", "necklace"), is not named twice; a type word of ``cut_short`` is not named at all.
     """
     counts = Counter(p for p in phrases if p)
     if not counts:
@@ -383,11 +384,24 @@ def _category_label(phrases: list[str]) -> str:
         if len(named) == NAMED_TYPES or (named and counts[phrase] < NAMED_TYPE_SHARE * len(phrases)):
             break
         word = phrase.split()[-1]
+        if word in cut_short:
+            continue
         if not any(word == n.split()[-1] or _truncated(word, n.split()[-1]) for n in named):
             named.append(phrase)
-    words = [plural(n) for n in named]
+    words = [plural(n) for n in named or sorted(counts, key=lambda p: (-counts[p], p))[:1]]
     label = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     return label[0].upper() + label[1:]
+
+
+def _cut_short(words: list[str]) -> frozenset[str]:
+    """Return the words that are another word of ``words`` cut short ("neckl" beside "necklace"; 4+ letters).
+
+    In sorted order a word that starts another is followed by one that starts with it.
+    """
+    ordered = sorted(set(words))
+    return frozenset(
+        word for word, after in zip(ordered, ordered[1:], strict=False) if _truncated(word, after) and word != after
+    )
 
 
 def _truncated(word: str, other: str) -> bool:
