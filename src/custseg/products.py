@@ -272,7 +272,7 @@ class ProductCategorizer(BaseEstimator):
         self.n_categories_ = len(anchors)
         self.labels_ = labels
         self.types_ = phrases
-        cut_short = _cut_short(ordered)
+        cut_short = _cut_short(counts)
         self.category_labels_ = _unique_labels(
             [_category_label([phrases[i] for i in np.flatnonzero(labels == c)], cut_short) for c in range(len(anchors))]
         )
@@ -393,15 +393,25 @@ def _category_label(phrases: list[str], cut_short: frozenset[str] = frozenset())
     return label[0].upper() + label[1:]
 
 
-def _cut_short(words: list[str]) -> frozenset[str]:
-    """Return the words that are another word of ``words`` cut short ("neckl" beside "necklace"; 4+ letters).
+def _cut_short(counts: Counter) -> frozenset[str]:
+    """Return the type words that are a commoner type word cut short ("neckl" beside "necklace"; 4+ letters).
 
-    In sorted order a word that starts another is followed by one that starts with it.
+    A word that starts only rarer ones ("candle" and "candlepot") is a word of its own. In sorted
+    order, the words a word starts follow it.
     """
-    ordered = sorted(set(words))
-    return frozenset(
-        word for word, after in zip(ordered, ordered[1:], strict=False) if _truncated(word, after) and word != after
-    )
+    ordered = sorted(counts)
+    cut = set()
+    for i, word in enumerate(ordered):
+        if len(word) < 4:
+            continue
+        longer = []
+        for after in ordered[i + 1 :]:
+            if not after.startswith(word):
+                break
+            longer.append(counts[after])
+        if longer and max(longer) > counts[word]:
+            cut.add(word)
+    return frozenset(cut)
 
 
 def _truncated(word: str, other: str) -> bool:
