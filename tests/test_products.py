@@ -13,6 +13,7 @@ from conftest import make_transactions
 from custseg.clean import clean
 from custseg.errors import ConfigError
 from custseg.features import customer_interests
+from custseg.product_types import normalise, plural, product_types, product_words, singular
 from custseg.products import (
     UNKNOWN,
     ProductCategorizer,
@@ -20,12 +21,7 @@ from custseg.products import (
     basket_matrix,
     basket_pairs,
     categorize,
-    normalise,
-    plural,
     product_summary,
-    product_types,
-    product_words,
-    singular,
 )
 from custseg.simulate import simulate_to_files
 
@@ -318,10 +314,10 @@ def test_units_sizes_adjectives_and_other_scripts_are_not_types_and_unmatched_te
 def test_a_type_cut_short_in_some_descriptions_is_not_named_in_a_label():
     from collections import Counter
 
-    from custseg.products import _category_label, _cut_short
+    from custseg.product_types import category_label, cut_short
 
-    cut = _cut_short(Counter({"necklace": 30, "neckl": 6, "pen": 5, "pencil": 9, "candle": 25, "candlepot": 4}))
+    cut = cut_short(Counter({"necklace": 30, "neckl": 6, "pen": 5, "pencil": 9, "candle": 25, "candlepot": 4}))
     assert cut == {"neckl"}  # "pen" is a word of its own, and "candle" commoner than "candlepot"
-    assert _category_label(["glass bracelet"] * 5 + ["neckl"] * 3, cut) == "Glass bracelets"
-    assert _category_label(["neckl"] * 2, cut) == "Neckls"  # nothing else to name it by
-    assert _category_label(["pen"] * 3 + ["pencil"] * 3, cut) == "Pens and pencils"
+    assert category_label(["glass bracelet"] * 5 + ["neckl"] * 3, cut) == "Glass bracelets"
+    assert category_label(["neckl"] * 2, cut) == "Neckls"  # nothing else to name it by
+    assert category_label(["pen"] * 3 + ["pencil"] * 3, cut) == "Pens and pencils"
