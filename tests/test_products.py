@@ -321,3 +321,11 @@ def test_a_type_cut_short_in_some_descriptions_is_not_named_in_a_label():
     assert category_label(["glass bracelet"] * 5 + ["neckl"] * 3, cut) == "Glass bracelets"
     assert category_label(["neckl"] * 2, cut) == "Neckls"  # nothing else to name it by
     assert category_label(["pen"] * 3 + ["pencil"] * 3, cut) == "Pens and pencils"
+
+
+def test_a_catalogue_where_no_type_has_three_products_is_categorised_with_its_orders():
+    # A small shop: every type of one or two products, so no type to measure co-purchase against.
+    descriptions = pd.Series(["JUMBO BAG", "LUNCH BAG", "CANDLE", "MUG", "TEA TOWEL"])
+    baskets = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 0, 0]]))
+    model = ProductCategorizer().fit(descriptions, baskets)
+    assert (model.labels_ >= 0).all() and model.labels_[0] == model.labels_[1]

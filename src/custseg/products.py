@@ -160,7 +160,8 @@ class ProductCategorizer(BaseEstimator):
             # Each type against the types of several products only: a grocery catalogue's tail of
             # rare types would make the pairs too many, and says little of what goes together.
             common = np.flatnonzero(np.bincount(product_type[typed], minlength=n_types) >= MIN_TYPE_PRODUCTS)
-            parts.append(normalize(_ppmi(bought, common)))
+            if len(common):
+                parts.append(normalize(_ppmi(bought, common)))
         return normalize(sp.hstack(parts).tocsr())
 
     @staticmethod
