@@ -24,7 +24,7 @@ from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
 
 from custseg.features import SHARE_PREFIX, AsOf, customer_interests, interest_columns, lines_before
-from custseg.products import UNKNOWN
+from custseg.products import UNKNOWN, unique_labels
 from custseg.record.interests import InterestsSection
 from custseg.schema import exact_sum
 
@@ -373,7 +373,7 @@ def describe_groups(
             }
         )
     table = pd.DataFrame(rows)
-    table["interest_group_name"] = _unique(table.interest_group_name.tolist())
+    table["interest_group_name"] = unique_labels(table.interest_group_name.tolist())
     return table
 
 
@@ -407,15 +407,6 @@ def _habit_traits(group: pd.DataFrame, everyone: pd.DataFrame, full_year: bool) 
         season = peak.removeprefix("revenue_share_")
         traits.append(f"buy mostly {QUARTER_MONTHS[season]}")
     return traits, season
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return unique
 
 
 def interests_in_words(section: InterestsSection, horizon_days: int) -> str:

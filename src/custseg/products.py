@@ -134,7 +134,7 @@ class ProductCategorizer(BaseEstimator):
         self.labels_ = labels
         self.types_ = phrases
         shortened = cut_short(counts)
-        self.category_labels_ = _unique_labels(
+        self.category_labels_ = unique_labels(
             [category_label([phrases[i] for i in np.flatnonzero(labels == c)], shortened) for c in range(len(anchors))]
         )
         documents = pd.Series([" ".join(w) for w in words])
@@ -250,7 +250,8 @@ def _characteristic_words(
     return words
 
 
-def _unique_labels(labels: list[str]) -> list[str]:
+def unique_labels(labels: list[str]) -> list[str]:
+    """Return the labels with repeats numbered ("Bags", "Bags (2)"), so that no two things share a name."""
     seen: dict[str, int] = {}
     unique = []
     for label in labels:
