@@ -103,7 +103,11 @@ def test_a_run_json_of_the_earlier_layout_is_refused_in_one_line(trained, tmp_pa
     [
         ("{not json", "not readable JSON"),
         ("[1, 2]", "not a custseg run record"),
-        ('{"record_version": 4, "custseg_version": "x", "settings": {}, "rows": {"input_rows": "many"}}', "rows"),
+        (
+            f'{{"record_version": {RECORD_VERSION}, "custseg_version": "x", "settings": {{}}, '
+            '"rows": {"input_rows": "many"}}',
+            "rows",
+        ),
     ],
 )
 def test_a_damaged_run_json_is_refused_when_the_run_is_loaded(trained, tmp_path, text, message):

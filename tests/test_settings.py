@@ -184,3 +184,13 @@ def test_given_mappings_add_to_the_files(tmp_path):
     settings = load_settings(config, column_map={"invoice_id": "Order"}, spark_conf={"spark.b": "2"})
     assert settings.input.column_map == {"customer_id": "Client", "invoice_id": "Order"}
     assert settings.engine.spark_conf == {"spark.a": "1", "spark.b": "2"}
+
+
+@pytest.mark.parametrize("given", ["pounds", "GB", "£"])
+def test_a_currency_that_is_not_an_iso_code_is_refused(given):
+    with pytest.raises(ConfigError, match="three-letter ISO 4217 code"):
+        load_settings(None, currency=given)
+
+
+def test_a_currency_given_in_lower_case_is_read_as_its_code():
+    assert load_settings(None, currency="eur").input.currency == "EUR"

@@ -328,3 +328,23 @@ def test_a_status_column_of_a_layout_without_declared_statuses_is_not_checked(tm
     result = stages.clean(stages.read(path))
     assert result.rows.kept_rows == 1
     assert {k: v for k, v in result.rows.rejected_by_reason.items() if v} == {"disputed_order": 1}
+
+
+def test_a_shops_lists_key_on_email_and_carry_the_exports_currency(whole_shop):
+    _, out, record = whole_shop
+    assert (record.input.currency, record.input.currency_source) == ("GBP", "export")
+    lists = sorted((out / "lists").glob("*.csv"))
+    assert lists
+    for path in lists:
+        listed = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert listed.columns[0] == "Email Address"
+        assert listed["Email Address"].str.contains("@").all()
+        assert "Expected Revenue 90 Days (GBP)" in listed.columns and set(listed.Currency) == {"GBP"}
+    assert "£" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_currency_given_that_contradicts_the_export_stops_with_a_message(tmp_path):
+    path = write_export(tmp_path / "orders_export.csv")
+    shown = CliRunner().invoke(app, ["run", str(path), "--currency", "USD", "--out", str(tmp_path / "out")])
+    assert shown.exit_code == 1 and "Traceback" not in shown.output
+    assert "not the currency given (USD)" in shown.output

@@ -31,10 +31,11 @@ import pandas as pd
 from custseg import __version__
 from custseg.course import run_course
 from custseg.errors import EmptyInputError, InputFileError, InvalidValueError, MissingColumnsError
+from custseg.lists import LIST_COLUMNS, LISTS_FOLDER, recommended_segmentation, segment_lists, write_lists
 from custseg.model import FittedModel, load_model, model_manifest, save_model
 from custseg.movement import migration, migration_summary
 from custseg.products import categories_state
-from custseg.record import RECORD_FILE, AssignRecord, Migration, RunRecord, frozen, to_json
+from custseg.record import RECORD_FILE, AssignRecord, Migration, RunRecord, frozen, read_record, to_json
 from custseg.record.value import ValueSection
 from custseg.report import write_report
 from custseg.settings import InputOptions, Settings, settings_from_dict
@@ -138,7 +139,7 @@ def write_outputs(
     """Write the files a marketer opens and the model that assigns tomorrow's customers."""
     workspace.write_parquet(clean.rejected, "rejected.parquet")
     workspace.write_parquet(early.table, "customers.parquet")
-    workspace.write_csv(value.rows, "segments.csv")
+    workspace.write_csv(value.rows.assign(currency=read.input.currency), "segments.csv")
     workspace.write_csv(products.categories, "categories.csv")
     if interests.groups is not None:
         workspace.write_csv(interests.groups, "interest_groups.csv")
@@ -159,6 +160,22 @@ def write_outputs(
         interests=interests.state,
     )
     save_model(workspace.path / MODEL_FOLDER, model, segments.segmentation, early.models, value.model)
+    return Written()
+
+
+def write_lists_step(*, record: RunRecord, early: Early, value: Value, workspace: Workspace) -> Written:
+    """Write one CSV per segment of the recommended segmentation into ``lists/`` (`custseg.lists`)."""
+    horizon_days = record.settings["backtest"]["horizon_days"]
+    wanted = [*LIST_COLUMNS, "segment", "rfm_segment", *value_columns(horizon_days).values()]
+    customers = early.table.select(*(column for column in wanted if column in early.table.columns)).execute()
+    lists = segment_lists(
+        customers,
+        value.rows,
+        segmentation=recommended_segmentation(record).segmentation,
+        horizon_days=horizon_days,
+        currency=record.input.currency,
+    )
+    write_lists(workspace.path / LISTS_FOLDER, lists)
     return Written()
 
 
@@ -195,6 +212,7 @@ LEARN = (
     Step("value", learn_value, fills=("value",), keeps={"customers": "table", "segments": "rows"}),
     Step("early", learn_early, fills=("early",), keeps={"customers": "table"}),
     Step("write", write_outputs),
+    Step("lists", write_lists_step),
     Step("report", write_report_step, fills=("report",)),
 )
 """``custseg run``: learn every stage from the data and write the output folder."""
@@ -426,6 +444,45 @@ def assigned_customers(
     assigned["as_of"] = features.as_of.isoformat(sep=" ")
     assigned["model_id"] = fitted.model_id
     return assigned, AssignRecord(custseg_version=__version__, settings=settings.to_dict(), **sections)
+
+
+def export_lists(run_dir: str | Path, out: str | Path | None = None, segmentation: str | None = None) -> list[Path]:
+    """Write the lists of a finished run again: one CSV per segment (`custseg.lists.segment_lists`).
+
+    Parameters
+    ----------
+    run_dir : path
+        The output folder of custseg run.
+    out : path, optional
+        Where the lists go (default: the run's ``lists/``, replaced).
+    segmentation : {"learned", "rfm"}, optional
+        Which segmentation the lists follow (default: the recommended one).
+
+    Raises
+    ------
+    InputFileError
+        If the folder holds no finished run, or the run has no learned segments and they are asked for.
+    """
+    run_dir = Path(run_dir)
+    customers_file, segments_file = run_dir / "customers.parquet", run_dir / "segments.csv"
+    if not (run_dir / RECORD_FILE).exists() or not customers_file.exists() or not segments_file.exists():
+        raise InputFileError(
+            f"{run_dir}: no {RECORD_FILE}, customers.parquet and segments.csv; give the output folder of custseg run"
+        )
+    record = read_record(run_dir)
+    segmentation = segmentation or recommended_segmentation(record).segmentation
+    segments = pd.read_csv(segments_file, keep_default_na=False, na_values=[""])
+    if segmentation not in set(segments["kind"]):
+        raise InputFileError(f"{run_dir}: this run has no {segmentation} segments (segments.csv)")
+    customers = pd.read_parquet(customers_file)
+    lists = segment_lists(
+        customers,
+        segments,
+        segmentation=segmentation,
+        horizon_days=record.settings["backtest"]["horizon_days"],
+        currency=record.input.currency,
+    )
+    return write_lists(Path(out) if out is not None else run_dir / LISTS_FOLDER, lists)
 
 
 def _write_atomically(frame: pd.DataFrame, out: Path) -> None:

@@ -44,6 +44,10 @@ class Preset:
     disputed_statuses : tuple of str
         The layout's order statuses (lower case) of orders whose payment is disputed (a chargeback):
         not the shop's money while the dispute lasts, the default of ``[clean] disputed_statuses``.
+    currency : str or None
+        The ISO 4217 code of the layout's amounts when the layout is one shop's, which has one
+        currency (the UCI files: pounds sterling); None when the export says it (Shopify's
+        ``Currency``) or the layout is many shops'.
     """
 
     name: str
@@ -54,6 +58,7 @@ class Preset:
     refunded_statuses: tuple[str, ...] = ()
     sale_statuses: tuple[str, ...] = ()
     disputed_statuses: tuple[str, ...] = ()
+    currency: str | None = None
 
     @property
     def statuses(self) -> tuple[str, ...]:
@@ -79,6 +84,7 @@ PRESETS: tuple[Preset, ...] = (
             "customer_id": "CustomerID",
             "country": "Country",
         },
+        currency="GBP",
     ),
     Preset(
         "uci_online_retail_ii",
@@ -92,6 +98,7 @@ PRESETS: tuple[Preset, ...] = (
             "customer_id": "Customer ID",
             "country": "Country",
         },
+        currency="GBP",
     ),
     Preset(
         "shopify",

@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import numbers
 import os
+import re
 import tomllib
 import types
 import typing
@@ -49,6 +50,10 @@ class InputOptions:
     table, query : str or None
         With a ``postgresql://`` input: the table (``schema.table`` allowed) or SELECT statement
         that holds the orders (`custseg.database`).
+    currency : str or None
+        The ISO 4217 code of the amounts (``GBP``, ``EUR``) when the input does not say it: an
+        export's currency column, or a layout of one shop's (`custseg.presets.Preset.currency`),
+        does; a code that contradicts the export's is an error.
     """
 
     column_map: dict[str, str] = field(default_factory=dict)
@@ -58,6 +63,13 @@ class InputOptions:
     max_invalid_share: float = 0.05
     table: str | None = None
     query: str | None = None
+    currency: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.currency is not None and not re.fullmatch(r"[A-Za-z]{3}", self.currency):
+            raise ConfigError(f"currency={self.currency!r} must be a three-letter ISO 4217 code, e.g. GBP, EUR or USD")
+        if self.currency is not None:
+            object.__setattr__(self, "currency", self.currency.upper())
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,7 @@ OVERRIDES: dict[str, tuple[type, str]] = {
     "timestamp_format": (InputOptions, "timestamp_format"),
     "table": (InputOptions, "table"),
     "query": (InputOptions, "query"),
+    "currency": (InputOptions, "currency"),
     "category_map": (ProductOptions, "mapping_file"),
     "recipe": (_RunTable, "recipe"),
     "memory_limit": (EngineOptions, "memory_limit"),
@@ -240,7 +253,7 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     ----------
     config_path : Path or None
         A TOML file with optional tables ``[columns]`` (canonical = "source"), ``[input]``
-        (encoding, delimiter, timestamp_format, max_invalid_share), ``[clean]`` (the fields of
+        (encoding, delimiter, timestamp_format, max_invalid_share, currency), ``[clean]`` (the fields of
         `CleanRules`), ``[products]`` (the fields of `ProductOptions`), ``[rfm]`` (the fields of
         `RFMOptions`), ``[cluster]`` (the fields of `ClusterOptions`), ``[backtest]`` (the fields of
         `custseg.backtest.BacktestOptions`), ``[early]`` (the fields of
@@ -249,8 +262,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
         a table of Spark settings) and ``[run]`` (seed, as_of, memory_limit).
     **overrides
         `OVERRIDES`: ``column_map`` (a dict, canonical name to source column), ``encoding``,
-        ``delimiter``, ``timestamp_format``, ``table``, ``query``, ``seed``, ``as_of``, ``rfm_bins``, ``rfm_map``,
-        ``memory_limit``, ``category_map`` (a path), ``model``, ``n_segments``, ``recipe``, ``engine``,
+        ``delimiter``, ``timestamp_format``, ``table``, ``query``, ``currency``, ``seed``, ``as_of``, ``rfm_bins``,
+        ``rfm_map``, ``memory_limit``, ``category_map`` (a path), ``model``, ``n_segments``, ``recipe``, ``engine``,
         ``spark_master``, ``spark_conf`` (a dict of texts, merged over the file's); None means "not
         given", and a given value wins over the file. NumPy numbers are read as Python's.
 

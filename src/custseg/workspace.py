@@ -45,6 +45,7 @@ RUN_OUTPUTS = frozenset(
         "segments.csv",
         "categories.csv",
         "interest_groups.csv",
+        "lists",
         "rejected.parquet",
         "course_customers.parquet",
         "custseg.duckdb",

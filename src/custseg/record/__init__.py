@@ -27,7 +27,7 @@ from custseg.record.base import Records, Skipped, frozen
 from custseg.record.interests import InterestsSection
 from custseg.record.value import ValueSection
 
-RECORD_VERSION = 4
+RECORD_VERSION = 5
 """Layout version of run.json (1: the untyped layout of custseg 0.1, which carried no version)."""
 RECORD_FILE = "run.json"
 
@@ -46,7 +46,11 @@ class InputSection:
     column_map: dict[str, str]
     timestamp_format: str | None
     timestamp_format_ties: list[str]
-    currency: str | None
+    currency: Annotated[str | None, Field(description="ISO 4217 code of every amount; None when nothing says it.")]
+    currency_source: Annotated[
+        str | None,
+        Field(description="What says the currency: export (its currency column), setting or layout (a preset's)."),
+    ] = None
     bytes: int | None = None
     sha256: Annotated[str | None, Field(description="Of the file's bytes, or of the rows read from a table.")] = None
 

@@ -22,7 +22,7 @@ from custseg.io import (
 )
 from custseg.orders import ORDER_COLUMNS, currency_counts, spread_order_fields
 from custseg.record import InputSection, frozen
-from custseg.schema import problem_summary, resolve_mapping, to_canonical
+from custseg.schema import ColumnMapping, problem_summary, resolve_mapping, to_canonical
 from custseg.settings import Settings
 from custseg.stages import Store
 from custseg.workspace import file_sha256
@@ -113,9 +113,7 @@ def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, dic
     spread = mapping.layout.once_per_order if mapping.layout else ()
     if "invoice_id" in mapping.columns and (spread or set(ORDER_COLUMNS) & set(mapping.columns)):
         table = spread_order_fields(table, mapping.columns, SOURCE_ROW, spread)
-    currency = None
-    if "currency" in mapping.columns:
-        currency = _one_currency(table, mapping.columns["currency"], str(source.path))
+    currency, currency_source = _currency(table, mapping, options.currency, str(source.path))
     transactions = to_canonical(table, mapping, timestamp_format=parse_format, row_id=SOURCE_ROW)
     described = {
         "path": str(source.path),
@@ -129,8 +127,34 @@ def load_transactions(source: Source, settings: Settings) -> tuple[ir.Table, dic
         "timestamp_format": timestamp_format,
         "timestamp_format_ties": tied,
         "currency": currency,
+        "currency_source": currency_source,
     }
     return transactions, described
+
+
+def _currency(table: ir.Table, mapping: ColumnMapping, given: str | None, name: str) -> tuple[str | None, str | None]:
+    """Return the currency of the amounts and what says it: the export, the setting or the layout.
+
+    Raises
+    ------
+    InvalidValueError
+        When the orders are in several currencies, or the given one is not the export's.
+    """
+    if "currency" in mapping.columns:
+        column = mapping.columns["currency"]
+        found = _one_currency(table, column, name)
+        if found is not None and given is not None and found != given:
+            raise InvalidValueError(
+                f"{name}: column {column!r}: the orders are in {found}, not the currency given ({given}); "
+                "drop --currency or give the orders' own"
+            )
+        if found is not None:
+            return found, "export"
+    if given is not None:
+        return given, "setting"
+    if mapping.layout is not None and mapping.layout.currency is not None:
+        return mapping.layout.currency, "layout"
+    return None, None
 
 
 def _one_currency(table: ir.Table, column: str, name: str) -> str | None:
