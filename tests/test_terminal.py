@@ -5,9 +5,12 @@ Piped output takes the JSON path; only a pseudo-terminal takes the path people s
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import TEST_DATA, in_terminal
+from custseg.pipeline import STAGES
 
 
 def assert_clean(run, *expected: str) -> None:
@@ -26,6 +29,16 @@ def demo(tmp_path_factory):
 def test_demo_prints_its_summary_and_the_report_path(demo):
     folder, run = demo
     assert_clean(run, f"Report: {folder / 'demo' / 'report.html'}", "Learned segments, ", "Early prediction")
+
+
+def test_the_run_shows_a_progress_bar_with_the_stage_its_number_the_time_elapsed_and_the_time_left(demo):
+    _, run = demo
+    # The bar is erased when the run ends, but its frames went through the terminal.
+    frames = re.findall(r"(\w+) +[━╸╺]+ stage (\d+)/(\d+) \d:\d\d:\d\d (-:--:--|\d:\d\d:\d\d) left", run.output)
+    shown = {name: (int(number), int(total)) for name, number, total, _ in frames}
+    stages = len(STAGES)
+    assert shown["read"] == (1, stages) and shown["segments"] == (STAGES.index("segments") + 1, stages), shown
+    assert any(left != "-:--:--" for *_, left in frames)
 
 
 def test_run_on_a_log_too_short_for_a_backtest_says_so_and_ends_cleanly(tmp_path):

@@ -80,17 +80,11 @@ def _one_line_warning(message, category, *args, **kwargs) -> None:
 def _run_with_progress(data: str | Path, out: Path, settings) -> RunResult:
     from custseg.pipeline import plan_of, run
 
-    stages = [step.name for step in plan_of(settings)]
     if not _interactive():
         return run(data, out, settings)
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from custseg.progress import stage_progress
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
-        task = progress.add_task("starting", total=len(stages))
-
-        def on_stage(name: str) -> None:
-            progress.update(task, description=f"{name}", completed=stages.index(name))
-
+    with stage_progress([step.name for step in plan_of(settings)]) as on_stage:
         return run(data, out, settings, on_stage=on_stage)
 
 
