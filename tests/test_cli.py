@@ -267,3 +267,33 @@ def test_timestamps_with_a_utc_offset_keep_the_shops_wall_clock(tmp_path):
         datetime.datetime(2010, 12, 1, 11, 52, 0),
         datetime.datetime(2010, 12, 2, 9, 50, 26),
     )
+
+
+def test_assign_says_which_reference_date_it_used_and_why(tmp_path):
+    model = tmp_path / "run"
+    assert invoke("run", TEST_DATA / "small_shop.csv", "--out", model).exit_code == 0
+    rows = (TEST_DATA / "small_shop.csv").read_text().splitlines()
+    one_customer = bad(tmp_path, "\n".join([rows[0], *(row for row in rows if ",12583," in row)]) + "\n", "few.csv")
+    # Customer 12583's last order is 2011-01-14; the model's reference date is the day after the log's last.
+    result = invoke("assign", one_customer, "--model", model, "--out", tmp_path / "a.csv")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert {key: summary[key] for key in ("as_of", "as_of_source", "model_as_of", "as_of_note")} == {
+        "as_of": "2011-01-15 00:00:00",
+        "as_of_source": "last_transaction",
+        "model_as_of": "2011-12-10 00:00:00",
+        "as_of_note": "the day after the last transaction in these rows; the model is as of 2011-12-10: to score "
+        "these customers as of the run that trained it, pass --as-of 2011-12-10",
+    }
+    given = invoke("assign", one_customer, "--model", model, "--out", tmp_path / "b.csv", "--as-of", "2011-12-10")
+    assert given.exit_code == 0, given.output
+    summary = json.loads(given.stdout)
+    assert (summary["as_of"], summary["as_of_source"], summary["as_of_note"]) == (
+        "2011-12-10 00:00:00",
+        "given",
+        "given with --as-of",
+    )
+    # Scored as of the model's date, the customer's recency is the run's.
+    run_customers = duckdb.sql(f"select recency_days from '{model / 'customers.parquet'}' where customer_id = '12583'")
+    assigned = duckdb.sql(f"select recency_days from read_csv('{tmp_path / 'b.csv'}') where customer_id = 12583")
+    assert assigned.fetchall() == run_customers.fetchall() == [(330,)]

@@ -53,9 +53,12 @@ def test_assign_report_and_compare_end_cleanly(demo, tmp_path):
     early = in_terminal(
         "assign", log, "--model", model, "--as-of", "2011-09-11", "--out", tmp_path / "a.parquet", cwd=tmp_path
     )
-    assert_clean(early, "customers as of 2011-09-11", str(tmp_path / "a.parquet"))
+    assert_clean(early, "customers as of 2011-09-11 (given with --as-of)", str(tmp_path / "a.parquet"))
     late = in_terminal("assign", log, "--model", model, "--out", tmp_path / "b.parquet", cwd=tmp_path)
-    assert_clean(late, str(tmp_path / "b.parquet"))
+    assert_clean(
+        late, "as of 2011-12-10 (the day after the last transaction in these rows)", str(tmp_path / "b.parquet")
+    )
+    assert "Note:" not in late.output  # the model's own date: nothing to add
     compared = in_terminal("compare", tmp_path / "a.parquet", tmp_path / "b.parquet", cwd=tmp_path)
     assert_clean(compared, "(rows)", "(columns)")
     same = in_terminal("compare", tmp_path / "b.parquet", tmp_path / "b.parquet", cwd=tmp_path)
@@ -70,7 +73,13 @@ def test_a_log_shorter_than_two_horizons_has_no_backtest_and_the_run_says_so(dem
     run = in_terminal("run", log, "--as-of", "2011-04-01", "--out", tmp_path / "short", cwd=tmp_path)
     assert_clean(run, "Backtest skipped: the log covers", "Expected value skipped: no backtest")
     assigned = in_terminal("assign", log, "--model", tmp_path / "short", "--out", tmp_path / "a.csv", cwd=tmp_path)
-    assert_clean(assigned, "customers as of", "new ones with an early prediction")
+    assert_clean(
+        assigned,
+        "customers as of 2011-12-10 (the day after the last transaction in these rows)",
+        "new ones with an early prediction",
+        "Note: the model is as of 2011-04-01: to score these customers as of the run that trained it, pass --as-of "
+        "2011-04-01.",
+    )
 
 
 @pytest.mark.realdata

@@ -240,7 +240,12 @@ def assign_command(
     delimiter: DelimiterOption = None,
     date_format: DateFormatOption = None,
 ) -> None:
-    """Give customers their RFM and learned segments and expected value with a model written by custseg run."""
+    """Give customers their RFM and learned segments and expected value with a model written by custseg run.
+
+    Their reference date is --as-of, or else the day after the last transaction in DATA; it is said
+    with the reason, and with the model's own date when that differs.
+    """
+    from custseg.model import load_model
     from custseg.pipeline import assign
     from custseg.settings import InputOptions, parse_as_of, parse_column_map
 
@@ -253,22 +258,38 @@ def assign_command(
             table=table,
             query=query,
         )
-        record = assign(data, model, out, input_options=options, as_of=parse_as_of(as_of))
+        reference = parse_as_of(as_of)
+        fitted = load_model(model)
+        record = assign(data, fitted, out, input_options=options, as_of=reference)
+    used, trained = record.customers.as_of, fitted.as_of
+    why = "given with --as-of" if reference is not None else "the day after the last transaction in these rows"
+    hint = None
+    if reference is None and used != trained:
+        hint = (
+            f"the model is as of {trained.date()}: to score these customers as of the run that trained it, "
+            f"pass --as-of {trained.date()}"
+        )
     summary = {
         "out": str(out),
         "customers": record.customers.count,
-        "as_of": record.customers.as_of.isoformat(sep=" "),
+        "as_of": used.isoformat(sep=" "),
+        "as_of_source": "given" if reference is not None else "last_transaction",
+        "as_of_note": why if hint is None else f"{why}; {hint}",
+        "model_as_of": trained.isoformat(sep=" "),
         "with_learned_segment": record.segments.assigned,
         "with_early_prediction": record.early.predicted_customers,
         "products_unknown_to_the_model": record.products.unknown_to_the_model,
     }
     if _interactive():
-        Console(highlight=False).print(
-            f"{summary['customers']:,} customers as of {record.customers.as_of.date()} -> [bold]{out}[/bold] "
-            f"({summary['with_learned_segment']:,} with a learned segment, "
+        console = Console(highlight=False)
+        console.print(f"{summary['customers']:,} customers as of {used.date()} ({why}) -> [bold]{out}[/bold]")
+        console.print(
+            f"{summary['with_learned_segment']:,} with a learned segment, "
             f"{summary['with_early_prediction']:,} new ones with an early prediction; "
-            f"{summary['products_unknown_to_the_model']:,} products the model had not seen)"
+            f"{summary['products_unknown_to_the_model']:,} products the model had not seen"
         )
+        if hint is not None:
+            console.print(f"Note: {hint}.")
     else:
         typer.echo(json.dumps(summary))
 

@@ -11,6 +11,7 @@ file matches it and every stored type is trusted.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -129,6 +130,11 @@ class FittedModel:
         """
         canonical = json.dumps(self.manifest, sort_keys=True, default=str).encode("utf-8")
         return hashlib.sha256(canonical).hexdigest()[:16]
+
+    @property
+    def as_of(self) -> datetime.datetime:
+        """The reference date of the run that trained the model (model.json ``as_of``)."""
+        return datetime.datetime.fromisoformat(self.manifest["as_of"])
 
     @property
     def horizon_days(self) -> int:
