@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import duckdb
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from conftest import PROJECT
 from custseg import model as model_folder
 from custseg.api import create_app
 from custseg.cli import app as cli
@@ -286,3 +288,39 @@ def test_a_field_nested_at_any_depth_gets_a_small_4xx_not_500(client, transactio
         assert error["loc"] == ["body", "transactions", 0, "customer_id"]
         shown = min(depth, 8)
         assert error["input"] == json.loads("[" * shown + ('"x"' if depth <= 8 else '"..."') + "]" * shown)
+
+
+def test_invoice_and_product_ids_are_optional_as_in_a_file(client, transactions):
+    customer = transactions.customer_id.value_counts().index[0]
+    rows = transactions[transactions.customer_id == customer]
+    # Each invoice of the simulated shop has one timestamp: without invoice ids, the same orders.
+    assert rows.groupby("invoice_id").invoiced_at.nunique().max() == 1
+    plain = client.post("/v1/assign", json=request_body(rows)).json()
+    body = request_body(rows)
+    for line in body["transactions"]:
+        del line["invoice_id"]
+    without_invoices = client.post("/v1/assign", json=body)
+    assert without_invoices.status_code == 200, without_invoices.text
+    assert without_invoices.json()["customers"] == plain["customers"]
+    for line in body["transactions"]:
+        line["product_id"] = None
+    without_products = client.post("/v1/assign", json=body)
+    assert without_products.status_code == 200, without_products.text
+    (answer,), (expected,) = without_products.json()["customers"], plain["customers"]
+    # The description stands for the product: the customer's orders and spend are the same.
+    for field in ("recency_days", "frequency", "monetary", "rfm_code", "segment", "value"):
+        assert answer[field] == expected[field], field
+
+
+def test_the_documented_request_is_accepted_and_says_which_fields_are_required(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["Transaction"]["required"] == ["customer_id", "invoiced_at", "quantity", "unit_price"]
+    (example,) = schema["AssignRequest"]["examples"]
+    assert any("invoice_id" not in line and "product_id" not in line for line in example["transactions"])
+    # The documentation's curl command sends it.
+    page = (PROJECT / "docs" / "http-api.md").read_text(encoding="utf-8")
+    assert json.loads(re.search(r"-d '(.*?)'\n```", page, re.DOTALL).group(1)) == example
+    response = client.post("/v1/assign", json=example)
+    assert response.status_code == 200, response.text
+    (customer,) = response.json()["customers"]
+    assert (customer["customer_id"], customer["frequency"], customer["monetary"]) == ("web-42", 2, 28.05)

@@ -81,6 +81,19 @@ def test_amount_only_gives_sign_as_quantity_and_synthesised_orders():
     assert out.product_id.isna().all()
 
 
+def test_a_blank_invoice_id_is_an_order_of_the_customer_and_timestamp_as_without_the_column():
+    out = canonical(
+        {
+            "c": ["a", "a", "a", "a"],
+            "i": ["A1", "", None, None],
+            "t": ["2011-01-01 10:00:00", "2011-01-01 11:00:00", "2011-01-02 10:00:00", "2011-01-02 10:00:00"],
+            "amt": ["1", "2", "3", "4"],
+        },
+        {"customer_id": "c", "invoice_id": "i", "invoiced_at": "t", "amount": "amt"},
+    )
+    assert out.invoice_id.tolist() == ["A1", "a@2011-01-01 11:00:00", "a@2011-01-02 10:00:00", "a@2011-01-02 10:00:00"]
+
+
 def test_float_ids_lose_their_decimal_point_and_decimal_commas_parse():
     out = canonical(
         {"c": [17850.0, None], "t": ["1/12/2011 8:26", "13/12/2011 9:00"], "q": ["6", "2"], "p": ["2,55", "1.5"]},

@@ -35,14 +35,26 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000
 
 
 class Transaction(BaseModel):
-    """One line of an order, in the shop's local time."""
+    """One line of an order, in the shop's local time.
+
+    A line needs the customer, the time, the quantity and the unit price. As in a file without those
+    columns, without an invoice id the customer's lines at one timestamp are one order, and without a
+    product id the description stands for the product.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     customer_id: str = Field(min_length=1, max_length=200)
-    invoice_id: str = Field(min_length=1, max_length=200)
+    invoice_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The order; default: one order per customer and timestamp, as a file without an invoice column.",
+    )
     invoiced_at: datetime.datetime = Field(description="The shop's local time; a UTC offset is dropped, not applied.")
-    product_id: str = Field(min_length=1, max_length=200)
+    product_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Default: the description stands for the product."
+    )
     description: str | None = Field(default=None, max_length=1000)
     quantity: float = Field(allow_inf_nan=False, description="Negative for a return.")
     unit_price: float = Field(allow_inf_nan=False)
@@ -58,7 +70,35 @@ class Transaction(BaseModel):
 class AssignRequest(BaseModel):
     """Transactions of one or many customers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transactions": [
+                        {
+                            "customer_id": "web-42",
+                            "invoice_id": "A1",
+                            "invoiced_at": "2011-11-20T10:15:00",
+                            "product_id": "85123A",
+                            "description": "WHITE HANGING HEART T-LIGHT HOLDER",
+                            "quantity": 6,
+                            "unit_price": 2.55,
+                            "country": "United Kingdom",
+                        },
+                        {
+                            "customer_id": "web-42",
+                            "invoiced_at": "2011-12-01T09:30:00",
+                            "description": "REGENCY CAKESTAND 3 TIER",
+                            "quantity": 1,
+                            "unit_price": 12.75,
+                        },
+                    ],
+                    "as_of": "2011-12-10",
+                }
+            ]
+        },
+    )
 
     transactions: list[Transaction] = Field(min_length=1)
     as_of: datetime.date | None = Field(

@@ -329,11 +329,11 @@ def to_canonical(
     ibis.Table of shape (n_rows, 15)
         `CANONICAL_COLUMNS`, `ORDER_LINE_COLUMNS` and `PROBLEM_COLUMNS`. Values that are missing or
         do not parse are null; the first such value of a row is named in the problem columns (a
-        blank order-level amount is no refund or no total, not a problem). Without an invoice
-        column an order is one (customer_id, invoiced_at) pair; without a product id (no column, or
-        a blank one) the description stands for the product; with only an amount, quantity is its
-        sign and unit_price its absolute value, so that a negative amount is a return. The order
-        status is trimmed lower-case text.
+        blank order-level amount is no refund or no total, not a problem). Without an invoice id
+        (no column, or a blank one) an order is one (customer_id, invoiced_at) pair; without a
+        product id (no column, or a blank one) the description stands for the product; with only
+        an amount, quantity is its sign and unit_price its absolute value, so that a negative
+        amount is a return. The order status is trimmed lower-case text.
     """
     cols = mapping.columns
 
@@ -361,10 +361,10 @@ def to_canonical(
         product_id = _as_text(source("product_id")).coalesce(description)
     else:
         product_id = description
+    # An order without an invoice id (no column, or a blank one) is one (customer, timestamp) pair.
+    invoice_id = customer_id.concat("@", invoiced_at.cast(dt.string))
     if "invoice_id" in cols:
-        invoice_id = _as_text(source("invoice_id"), is_id=True)
-    else:
-        invoice_id = customer_id.concat("@", invoiced_at.cast(dt.string))
+        invoice_id = _as_text(source("invoice_id"), is_id=True).coalesce(invoice_id)
     country = _as_text(source("country")) if "country" in cols else ibis.null(dt.string)
 
     # (reason, canonical column, whether the row's value is invalid): a missing line value is

@@ -167,7 +167,8 @@ class Scorer:
         ----------
         transactions : DataFrame of shape (n_rows, 8)
             The canonical columns (customer_id, invoice_id, invoiced_at, product_id,
-            description, quantity, unit_price, country), in request order.
+            description, quantity, unit_price, country), in request order; a null invoice_id or
+            product_id is read as in a file (`custseg.schema.to_canonical`).
         as_of : datetime, optional
             Reference date; default the day after the last transaction.
 
