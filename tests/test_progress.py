@@ -30,9 +30,11 @@ def test_the_time_left_scales_the_typical_seconds_of_the_stages_to_come_by_the_r
     assert stages.seconds_left() == pytest.approx(3 * (2.0 + 8.0 + 2.0))
     clock.now += 4.0  # counts down while the stage runs
     assert stages.seconds_left() == pytest.approx(3 * (2.0 + 8.0 + 2.0) - 4.0)
-    clock.now += 100.0  # a stage that overruns is taken to end now: what the later stages need stays
+    clock.now += 2.0  # clean has had its 6 s: the later stages' time is left
     assert stages.seconds_left() == pytest.approx(3 * (8.0 + 2.0))
-    stages.start("segments")  # 110 s for read and clean (4 typical seconds): the pace is recomputed
+    clock.now += 98.0  # a stage that overruns is taken to end now, and the pace to include it
+    assert stages.seconds_left() == pytest.approx(110 / 4 * (8.0 + 2.0))
+    stages.start("segments")  # the pace of read and clean, as it was a moment ago
     assert stages.seconds_left() == pytest.approx(110 / 4 * (8.0 + 2.0))
 
 
