@@ -120,3 +120,22 @@ def test_assign_compare_and_report_end_cleanly_on_the_real_data(uci_run, shared_
     assert_clean(compared, "Learned segments: customers as of 2011-09-11 (rows)", "were in the same segment as of")
     report = in_terminal("report", uci_run.out_dir, cwd=tmp_path)
     assert_clean(report, f"Report: {uci_run.out_dir / 'report.html'}")
+
+
+def test_the_course_recipes_table_is_titled_with_what_it_shows():
+    import io
+
+    from rich.console import Console
+
+    from custseg.report.terminal import print_course
+
+    shown = io.StringIO()
+    course = {
+        "comparison": [
+            {"figure": "customers", "published": 4334, "reproduced": 4334, "tolerance": "exact", "holds": True}
+        ],
+        "counts": {"customers": 4334, "customers_after_trim": 4044},
+    }
+    print_course(Console(file=shown, width=120), course)
+    assert "The published course pipeline's figures, reproduced" in " ".join(shown.getvalue().split())
+    assert "REFERENCE.md" not in shown.getvalue()  # a file of this repository's checkout, not the user's

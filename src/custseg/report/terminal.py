@@ -241,7 +241,7 @@ def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
 def print_course(console: Console, course: dict[str, Any]) -> None:
     """Print the course recipe's figures beside the published ones."""
     shown = table(
-        "The course pipeline, reproduced (../shared/REFERENCE.md, analysis A)",
+        "The published course pipeline's figures, reproduced",
         tuple((column, "left") for column in ("figure", "published", "reproduced", "tolerance", "holds")),
     )
     for row in course["comparison"]:
