@@ -65,7 +65,8 @@ def test_run_on_the_small_shop_writes_the_output_folder(tmp_path):
     from custseg.value import value_columns
 
     *profile, description, action = SEGMENT_COLUMNS
-    assert segments[0] == ",".join([*profile, *segment_value_columns(value_columns(90)), description, action])
+    columns = [*profile, *segment_value_columns(value_columns(90)), description, action, "currency"]
+    assert segments[0] == ",".join(columns)
     assert len(segments) == 1 + 11
     with duckdb.connect(str(out / "custseg.duckdb"), read_only=True) as con:
         tables = {row[0] for row in con.sql("show tables").fetchall()}

@@ -78,9 +78,13 @@ def test_the_segmentation_that_scored_better_on_the_backtest_is_recommended(trai
         return dataclasses.replace(record, backtest=dataclasses.replace(record.backtest, rfm=rfm))
 
     better_learned = recommended_segmentation(with_rfm_validity(learned - 0.05))
-    assert better_learned.segmentation == "learned" and f"{learned:.2f}" in better_learned.reason
+    assert better_learned.segmentation == "learned" and f"{learned:.3f}" in better_learned.reason
+    assert "better than the RFM map" in better_learned.reason
     better_rfm = recommended_segmentation(with_rfm_validity(learned + 0.05))
     assert better_rfm.segmentation == "rfm" and "RFM map told apart" in better_rfm.reason
+    # Within a standard error the two are said to be equal; the learned segments, rules, are followed.
+    tied = recommended_segmentation(with_rfm_validity(learned + record.segments.backtest.validity_se / 2))
+    assert tied.segmentation == "learned" and "as well as the RFM map" in tied.reason
 
 
 @pytest.mark.parametrize(

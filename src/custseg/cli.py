@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from custseg import __version__
-from custseg.errors import CustsegError, RenamedSettingWarning
+from custseg.errors import ConfigError, CustsegError, RenamedSettingWarning
 
 if TYPE_CHECKING:
     from custseg.pipeline import RunResult
@@ -115,6 +115,12 @@ DelimiterOption = Annotated[str | None, typer.Option("--delimiter", help="CSV de
 DateFormatOption = Annotated[
     str | None, typer.Option("--date-format", help="strptime format of text timestamps (default: detected).")
 ]
+CurrencyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--currency", help="ISO 4217 code of the amounts, e.g. GBP, when the file does not say it (default: detected)."
+    ),
+]
 AsOfOption = Annotated[
     str | None,
     typer.Option("--as-of", help="Reference date, e.g. 2011-12-10 (default: the day after the last transaction)."),
@@ -142,6 +148,7 @@ def run_command(
     encoding: EncodingOption = None,
     delimiter: DelimiterOption = None,
     date_format: DateFormatOption = None,
+    currency: CurrencyOption = None,
     as_of: AsOfOption = None,
     rfm_bins: Annotated[int | None, typer.Option("--rfm-bins", help="RFM score levels: 3, 4 or 5 (default 5).")] = None,
     rfm_map: Annotated[
@@ -201,6 +208,7 @@ def run_command(
             timestamp_format=date_format,
             table=table,
             query=query,
+            currency=currency,
             seed=seed,
             as_of=as_of,
             rfm_bins=rfm_bins,
@@ -292,6 +300,37 @@ def assign_command(
             console.print(f"Note: {hint}.")
     else:
         typer.echo(json.dumps(summary))
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Output folder of custseg run.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder of the lists (default: the run's lists/, replaced).")
+    ] = None,
+    segmentation: Annotated[
+        str | None,
+        typer.Option(
+            "--segments", help="learned or rfm: the segments the lists follow (default: the one the report recommends)."
+        ),
+    ] = None,
+) -> None:
+    """Write one CSV per segment, ready to import into an email or ads tool (Klaviyo, Mailchimp)."""
+    from custseg.lists import SEGMENTATIONS
+    from custseg.pipeline import export_lists
+
+    with _user_errors():
+        if segmentation is not None and segmentation not in SEGMENTATIONS:
+            raise ConfigError(f"--segments {segmentation}: must be one of {', '.join(SEGMENTATIONS)}")
+        written = export_lists(run_dir, out, segmentation)
+    if _interactive():
+        console = Console(highlight=False)
+        console.print(f"{len(written)} lists in [bold]{written[0].parent if written else out}[/bold]:")
+        for path in written:
+            rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
+            console.print(f"  {path.name}  ({rows:,} customers)")
+    else:
+        typer.echo(json.dumps({"lists": [str(path) for path in written]}))
 
 
 @app.command("compare")

@@ -2,7 +2,8 @@
 
 A run has two segmentations, the RFM map and the learned segments; a marketer acts on one. The
 learned segments are recommended when the backtest scored them at least as well as the RFM map on
-the shop's own history (or they are kept from an earlier run); otherwise the RFM map is. Each list
+the shop's own history, within a standard error (or they are kept from an earlier run); otherwise
+the RFM map is. Each list
 is a CSV whose first column is what Klaviyo's and Mailchimp's list imports key on: ``Email Address``
 when the customer ids are e-mail addresses (a Shopify export), else ``Customer ID``, to be matched
 to the shop's contacts. Every customer with a segment is in exactly one list.
@@ -53,19 +54,26 @@ def recommended_segmentation(record: RunRecord) -> Recommendation:
             "segmentation on what customers did next",
         )
     learned, rfm = segments.backtest.validity, backtest.rfm.validity
-    days = backtest.horizon_days
-    if learned >= rfm:
+    # Closer than the larger standard error, the two told customers apart equally well.
+    tied = abs(learned - rfm) < max(segments.backtest.validity_se, backtest.rfm.validity_se)
+    tested = f"tested on the shop's history ({backtest.as_of.date()} and the {backtest.horizon_days} days after)"
+    scores = f"score {learned:.3f} against {rfm:.3f}, out of 1"
+    if tied:
         return Recommendation(
             "learned",
-            f"tested on the shop's own history ({backtest.as_of.date()} and the {days} days after), they told apart "
-            f"who would order again and what they would spend better than the RFM map (score {learned:.2f} "
-            f"against {rfm:.2f}, out of 1), and each is a rule true of every member",
+            f"{tested}, they told apart who would order again and what they would spend as well as the RFM map "
+            f"({scores}), and each is a rule true of every member",
+        )
+    if learned > rfm:
+        return Recommendation(
+            "learned",
+            f"{tested}, they told apart who would order again and what they would spend better than the RFM map "
+            f"({scores}), and each is a rule true of every member",
         )
     return Recommendation(
         "rfm",
-        f"tested on the shop's own history ({backtest.as_of.date()} and the {days} days after), the RFM map told "
-        f"apart who would order again and what they would spend better than the learned segments (score "
-        f"{rfm:.2f} against {learned:.2f}, out of 1)",
+        f"{tested}, the RFM map told apart who would order again and what they would spend better than the "
+        f"learned segments (score {rfm:.3f} against {learned:.3f}, out of 1)",
     )
 
 

@@ -105,6 +105,8 @@ ACTIONS: dict[str, str] = {
 }
 """The recommended action by state, and for the valuable segments (champions, regulars, big spenders);
 the last two for a segment of rules that bounds neither recency nor tenure (its state is not known)."""
+REORDER_TIMING = "Time the next contact for when a customer passes 1.5 times their own usual gap between orders."
+"""The timing of the action of a valuable segment that is active or of unknown state."""
 NEW_TENURE_GAPS = 2
 """A segment is new when its median tenure is at most this many typical gaps between orders."""
 ACTIVE_RECENCY_GAPS = 1
@@ -412,7 +414,7 @@ def _action(
         # The rule says for whom, so that no two segments share their first sentence.
         action = f"For customers with {row['rule']}: {action[0].lower()}{action[1:]}"
     if row["value"] in ("champions", "regulars", "repeat") and row["state"] in ("active", ""):
-        action += " Time the next contact for when a customer passes 1.5 times their own usual gap between orders."
+        action += f" {REORDER_TIMING}"
     if lead:
         action += f" {lead}"
     elif leading:
