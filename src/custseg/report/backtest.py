@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg.record import SegmentsSection, Skipped
-from custseg.report.charts import Chart, Section, Table, layout, money, share
+from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, money, run_colors, share
 from custseg.report.data import ReportData
 from custseg.report.segments import candidates_table
 
@@ -69,12 +69,13 @@ def backtest(data: ReportData) -> Section | None:
         names = data.segment_names
         hover = [f"{s} {names.get(s, '')}".strip() for s in per_segment.segment]
         figure = make_subplots(rows=1, cols=2, subplot_titles=("ordered again", "mean revenue, times the average"))
-        for col, column, color in ((1, "return_rate", "#1f77b4"), (2, "revenue_lift", "#2ca02c")):
+        colors = run_colors(data.record)
+        for col, column in ((1, "return_rate"), (2, "revenue_lift")):
             figure.add_trace(
                 go.Bar(
                     x=per_segment.segment,
                     y=per_segment[column],
-                    marker_color=color,
+                    marker_color=[colors.get(s, NEUTRAL) for s in per_segment.segment],
                     text=hover,
                     hovertemplate="%{text}: %{y}<extra></extra>",
                     textposition="none",

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from custseg.early import MIN_GAIN_OVER_AS_IS
 from custseg.record import EarlyFit, EarlyResult, EarlySection
-from custseg.report.charts import Chart, Section, Table, layout, share
+from custseg.report.charts import Chart, Section, Table, layout, share, wrap
 from custseg.report.data import ReportData
 
 
@@ -56,22 +56,29 @@ def early(data: ReportData) -> Section | None:
             continue
         row, fit = rows[0], rows[0].fit
         matrix = np.array(fit.confusion_matrix.rows_true_columns_predicted, dtype=float)
-        label_names = [f"{label} {names[target].get(label, '')}".strip()[:32] for label in fit.confusion_matrix.labels]
+        labels = fit.confusion_matrix.labels
+        full_names = [f"{label} {names[target].get(label, '')}".strip() for label in labels]
+        rows_named = [wrap(name, 36) for name in full_names]
+        row_height = 30 if any("<br>" in name for name in rows_named) else 22
         totals = matrix.sum(axis=1, keepdims=True)
+        # Rows read across with the whole name; columns by id (a long name turned on its side is unreadable),
+        # both names whole on hover.
         figure = go.Figure(
             go.Heatmap(
                 z=np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0) * 100,
-                x=label_names,
-                y=label_names,
-                text=matrix.astype(int),
+                x=list(labels),
+                y=rows_named,
+                # Empty cells blank: the few numbers that count stand out.
+                text=[[f"{int(v):,}" if v else "" for v in row] for row in matrix],
                 texttemplate="%{text}",
+                customdata=[full_names] * len(full_names),
                 colorscale="Purples",
                 colorbar={"title": "% of row"},
-                hovertemplate="truth %{y}<br>predicted %{x}<br>%{text} customers<extra></extra>",
+                hovertemplate="truth %{y}<br>predicted %{customdata}<br>%{z:.0f}% of the row<extra></extra>",
             )
         )
-        figure.update_yaxes(autorange="reversed", title_text="what they became")
-        figure.update_xaxes(title_text="predicted from the first order")
+        figure.update_yaxes(autorange="reversed", title_text="what they became", dtick=1)
+        figure.update_xaxes(title_text="predicted from the first order (id; names on the left)", dtick=1)
         gain = fit.model.macro_f1 - fit.majority.macro_f1
         charts.append(
             Chart(
@@ -79,7 +86,7 @@ def early(data: ReportData) -> Section | None:
                 f"On {row.test_customers:,} customers the model never saw, macro-F1 is {fit.model.macro_f1:.3f} "
                 f"({gain:+.3f} over always predicting the most common {target}; accuracy "
                 f"{fit.model.accuracy:.0%}).",
-                layout(figure, 420),
+                layout(figure, max(420, 140 + row_height * len(labels))),
             )
         )
     intro = described.protocol[0].upper() + described.protocol[1:] + "."

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg.eda import BASKET_LINES_CAP, explore, month_label
-from custseg.report.charts import Chart, Section, layout, money
+from custseg.report.charts import Chart, Section, layout, money, wrap
 from custseg.report.data import ReportData
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -52,6 +52,8 @@ def exploration(data: ReportData) -> Section:
             y=list(WEEKDAYS),
             colorscale="Blues",
             colorbar={"title": "orders"},
+            texttemplate="%{z:,}",
+            textfont={"size": 10},
         )
     )
     figure.update_yaxes(autorange="reversed")
@@ -92,8 +94,9 @@ def exploration(data: ReportData) -> Section:
     figure = go.Figure(
         go.Bar(
             x=products.revenue,
-            y=products.name.str.slice(0, 40),
+            y=[wrap(name, 40) for name in products.name],
             orientation="h",
+            hovertemplate="%{y}: %{x:,.0f}<extra></extra>",
             marker_color="#9467bd",
         )
     )
@@ -175,6 +178,8 @@ def exploration(data: ReportData) -> Section:
             zmin=0,
             zmax=float(np.nanmax(retention.iloc[:, 1:].to_numpy() * 100)) if retention.shape[1] > 1 else 100.0,
             colorbar={"title": "% active"},
+            texttemplate="%{z:.0f}",
+            textfont={"size": 11},
             hovertemplate="cohort %{y}, month %{x}: %{z}% active<extra></extra>",
         )
     )

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from custseg.report.charts import PALETTE, Chart, Section, layout, money
+from custseg.report.charts import Chart, Section, layout, money, run_colors
 from custseg.report.data import ReportData
 
 
@@ -36,6 +36,7 @@ def rfm(data: ReportData) -> Section:
     )
     segments = pd.DataFrame([dataclasses.asdict(s) for s in described.segments])
     segments = segments[segments.customers > 0]
+    colors = run_colors(data.record)
     figure = make_subplots(
         rows=1, cols=2, specs=[[{"type": "domain"}, {"type": "domain"}]], subplot_titles=("customers", "revenue")
     )
@@ -46,7 +47,7 @@ def rfm(data: ReportData) -> Section:
                 parents=[""] * len(segments),
                 values=values,
                 textinfo="label+percent root",
-                marker={"colors": [PALETTE[i % len(PALETTE)] for i in range(len(segments))]},
+                marker={"colors": [colors[s] for s in segments.segment]},
             ),
             1,
             col,

@@ -8,7 +8,18 @@ from plotly.subplots import make_subplots
 
 from custseg.profile import neighbours_alike, standardised_means
 from custseg.record import SegmentsSection
-from custseg.report.charts import PALETTE, Chart, Section, Table, layout, share, shareable_ids
+from custseg.report.charts import (
+    PALETTE,
+    Chart,
+    Section,
+    Table,
+    layout,
+    run_colors,
+    segment_label,
+    share,
+    shareable_ids,
+    wrap,
+)
 from custseg.report.data import ReportData
 
 EMBEDDING_SAMPLE = 4000
@@ -58,6 +69,8 @@ def learned_segments(data: ReportData) -> Section | None:
         )
     figure.add_hline(y=min_stability, line_dash="dot", line_color="#999", row=1, col=2)
     figure.update_xaxes(title_text="segments")
+    # From zero: candidates a few thousandths apart look as close as they are.
+    figure.update_yaxes(rangemode="tozero")
     eligible = int(candidates.eligible.sum())
     curves = Chart(
         "Model selection: every candidate over the number of segments",
@@ -67,25 +80,26 @@ def learned_segments(data: ReportData) -> Section | None:
     )
     names = dict(zip(customers.segment, customers.segment_name, strict=False))
     order = sorted(names, key=lambda s: int(s[1:]))
-    colors = {segment: PALETTE[i % len(PALETTE)] for i, segment in enumerate(order)}
+    colors = run_colors(data.record)
     charts = [curves]
     # Above max_fit_customers only the customers the segments were learned from have a place.
     mapped = customers[customers.tsne_x.notna()] if "tsne_x" in customers.columns else customers.iloc[:0]
     if len(mapped):
         sample = mapped.sample(min(EMBEDDING_SAMPLE, len(mapped)), random_state=0)
+        groups = dict(tuple(sample.groupby("segment", sort=False)))
         figure = go.Figure(
             [
                 go.Scattergl(
-                    x=group.tsne_x,
-                    y=group.tsne_y,
+                    x=groups[segment].tsne_x,
+                    y=groups[segment].tsne_y,
                     mode="markers",
-                    name=f"{segment} {names[segment]}",
+                    name=wrap(segment_label(segment, names[segment])),
                     marker={"size": 4, "color": colors[segment], "opacity": 0.7},
-                    text=shareable_ids(group.customer_id),
+                    text=shareable_ids(groups[segment].customer_id),
                     hovertemplate="customer %{text}<extra>" + segment + "</extra>",
                 )
-                for segment, group in sample.groupby("segment", sort=False)
-                if segment in colors
+                for segment in order
+                if segment in groups
             ]
         )
         figure.update_xaxes(showticklabels=False, title_text="t-SNE 1")
@@ -110,7 +124,7 @@ def learned_segments(data: ReportData) -> Section | None:
                 x=axis,
                 y=means.loc[segment],
                 mode="lines+markers",
-                name=f"{segment} {names[segment]}",
+                name=wrap(segment_label(segment, names[segment])),
                 line={"color": colors[segment]},
             )
             for segment in order
@@ -118,7 +132,9 @@ def learned_segments(data: ReportData) -> Section | None:
         ]
     )
     figure.add_hline(y=0, line_color="#999")
-    figure.update_yaxes(title_text="mean, in standard deviations from all customers")
+    figure.update_yaxes(title_text="standard deviations from the mean")
+    # Every feature named in full on one line: the chart grows by the longest name turned on its side.
+    figure.update_xaxes(tickangle=-90, dtick=1, tickfont={"size": 11})
     spread = means[["recency_days", "frequency", "monetary", "tenure_days"]]
     widest = spread.max() - spread.min()
     charts.append(
@@ -126,32 +142,44 @@ def learned_segments(data: ReportData) -> Section | None:
             "Segment profiles (snake plot of standardised features and interests)",
             f"The segments differ most in {widest.idxmax().removesuffix('_days')} "
             f"({widest.max():.1f} standard deviations between the highest and the lowest segment).",
-            layout(figure, 440),
+            snake_layout(figure, 380 + 7 * max(map(len, axis))),
         )
     )
     profiles = pd.DataFrame(described.profiles)
-    figure = go.Figure(
-        [
-            go.Bar(
-                x=profiles.segment + " " + profiles.name, y=profiles.share, name="customers", marker_color="#1f77b4"
-            ),
-            go.Bar(
-                x=profiles.segment + " " + profiles.name,
-                y=profiles.revenue_share,
-                name="revenue",
-                marker_color="#2ca02c",
-            ),
-        ]
+    # Side by side, a bar per segment in its colour, best on top: the names read across, no legend needed.
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.1,
+        subplot_titles=("share of customers", "share of revenue"),
     )
-    figure.update_layout(barmode="group")
-    figure.update_yaxes(tickformat=".0%")
+    segment_names = [wrap(segment_label(s, n), 32) for s, n in zip(profiles.segment, profiles.name, strict=True)]
+    for col, column in ((1, "share"), (2, "revenue_share")):
+        figure.add_trace(
+            go.Bar(
+                x=profiles[column],
+                y=segment_names,
+                orientation="h",
+                marker_color=[colors[s] for s in profiles.segment],
+                text=[f"{v:.0%}" for v in profiles[column]],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+                showlegend=False,
+            ),
+            1,
+            col,
+        )
+    figure.update_xaxes(tickformat=".0%", rangemode="tozero")
+    figure.update_yaxes(autorange="reversed")
     top = profiles.loc[profiles.revenue_share.idxmax()]
     charts.append(
         Chart(
             "Size and revenue share of each learned segment",
             f"{top['name']} ({top.segment}) is {top.share:.0%} of customers and brings "
             f"{top.revenue_share:.0%} of revenue.",
-            layout(figure, 380),
+            layout(figure, 120 + 60 * len(profiles)),
         )
     )
     tables = [candidates_table(candidates, score)]
@@ -204,3 +232,10 @@ def candidates_table(candidates: pd.DataFrame, score: str) -> Table:
         rows.append(cells)
     order = "backtest validity" if with_backtest else "silhouette"
     return Table(f"Best candidates (eligible first, by {order})", columns, rows)
+
+
+def snake_layout(figure: go.Figure, height: int) -> go.Figure:
+    """Give the snake plot the report's look with its legend above it: the features below take the whole width."""
+    layout(figure, height)
+    figure.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"})
+    return figure

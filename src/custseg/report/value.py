@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from custseg.forward import LEVEL
 from custseg.record import Skipped
 from custseg.record.value import ForwardChecks
-from custseg.report.charts import Chart, Section, Table, layout, money, share
+from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, log_ticks, money, run_colors, share
 from custseg.report.data import ReportData
 from custseg.value import forward_in_words, period, season_in_words
 
@@ -45,7 +45,8 @@ def value(data: ReportData) -> Section | None:
                 hovertemplate="%{y:,.0f}",
             )
         )
-    figure.update_yaxes(type="log", title_text=f"mean revenue per customer in {horizon} days")
+    ticks = log_ticks([*deciles.predicted_mean, *deciles.actual_mean])
+    figure.update_yaxes(type="log", title_text=f"mean revenue per customer in {horizon} days", **ticks)
     figure.update_xaxes(title_text="decile of predicted revenue (10 = highest)", dtick=1)
     charts = [
         Chart(
@@ -86,13 +87,15 @@ def value(data: ReportData) -> Section | None:
             rows=1,
             cols=2,
             # Short: the two titles share the width of a phone; the chart's own title names the days.
-            subplot_titles=(f"expected revenue in {horizon} days", "backtest: revenue per customer"),
+            subplot_titles=(f"expected revenue in {horizon} days", "backtest: actual per customer"),
         )
+        colors = run_colors(data.record)
+        segment_colors = [colors.get(s, NEUTRAL) for s in shown.segment]
         figure.add_trace(
             go.Bar(
                 x=shown.segment,
                 y=shown[total],
-                marker_color="#1f77b4",
+                marker_color=segment_colors,
                 text=labels,
                 textposition="none",
                 hovertemplate="%{text}: %{y:,.0f}<extra></extra>",
@@ -101,23 +104,35 @@ def value(data: ReportData) -> Section | None:
             1,
             1,
         )
-        for column, name, color in (
-            ("backtest_predicted_revenue", "predicted", "#9467bd"),
-            ("backtest_mean_revenue", "actual", "#2ca02c"),
-        ):
-            figure.add_trace(
-                go.Bar(
-                    x=shown.segment,
-                    y=shown[column],
-                    name=name,
-                    marker_color=color,
-                    text=labels,
-                    textposition="none",
-                    hovertemplate="%{text}: %{y:,.0f}<extra></extra>",
-                ),
-                1,
-                2,
-            )
+        # What they spent as the segment's bar, what the model predicted as a dash across it.
+        figure.add_trace(
+            go.Bar(
+                x=shown.segment,
+                y=shown.backtest_mean_revenue,
+                name="actual",
+                marker_color=segment_colors,
+                text=labels,
+                textposition="none",
+                hovertemplate="%{text}: spent %{y:,.0f}<extra></extra>",
+                showlegend=False,
+            ),
+            1,
+            2,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=shown.segment,
+                y=shown.backtest_predicted_revenue,
+                name="predicted",
+                mode="markers",
+                marker={"symbol": "line-ew", "size": 28, "line": {"width": 3, "color": "#222"}},
+                text=labels,
+                hovertemplate="%{text}: predicted %{y:,.0f}<extra></extra>",
+            ),
+            1,
+            2,
+        )
+        figure.update_yaxes(rangemode="tozero")
         top = shown.loc[shown[total].idxmax()]
         charts.append(
             Chart(
