@@ -124,6 +124,54 @@ def open_in_chromium(page_file: Path, screenshot: Path) -> dict:
             browser.close()
 
 
+CHARTS_AS_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].map(plot => {
+  const box = element => { const r = element.getBoundingClientRect();
+    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+  const words = text => { const lines = text.querySelectorAll('tspan.line');
+    return (lines.length ? [...lines].map(line => line.textContent) : [text.textContent]).join(' ').trim(); };
+  const list = value => value == null ? null : (typeof value === 'string' ? value : Array.from(value));
+  const legend = plot.querySelector('.legend .bg') || plot.querySelector('.legend');
+  return {
+    id: plot.id,
+    svg: box(plot.querySelector('.main-svg')),
+    legend: legend && plot.querySelector('.legend .traces') ? box(legend) : null,
+    plot_areas: [...plot.querySelectorAll('.nsewdrag')].map(box),
+    labels: [...plot.querySelectorAll('.annotation, .colorbar, .g-gtitle')].map(box),
+    ticks: [...plot.querySelectorAll('.xaxislayer-above text, .yaxislayer-above text')]
+      .map(text => ({text: words(text), ...box(text)})).filter(tick => tick.text && tick.right > tick.left),
+    traces: plot.data.map(trace => ({
+      type: trace.type || 'scatter', name: trace.name == null ? null : String(trace.name),
+      orientation: trace.orientation || 'v', x: list(trace.x), y: list(trace.y), labels: list(trace.labels),
+      color: list((trace.marker || {}).color) || list((trace.line || {}).color),
+      colors: list((trace.marker || {}).colors),
+      node_labels: list((trace.node || {}).label), node_colors: list((trace.node || {}).color),
+    })),
+  };
+})"""
+"""What a person sees of every Plotly chart of a page: boxes in pixels (legend, plot areas, tick labels
+with their text, subplot titles and colour bars, the chart's SVG) and the traces' names, labels and colours."""
+
+
+def charts_as_drawn(page_file: Path, width: int) -> list[dict]:
+    """Open a local HTML page in headless Chromium ``width`` pixels wide and measure its charts (`CHARTS_AS_DRAWN`)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        try:
+            page = browser.new_context(viewport={"width": width, "height": 900}, offline=True).new_page()
+            page.goto(page_file.resolve().as_uri(), wait_until="load")
+            page.wait_for_function("document.body.dataset.renderedMs !== undefined", timeout=30_000)
+            return page.evaluate(CHARTS_AS_DRAWN)
+        finally:
+            browser.close()
+
+
 @dataclass(frozen=True)
 class PostgresServer:
     """A throwaway PostgreSQL cluster: where it listens and its one user's password."""

@@ -131,3 +131,184 @@ def test_the_forward_chart_draws_the_season_correction_only_where_a_check_reache
     corrected = next(trace for trace in chart.figure.data if trace.name.startswith("forecast corrected"))
     assert list(corrected.y) == [None, 600.0, 500.0]
     assert "corrected by the season a year before each 100% to 120%" in chart.reading
+
+
+# -- charts a person can read ---------------------------------------------------------------------
+
+NUMBER = re.compile(r"[−+-]?[\d,.]+[%kMGB]?|\d{4}-\d{2}(-\d{2})?")
+"""A tick that is a number, a share or a date: no name it could stand for."""
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("<br>", " ").split())
+
+
+def _overlap(a: dict, b: dict, slack: float = 0.5) -> bool:
+    return (
+        a["left"] < b["right"] - slack
+        and b["left"] < a["right"] - slack
+        and a["top"] < b["bottom"] - slack
+        and b["top"] < a["bottom"] - slack
+    )
+
+
+def legend_problems(chart: dict) -> list[str]:
+    """Say where a chart's legend covers its plot area, a tick label, a subplot title or a colour bar."""
+    legend = chart["legend"]
+    if legend is None:
+        return []
+    covered = [("plot area", area) for area in chart["plot_areas"]]
+    covered += [(f"tick label {tick['text']!r}", tick) for tick in chart["ticks"]]
+    covered += [("title or colour bar", label) for label in chart["labels"]]
+    return [f"{chart['id']}: the legend covers the {what}" for what, box in covered if _overlap(legend, box)]
+
+
+def cut_label_problems(chart: dict, names: set[str]) -> list[str]:
+    """Say which tick labels are cut: an ellipsis, the start of a longer name (not its id), or outside the chart."""
+    problems, svg = [], chart["svg"]
+    for tick in chart["ticks"]:
+        text = tick["text"]
+        if text.endswith(("…", "...")):
+            problems.append(f"{chart['id']}: tick label {text!r} ends with an ellipsis")
+        elif not NUMBER.fullmatch(text) and text not in names:
+            cut = [name for name in names if name.startswith(text) and text != name.split(" ")[0]]
+            if cut:
+                problems.append(f"{chart['id']}: tick label {text!r} is cut from {cut[0]!r}")
+        if (
+            tick["left"] < svg["left"] - 1
+            or tick["right"] > svg["right"] + 1
+            or tick["top"] < svg["top"] - 1
+            or tick["bottom"] > svg["bottom"] + 1
+        ):
+            problems.append(f"{chart['id']}: tick label {text!r} runs out of the chart")
+    return problems
+
+
+def _colour(value: str) -> str:
+    found = re.fullmatch(r"rgba?\((\d+),\s*(\d+),\s*(\d+).*\)", value.strip())
+    return "#{:02x}{:02x}{:02x}".format(*map(int, found.groups())) if found else value.strip().lower()
+
+
+def segment_colours(chart: dict, learned: set[str], rfm: set[str]) -> list[tuple[str, str]]:
+    """Each (segment, colour) a chart draws: named traces, bars coloured one by one, treemap tiles, Sankey nodes."""
+
+    def segment_of(text) -> str | None:
+        text = _plain(str(text))
+        found = re.match(r"(S\d+)(?: |$)", text)
+        if found and found.group(1) in learned:
+            return found.group(1)
+        return text if text in rfm else None
+
+    drawn = []
+    for trace in chart["traces"]:
+        if trace["type"] == "sankey":
+            labels, colours = trace["node_labels"] or [], trace["node_colors"]
+        elif trace["type"] == "treemap":
+            labels, colours = trace["labels"] or [], trace["colors"]
+        elif isinstance(trace["color"], list):
+            labels, colours = (trace["y"] if trace["orientation"] == "h" else trace["x"]) or [], trace["color"]
+        else:
+            labels, colours = [trace["name"]], trace["color"]
+        if isinstance(colours, str):
+            colours = [colours] * len(labels)
+        for label, colour in zip(labels, colours or [], strict=False):
+            segment = segment_of(label) if label is not None else None
+            if segment and isinstance(colour, str):
+                drawn.append((segment, _colour(colour)))
+    return drawn
+
+
+def colour_problems(charts: list[dict], learned: set[str], rfm: set[str]) -> list[str]:
+    """Say which segments are drawn in more than one colour, and in which charts."""
+    seen: dict[str, dict[str, set[str]]] = {}
+    for chart in charts:
+        for segment, colour in segment_colours(chart, learned, rfm):
+            seen.setdefault(segment, {}).setdefault(colour, set()).add(chart["id"])
+    return [
+        f"segment {segment} is drawn in {len(colours)} colours: "
+        + "; ".join(f"{colour} in {', '.join(sorted(ids))}" for colour, ids in sorted(colours.items()))
+        for segment, colours in sorted(seen.items())
+        if len(colours) > 1
+    ]
+
+
+def names_in(record) -> tuple[set[str], set[str], set[str]]:
+    """The learned segment ids, the RFM segment names and every name a chart may stand for, of a run."""
+    from custseg.record import InterestsSection, ProductsSection, SegmentsSection
+    from custseg.report.charts import segment_label
+
+    learned = (
+        {p["segment"]: p["name"] for p in record.segments.profiles}
+        if isinstance(record.segments, SegmentsSection)
+        else {}
+    )
+    rfm = {s.segment for s in record.rfm.segments}
+    names = {segment_label(s, n) for s, n in learned.items()} | rfm
+    if isinstance(record.products, ProductsSection):
+        names |= {f"{c.category} {c.label}" for c in record.products.categories}
+    if isinstance(record.interests, InterestsSection):
+        names |= {f"{g['interest_group']} {g['interest_group_name']}" for g in record.interests.groups}
+    return set(learned), rfm, {_plain(name) for name in names}
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_every_chart_can_be_read_in_chromium(report, trained, width):
+    """No legend over a plot or its labels, no tick label cut, one colour per segment across every chart."""
+    from conftest import charts_as_drawn
+
+    charts = charts_as_drawn(report, width)
+    learned, rfm, names = names_in(trained[1].record)
+    problems = [problem for chart in charts for problem in legend_problems(chart) + cut_label_problems(chart, names)]
+    problems = list(dict.fromkeys(problems)) + colour_problems(charts, learned, rfm)
+    assert problems == [], "\n".join(problems)
+    # The colour check looked at something: the best segments are drawn in several charts.
+    coloured = [{segment for segment, _ in segment_colours(chart, learned, rfm)} for chart in charts]
+    assert sum("S1" in found for found in coloured) >= 5 and sum("Champions" in found for found in coloured) >= 2
+
+
+def test_the_chart_checks_see_a_legend_over_a_plot_a_cut_label_and_a_segment_in_two_colours(tmp_path):
+    """Charts drawn wrong on purpose, as the report drew them before: each check names what it sees."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    from conftest import charts_as_drawn
+
+    full = "S3 Active occasional buyers (higher spenders)"
+    wrong = {
+        "legend-on-data": go.Figure(
+            [go.Scatter(x=[1, 2, 3], y=[1, 3, 2], name="S1 Champions", line={"color": "#08519c"})],
+            {"legend": {"x": 0.4, "y": 0.6}, "showlegend": True},
+        ),
+        "legend-on-ticks": go.Figure(
+            [go.Bar(x=["S1 Champions", full], y=[3, 2], name="customers"), go.Bar(x=["S1 Champions"], y=[1])],
+            {"legend": {"orientation": "h", "y": -0.02, "yanchor": "top"}},
+        ),
+        "cut": go.Figure(go.Heatmap(z=[[1, 2], [3, 4]], x=["S1", "S3"], y=["S1 Champions", full[:32]])),
+        "ellipsis-outside": go.Figure(
+            go.Bar(x=[1], y=["Very long category name that needs room…"], orientation="h"),
+            {"margin": {"l": 5}, "yaxis": {"automargin": False}},
+        ),
+        "other-colour": go.Figure(go.Bar(x=["S1", "S3"], y=[1, 2], marker_color=["#d62728", "#1b9e77"])),
+    }
+    html = "".join(
+        figure.update_layout(width=700, height=400).to_html(full_html=False, include_plotlyjs=False, div_id=key)
+        for key, figure in wrong.items()
+    )
+    page = tmp_path / "wrong.html"
+    page.write_text(
+        f"<html><head><script>{get_plotlyjs()}</script></head><body>{html}<script>window.addEventListener("
+        "'load', () => { document.body.dataset.renderedMs = '1'; });</script></body></html>",
+        encoding="utf-8",
+    )
+    charts = {chart["id"]: chart for chart in charts_as_drawn(page, 1000)}
+    names = {"S1 Champions", full}
+    assert legend_problems(charts["legend-on-data"]) == ["legend-on-data: the legend covers the plot area"]
+    assert any("covers the tick label" in problem for problem in legend_problems(charts["legend-on-ticks"]))
+    assert cut_label_problems(charts["cut"], names) == [f"cut: tick label {full[:32]!r} is cut from {full!r}"]
+    assert cut_label_problems(charts["ellipsis-outside"], names) == [
+        "ellipsis-outside: tick label 'Very long category name that needs room…' ends with an ellipsis",
+        "ellipsis-outside: tick label 'Very long category name that needs room…' runs out of the chart",
+    ]
+    assert colour_problems(list(charts.values()), {"S1", "S3"}, set()) == [
+        "segment S1 is drawn in 2 colours: #08519c in legend-on-data; #d62728 in other-colour"
+    ]
