@@ -104,6 +104,8 @@ def learned_segments(data: ReportData) -> Section | None:
         )
         figure.update_xaxes(showticklabels=False, title_text="t-SNE 1")
         figure.update_yaxes(showticklabels=False, title_text="t-SNE 2")
+        # The legend's dots as large as a line's marker, not the map's 4-pixel points: their colours read.
+        figure.update_layout(legend={"itemsizing": "constant"})
         shown = f"a sample of {len(sample):,} of {len(customers):,}" if len(sample) < len(customers) else "all"
         overall, own = neighbours_alike(sample[["tsne_x", "tsne_y"]].to_numpy(), sample.segment.to_numpy())
         mixed = own.idxmin()
