@@ -154,7 +154,7 @@ def test_the_stages_one_by_one_give_the_runs_customers(shop):
     rfm = s.rfm(now)
     backtest = s.backtest(cleaned, products, now)
     interests = s.interests(cleaned, products, now, rfm, backtest)
-    segments = s.segments(rfm, interests, products, backtest)
+    segments = s.segments(read, rfm, interests, products, backtest)
     movement = s.movement(backtest, rfm, segments, now)
     value = s.value(segments, backtest, movement, cleaned, products, now)
     early = s.early(value, cleaned, products, now, segments)

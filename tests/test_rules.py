@@ -183,7 +183,7 @@ def test_a_run_with_rules_gives_every_customer_a_segment_whose_rule_they_satisfy
         # Every member satisfies its rule, and nobody else does.
         assert (satisfied(customers, rule) == members).all(), entry
         if entry["segment"] in learned.index:
-            assert learned.loc[entry["segment"], "rule"] == entry["rule"] == describe(rule)
+            assert learned.loc[entry["segment"], "rule"] == entry["rule"] == describe(rule, record.input.currency)
     # A name is true of every member (the typical gap is rounded in run.json: a day's leeway).
     gap = record.segments.typical_gap_days
     for segment, row in learned.iterrows():
@@ -274,3 +274,10 @@ def test_a_rule_no_customer_satisfies_today_is_still_a_segment(ruled):
     assert empty.customers == 0 and empty.share == 0 and empty.description.endswith("none as of the reference date.")
     assert empty.action.startswith(f"For customers with {empty.rule}: ")
     assert profiles.drop("S1").customers.to_dict() == without_first.segment.value_counts().to_dict()
+
+
+def test_a_rules_amounts_are_written_in_the_shops_currency():
+    spend = [Condition("monetary", True, 500), Condition("monetary", False, 2000)]
+    assert describe(spend, "GBP") == "spent £500 to under £2,000"
+    assert describe([Condition("monetary", True, 7.5)], "CHF") == "spent CHF 7.50 or more"
+    assert describe([Condition("monetary", False, 500)]) == "spent under 500"

@@ -18,6 +18,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from custseg.amounts import money
 from custseg.interests import interest_lead
 from custseg.rules import Condition, describe, position, rule_names, value_of
 
@@ -242,6 +243,7 @@ def profile_segments(
     rules: list[list[Condition]] | None = None,
     names: Mapping[str, str] | None = None,
     interest_groups: pd.DataFrame | None = None,
+    currency: str | None = None,
 ) -> pd.DataFrame:
     """Profile every learned segment: size, quartiles, interests, name, rule, description and action.
 
@@ -269,6 +271,8 @@ def profile_segments(
     interest_groups : DataFrame, optional
         `custseg.interests.describe_groups` of the ``interest_group`` column: the action leads with
         what the members' interest groups buy, timed to when they buy (`custseg.interests.interest_lead`).
+    currency : str, optional
+        The ISO 4217 code of the amounts, written with every amount of a rule, name, description and action.
 
     Returns
     -------
@@ -280,7 +284,9 @@ def profile_segments(
         "small_from": customers.monetary.quantile(1 / 3),
     }
     if names is None and rules is not None:
-        names = dict(zip(segment_ids(range(len(rules))), rule_names(rules, gap_days, **levels), strict=True))
+        names = dict(
+            zip(segment_ids(range(len(rules))), rule_names(rules, gap_days, **levels, currency=currency), strict=True)
+        )
     elif names is None:
         names = name_segments(customers, gap_days, column)
     total_revenue = customers.monetary.sum()
@@ -316,7 +322,7 @@ def profile_segments(
             "kind": "learned",
             "segment": segment,
             "name": names[segment],
-            "rule": describe(rule) if rule is not None else "",
+            "rule": describe(rule, currency) if rule is not None else "",
             "state": position_of["state"],
             "value": position_of["value"],
             "customers": len(members),
@@ -350,9 +356,9 @@ def profile_segments(
                 backtest_mean_revenue=float(seen.mean_revenue),
                 backtest_revenue_lift=float(seen.revenue_lift),
             )
-        row["description"] = _description(row, gap_days)
+        row["description"] = _description(row, gap_days, currency)
         row["action"] = _action(
-            row, leading, interests, category_labels, horizon_days, interest_lead(members, interest_groups)
+            row, leading, interests, category_labels, horizon_days, interest_lead(members, interest_groups), currency
         )
         rows.append(row)
     return pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
@@ -386,7 +392,7 @@ def exact_sizes(profiles: pd.DataFrame, customers: ir.Table, column: str = "segm
     return exact
 
 
-def _description(row: dict, gap_days: float) -> str:
+def _description(row: dict, gap_days: float, currency: str | None) -> str:
     if not row["customers"]:
         return f"Customers with {row['rule']}: none as of the reference date."
     interests = f" They buy mostly {row['top_categories'].replace('; ', ', ')}." if row["top_categories"] else ""
@@ -399,13 +405,20 @@ def _description(row: dict, gap_days: float) -> str:
         f"{row['median_recency_days']:.0f} days ago "
         f"({gaps:.1f} times the shop's typical {gap_days:.0f} days between orders), their first "
         f"{row['median_tenure_days']:.0f} days ago; they placed a median {row['median_frequency']:.0f} orders and "
-        f"spent a median {row['median_monetary']:,.0f} in all ({row['median_avg_order_value']:,.0f} per order)."
+        f"spent a median {money(row['median_monetary'], currency)} in all "
+        f"({money(row['median_avg_order_value'], currency)} per order)."
         f"{interests} Main countries: {row['main_countries'].replace('; ', ', ')}."
     )
 
 
 def _action(
-    row: dict, leading: list[tuple[str, float]], interests: pd.Series, labels, horizon_days: int, lead: str | None
+    row: dict,
+    leading: list[tuple[str, float]],
+    interests: pd.Series,
+    labels,
+    horizon_days: int,
+    lead: str | None,
+    currency: str | None,
 ) -> str:
     valuable = row["value"] in ("champions", "regulars", "big spenders")
     key = row["state"] if row["state"] == "new" or not valuable else f"{row['state']} valuable".strip()
@@ -426,8 +439,8 @@ def _action(
     if row["backtest_return_rate"] == row["backtest_return_rate"]:
         action += (
             f" In the backtest, {row['backtest_return_rate']:.0%} of such customers ordered within {horizon_days} "
-            f"days, spending a mean {row['backtest_mean_revenue']:,.0f} ({row['backtest_revenue_lift']:.1f}x "
-            f"the average customer)."
+            f"days, spending a mean {money(row['backtest_mean_revenue'], currency)} "
+            f"({row['backtest_revenue_lift']:.1f}x the average customer)."
         )
     return action
 

@@ -23,6 +23,7 @@ from sklearn.cluster import KMeans
 from sklearn.preprocessing import RobustScaler
 from sklearn.utils.validation import check_is_fitted
 
+from custseg.amounts import money
 from custseg.features import Unit, Use, catalogued, features_used_by
 
 GRIDS: dict[Unit, tuple[float, ...]] = {
@@ -376,7 +377,11 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}" if value < 10 else f"{value:,.2f}"
 
 
-def _phrase(column: str, bound: Bounds) -> str:
+def _amount(value: float, currency: str | None) -> str:
+    return money(value, currency, cents=value != int(value))
+
+
+def _phrase(column: str, bound: Bounds, currency: str | None = None) -> str:
     low, high = bound.lower, bound.upper
     if column == "frequency":
         if high is not None and high <= 2:
@@ -388,8 +393,10 @@ def _phrase(column: str, bound: Bounds) -> str:
         return f"{_number(low)}+ orders" if low is not None else f"under {_number(high)} orders"
     if column == "monetary":
         if low is not None and high is not None:
-            return f"spent {_number(low)} to under {_number(high)}"
-        return f"spent {_number(low)} or more" if low is not None else f"spent under {_number(high)}"
+            return f"spent {_amount(low, currency)} to under {_amount(high, currency)}"
+        return (
+            f"spent {_amount(low, currency)} or more" if low is not None else f"spent under {_amount(high, currency)}"
+        )
     if column == "recency_days":
         if low is not None and high is not None:
             return f"last order {_number(low)} to {_number(high - 1)} days ago"
@@ -411,11 +418,14 @@ def _phrase(column: str, bound: Bounds) -> str:
     return f"{column} at least {_number(low)}" if low is not None else f"{column} under {_number(high)}"
 
 
-def describe(conditions: list[Condition]) -> str:
-    """Say a rule in words a marketer can rebuild in a segment builder: "2+ orders, last order within 30 days"."""
+def describe(conditions: list[Condition], currency: str | None = None) -> str:
+    """Say a rule in words a marketer can rebuild in a segment builder: "2+ orders, spent £500 or more".
+
+    Amounts are written with ``currency`` (an ISO 4217 code; None: the number alone).
+    """
     found = bounds(conditions)
     ordered = [c for c in WORDING_ORDER if c in found] + [c for c in found if c not in WORDING_ORDER]
-    return ", ".join(_phrase(column, found[column]) for column in ordered) or "every customer"
+    return ", ".join(_phrase(column, found[column], currency) for column in ordered) or "every customer"
 
 
 def position(
@@ -522,7 +532,13 @@ VALUE_WORDS = {
 
 
 def rule_names(
-    rules: list[list[Condition]], gap_days: float, *, frequent_from: float, big_from: float, small_from: float = 0.0
+    rules: list[list[Condition]],
+    gap_days: float,
+    *,
+    frequent_from: float,
+    big_from: float,
+    small_from: float = 0.0,
+    currency: str | None = None,
 ) -> list[str]:
     """Name each rule's segment from the rule alone, so that the name is true of every member; unique.
 
@@ -550,16 +566,16 @@ def rule_names(
         for i in sharing:
             others = {c for j in compared if j != i for c in simplest(rules[j])}
             own = [c for c in simplest(rules[i]) if c not in others]
-            names[i] = f"{name} ({describe(own or rules[i])})"
+            names[i] = f"{name} ({describe(own or rules[i], currency)})"
     return names
 
 
-def rule_records(rules: list[list[Condition]]) -> list[dict]:
+def rule_records(rules: list[list[Condition]], currency: str | None = None) -> list[dict]:
     """Return the rules as data (run.json, model.json): per segment its id, its words and its conditions."""
     return [
         {
             "segment": f"S{number + 1}",
-            "rule": describe(conditions),
+            "rule": describe(conditions, currency),
             "conditions": [
                 {"column": c.column, "at_least": c.at_least, "value": c.value} for c in simplest(conditions)
             ],

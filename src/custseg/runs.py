@@ -341,9 +341,9 @@ class Stages:
         """Learn the interest groups on the backtest and give every customer one (`custseg.stages.interests`)."""
         return self._step("interests", clean=clean, products=products, features=features, rfm=rfm, backtest=backtest)
 
-    def segments(self, rfm: RFM, interests: Interests, products: Products, backtest: Backtest) -> Segments:
+    def segments(self, read: Read, rfm: RFM, interests: Interests, products: Products, backtest: Backtest) -> Segments:
         """Choose, fit, profile and name the learned segments (`custseg.stages.segments.learn_segments`)."""
-        return self._step("segments", rfm=rfm, interests=interests, products=products, backtest=backtest)
+        return self._step("segments", read=read, rfm=rfm, interests=interests, products=products, backtest=backtest)
 
     def movement(self, backtest: Backtest, rfm: RFM, segments: Segments, features: Features) -> Movement:
         """Apply the final segments to the customers as of T - H; count who moved where."""

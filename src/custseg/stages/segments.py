@@ -27,6 +27,7 @@ from custseg.stages.backtest import Backtest
 from custseg.stages.customers import RFM
 from custseg.stages.interests import Interests
 from custseg.stages.products import Products
+from custseg.stages.read import Read
 from custseg.workspace import json_records
 
 
@@ -76,9 +77,20 @@ def _named(store: Store, segmented: ir.Table, profiles: pd.DataFrame) -> ir.Tabl
 
 
 def learn_segments(
-    *, rfm: RFM, interests: Interests, products: Products, backtest: Backtest, settings: Settings, store: Store
+    *,
+    read: Read,
+    rfm: RFM,
+    interests: Interests,
+    products: Products,
+    backtest: Backtest,
+    settings: Settings,
+    store: Store,
 ) -> Segments:
-    """Choose, fit, profile and name the learned segments; give every customer one."""
+    """Choose, fit, profile and name the learned segments; give every customer one.
+
+    Amounts in their rules, names and actions are written in the input's currency (``read.input.currency``).
+    """
+    currency = read.input.currency
     customers, options, seed = interests.table, settings.cluster, settings.seed
     count = int(customers.count().execute())
     needed = min_customers(options)
@@ -152,6 +164,7 @@ def learn_segments(
         rules=rules,
         names=kept_names,
         interest_groups=interests.groups,
+        currency=currency,
     )
     if not on_driver:
         profiles = exact_sizes(profiles, segmented)
@@ -172,7 +185,7 @@ def learn_segments(
             classifier_agreement=segmentation.classifier_agreement_,
             candidates=json_records(fresh.candidates_),
             profiles=json_records(profiles.drop(columns=["description", "action"])),
-            rules=None if rules is None else rule_records(rules),
+            rules=None if rules is None else rule_records(rules, currency),
             backtest=figures,
             kept=kept,
         ),
