@@ -190,7 +190,7 @@ def _colour(value: str) -> str:
 
 
 def segment_colours(chart: dict, learned: set[str], rfm: set[str]) -> list[tuple[str, str]]:
-    """Each (segment, colour) a chart draws: named traces, bars coloured one by one, treemap tiles, Sankey nodes."""
+    """List each (segment, colour) a chart draws: named traces, bars coloured one by one, tiles, Sankey nodes."""
 
     def segment_of(text) -> str | None:
         text = _plain(str(text))
@@ -219,12 +219,24 @@ def segment_colours(chart: dict, learned: set[str], rfm: set[str]) -> list[tuple
 
 
 def colour_problems(charts: list[dict], learned: set[str], rfm: set[str]) -> list[str]:
-    """Say which segments are drawn in more than one colour, and in which charts."""
+    """Say which segments are drawn in more than one colour, and which charts colour two segments alike."""
     seen: dict[str, dict[str, set[str]]] = {}
+    alike = []
     for chart in charts:
-        for segment, colour in segment_colours(chart, learned, rfm):
+        drawn = set(segment_colours(chart, learned, rfm))
+        for segment, colour in drawn:
             seen.setdefault(segment, {}).setdefault(colour, set()).add(chart["id"])
-    return [
+        for kind in (learned, rfm):
+            by_colour: dict[str, set[str]] = {}
+            for segment, colour in drawn:
+                if segment in kind:
+                    by_colour.setdefault(colour, set()).add(segment)
+            alike += [
+                f"{chart['id']}: {' and '.join(sorted(segments))} are both {colour}"
+                for colour, segments in sorted(by_colour.items())
+                if len(segments) > 1
+            ]
+    return alike + [
         f"segment {segment} is drawn in {len(colours)} colours: "
         + "; ".join(f"{colour} in {', '.join(sorted(ids))}" for colour, ids in sorted(colours.items()))
         for segment, colours in sorted(seen.items())
@@ -233,7 +245,7 @@ def colour_problems(charts: list[dict], learned: set[str], rfm: set[str]) -> lis
 
 
 def names_in(record) -> tuple[set[str], set[str], set[str]]:
-    """The learned segment ids, the RFM segment names and every name a chart may stand for, of a run."""
+    """Return a run's learned segment ids, its RFM segment names and every name a chart may stand for."""
     from custseg.record import InterestsSection, ProductsSection, SegmentsSection
     from custseg.report.charts import segment_label
 
@@ -253,7 +265,7 @@ def names_in(record) -> tuple[set[str], set[str], set[str]]:
 
 @pytest.mark.parametrize("width", [1400, 800])
 def test_every_chart_can_be_read_in_chromium(report, trained, width):
-    """No legend over a plot or its labels, no tick label cut, one colour per segment across every chart."""
+    """Check that no legend covers a plot or a label, no tick label is cut and each segment keeps one colour."""
     from conftest import charts_as_drawn
 
     charts = charts_as_drawn(report, width)
@@ -267,7 +279,7 @@ def test_every_chart_can_be_read_in_chromium(report, trained, width):
 
 
 def test_the_chart_checks_see_a_legend_over_a_plot_a_cut_label_and_a_segment_in_two_colours(tmp_path):
-    """Charts drawn wrong on purpose, as the report drew them before: each check names what it sees."""
+    """Draw charts wrong on purpose, as the report drew them before, and see each check name what it sees."""
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 
@@ -289,6 +301,9 @@ def test_the_chart_checks_see_a_legend_over_a_plot_a_cut_label_and_a_segment_in_
             {"margin": {"l": 5}, "yaxis": {"automargin": False}},
         ),
         "other-colour": go.Figure(go.Bar(x=["S1", "S3"], y=[1, 2], marker_color=["#d62728", "#1b9e77"])),
+        "same-colour": go.Figure(
+            go.Treemap(labels=["Champions", "Lost"], parents=["", ""], values=[2, 1], marker_colors=["#1f77b4"] * 2)
+        ),
     }
     html = "".join(
         figure.update_layout(width=700, height=400).to_html(full_html=False, include_plotlyjs=False, div_id=key)
@@ -309,6 +324,7 @@ def test_the_chart_checks_see_a_legend_over_a_plot_a_cut_label_and_a_segment_in_
         "ellipsis-outside: tick label 'Very long category name that needs room…' ends with an ellipsis",
         "ellipsis-outside: tick label 'Very long category name that needs room…' runs out of the chart",
     ]
-    assert colour_problems(list(charts.values()), {"S1", "S3"}, set()) == [
-        "segment S1 is drawn in 2 colours: #08519c in legend-on-data; #d62728 in other-colour"
+    assert colour_problems(list(charts.values()), {"S1", "S3"}, {"Champions", "Lost"}) == [
+        "same-colour: Champions and Lost are both #1f77b4",
+        "segment S1 is drawn in 2 colours: #08519c in legend-on-data; #d62728 in other-colour",
     ]
