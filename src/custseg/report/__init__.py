@@ -22,6 +22,7 @@ from custseg.errors import InputFileError
 from custseg.record import RECORD_FILE, RunRecord, read_record
 from custseg.report.actions import actions
 from custseg.report.backtest import backtest
+from custseg.report.brief import brief
 from custseg.report.charts import Section
 from custseg.report.data import ReportData, report_data
 from custseg.report.early import early
@@ -37,19 +38,28 @@ from custseg.report.value import value
 
 REPORT_FILE = "report.html"
 SECTIONS: tuple[Callable[[ReportData], Section | None], ...] = (
-    data_quality,
-    exploration,
-    product_categories,
-    rfm,
+    brief,
     learned_segments,
+    actions,
     interest_groups,
-    backtest,
+    rfm,
     value,
+    backtest,
     movement,
     early,
-    actions,
+    product_categories,
+    exploration,
+    data_quality,
 )
-"""The report's sections in reading order; each returns None when its stage did not run."""
+"""The report's sections in reading order, each None when its stage did not run: the brief (what to do
+now), the segments in depth, the evidence (what the segments and forecasts are worth on the shop's own
+history), and the data and the method last."""
+PARTS = (
+    ("The segments in depth", ("learned", "actions", "interests", "rfm")),
+    ("The evidence", ("value", "backtest", "movement", "early")),
+    ("The data and the method", ("products", "exploration", "quality")),
+)
+"""The report's parts, each named above the first of its sections that the run has."""
 
 
 def report_sections(backend: ibis.BaseBackend, record: RunRecord) -> list[Section]:
@@ -76,10 +86,22 @@ def render(record: RunRecord, sections: list[Section]) -> str:
         record=record,
         headline=headline(record),
         sections=sections,
+        parts=_part_starts(sections),
         chart_count=len(charts),
         plotlyjs=get_plotlyjs(),
         version=__version__,
     )
+
+
+def _part_starts(sections: list[Section]) -> dict[str, str]:
+    """Section key -> the name of the part it opens (`PARTS`): the first section of each part the run has."""
+    keys = [section.key for section in sections]
+    starts = {}
+    for name, members in PARTS:
+        first = next((key for key in keys if key in members), None)
+        if first is not None:
+            starts[first] = name
+    return starts
 
 
 def write_report(out_dir: Path, backend: ibis.BaseBackend, record: RunRecord) -> Path:

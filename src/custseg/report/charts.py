@@ -77,13 +77,32 @@ class Chart:
     html: str = ""
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to a file of the run's folder (a list) or a place in the report."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A key figure at the top of a section: the number, and the words that say what it counts."""
+
+    value: str
+    label: str
+
+
 @dataclass
 class Table:
-    """A small HTML table: a title, column names and rows of text."""
+    """A small HTML table: a title, column names and rows of text (or links)."""
 
     title: str
     columns: list[str]
-    rows: list[list[str]]
+    rows: list[list[str | Link]]
 
 
 @dataclass
@@ -95,6 +114,9 @@ class Section:
     intro: str
     charts: list[Chart] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    method: str = ""
+    """How this was measured, in the analyst's terms: shown folded under the section."""
 
 
 def shareable_ids(customer_ids: pd.Series) -> pd.Series:
@@ -106,9 +128,9 @@ def shareable_ids(customer_ids: pd.Series) -> pd.Series:
     return text.where(~text.str.contains("@", regex=False), "(email hidden)")
 
 
-def money(value: float) -> str:
-    """Write an amount in whole units with thousands separators."""
-    return f"{value:,.0f}"
+def currency_words(currency: str | None) -> str:
+    """Say what the amounts are in, for an axis title or a column name: ``GBP``, or ``the shop's currency``."""
+    return currency or "the shop's currency"
 
 
 def share(value: float) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import ibis
 import pandas as pd
 
+from custseg.amounts import money
 from custseg.record import RunRecord, SegmentsSection
 from custseg.sampling import rows_at_most
 
@@ -34,6 +35,15 @@ class ReportData:
     customer_count: int
     lines: ibis.Table
     segments: pd.DataFrame | None
+
+    @property
+    def currency(self) -> str | None:
+        """The ISO 4217 code of the amounts, or None when nothing says it."""
+        return self.record.input.currency if self.record.input else None
+
+    def money(self, value: float) -> str:
+        """Write an amount of this run in whole units with its currency (`custseg.report.charts.money`)."""
+        return money(value, self.currency)
 
     @property
     def category_labels(self) -> dict[str, str]:

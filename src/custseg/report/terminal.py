@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from custseg.amounts import money
 from custseg.interests import interests_in_words
 from custseg.record import (
     AssignRecord,
@@ -219,7 +220,7 @@ def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
     console.print(rfm)
     _print_learned(console, record.segments)
     _print_backtest(console, record.backtest, record.segments)
-    _print_value(console, record.value)
+    _print_value(console, record.value, figures.currency)
     if isinstance(record.movement, MovementSection):
         for label, migration in (("Learned segments", record.movement.learned), ("RFM segments", record.movement.rfm)):
             if migration is not None:
@@ -229,13 +230,43 @@ def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
     _print_interests(console, record.interests, record.settings["backtest"]["horizon_days"])
     if figures.fully_returned:
         console.print(f"{figures.fully_returned} customer(s) returned every order: no RFM segment (listed in run.json)")
+    _print_brief(console, record, out_dir)
     store = "tables/" if record.settings["engine"]["name"] == "spark" else "custseg.duckdb"
     console.print(
         f"Report: [bold]{out_dir / 'report.html'}[/bold]; tables in {out_dir} ({store}, "
-        "customers.parquet, segments.csv, categories.csv, "
+        "customers.parquet, segments.csv, lists/, categories.csv, "
         + ("interest_groups.csv, " if isinstance(record.interests, InterestsSection) else "")
         + "rejected.parquet, model/, run.json)"
     )
+
+
+def _print_brief(console: Console, record: RunRecord, out_dir: Path) -> None:
+    """Print what to do now, last, where a terminal leaves the reader: the report's brief (`brief_actions`)."""
+    from custseg.report.brief import brief_actions
+
+    segments_file = out_dir / "segments.csv"
+    if record.customers is None or not segments_file.exists():
+        return
+    rows = pd.read_csv(segments_file, keep_default_na=False, na_values=[""])
+    currency = record.input.currency
+    recommendation, actions, shown = brief_actions(record, rows, record.customers.count, currency)
+    if not actions:
+        return
+    kind = "learned segments" if recommendation.segmentation == "learned" else "RFM segments"
+    console.print(f"[bold]Follow the {kind}[/bold]: {escape(recommendation.reason)}.")
+    unit = f" ({currency})" if currency else ""
+    shown_actions = table(
+        "What to do now",
+        (("with whom", "left"), ("what to do", "left"), ("when", "left"), (f"worth{unit}", "right")),
+    )
+    for action in actions:
+        shown_actions.add_row(escape(action.whom), escape(action.what), escape(action.when), escape(action.worth))
+    console.print(shown_actions)
+    console.print(f"Their lists, to load into an email tool, in {out_dir / 'lists'}:")
+    for action in actions:
+        console.print(f"  {escape(action.list_file)}  ({action.customers:,} customers)")
+    if len(shown) > len(actions):
+        console.print(f"  and {len(shown) - len(actions)} more, one per segment (custseg export writes them again)")
 
 
 def print_course(console: Console, course: dict[str, Any]) -> None:
@@ -328,7 +359,7 @@ def _print_backtest(
     )
 
 
-def _print_value(console: Console, value: ValueSection | Skipped | None) -> None:
+def _print_value(console: Console, value: ValueSection | Skipped | None, currency: str | None) -> None:
     if isinstance(value, Skipped):
         console.print(f"Expected value skipped: {value.reason}")
     if not isinstance(value, ValueSection):
@@ -336,11 +367,11 @@ def _print_value(console: Console, value: ValueSection | Skipped | None) -> None
     fit, expected, forward = value.backtest, value.expected, value.forward
     interval = expected.revenue_interval
     console.print(
-        f"Expected value ({value.chosen.replace('_', ' ')}): {expected.expected_revenue:,.0f} of revenue"
+        f"Expected value ({value.chosen.replace('_', ' ')}): {money(expected.expected_revenue, currency)} of revenue"
         + (
             ""
             if isinstance(interval, Skipped)
-            else f" ({interval.level:.0%} interval {interval.low:,.0f} to {interval.high:,.0f})"
+            else f" ({interval.level:.0%} interval {money(interval.low, currency)} to {money(interval.high, currency)})"
         )
         + f" and {expected.expected_orders:,.0f} orders from {expected.customers:,} customers in "
         f"{period(value.window)}. On the backtest: Spearman {fit.spearman:.3f}, R² of log revenue "
