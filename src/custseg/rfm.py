@@ -156,6 +156,14 @@ def code_map(rules: Sequence[SegmentRule]) -> dict[str, str]:
     return mapping
 
 
+def segment_codes(rules: Sequence[SegmentRule]) -> dict[str, list[tuple[int, int, int]]]:
+    """Segment -> the (recency, frequency, monetary) scores (1-5) of the codes the map gives it."""
+    codes: dict[str, list[tuple[int, int, int]]] = {}
+    for code, name in code_map(rules).items():
+        codes.setdefault(name, []).append((int(code[0]), int(code[1]), int(code[2])))
+    return codes
+
+
 def to_five_point(score: int, bins: int) -> int:
     """Place a score on 1..``bins`` on the 1-5 scale of the segment maps (nearest point)."""
     return 1 + int(round((score - 1) * 4 / (bins - 1))) if bins > 1 else 3

@@ -1,22 +1,30 @@
-"""Actions: what to do, segment by segment."""
+"""Actions: what to do, segment by segment, for the segmentation the brief recommends."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from custseg.lists import recommended_segmentation
 from custseg.report.charts import Section, Table, segment_label, share
 from custseg.report.data import ReportData
+from custseg.report.rfm import rfm_name_checks
 
 
 def actions(data: ReportData) -> Section | None:
-    """List segment by segment: size, revenue share, description, recommended action."""
+    """List segment by segment: size, revenue share, description, recommended action.
+
+    RFM segments whose name the backtest contradicts say so beside their description (`rfm_name_checks`).
+    """
     segments = data.segments
     if segments is None:
         return None
-    learned = segments[segments.kind == "learned"]
-    shown = learned if len(learned) else segments[segments.kind == "rfm"]
+    kind = recommended_segmentation(data.record).segmentation
+    shown = segments[segments.kind == kind]
+    if shown.empty:
+        kind, shown = "rfm", segments[segments.kind == "rfm"]
     rules = shown["rule"].astype(object).fillna("") if "rule" in shown.columns else pd.Series("", index=shown.index)
     with_rules = bool(rules.str.len().gt(0).any())
+    checks = rfm_name_checks(data) if kind == "rfm" else {}
     table = Table(
         "What to do, segment by segment",
         [
@@ -35,13 +43,13 @@ def actions(data: ReportData) -> Section | None:
                 f"{row.customers:,}",
                 share(row.share),
                 share(row.revenue_share),
-                row.description,
+                row.description + (f" On the shop's history: {checks[row.segment]}." if row.segment in checks else ""),
                 row.action,
             ]
             for row, rule in zip(shown.itertuples(), rules, strict=True)
         ],
     )
-    kind = "learned" if len(learned) else "RFM"
+    words = "learned" if kind == "learned" else "RFM"
     return Section(
-        "actions", "Actions", f"The {kind} segments with a description and a recommended action each.", [], [table]
+        "actions", "Actions", f"The {words} segments with a description and a recommended action each.", [], [table]
     )

@@ -7,8 +7,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg.record import SegmentsSection, Skipped
-from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, money, run_colors, share
+from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, run_colors, share
 from custseg.report.data import ReportData
+from custseg.report.rfm import rfm_name_checks
 from custseg.report.segments import candidates_table
 
 
@@ -28,13 +29,21 @@ def backtest(data: ReportData) -> Section | None:
     rfm, ceiling = validation.rfm, validation.ceilings
     learned = segments.backtest if isinstance(segments, SegmentsSection) else None
     intro = (
-        f"A backtest inside the run: {validation.protocol}. A segmentation is worth what its segments do next: "
-        f"the return AUC ranks customers by their segment's share who ordered again within {horizon} days, eta² is "
-        "the share of the variance of log revenue in those days that the segments explain."
+        f"A segmentation is worth what its segments do next. custseg went back to {validation.as_of.date()}, put "
+        f"the {validation.customers:,} customers of that day into segments, and looked at what they did in the "
+        f"next {horizon} days: who ordered again and what they spent. The better a segmentation tells those apart, "
+        "the higher its score (0 to 1)."
+    )
+    method = (
+        f"{validation.protocol[0].upper()}{validation.protocol[1:]}. The return AUC ranks customers by their "
+        f"segment's share who ordered again within {horizon} days; eta² is the share of the variance of log revenue "
+        "in those days that the segments explain; validity is their mean (AUC as a Gini), with its bootstrap "
+        "standard error. The continuous scores are a logistic and a linear regression on the same features: a "
+        "ceiling for any segmentation, not segments."
     )
     comparison = Table(
         f"{validation.customers:,} customers as of {validation.as_of.date()}, scored on the next {horizon} days",
-        ["segmentation", "return AUC", "eta² of log revenue", "validity (± se)"],
+        ["segmentation", "ordering again: AUC", "spend: eta² of log revenue", "score: validity (± se)"],
         [
             *(
                 [
@@ -116,8 +125,8 @@ def backtest(data: ReportData) -> Section | None:
                         f"{r.segment} {names.get(r.segment, '')}".strip(),
                         f"{r.customers:,}",
                         share(r.return_rate),
-                        money(r.mean_revenue),
-                        money(r.median_revenue),
+                        data.money(r.mean_revenue),
+                        data.money(r.median_revenue),
                         f"{r.return_lift:.2f}",
                         f"{r.revenue_lift:.2f}",
                     ]
@@ -125,17 +134,25 @@ def backtest(data: ReportData) -> Section | None:
                 ],
             )
         )
+    checks = rfm_name_checks(data)
     tables.append(
         Table(
             "RFM map segments in the backtest",
-            ["segment", "customers then", "ordered again", "mean revenue", "lift (revenue)"],
+            ["segment", "customers then", "ordered again", "mean revenue", "lift (revenue)", "the name, checked"],
             [
-                [r.segment, f"{r.customers:,}", share(r.return_rate), money(r.mean_revenue), f"{r.revenue_lift:.2f}"]
+                [
+                    r.segment,
+                    f"{r.customers:,}",
+                    share(r.return_rate),
+                    data.money(r.mean_revenue),
+                    f"{r.revenue_lift:.2f}",
+                    checks.get(r.segment, ""),
+                ]
                 for r in pd.DataFrame(rfm.segments).itertuples()
             ],
         )
     )
     if isinstance(segments, SegmentsSection) and segments.chosen_by == "backtest":
         tables.insert(1, candidates_table(pd.DataFrame(segments.candidates), "validity"))
-        intro += f" The rule: {segments.rule}."
-    return Section("backtest", title, intro, charts, tables)
+        method += f" The rule: {segments.rule}."
+    return Section("backtest", title, intro, charts, tables, method=method)

@@ -89,13 +89,17 @@ def early(data: ReportData) -> Section | None:
                 layout(figure, max(420, 140 + row_height * len(labels))),
             )
         )
-    intro = described.protocol[0].upper() + described.protocol[1:] + "."
+    intro = (
+        "What a new customer will become, predicted from their first orders, and what they will buy most; "
+        "tested on the customers who joined last, whom no model saw."
+    )
+    method = described.protocol[0].upper() + described.protocol[1:] + "."
     for row in degenerate:
         intro += f" {row.target.capitalize()} after {row.n_orders} first order(s): {row.fit.degenerate}."
     for row in results:
         said = against_first_orders(row)
-        intro += f" {said}" if said else ""
-    return Section("early", "New customers", intro, charts, [table] if results else [])
+        method += f" {said}" if said else ""
+    return Section("early", "New customers", intro, charts, [table] if results else [], method=method)
 
 
 def against_first_orders(result: EarlyResult) -> str | None:

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from custseg.eda import BASKET_LINES_CAP, explore, month_label
-from custseg.report.charts import Chart, Section, layout, money, wrap
+from custseg.report.charts import Chart, Section, layout, wrap
 from custseg.report.data import ReportData
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -31,7 +31,7 @@ def exploration(data: ReportData) -> Section:
     figure.update_yaxes(title_text="orders", secondary_y=True)
     peak = monthly.loc[monthly.revenue.idxmax()]
     reading = (
-        f"Revenue peaks in {month_label(int(peak.month))} at {money(peak.revenue)}, "
+        f"Revenue peaks in {month_label(int(peak.month))} at {data.money(peak.revenue)}, "
         f"{peak.revenue / monthly.revenue.median():.1f} times the median month"
     )
     last_day = facts["last_ordered_at"]
@@ -133,9 +133,9 @@ def exploration(data: ReportData) -> Section:
     charts.append(
         Chart(
             "Basket value and size",
-            f"The median basket is worth {money(facts['median_basket_value'])} with "
+            f"The median basket is worth {data.money(facts['median_basket_value'])} with "
             f"{facts['median_basket_lines']:.0f} lines; the top 10% of baskets are worth over "
-            f"{money(facts['p90_basket_value'])}.",
+            f"{data.money(facts['p90_basket_value'])}.",
             layout(figure, 360),
         )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from custseg.report.charts import Chart, Section, Table, layout, money
+from custseg.report.charts import Chart, Section, Table, layout
 from custseg.report.data import ReportData
 
 
@@ -39,19 +39,19 @@ def data_quality(data: ReportData) -> Section:
         "Revenue reconciliation",
         ["item", "amount"],
         [
-            ["input amount (quantity x price, every parseable row)", money(reconciliation.input_amount)],
-            ["gross sales of the kept lines", money(reconciliation.gross_sales)],
+            ["input amount (quantity x price, every parseable row)", data.money(reconciliation.input_amount)],
+            ["gross sales of the kept lines", data.money(reconciliation.gross_sales)],
             *[
-                [f"rejected: {reason.replace('_', ' ')}", money(amount)]
+                [f"rejected: {reason.replace('_', ' ')}", data.money(amount)]
                 for reason, amount in reconciliation.rejected_amount.items()
             ],
-            ["returns netted against kept lines", "-" + money(reconciliation.returns_matched)],
+            ["returns netted against kept lines", "-" + data.money(reconciliation.returns_matched)],
             *(
-                [["orders' refunds, spread over their lines", "-" + money(reconciliation.refunds)]]
+                [["orders' refunds, spread over their lines", "-" + data.money(reconciliation.refunds)]]
                 if reconciliation.refunds
                 else []
             ),
-            ["net revenue", money(reconciliation.net_revenue)],
+            ["net revenue", data.money(reconciliation.net_revenue)],
             ["balanced to the cent", "yes" if reconciliation.balanced else "NO"],
         ],
     )

@@ -9,8 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from custseg.report.charts import Chart, Section, layout, money, run_colors
+from custseg.record import BacktestSection
+from custseg.report.charts import Chart, Section, layout, run_colors
 from custseg.report.data import ReportData
+from custseg.rfm import segment_codes
+from custseg.settings import settings_from_dict
 
 
 def rfm(data: ReportData) -> Section:
@@ -31,7 +34,7 @@ def rfm(data: ReportData) -> Section:
     distributions = Chart(
         "Recency, frequency and monetary value",
         f"Half the customers last bought within {customers.recency_days.median():.0f} days; {one_order:.0%} "
-        f"ordered once; the median customer spent {money(customers.monetary.median())}.",
+        f"ordered once; the median customer spent {data.money(customers.monetary.median())}.",
         layout(figure, 340),
     )
     segments = pd.DataFrame([dataclasses.asdict(s) for s in described.segments])
@@ -64,7 +67,41 @@ def rfm(data: ReportData) -> Section:
         f"frequency {cuts['frequency']}, monetary {[round(c) for c in cuts['monetary']]}), mapped to named segments."
     )
     if len(customers) < data.customer_count:
-        intro += (
-            f" Distributions from a random sample of {len(customers):,} of the {data.customer_count:,} customers."
-        )
+        intro += f" Distributions from a random sample of {len(customers):,} of the {data.customer_count:,} customers."
     return Section("rfm", "RFM", intro, [distributions, treemap])
+
+
+LOW_SCORES = 2
+"""A segment of the RFM map whose codes all have recency and frequency scores of at most this (1-5) is
+named as gone ("Lost", "Hibernating"); one whose codes all have recency scores above 5 - this, as active."""
+
+
+def rfm_name_checks(data: ReportData) -> dict[str, str]:
+    """Say, for each RFM segment whose name the backtest contradicts, what its customers did instead.
+
+    A segment named as gone (every code's recency and frequency scores at most `LOW_SCORES`) is
+    contradicted when at least half the shop's share of customers ordered again within H days; one
+    named as active (every recency score above 5 - `LOW_SCORES`), when under half did. Returns
+    segment -> a qualifying sentence; segments the backtest bears out are left out.
+    """
+    backtest = data.record.backtest
+    if not isinstance(backtest, BacktestSection):
+        return {}
+    codes = segment_codes(settings_from_dict(data.record.settings).rfm.rules())
+    shop, horizon = backtest.returned_share, backtest.horizon_days
+    checks = {}
+    for row in backtest.rfm.segments:
+        scores = codes.get(row["segment"], [])
+        rate = row["return_rate"]
+        gone = bool(scores) and all(r <= LOW_SCORES and f <= LOW_SCORES for r, f, _ in scores)
+        active = bool(scores) and all(r > 5 - LOW_SCORES for r, _, _ in scores)
+        if gone and rate >= shop / 2:
+            checks[row["segment"]] = (
+                f"not gone: {rate:.0%} of such customers ordered again within {horizon} days (the shop: {shop:.0%})"
+            )
+        elif active and rate < shop / 2:
+            checks[row["segment"]] = (
+                f"less active than the name says: {rate:.0%} of such customers ordered again within {horizon} days "
+                f"(the shop: {shop:.0%})"
+            )
+    return checks

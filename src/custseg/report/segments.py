@@ -184,16 +184,22 @@ def learned_segments(data: ReportData) -> Section | None:
             layout(figure, 120 + 60 * len(profiles)),
         )
     )
-    tables = [candidates_table(candidates, score)]
+    # Chosen by the backtest, the candidates are its evidence and shown there; chosen by the silhouette, here.
+    tables = [] if by_validity else [candidates_table(candidates, score)]
     if described.rules:
-        tables.insert(0, rules_table(described, data.record.backtest.horizon_days if by_validity else None))
-    intro = described.rule.capitalize() + "."
+        tables.insert(0, rules_table(described, data.record.backtest.horizon_days if by_validity else None, data))
+    intro = (
+        "Each learned segment is a rule that every one of its customers satisfies, so it can be rebuilt in an "
+        "email tool's segment builder and kept from one run to the next; its name comes from its rule."
+        + (" They were chosen by what the shop's customers went on to do." if by_validity else "")
+    )
     if described.kept is not None:
         intro = f"Segments kept from {described.kept.run}: {described.kept.advice}. " + intro
-    return Section("learned", "Learned segments", intro, charts, tables)
+    method = f"{described.rule.capitalize()}. {described.reason}."
+    return Section("learned", "Learned segments", intro, charts, tables, method=method)
 
 
-def rules_table(described: SegmentsSection, horizon_days: int | None) -> Table:
+def rules_table(described: SegmentsSection, horizon_days: int | None, data: ReportData) -> Table:
     """Each segment's rule, name and size, and what such customers did in the backtest."""
     profiles = {p["segment"]: p for p in described.profiles}
     header = ["segment", "rule (every member satisfies it)", "customers", "share"]
@@ -210,7 +216,7 @@ def rules_table(described: SegmentsSection, horizon_days: int | None) -> Table:
             rate, revenue = profile.get("backtest_return_rate"), profile.get("backtest_mean_revenue")
             row += [
                 "" if rate is None or rate != rate else share(rate),
-                "" if revenue is None or revenue != revenue else f"{revenue:,.0f}",
+                "" if revenue is None or revenue != revenue else data.money(revenue),
             ]
         rows.append(row)
     return Table("The segments as rules", header, rows)

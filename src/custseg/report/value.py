@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from custseg.forward import LEVEL
 from custseg.record import Skipped
 from custseg.record.value import ForwardChecks
-from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, log_ticks, money, run_colors, share
+from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, log_ticks, run_colors, share
 from custseg.report.data import ReportData
 from custseg.value import forward_in_words, period, season_in_words
 
@@ -28,9 +28,12 @@ def value(data: ReportData) -> Section | None:
     others = ", ".join(f"{c.model.replace('_', ' ')} {c.validity:.3f}" for c in candidates.itertuples())
     intro = (
         "Each customer's chance of ordering again, expected orders and expected revenue in "
-        f"{period(described.window)} "
-        f"({', '.join(columns.values())} in customers.parquet), {described.protocol}. Validity of the candidates: "
-        f"{others}; {described.chosen.replace('_', ' ')} won."
+        f"{period(described.window)}, learned from what the customers did after an earlier date of this log and "
+        "checked on days the model had not seen."
+    )
+    method = (
+        f"Columns {', '.join(columns.values())} in customers.parquet; {described.protocol}. Validity of the "
+        f"candidates: {others}; {described.chosen.replace('_', ' ')} won."
     )
     deciles = pd.DataFrame(described.calibration["deciles"])
     figure = go.Figure()
@@ -54,7 +57,7 @@ def value(data: ReportData) -> Section | None:
             "customers)",
             f"Spearman {fit.spearman:.3f} between expected and actual revenue, R² of log revenue "
             f"{fit.r_squared_log:.3f}, AUC of the chance of ordering again {fit.auc:.3f}; predicted "
-            f"{money(fit.predicted_revenue)} against {money(fit.actual_revenue)} actual "
+            f"{data.money(fit.predicted_revenue)} against {data.money(fit.actual_revenue)} actual "
             f"({fit.revenue_ratio:.0%} of it).",
             layout(figure, 380),
         )
@@ -65,10 +68,10 @@ def value(data: ReportData) -> Section | None:
     else:
         charts.append(_forward_chart(forward, horizon))
     intro += f" The forecast is {season_in_words(described.season, described.expected.expected_revenue)}."
-    intro += f" In all, {money(described.expected.expected_revenue)} is expected" + (
+    intro += f" In all, {data.money(described.expected.expected_revenue)} is expected" + (
         f" (no interval: {interval.reason})."
         if isinstance(interval, Skipped)
-        else f", {interval.level:.0%} interval {money(interval.low)} to {money(interval.high)}: how far the "
+        else f", {interval.level:.0%} interval {data.money(interval.low)} to {data.money(interval.high)}: how far the "
         "forward checks' totals ran from the actual, applied to this forecast."
     )
     revenue, total = columns["expected_revenue"], f"{columns['expected_revenue']}_total"
@@ -137,16 +140,18 @@ def value(data: ReportData) -> Section | None:
         charts.append(
             Chart(
                 f"Value per segment: {period(described.window)}, and the check on the backtest",
-                f"{top.segment} {top['name']} is expected to bring {money(top[total])} "
-                f"({top[total] / shown[total].sum():.0%} of the {money(shown[total].sum())} expected from these "
-                f"segments), {money(top[revenue])} per customer; on the backtest its customers were predicted "
-                f"{money(top.backtest_predicted_revenue)} each and spent {money(top.backtest_mean_revenue)}.",
+                f"{top.segment} {top['name']} is expected to bring {data.money(top[total])} "
+                f"({top[total] / shown[total].sum():.0%} of the {data.money(shown[total].sum())} expected from these "
+                f"segments), {data.money(top[revenue])} per customer; on the backtest its customers were predicted "
+                f"{data.money(top.backtest_predicted_revenue)} each and spent {data.money(top.backtest_mean_revenue)}.",
                 layout(figure, 420),
             )
         )
     table = Table(
-        f"Expected value per segment in {period(described.window)}",
+        f"Expected value per segment in {period(described.window)}: the RFM map's segments, then the "
+        "learned ones (each segmentation's totals add up to the whole shop's)",
         [
+            "segmentation",
             "segment",
             "customers",
             "ordering again",
@@ -159,22 +164,23 @@ def value(data: ReportData) -> Section | None:
         ],
         [
             [
+                "learned" if r.kind == "learned" else "RFM map",
                 f"{r.segment} {r.name}" if r.segment != r.name else r.name,
                 f"{r.customers:,}",
                 share(getattr(r, columns["p_order_again"])),
                 f"{getattr(r, columns['expected_orders']):.2f}",
-                money(getattr(r, revenue)),
-                money(getattr(r, total)),
+                data.money(getattr(r, revenue)),
+                data.money(getattr(r, total)),
                 ""
                 if pd.isna(getattr(r, f"{total}_low"))
-                else f"{money(getattr(r, f'{total}_low'))} to {money(getattr(r, f'{total}_high'))}",
-                "" if pd.isna(r.backtest_predicted_revenue) else money(r.backtest_predicted_revenue),
-                "" if pd.isna(r.backtest_mean_revenue) else money(r.backtest_mean_revenue),
+                else f"{data.money(getattr(r, f'{total}_low'))} to {data.money(getattr(r, f'{total}_high'))}",
+                "" if pd.isna(r.backtest_predicted_revenue) else data.money(r.backtest_predicted_revenue),
+                "" if pd.isna(r.backtest_mean_revenue) else data.money(r.backtest_mean_revenue),
             ]
             for r in segments.itertuples()
         ],
     )
-    return Section("value", title, intro, charts, [table])
+    return Section("value", title, intro, charts, [table], method=method)
 
 
 def _forward_chart(forward: ForwardChecks, horizon: int) -> Chart:
