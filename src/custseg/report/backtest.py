@@ -10,7 +10,7 @@ from custseg.record import SegmentsSection, Skipped
 from custseg.report.charts import NEUTRAL, Chart, Section, Table, layout, run_colors, share
 from custseg.report.data import ReportData
 from custseg.report.rfm import rfm_name_checks
-from custseg.report.segments import candidates_table
+from custseg.report.segments import candidates_table, model_selection
 
 
 def backtest(data: ReportData) -> Section | None:
@@ -154,5 +154,6 @@ def backtest(data: ReportData) -> Section | None:
     )
     if isinstance(segments, SegmentsSection) and segments.chosen_by == "backtest":
         tables.insert(1, candidates_table(pd.DataFrame(segments.candidates), "validity"))
+        charts.append(model_selection(data))
         method += f" The rule: {segments.rule}."
     return Section("backtest", title, intro, charts, tables, method=method)

@@ -27,61 +27,21 @@ EMBEDDING_SAMPLE = 4000
 
 
 def learned_segments(data: ReportData) -> Section | None:
-    """Show model selection, the embedding, per-segment profiles, sizes and revenue."""
+    """Show the segments' rules, the embedding, per-segment profiles, sizes and revenue.
+
+    Model selection too when the silhouette chose them; chosen by the backtest, that section shows it.
+    """
     described, customers, labels = data.record.segments, data.customers, data.category_labels
     if not isinstance(described, SegmentsSection) or "segment" not in customers.columns:
         return None
-    chosen = described.chosen
     candidates = pd.DataFrame(described.candidates)
     by_validity = described.chosen_by == "backtest"
-    min_stability = data.record.settings["cluster"]["min_stability"]
-    score, score_title = ("validity", "backtest validity") if by_validity else ("silhouette", "silhouette")
-    figure = make_subplots(rows=1, cols=2, subplot_titles=(score_title, "bootstrap stability"))
-    for index, ((model, space), group) in enumerate(candidates.groupby(["model", "space"], sort=True)):
-        group = group.sort_values("n_segments")
-        color = PALETTE[index % len(PALETTE)]
-        for col, metric in ((1, score), (2, "stability")):
-            figure.add_trace(
-                go.Scatter(
-                    x=group.n_segments,
-                    y=group[metric],
-                    mode="lines+markers",
-                    name=f"{model} · {space}",
-                    legendgroup=f"{model}{space}",
-                    showlegend=col == 1,
-                    line={"color": color},
-                ),
-                1,
-                col,
-            )
-    for col in (1, 2):
-        figure.add_trace(
-            go.Scatter(
-                x=[chosen["n_segments"]],
-                y=[chosen[score if col == 1 else "stability"]],
-                mode="markers",
-                marker={"symbol": "star", "size": 16, "color": "black"},
-                name="chosen",
-                showlegend=col == 1,
-            ),
-            1,
-            col,
-        )
-    figure.add_hline(y=min_stability, line_dash="dot", line_color="#999", row=1, col=2)
-    figure.update_xaxes(title_text="segments")
-    # From zero: candidates a few thousandths apart look as close as they are.
-    figure.update_yaxes(rangemode="tozero")
-    eligible = int(candidates.eligible.sum())
-    curves = Chart(
-        "Model selection: every candidate over the number of segments",
-        f"{eligible} of {len(candidates)} candidates are stable enough (>= {min_stability}) with no tiny segment. "
-        f"The rule chose {described.reason}.",
-        layout(figure, 440),
-    )
+    score = "validity" if by_validity else "silhouette"
     names = dict(zip(customers.segment, customers.segment_name, strict=False))
     order = sorted(names, key=lambda s: int(s[1:]))
     colors = run_colors(data.record)
-    charts = [curves]
+    # Chosen by the backtest, the candidates are its evidence, shown there; chosen by the silhouette, here.
+    charts = [] if by_validity else [model_selection(data)]
     # Above max_fit_customers only the customers the segments were learned from have a place.
     mapped = customers[customers.tsne_x.notna()] if "tsne_x" in customers.columns else customers.iloc[:0]
     if len(mapped):
@@ -197,6 +157,59 @@ def learned_segments(data: ReportData) -> Section | None:
         intro = f"Segments kept from {described.kept.run}: {described.kept.advice}. " + intro
     method = f"{described.rule.capitalize()}. {described.reason}."
     return Section("learned", "Learned segments", intro, charts, tables, method=method)
+
+
+
+def model_selection(data: ReportData) -> Chart:
+    """Draw every candidate segmentation's score and stability over the number of segments, the chosen starred."""
+    described = data.record.segments
+    chosen = described.chosen
+    candidates = pd.DataFrame(described.candidates)
+    by_validity = described.chosen_by == "backtest"
+    min_stability = data.record.settings["cluster"]["min_stability"]
+    score, score_title = ("validity", "backtest validity") if by_validity else ("silhouette", "silhouette")
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(score_title, "bootstrap stability"))
+    for index, ((model, space), group) in enumerate(candidates.groupby(["model", "space"], sort=True)):
+        group = group.sort_values("n_segments")
+        color = PALETTE[index % len(PALETTE)]
+        for col, metric in ((1, score), (2, "stability")):
+            figure.add_trace(
+                go.Scatter(
+                    x=group.n_segments,
+                    y=group[metric],
+                    mode="lines+markers",
+                    name=f"{model} · {space}",
+                    legendgroup=f"{model}{space}",
+                    showlegend=col == 1,
+                    line={"color": color},
+                ),
+                1,
+                col,
+            )
+    for col in (1, 2):
+        figure.add_trace(
+            go.Scatter(
+                x=[chosen["n_segments"]],
+                y=[chosen[score if col == 1 else "stability"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 16, "color": "black"},
+                name="chosen",
+                showlegend=col == 1,
+            ),
+            1,
+            col,
+        )
+    figure.add_hline(y=min_stability, line_dash="dot", line_color="#999", row=1, col=2)
+    figure.update_xaxes(title_text="segments")
+    # From zero: candidates a few thousandths apart look as close as they are.
+    figure.update_yaxes(rangemode="tozero")
+    eligible = int(candidates.eligible.sum())
+    return Chart(
+        "Model selection: every candidate over the number of segments",
+        f"{eligible} of {len(candidates)} candidates are stable enough (>= {min_stability}) with no tiny segment. "
+        f"The rule chose {described.reason}.",
+        layout(figure, 440),
+    )
 
 
 def rules_table(described: SegmentsSection, horizon_days: int | None, data: ReportData) -> Table:
