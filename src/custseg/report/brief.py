@@ -264,7 +264,9 @@ def _worth(row, total: str, currency: str | None) -> str:
     low, high = getattr(row, f"{total}_low", float("nan")), getattr(row, f"{total}_high", float("nan"))
     shown = money(expected, currency)
     if low == low and high == high:
-        shown += f" (range {money(low, currency)} to {money(high, currency)})"
+        # The range is where past forecasts' errors put the outcome; it need not hold the forecast itself.
+        bias = "past forecasts ran low; " if expected < low else "past forecasts ran high; " if expected > high else ""
+        shown += f" ({bias}range {money(low, currency)} to {money(high, currency)})"
     return shown
 
 

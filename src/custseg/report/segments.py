@@ -159,7 +159,6 @@ def learned_segments(data: ReportData) -> Section | None:
     return Section("learned", "Learned segments", intro, charts, tables, method=method)
 
 
-
 def model_selection(data: ReportData) -> Chart:
     """Draw every candidate segmentation's score and stability over the number of segments, the chosen starred."""
     described = data.record.segments

@@ -51,13 +51,19 @@ def value(data: ReportData) -> Section | None:
     ticks = log_ticks([*deciles.predicted_mean, *deciles.actual_mean])
     figure.update_yaxes(type="log", title_text=f"mean revenue per customer in {horizon} days", **ticks)
     figure.update_xaxes(title_text="decile of predicted revenue (10 = highest)", dtick=1)
+    top_decile, low_decile = deciles.loc[deciles.group.idxmax()], deciles.loc[deciles.group.idxmin()]
+    method += (
+        f" On the backtest, out of fold: Spearman {fit.spearman:.3f} between expected and actual revenue, R² of "
+        f"log revenue {fit.r_squared_log:.3f}, AUC of the chance of ordering again {fit.auc:.3f}."
+    )
     charts = [
         Chart(
             f"Predicted against actual revenue on the backtest, decile by decile (out of fold, {fit.customers:,} "
             "customers)",
-            f"Spearman {fit.spearman:.3f} between expected and actual revenue, R² of log revenue "
-            f"{fit.r_squared_log:.3f}, AUC of the chance of ordering again {fit.auc:.3f}; predicted "
-            f"{data.money(fit.predicted_revenue)} against {data.money(fit.actual_revenue)} actual "
+            f"The tenth of customers expected to spend the most spent {data.money(top_decile.actual_mean)} each "
+            f"(expected {data.money(top_decile.predicted_mean)}), the lowest tenth "
+            f"{data.money(low_decile.actual_mean)}; "
+            f"in all, {data.money(fit.predicted_revenue)} was expected and {data.money(fit.actual_revenue)} spent "
             f"({fit.revenue_ratio:.0%} of it).",
             layout(figure, 380),
         )
