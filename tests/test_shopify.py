@@ -189,6 +189,7 @@ def whole_shop(tmp_path_factory):
     files = simulate_to_files(folder / "orders_export.csv", 900, seed=7, layout="shopify")
     result = CliRunner().invoke(app, ["run", str(files.log), "--out", str(folder / "out")])
     assert result.exit_code == 0, result.output
+    (folder / "summary.json").write_text(result.stdout, encoding="utf-8")
     return files, folder / "out", read_record(folder / "out")
 
 
@@ -341,6 +342,8 @@ def test_a_shops_lists_key_on_email_and_carry_the_exports_currency(whole_shop):
         assert listed["Email Address"].str.contains("@").all()
         assert "Expected Revenue 90 Days (GBP)" in listed.columns and set(listed.Currency) == {"GBP"}
     assert "£" in (out / "report.html").read_text(encoding="utf-8")
+    # The command's summary, piped (JSON), names it too.
+    assert '"currency": "GBP"' in (out.parent / "summary.json").read_text(encoding="utf-8")
 
 
 def test_a_currency_given_that_contradicts_the_export_stops_with_a_message(tmp_path):

@@ -94,9 +94,20 @@ def test_the_real_data_run_prints_its_summary_in_a_terminal(uci_run):
         "Expected value (",
         "Learned segments, 2011-09-11 to 2011-12-10:",
         "Early prediction",
+        # The brief comes last, where a terminal leaves the reader; the UCI file's amounts are pounds.
+        "Revenue reconciliation (GBP)",
+        "Follow the learned segments",
+        "What to do now",
+        "worth (GBP)",
+        "Their lists, to load into an email tool,",
     )
     for text in expected:
         assert text in shown, text
+    assert re.search(r"£[0-9]{1,3}(,[0-9]{3})+", shown)
+    assert shown.index("What to do now") > shown.index("Early prediction")
+    for listed in (uci_run.out_dir / "lists").glob("*.csv"):
+        assert "Expected Revenue 90 Days (GBP)" in listed.read_text(encoding="utf-8").splitlines()[0]
+    assert "£" in (uci_run.out_dir / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.realdata

@@ -74,6 +74,7 @@ def run_summary(record: RunRecord, out_dir: Path) -> dict[str, Any]:
         "out_dir": str(out_dir),
         "report": record.report,
         "rows": to_dict(record.rows),
+        "currency": record.input.currency,
         "reconciliation": to_dict(record.reconciliation),
         "span": to_dict(record.span),
         "customers": {"as_of": to_dict(record.customers)["as_of"], "count": record.customers.count},
