@@ -62,11 +62,15 @@ def movement(data: ReportData) -> Section | None:
             )
         )
     intro = (
-        f"The final segmentations applied to the customers as of T - {described.horizon_days} days and as of T, "
-        "the same model at both dates (custseg compare gives this for any two files written by custseg assign). "
-        "A move is down when the segment moved to spent less per customer in between."
+        f"The same segments, with the same rules, applied to the customers as they were {described.horizon_days} "
+        "days before the end of the log and as they are now: who stayed, who moved up, who moved down."
     )
-    return Section("movement", title, intro, charts, tables)
+    method = (
+        f"The final segmentations applied to the customers as of T - {described.horizon_days} days and as of T "
+        "(custseg compare gives this for any two files written by custseg assign). A move is down when the "
+        "segment moved to spent less per customer in between."
+    )
+    return Section("movement", title, intro, charts, tables, method=method)
 
 
 def split_flows(flows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
