@@ -115,3 +115,15 @@ def test_an_rfm_name_the_backtest_contradicts_is_qualified(run_folder):
     assert contradicted["Lost"].startswith("not gone") and "less active" in contradicted["Champions"]
     borne_out = rfm_name_checks(with_rates({"Lost": shop / 4, "Champions": shop}))
     assert "Lost" not in borne_out and "Champions" not in borne_out
+
+
+def test_every_sections_opening_is_free_of_jargon(run_folder):
+    import html as entities
+
+    page = (run_folder / REPORT_FILE).read_text(encoding="utf-8")
+    intros = [entities.unescape(text) for text in re.findall(r'<p class="intro">(.*?)</p>', page, re.S)]
+    assert len(intros) >= 10
+    spoken = [(intro[:80], JARGON.findall(intro)) for intro in intros if JARGON.findall(intro)]
+    assert not spoken, spoken
+    # What was measured, and how, is still there: folded under each section that has it.
+    assert page.count('<details class="method">') >= 6
