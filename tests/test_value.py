@@ -220,9 +220,10 @@ def test_a_horizon_the_shop_asks_for_is_forecast_over_its_dated_days_or_says_wha
     last = (as_of + datetime.timedelta(days=horizon - 1)).date()
     assert period(value.window) == f"the {horizon} days from {as_of.date()} to {last}"
     console = Console(width=200, record=True)
-    _print_value(console, value)
+    _print_value(console, value, "EUR")
     printed = " ".join(console.export_text().split())
     assert f"customers in the {horizon} days from {as_of.date()} to {last}." in printed
+    assert re.search(r"Expected value \([a-z ]+\): €[0-9,]+ of revenue", printed)
     # A log of one year does not reach the same weeks a year earlier: the run says what that means.
     assert "The forecast is not corrected by the season a year earlier: the log does not reach" in printed
     # The forward checks need a horizon more of history than the backtest: at 180 days this log has not.
