@@ -204,7 +204,21 @@ def test_a_placeholder_year_is_not_the_last_transaction(client, transactions):
     ]
     body["transactions"] = body["transactions"][-1:]
     answer = client.post("/v1/assign", json=body).json()
-    assert (answer["as_of"], answer["customers"], len(answer["rejected"])) == (None, [], 1)
+    assert (answer["as_of"], answer["as_of_source"], answer["customers"], len(answer["rejected"])) == (
+        None,
+        None,
+        [],
+        1,
+    )
+
+
+def test_the_answer_says_which_reference_date_it_used_and_why(client, transactions):
+    first = transactions[transactions.customer_id == transactions.customer_id.iloc[0]]
+    plain = client.post("/v1/assign", json=request_body(first)).json()
+    last = pd.to_datetime(first.invoiced_at).max().normalize() + pd.Timedelta(days=1)
+    assert (plain["as_of"], plain["as_of_source"]) == (last.isoformat(), "last_transaction")
+    given = client.post("/v1/assign", json={**request_body(first), "as_of": "2011-12-10"}).json()
+    assert (given["as_of"], given["as_of_source"]) == ("2011-12-10T00:00:00", "given")
 
 
 def test_ids_and_offsets_are_read_by_the_files_rules(client, transactions):

@@ -15,7 +15,7 @@ import os
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -181,6 +181,10 @@ class AssignResponse(BaseModel):
     as_of: datetime.datetime | None = Field(
         description="The reference date used; null when none was given and no transaction had a valid timestamp."
     )
+    as_of_source: Literal["given", "last_transaction"] | None = Field(
+        description="Why that date: given in the request, or the day after the request's last transaction "
+        "(custseg assign's as_of_source)."
+    )
     customers: list[CustomerSegments]
     rejected: list[RejectedTransaction]
     unscored_customers: list[str] = Field(
@@ -335,6 +339,7 @@ def _app(fitted: FittedModel | None, *, max_body_bytes: int, token: str | None) 
         return AssignResponse(
             model=info,
             as_of=scored.as_of,
+            as_of_source=None if scored.as_of is None else "given" if request.as_of else "last_transaction",
             customers=_customers(scored, fitted.horizon_days),
             rejected=[
                 RejectedTransaction(row=r.request_row, customer_id=r.customer_id, reason=r.reason)
