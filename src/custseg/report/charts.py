@@ -128,11 +128,6 @@ def shareable_ids(customer_ids: pd.Series) -> pd.Series:
     return text.where(~text.str.contains("@", regex=False), "(email hidden)")
 
 
-def currency_words(currency: str | None) -> str:
-    """Say what the amounts are in, for an axis title or a column name: ``GBP``, or ``the shop's currency``."""
-    return currency or "the shop's currency"
-
-
 def share(value: float) -> str:
     """Write a share as a percentage with one decimal."""
     return f"{value:.1%}"
