@@ -123,9 +123,14 @@ def _learners(model: str, seed: int) -> tuple:
     if model == "linear":
         return LogisticRegression(max_iter=2000), LinearRegression()
     # Small, regularised trees: a shop's backtest has thousands of customers, not millions.
+    # 50 rounds at a learning rate of 0.2 and 63 bins: out of fold as valid as 100 rounds at 0.1
+    # and 255 bins (UCI 0.365 against 0.358; simulated shops, seeds 0 and 1, 0.889 against 0.884
+    # and 0.896 against 0.896; a seasonal shop 0.671 against 0.672, each within a standard error)
+    # in half the time.
     settings = {
-        "max_iter": 100,
-        "learning_rate": 0.1,
+        "max_iter": 50,
+        "learning_rate": 0.2,
+        "max_bins": 63,
         "max_leaf_nodes": 15,
         "min_samples_leaf": 40,
         "l2_regularization": 1.0,
