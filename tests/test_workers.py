@@ -1,15 +1,18 @@
-"""Worker processes end with the run that started them, even when the run is killed."""
+"""Worker processes start before the model stages need them, and end with the run, even when it is killed."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+from joblib import delayed, effective_n_jobs
 
 from custseg.simulate import simulate_to_files
+from custseg.workers import parallel, start_workers, workers_end_with_the_run
 
 
 def alive(pid: int) -> bool:
@@ -56,3 +59,20 @@ def test_a_killed_runs_workers_end_with_it(tmp_path):
     assert [pid for pid in workers if alive(pid)] == []
     # A killed run leaves the output folder as it was: here, none.
     assert not (tmp_path / "out").exists()
+
+
+def test_the_model_stages_find_the_workers_started_and_ready():
+    imported = "'custseg.candidates' in __import__('sys').modules and 'openTSNE' in __import__('sys').modules"
+    with workers_end_with_the_run():
+        start_workers()
+        found = parallel()(delayed(eval)(imported) for _ in range(4 * effective_n_jobs(-1)))
+    assert found == [True] * len(found)
+
+
+def test_a_run_that_ends_before_its_model_stages_ends_without_a_warning_or_a_traceback():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with workers_end_with_the_run():
+            start_workers()
+        with workers_end_with_the_run():
+            assert parallel()(delayed(abs)(-n) for n in range(3)) == [0, 1, 2]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import delayed
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import HDBSCAN, KMeans
@@ -32,6 +32,7 @@ from custseg.features import Use, features_used_by
 from custseg.rules import RuleTree
 from custseg.sampling import sample_positions
 from custseg.spaces import LEARNED_ON_OUTCOMES, FeatureSpace, NextValueScore, RuleSpace, tsne
+from custseg.workers import parallel
 
 KMEANS_STARTS = 10
 """k-means starts per fit: with fewer, a fit now and then stops in a worse partition, and the
@@ -332,14 +333,14 @@ def run_units(
     map_embedding : ndarray of shape (n_map, 2) or None
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        parallel = Parallel(n_jobs=-1)
+        run = parallel()
         extra = []
         if tsne_space:
             extra.append(delayed(tsne)(search.feature_points, search.seed))
         if map_points is not None:
             extra.append(delayed(tsne)(map_points, search.seed))
         first, second = _tasks(units, lambda unit: unit[0] != "tsne"), _tasks(units, lambda unit: unit[0] == "tsne")
-        done = parallel(extra + [delayed(_candidate_units)(search, [units[i] for i in task]) for task in first])
+        done = run(extra + [delayed(_candidate_units)(search, [units[i] for i in task]) for task in first])
         embedded = done[: len(extra)]
         groups = {
             i: group
@@ -348,7 +349,7 @@ def run_units(
         }
         if tsne_space:
             search.spaces["tsne"] = embedded.pop(0)
-        done = parallel(delayed(_candidate_units)(search, [units[i] for i in task]) for task in second)
+        done = run(delayed(_candidate_units)(search, [units[i] for i in task]) for task in second)
         groups.update(
             {i: group for task, found in zip(second, done, strict=True) for i, group in zip(task, found, strict=True)}
         )

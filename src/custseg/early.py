@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -36,6 +36,7 @@ from custseg.lookup import LookupClassifier
 from custseg.profile import segment_ids
 from custseg.record import ClassifierScores, ConfusionMatrix, EarlyFit, EarlyResult, Skipped
 from custseg.sampling import sample_positions
+from custseg.workers import parallel
 
 if TYPE_CHECKING:
     from custseg.cluster import Segmentation
@@ -412,7 +413,7 @@ def evaluate_early(
     # One model per process: a grid search per model would leave the second core idle while it
     # refits its winner, and pay for starting its workers each time.
     with threadpool_limits(limits=1, user_api="blas"):
-        fitted = Parallel(n_jobs=-1)(
+        fitted = parallel()(
             delayed(model.fit)(model_inputs(train, categories), train[row["target"]]) for row, model, train, _ in tasks
         )
     models: dict[str, dict[str, EarlyClassifier]] = {}

@@ -50,7 +50,7 @@ from custseg.stages.read import Data, Read, read_input
 from custseg.stages.segments import Segments, learn_segments, stored_segments
 from custseg.stages.value import Value, learn_value, stored_value
 from custseg.value import value_columns
-from custseg.workers import workers_end_with_the_run
+from custseg.workers import start_workers, workers_end_with_the_run
 from custseg.workspace import MODEL_FOLDER, Workspace
 
 
@@ -69,12 +69,15 @@ class Step:
     keeps : dict of str to str
         Tables the output folder keeps (in custseg.duckdb, or tables/ with Spark): table name ->
         attribute of the result. Later stages get the kept table.
+    starts_workers : bool
+        Start the worker processes the model stages fit on as it starts (`custseg.workers.start_workers`).
     """
 
     name: str
     function: Callable[..., Any]
     fills: tuple[str, ...] = ()
     keeps: dict[str, str] = field(default_factory=dict)
+    starts_workers: bool = False
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -205,7 +208,10 @@ LEARN = (
     Step("products", learn_products, fills=("products",), keeps={"products": "table"}),
     Step("features", customer_features, fills=("customers",)),
     Step("rfm", score_rfm, fills=("rfm",), keeps={"customers": "table"}),
-    Step("backtest", build_backtest, fills=("backtest",)),
+    # The model stages' workers start while the backtest and the interests run. On the UCI file the
+    # segments stage then took 6.0 s against 9.4 s, those two 1.9 s more; started with the run,
+    # they slowed the data stages as much as they saved.
+    Step("backtest", build_backtest, fills=("backtest",), starts_workers=True),
     Step("interests", learn_interests, fills=("interests",), keeps={"customers": "table"}),
     Step("segments", learn_segments, fills=("segments",), keeps={"customers": "table"}),
     Step("movement", segment_movement, fills=("movement",), keeps={"customers_then": "then"}),
@@ -283,6 +289,8 @@ def walk(
         if on_stage is not None:
             on_stage(step.name)
         start = time.perf_counter()
+        if step.starts_workers:
+            start_workers()
         if "record" in step.needs:
             context["record"] = record(sections)
         workspace = context.get("workspace")

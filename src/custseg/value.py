@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression, PoissonRegressor
@@ -34,6 +34,7 @@ from custseg.features import Use, features_used_by
 from custseg.record import Skipped
 from custseg.record.value import ForwardChecks, Season
 from custseg.spaces import FeatureSpace
+from custseg.workers import parallel
 
 VALUE_FEATURES = features_used_by(Use.VALUE)
 """The customer columns the value model reads by default (in `custseg.features.CATALOGUE`, ``Use.VALUE``)."""
@@ -490,7 +491,7 @@ def out_of_fold(
     """
     tasks = [(model, fold) for model in models for fold in np.unique(folds)]
     with threadpool_limits(limits=1):
-        done = Parallel(n_jobs=-1)(
+        done = parallel()(
             delayed(_fold_predictions)(model, customers[folds != fold], customers[folds == fold])
             for model, fold in tasks
         )

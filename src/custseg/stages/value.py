@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
@@ -52,6 +52,7 @@ from custseg.stages.movement import Movement
 from custseg.stages.products import Products
 from custseg.stages.segments import Segments
 from custseg.value import TARGETS, ValueModel, choose_model, value_columns
+from custseg.workers import parallel
 from custseg.workspace import json_records
 
 
@@ -187,7 +188,7 @@ def _forward_checks(
     step = datetime.timedelta(days=horizon)
     model = ValueModel(model=chosen, features=options.features, interests=options.interests, random_state=settings.seed)
     with threadpool_limits(limits=1):
-        learned = Parallel(n_jobs=-1)(
+        learned = parallel()(
             delayed(_learned_then)(
                 clone(model), frames[cut - step], frames[cut], frames.get(_year_earlier(cut, first_at, horizon))
             )
