@@ -22,6 +22,9 @@ from custseg.profile import segment_ids
 if TYPE_CHECKING:
     from custseg.cluster import Segmentation
 
+KEY_SEPARATOR = "\x1f"
+"""Between a customer id and a number of orders in `early_features`' key: a character no id holds."""
+
 
 def numbered_orders(lines: ir.Table) -> ir.Table:
     """Each customer's orders numbered from 1 in the order they were placed.
@@ -58,26 +61,38 @@ def early_features(lines: ir.Table, products: ir.Table, categories: list[str], n
         Every category id, in order.
     n_orders : int or ibis.Table
         How many first orders are known: one number for every customer, or a table
-        (customer_id, n_orders) with each customer's own (only its customers are described).
+        (customer_id, n_orders) of the numbers wanted for each customer, one or more (only its
+        customers are described).
 
     Returns
     -------
-    ibis.Table of shape (n_customers, 15 + n_categories + 2)
-        `custseg.features.customer_features` and `custseg.features.customer_interests` of those
-        orders, as of one second after the last of them (so recency_days is 0, frequency is
-        ``n_orders`` and tenure_days the whole days from the first to the last of them).
+    ibis.Table of shape (n_rows, 15 + n_categories + 2 + 1)
+        One row per customer and number of orders: `custseg.features.customer_features` and
+        `custseg.features.customer_interests` of those orders, as of one second after the last of
+        them (so recency_days is 0, frequency is ``n_orders`` and tenure_days the whole days from the
+        first to the last of them), and n_orders.
     """
     numbered = numbered_orders(lines)
-    if isinstance(n_orders, ir.Table):
-        numbered = numbered.inner_join(n_orders.select("customer_id", wanted="n_orders"), "customer_id")
-        wanted = numbered.wanted
-    else:
-        wanted = ibis.literal(n_orders)
-    known = numbered.filter(numbered.order_number <= wanted)
-    enough = numbered.filter(numbered.order_number == wanted).select("customer_id")
-    placed = as_placed(lines).semi_join(known, ["customer_id", "invoice_id"]).semi_join(enough, "customer_id")
+    if not isinstance(n_orders, ir.Table):
+        n_orders = numbered.select("customer_id").distinct().mutate(n_orders=ibis.literal(n_orders, dt.int64))
+    wanted = n_orders.select("customer_id", wanted="n_orders")
+    # Every (customer, number of orders) is described as a customer of its own, under a key of both:
+    # one query for all the numbers wanted.
+    enough = numbered.inner_join(wanted, "customer_id").filter(lambda t: t.order_number == t.wanted)
+    enough = enough.select(
+        "customer_id", "wanted", key=enough.customer_id.concat(KEY_SEPARATOR, enough.wanted.cast(dt.string))
+    )
+    known = numbered.inner_join(enough, "customer_id").filter(lambda t: t.order_number <= t.wanted)
+    placed = (
+        as_placed(lines)
+        .inner_join(known.select("customer_id", "invoice_id", "key"), ["customer_id", "invoice_id"])
+        .mutate(customer_id=lambda t: t.key)
+        .drop("key")
+    )
     cutoff = placed.group_by("customer_id").aggregate(as_of=placed.invoiced_at.max() + ibis.interval(seconds=1))
-    return customer_table(placed, products, categories, cutoff)
+    described = customer_table(placed, products, categories, cutoff).rename(key="customer_id")
+    keys = enough.select("key", "customer_id", n_orders="wanted")
+    return keys.inner_join(described, "key").drop("key")
 
 
 def first_orders(
@@ -87,17 +102,26 @@ def first_orders(
     max_orders: int,
     segmentation: Segmentation | None,
 ) -> dict[int, pd.DataFrame]:
-    """Compute `early_features` for 1 to ``max_orders`` first orders.
+    """Compute `early_features` for 1 to ``max_orders`` first orders, in one query.
 
     Returns
     -------
     dict of int to DataFrame
-        For each number of orders, the customers with that many; with a segmentation, column
-        ``segment_now`` holds the segment it gives those orders as they are.
+        For each number of orders, the customers with that many, without the n_orders column; with
+        a segmentation, column ``segment_now`` holds the segment it gives those orders as they are.
     """
+    numbered = numbered_orders(lines)
+    counted = numbered.group_by("customer_id").aggregate(orders=numbered.order_number.max())
+    wanted = ibis.union(
+        *(
+            counted.filter(counted.orders >= n).select("customer_id", n_orders=ibis.literal(n, dt.int64))
+            for n in range(1, max_orders + 1)
+        )
+    )
+    described = early_features(lines, products, categories, wanted).order_by(["n_orders", "customer_id"]).execute()
     early = {}
     for n_orders in range(1, max_orders + 1):
-        frame = early_features(lines, products, categories, n_orders).order_by("customer_id").execute()
+        frame = described[described.n_orders == n_orders].drop(columns="n_orders").reset_index(drop=True)
         if segmentation is not None and len(frame):
             frame["segment_now"] = segment_ids(segmentation.predict(frame))
         early[n_orders] = frame
@@ -157,7 +181,7 @@ def early_rows(
     Returns
     -------
     ibis.Table of shape (n_customers, n_columns)
-        `early_features` plus n_orders: the largest of ``usable`` that is at most the customer's
+        `early_features` with n_orders, the largest of ``usable`` that is at most the customer's
         number of orders (customers with fewer orders than any are left out).
     """
     mine = lines.semi_join(customers, "customer_id")
@@ -165,4 +189,4 @@ def early_rows(
     largest = ibis.cases(*((counted.orders >= n, n) for n in sorted(usable, reverse=True)), else_=None)
     wanted = counted.select("customer_id", n_orders=largest.cast(dt.int64))
     wanted = wanted.filter(wanted.n_orders.notnull())
-    return early_features(lines, products, categories, wanted).inner_join(wanted, "customer_id")
+    return early_features(lines, products, categories, wanted)
