@@ -189,4 +189,4 @@ def early_rows(
     largest = ibis.cases(*((counted.orders >= n, n) for n in sorted(usable, reverse=True)), else_=None)
     wanted = counted.select("customer_id", n_orders=largest.cast(dt.int64))
     wanted = wanted.filter(wanted.n_orders.notnull())
-    return early_features(lines, products, categories, wanted)
+    return early_features(mine, products, categories, wanted)
