@@ -411,11 +411,15 @@ def evaluate_early(
             )
             tasks.append((row, model, train, held_out))
     # One model per process: a grid search per model would leave the second core idle while it
-    # refits its winner, and pay for starting its workers each time.
+    # refits its winner, and pay for starting its workers each time. The most training customers
+    # first, so that the cores finish together rather than one waiting on the largest refit.
+    largest_first = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][2]))
     with threadpool_limits(limits=1, user_api="blas"):
-        fitted = parallel()(
-            delayed(model.fit)(model_inputs(train, categories), train[row["target"]]) for row, model, train, _ in tasks
+        done = parallel()(
+            delayed(model.fit)(model_inputs(train, categories), train[row["target"]])
+            for row, model, train, _ in (tasks[i] for i in largest_first)
         )
+    fitted = [model for _, model in sorted(zip(largest_first, done, strict=True), key=lambda pair: pair[0])]
     models: dict[str, dict[str, EarlyClassifier]] = {}
     for (row, _, train, held_out), model in zip(tasks, fitted, strict=True):
         row["fit"] = _measured(model, train, held_out, row["target"], categories)
