@@ -64,6 +64,24 @@ def test_early_features_see_only_the_first_orders_as_placed(early_lines):
     assert set(one.index) == {"A", "B", "C"} and one.loc["A"].monetary == 20.0
 
 
+def test_several_numbers_of_first_orders_are_described_in_one_query_as_one_by_one(early_lines):
+    lines, products = early_lines
+    wanted = ibis.memtable(
+        pd.DataFrame({"customer_id": ["A", "A", "A", "B", "B", "C"], "n_orders": [1, 2, 3, 1, 2, 2]})
+    )
+    together = early_features(lines, products, ["c01"], wanted).execute()
+    # B has no second order, so (B, 2) is left out, as one number at a time leaves B out.
+    pairs = sorted(zip(together.customer_id, together.n_orders, strict=True))
+    assert pairs == [("A", 1), ("A", 2), ("A", 3), ("B", 1), ("C", 2)]
+    for n_orders in (1, 2, 3):
+        alone = early_features(lines, products, ["c01"], n_orders).execute()
+        alone = alone[alone.customer_id.isin(together.customer_id[together.n_orders == n_orders])]
+        pd.testing.assert_frame_equal(
+            together[together.n_orders == n_orders].sort_values("customer_id").reset_index(drop=True),
+            alone.sort_values("customer_id").reset_index(drop=True),
+        )
+
+
 def test_horizon_features_stop_each_customer_at_first_order_plus_horizon(early_lines):
     lines, products = early_lines
     horizon = horizon_features(lines, products, ["c01"], 90, datetime.datetime(2011, 6, 1)).execute()
