@@ -110,8 +110,7 @@ def first_orders(
         For each number of orders, the customers with that many, without the n_orders column; with
         a segmentation, column ``segment_now`` holds the segment it gives those orders as they are.
     """
-    numbered = numbered_orders(lines)
-    counted = numbered.group_by("customer_id").aggregate(orders=numbered.order_number.max())
+    counted = lines.group_by("customer_id").aggregate(orders=lines.invoice_id.nunique())
     wanted = ibis.union(
         *(
             counted.filter(counted.orders >= n).select("customer_id", n_orders=ibis.literal(n, dt.int64))

@@ -56,10 +56,9 @@ def workers_end_with_the_run() -> Iterator[None]:
             _wait_for_start()
 
 
-def _import_fitting_modules() -> int:
+def _import_fitting_modules() -> None:
     for name in FITTING_MODULES:
         importlib.import_module(name)
-    return os.getpid()
 
 
 def start_workers() -> None:
