@@ -7,7 +7,6 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from conftest import make_transactions
@@ -17,7 +16,6 @@ from custseg.interests import (
     InterestGroups,
     buying_habits,
     choose_groups,
-    cross_entropy,
     describe_groups,
     interest_batch,
     next_mix,
@@ -51,31 +49,6 @@ def test_planted_interests_are_found_numbered_by_size_and_kept_in_a_model_folder
     batch = interest_batch(customers.head(3), again, {"I1": "a", "I2": "b", "I3": "c"})
     assert batch.columns.tolist() == ["customer_id", "interest_group", "interest_group_name"]
     assert batch.interest_group.tolist() == ["I1"] * 3 and batch.interest_group_name.tolist() == ["a"] * 3
-
-
-def test_every_customer_is_in_the_group_whose_mix_predicts_theirs_best_and_better_than_hellinger_kmeans():
-    customers, _ = planted(seed=3)
-    shares = customers.filter(like="share_c").to_numpy()
-    model = InterestGroups(n_groups=5).fit(customers)
-    groups = model.predict(customers)
-    under_every_group = cross_entropy(
-        shares[:, None, :].repeat(5, axis=1).reshape(-1, 4), np.tile(model.mixes_, (len(shares), 1))
-    )
-    assert (groups == under_every_group.reshape(-1, 5).argmin(axis=1)).all()
-    # The mixes are the groups' own (smoothed) mean mixes: no customer would move again.
-    refitted = (np.vstack([shares[groups == g].sum(axis=0) for g in range(5)]) + model.shop_mix_) / (
-        np.bincount(groups, minlength=5)[:, None] + 1.0
-    )
-    assert np.allclose(refitted, model.mixes_)
-    hellinger = KMeans(5, n_init=4, random_state=0).fit_predict(np.sqrt(shares))
-    start = np.vstack(
-        [(shares[hellinger == g].sum(axis=0) + model.shop_mix_) / ((hellinger == g).sum() + 1) for g in range(5)]
-    )
-    assert cross_entropy(shares, model.mixes_[groups]).mean() <= cross_entropy(shares, start[hellinger]).mean()
-    # A customer who returned everything has no mix: the group most like the shop's.
-    nothing = customers.head(1).assign(**{c: 0.0 for c in customers.filter(like="share_c").columns})
-    most_like_the_shop = cross_entropy(np.tile(model.shop_mix_, (5, 1)), model.mixes_).argmin()
-    assert model.predict(nothing)[0] == most_like_the_shop
 
 
 def test_groups_that_know_the_next_mix_score_better_than_the_shop_and_random_ones_do_not():

@@ -46,9 +46,6 @@ HABIT_COLUMNS = ("lines_per_order", "units_per_line", "price_per_unit", *(f"reve
 quarter's share of their revenue)."""
 LOGGED_HABITS = ("lines_per_order", "units_per_line", "price_per_unit")
 
-MAX_ROUNDS = 100
-"""Assign-and-update rounds of the interest groups at most (on the UCI backtest they settle in 10 to 30)."""
-
 SMOOTHING = 1.0
 """Pseudo-customers of the shop's mix added to each group's mix when it predicts (a small group's
 mix is pulled towards the shop's)."""
@@ -112,40 +109,30 @@ def next_mix(
 
 
 class InterestGroups(BaseEstimator):
-    """Group customers by their category mix: each in the group whose mix best predicts theirs.
+    """Group customers by their category mix (k-means on the square roots of their shares).
 
-    A group's mix is its members' mean mix with `SMOOTHING` pseudo-customers of the shop's mix,
-    the mix it predicts for them (as `next_mix_scores` scores it); a customer is in the group under
-    whose mix their own has the lowest cross-entropy. The groups are found as k-means finds its
-    own, assigning and updating in turn until no customer moves (information-theoretic
-    clustering: Dhillon, Mallela and Kumar 2003), starting from k-means on the square roots of the
-    shares (Hellinger distances). On the UCI backtest this lowers the out-of-fold cross-entropy of
-    the next mix further than the Hellinger groups alone at every number of groups (reduction 3.9%
-    against 3.6% with 8 groups, 4.3% against 4.1% with 12). A customer without a mix (everything
-    returned) is in the group whose mix is most like the shop's.
-
-    Buying habits are not part of the grouping: on the UCI backtest, adding them to the Hellinger
-    distance (scaled to their interquartile range, at weights 0.05 to 0.5) made the groups predict
-    the next mix worse (reduction 3.6% -> 2.9% to 0.1% with 8 groups); they describe and name the
-    groups instead.
+    On square roots, distances between mixes are Hellinger distances: a category a customer buys a
+    little of counts, not only their main one. Groups are numbered by size, the largest first.
+    Buying habits are not part of the distance: on the UCI backtest, adding them (scaled to their
+    interquartile range, at weights 0.05 to 0.5) made the groups predict the next mix worse
+    (reduction 3.6% -> 2.9% to 0.1% with 8 groups); they describe and name the groups instead.
+    Refining the groups by cross-entropy (each customer to the group whose mix gives theirs the
+    lowest, until none moves) did better on the UCI backtest and worse on simulated shops at every
+    number of groups (docs/segments.md, "Interest groups").
 
     Parameters
     ----------
     n_groups : int, default 6
         Number of groups.
     random_state : int, default 0
-        Seed of the starting k-means' initialisation.
+        Seed of k-means' initialisation.
 
     Attributes
     ----------
     share_columns_ : list of str
         The ``share_*`` columns read, in order.
-    shop_mix_ : ndarray of shape (n_categories,)
-        The mean mix of the customers fitted on.
-    mixes_ : ndarray of shape (n_groups, n_categories)
-        Each group's smoothed mix (rows sum to 1), the largest group first.
-    n_iter_ : int
-        Assign-and-update rounds until no customer moved (at most `MAX_ROUNDS`).
+    centres_ : ndarray of shape (n_groups, n_categories)
+        Each group's centre, on square roots of the shares.
     """
 
     def __init__(self, *, n_groups: int = 6, random_state: int = 0) -> None:
@@ -155,59 +142,34 @@ class InterestGroups(BaseEstimator):
     def fit(self, customers: pd.DataFrame) -> InterestGroups:
         """Learn the groups of ``customers`` (its ``share_*`` columns)."""
         self.share_columns_ = share_columns(customers)
-        shares = self._shares(customers)
-        self.shop_mix_ = shares.mean(axis=0)
-        shares = self._with_shop_mix(shares)
-        labels = KMeans(self.n_groups, n_init=4, random_state=self.random_state).fit_predict(np.sqrt(shares))
-        for self.n_iter_ in range(1, MAX_ROUNDS + 1):
-            self.mixes_ = self._mixes(shares, labels)
-            moved = self._closest(shares)
-            if (moved == labels).all():
-                break
-            labels = moved
-        by_size = np.argsort(-np.bincount(labels, minlength=self.n_groups), kind="stable")
-        self.mixes_ = self._mixes(shares, labels)[by_size]
+        kmeans = KMeans(self.n_groups, n_init=4, random_state=self.random_state).fit(self._points(customers))
+        by_size = np.argsort(-np.bincount(kmeans.labels_, minlength=self.n_groups), kind="stable")
+        self.centres_ = kmeans.cluster_centers_[by_size]
         return self
 
     def predict(self, customers: pd.DataFrame) -> np.ndarray:
         """Return each customer's group (0 = the largest when fitted), shape (n_customers,)."""
-        check_is_fitted(self, "mixes_")
-        return self._closest(self._with_shop_mix(self._shares(customers)))
+        check_is_fitted(self, "centres_")
+        points = self._points(customers)
+        distances = ((points[:, None, :] - self.centres_[None, :, :]) ** 2).sum(axis=2)
+        return distances.argmin(axis=1)
 
     def state(self) -> dict[str, Any]:
-        """Return what a model folder keeps (JSON): the share columns, the shop's mix and the groups' mixes."""
-        check_is_fitted(self, "mixes_")
-        return {
-            "share_columns": self.share_columns_,
-            "shop_mix": np.round(self.shop_mix_, 12).tolist(),
-            "mixes": np.round(self.mixes_, 12).tolist(),
-        }
+        """Return what a model folder keeps (JSON): the share columns and the centres."""
+        check_is_fitted(self, "centres_")
+        return {"share_columns": self.share_columns_, "centres": np.round(self.centres_, 9).tolist()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> InterestGroups:
         """Rebuild fitted groups from `state`."""
-        groups = cls(n_groups=len(state["mixes"]))
+        groups = cls(n_groups=len(state["centres"]))
         groups.share_columns_ = list(state["share_columns"])
-        groups.shop_mix_ = np.asarray(state["shop_mix"], dtype=float)
-        groups.mixes_ = np.asarray(state["mixes"], dtype=float)
+        groups.centres_ = np.asarray(state["centres"], dtype=float)
         return groups
 
-    def _shares(self, customers: pd.DataFrame) -> np.ndarray:
+    def _points(self, customers: pd.DataFrame) -> np.ndarray:
         shares = customers.reindex(columns=self.share_columns_).astype(float).fillna(0.0).to_numpy()
-        return np.clip(shares, 0, 1)
-
-    def _with_shop_mix(self, shares: np.ndarray) -> np.ndarray:
-        return np.where(shares.sum(axis=1, keepdims=True) > 0, shares, self.shop_mix_)
-
-    def _mixes(self, shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        sums = np.zeros((self.n_groups, shares.shape[1]))
-        np.add.at(sums, labels, shares)
-        counts = np.bincount(labels, minlength=self.n_groups)[:, None]
-        return (sums + SMOOTHING * self.shop_mix_) / (counts + SMOOTHING)
-
-    def _closest(self, shares: np.ndarray) -> np.ndarray:
-        # The lowest cross-entropy of a customer's mix under a group's mix.
-        return (shares @ np.log(np.clip(self.mixes_, 1e-12, None)).T).argmax(axis=1)
+        return np.sqrt(np.clip(shares, 0, 1))
 
 
 def share_columns(customers: pd.DataFrame) -> list[str]:

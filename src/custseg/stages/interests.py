@@ -114,10 +114,7 @@ def learn_interests(
         table=table,
         interests=InterestsSection(
             as_of=section.as_of,
-            method=(
-                "each customer in the group under whose category mix their own has the lowest cross-entropy "
-                "(k-means on the square roots of the shares, then assign and update until no customer moves)"
-            ),
+            method="k-means on the square roots of each customer's category shares (Hellinger distance)",
             criterion=(
                 f"{GROUP_RANGE[0]} to {GROUP_RANGE[1]} groups; the fewest that reach {ENOUGH_GAIN:.0%} of the largest "
                 f"reduction in the out-of-fold cross-entropy of the next {section.horizon_days} days' category mix"
