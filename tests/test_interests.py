@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from conftest import make_transactions
 from custseg.clean import clean
 from custseg.interests import (
+    ENOUGH_GAIN,
     HABIT_COLUMNS,
     InterestGroups,
     buying_habits,
@@ -87,7 +88,7 @@ def test_the_number_of_groups_is_the_fewest_near_the_best_and_every_candidate_is
     assert choice.model.n_groups == 3
     table = choice.candidates
     assert table.groups.tolist() == list(range(2, 13)) and table.chosen.sum() == 1
-    assert table.loc[table.chosen, "reduction"].item() >= 0.8 * table.reduction.max()
+    assert table.loc[table.chosen, "reduction"].item() >= ENOUGH_GAIN * table.reduction.max()
 
 
 def test_groups_are_named_by_what_they_buy_more_of_and_how():

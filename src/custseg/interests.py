@@ -53,8 +53,11 @@ mix is pulled towards the shop's)."""
 GROUP_RANGE = (2, 12)
 """The numbers of groups tried."""
 
-ENOUGH_GAIN = 0.8
-"""The fewest groups that reach this share of the largest reduction in cross-entropy are chosen."""
+ENOUGH_GAIN = 0.9
+"""The fewest groups that reach this share of the largest reduction in cross-entropy are chosen. At
+0.8, the simulated shops of seeds 0 and 1 (customers of seven planted tastes) got 2 groups, 13.6%
+and 13.0% better than the shop's mix where 5 do 16.4% and 16.0%; at 0.9 they get those 5, and the
+UCI file 8 groups (3.9%) instead of 6 (3.4%)."""
 
 MIN_REDUCTION = 0.01
 """Groups are kept only when they predict the next mix at least this much better than the shop's mix
