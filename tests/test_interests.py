@@ -11,9 +11,11 @@ from sklearn.metrics import adjusted_rand_score
 
 from conftest import make_transactions
 from custseg.clean import clean
+from custseg.features import interest_columns
 from custseg.interests import (
     ENOUGH_GAIN,
     HABIT_COLUMNS,
+    MIN_LEAD_INDEX,
     InterestGroups,
     buying_habits,
     choose_groups,
@@ -155,6 +157,19 @@ def test_a_run_groups_every_customer_and_assign_and_the_model_give_the_same_grou
     assert len(groups) == section.chosen and groups.customers_now.sum() == len(customers)
     # The simulated customers prefer kinds of product: their groups tell what they buy next.
     assert section.backtest.reduction > 0.02
+    # A group is named for what its members buy, as of the run's date: every category in its name
+    # is, among them, at least MIN_LEAD_INDEX times every customer's mean share.
+    categories = pd.read_csv(result.out_dir / "categories.csv").set_index("label").category
+    column_of = interest_columns(categories.tolist())
+    named = groups.dropna(subset=["leads"])
+    assert len(named) >= 1
+    for group in named.itertuples():
+        members = customers.interest_group == group.interest_group
+        for lead in group.leads.split("; "):
+            label, times = lead.rsplit(" (", 1)
+            share = customers[column_of[categories[label]]]
+            index = share[members].mean() / share.mean()
+            assert index >= MIN_LEAD_INDEX and float(times.removesuffix("x)")) == pytest.approx(index, abs=0.051)
     assigned, _ = assigned_customers(files.log, result.out_dir)
     merged = customers.merge(assigned, on="customer_id", suffixes=("", "_assigned"))
     assert (merged.interest_group == merged.interest_group_assigned).all()
@@ -169,16 +184,19 @@ def test_a_segments_action_leads_with_its_members_groups_and_contacts_a_seasonal
             "interest_group_name": ["A bit of everything", "Decorations", "Bags"],
             "lead": ["", "decorations", "bags"],
             "season": ["", "q4", ""],
-            "customers_now": [50, 30, 20],
+            "customers_now": [70, 20, 10],
         }
     )
     members = pd.DataFrame({"interest_group": ["I1"] * 5 + ["I2"] * 3 + ["I3"] * 2})
     lead = interest_lead(members, groups)
+    # The most over-represented first: bags (20% of the members, 10% of everyone), then decorations.
     assert lead == (
-        "Lead with decorations for the 30% in I2 Decorations (they buy mostly October to December: contact them "
-        "from September) and with bags for the 20% in I3 Bags."
+        "Lead with bags for the 20% in I3 Bags and with decorations for the 30% in I2 Decorations (they buy "
+        "mostly October to December: contact them from September)."
     )
     assert interest_lead(pd.DataFrame({"interest_group": ["I1"] * 10}), groups) is None
+    # A group holding as many of the members as of everyone says nothing about them.
+    assert interest_lead(pd.DataFrame({"interest_group": ["I1"] * 7 + ["I2"] * 2 + ["I3"]}), groups) is None
     assert interest_lead(members, None) is None
 
 

@@ -21,6 +21,7 @@ from custseg.products import (
     basket_matrix,
     basket_pairs,
     categorize,
+    in_sentence,
     product_summary,
 )
 from custseg.simulate import simulate_to_files
@@ -329,3 +330,9 @@ def test_a_catalogue_where_no_type_has_three_products_is_categorised_with_its_or
     baskets = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 0, 0]]))
     model = ProductCategorizer().fit(descriptions, baskets)
     assert (model.labels_ >= 0).all() and model.labels_[0] == model.labels_[1]
+
+
+def test_a_category_label_reads_inside_a_sentence():
+    assert in_sentence("Hearts and mirrors") == "hearts and mirrors"
+    assert in_sentence("USB lights and cables") == "USB lights and cables"
+    assert in_sentence("t-light holders") == "t-light holders"

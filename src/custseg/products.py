@@ -250,6 +250,14 @@ def _characteristic_words(
     return words
 
 
+def in_sentence(label: str) -> str:
+    """Return a category label as it reads inside a sentence ("Hearts and mirrors" -> "hearts and mirrors").
+
+    A label that starts with an acronym keeps it ("USB lights").
+    """
+    return label[0].lower() + label[1:] if label[:1].isupper() and not label[1:2].isupper() else label
+
+
 def unique_labels(labels: list[str]) -> list[str]:
     """Return the labels with repeats numbered ("Bags", "Bags (2)"), so that no two things share a name."""
     seen: dict[str, int] = {}

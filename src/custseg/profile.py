@@ -20,6 +20,7 @@ import pandas as pd
 
 from custseg.amounts import money
 from custseg.interests import interest_lead
+from custseg.products import in_sentence
 from custseg.rules import Condition, describe, position, rule_names, value_of
 
 SEGMENT_COLUMNS = (
@@ -432,10 +433,10 @@ def _action(
         action += f" {lead}"
     elif leading:
         label, index = leading[0]
-        action += f" Lead with {label} ({index:.1f}x the shop's share of their revenue)."
+        action += f" Lead with {in_sentence(label)} ({index:.1f}x the shop's share of their revenue)."
     elif len(interests):
         top = interests.index[0].removeprefix("share_")
-        action += f" Lead with {labels.get(top, top)}, their biggest category."
+        action += f" Lead with {in_sentence(labels.get(top, top))}, their biggest category."
     if row["backtest_return_rate"] == row["backtest_return_rate"]:
         action += (
             f" In the backtest, {row['backtest_return_rate']:.0%} of such customers ordered within {horizon_days} "

@@ -36,13 +36,13 @@ def interest_groups(data: ReportData) -> Section | None:
     chart = Chart(
         "Customers per interest group",
         f"{len(groups)} groups by what customers buy; the largest, {largest['interest_group_name']}, holds "
-        f"{largest['customers_now']:,} customers. Each bar names the category the group buys most more of than "
-        "the shop (how many times the shop's share).",
+        f"{largest['customers_now']:,} customers. Each bar names the category the group is most over-represented "
+        "in: the members' mean share of spending on it, as a multiple of every customer's mean share, today.",
         layout(figure, 80 + 50 * len(groups)),
     )
     table = Table(
         "Interest groups",
-        ["group", "name", "customers", "buy more of than the shop", "how they buy"],
+        ["group", "name", "customers", "buys more of than the shop does", "how they buy"],
         [
             [g["interest_group"], g["interest_group_name"], f"{g['customers_now']:,}", g["leads"], g["habits"]]
             for g in groups

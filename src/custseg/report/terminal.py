@@ -442,7 +442,7 @@ def _print_interests(console: Console, interests: InterestsSection | Skipped | N
         return
     groups = table(
         f"Interest groups: what customers buy ({interests.chosen} groups)",
-        (("group", "left"), ("name", "left"), ("customers", "right"), ("buy more of than the shop", "left")),
+        (("group", "left"), ("name", "left"), ("customers", "right"), ("buys more of than the shop does", "left")),
     )
     for group in interests.groups:
         groups.add_row(

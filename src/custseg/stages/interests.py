@@ -8,6 +8,7 @@ import functools
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -27,6 +28,7 @@ from custseg.model import FittedModel
 from custseg.products import UNKNOWN
 from custseg.record import BacktestSection, Skipped, frozen
 from custseg.record.interests import InterestsSection, MixPrediction
+from custseg.sampling import rows_at_most
 from custseg.settings import Settings
 from custseg.stages import Store
 from custseg.stages.backtest import Backtest
@@ -83,8 +85,6 @@ def learn_interests(
         return Interests(table=with_interests(rfm.table, None, {}, store), interests=Skipped(reason=reason))
     section: BacktestSection = backtest.backtest
     then = backtest.customers
-    habits = buying_habits(clean.lines, section.as_of).execute()
-    then = then.merge(habits, on="customer_id", how="left")
     columns = list(interest_columns(products.order).values())
     following = next_mix(clean.lines, products.table, products.order, section.as_of, features.as_of).execute()
     following = following.set_index("customer_id")
@@ -100,14 +100,19 @@ def learn_interests(
             "what customers bought does not tell what they buy next here"
         )
         return Interests(table=with_interests(rfm.table, None, {}, store), interests=Skipped(reason=reason))
-    full_year = section.as_of - clean.span.first_invoiced_at >= datetime.timedelta(days=365)
-    groups = describe_groups(then, model.predict(then), products.labels, model.n_groups, full_year=full_year)
+    # Named by today's members, who get the names (a sample of them on a large log).
+    most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
+    today, _ = rows_at_most(rfm.table.select("customer_id", *columns), most, settings.seed)
+    today = today.merge(buying_habits(clean.lines, features.as_of).execute(), on="customer_id", how="left")
+    full_year = features.as_of - clean.span.first_invoiced_at >= datetime.timedelta(days=365)
+    groups = describe_groups(today, model.predict(today), products.labels, model.n_groups, full_year=full_year)
     names = dict(zip(groups.interest_group, groups.interest_group_name, strict=True))
     table = with_interests(rfm.table, model, names, store)
     now = table.group_by("interest_group").aggregate(customers_now=table.count()).execute()
-    groups = groups.rename(columns={"customers": "customers_then", "share": "share_then"}).merge(
-        now, on="interest_group", how="left"
-    )
+    then_counts = np.bincount(model.predict(then), minlength=model.n_groups)
+    groups = groups.drop(columns=["customers", "share"]).merge(now, on="interest_group", how="left")
+    groups.insert(2, "customers_then", then_counts)
+    groups.insert(3, "share_then", np.round(then_counts / max(len(then), 1), 4))
     groups["customers_now"] = groups.customers_now.fillna(0).astype(int)
     scores = choice.scores
     return Interests(
