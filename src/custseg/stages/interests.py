@@ -119,7 +119,10 @@ def learn_interests(
         table=table,
         interests=InterestsSection(
             as_of=section.as_of,
-            method="k-means on the square roots of each customer's category shares (Hellinger distance)",
+            method=(
+                "k-means on the square roots of each customer's category shares (Hellinger distance), each "
+                "customer weighted by log(1 + their lines)"
+            ),
             criterion=(
                 f"{GROUP_RANGE[0]} to {GROUP_RANGE[1]} groups; the fewest that reach {ENOUGH_GAIN:.0%} of the largest "
                 f"reduction in the out-of-fold cross-entropy of the next {section.horizon_days} days' category mix"
