@@ -158,6 +158,23 @@ def test_the_model_is_chosen_on_a_sample_and_refitted_on_every_customer():
     assert chosen_among == {"logistic_regression", "gradient_boosting", "first_orders_lookup"}
 
 
+def test_a_class_weighted_models_probabilities_are_chances_and_its_pick_is_its_own():
+    # One customer in twenty ends "rare"; the balanced weights treat both kinds alike.
+    rng = np.random.default_rng(1)
+    kinds = np.where(rng.random(2000) < 0.05, "rare", "common").astype(object)
+    inputs = pd.DataFrame({"orders": rng.normal(size=2000) + 1.0 * (kinds == "rare"), "dominant_category": "c01"})
+    model = EarlyClassifier(boosting=False).fit(inputs, kinds)
+    assert model.chosen_ == "logistic_regression"
+    rare = model.classes_.tolist().index("rare")
+    weighted_alike = model.estimator_.predict_proba(inputs)[:, rare].mean()
+    chances = model.predict_proba(inputs)
+    assert weighted_alike > 0.3 and chances[:, rare].mean() == pytest.approx((kinds == "rare").mean(), abs=0.02)
+    assert np.allclose(chances.sum(axis=1), 1.0)
+    # Its pick is the one measured by macro-F1: the balanced model's, which picks "rare" more often.
+    assert (model.predict(inputs) == model.estimator_.predict(inputs)).all()
+    assert (model.predict(inputs) == "rare").mean() > (model.classes_[chances.argmax(axis=1)] == "rare").mean()
+
+
 def test_early_prediction_is_measured_on_customers_it_never_saw(trained):
     _, result = trained
     early = result.record.early

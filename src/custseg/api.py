@@ -110,12 +110,12 @@ class EarlyPrediction(BaseModel):
     """What a customer younger than the model's horizon is likely to become, from their first orders."""
 
     orders_used: int
-    segment: str | None
+    segment: str | None = Field(description="The early model's pick (the one its macro-F1 is measured on).")
     segment_name: str | None
-    segment_probability: float | None
+    segment_probability: float | None = Field(description="The chance the customer ends in `segment`.")
     category: str | None
     category_name: str | None
-    category_probability: float | None
+    category_probability: float | None = Field(description="The chance `category` ends their biggest.")
 
 
 class ExpectedValue(BaseModel):

@@ -195,6 +195,8 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         The chosen model's classes (the lookup's include ``as_is_classes`` no training customer
         became).
+    class_prior_ : ndarray of shape (n_classes,)
+        The training customers' share of each class.
     """
 
     def __init__(
@@ -298,18 +300,38 @@ class EarlyClassifier(ClassifierMixin, BaseEstimator):
             self.estimator_ = clone(pipeline).set_params(**params).fit(inputs, y)
         # The lookup's classes include those no training customer became (``as_is_classes``).
         self.classes_ = np.asarray(self.estimator_.classes_)
+        self.class_prior_ = pd.Series(y).value_counts(normalize=True).reindex(self.classes_, fill_value=0.0).to_numpy()
         return self
 
     def predict_proba(self, inputs: pd.DataFrame) -> np.ndarray:
-        """Probability of each of `classes_`, shape (n_customers, n_classes)."""
+        """Chance of each of `classes_`, shape (n_customers, n_classes).
+
+        Logistic regression is fitted with every class weighted alike (balanced weights, for
+        macro-F1), so its own probabilities are those of a shop whose customers end in every
+        class equally often; they are re-weighted by the training customers' share of each class
+        (the prior correction of Saerens, Latinne and Decaestecker 2002). On the UCI file's
+        hold-out, after one order, the mean probability of becoming "10+ orders" was 0.047 before
+        the correction, against 0.002 who did.
+        """
         check_is_fitted(self, "classes_")
         if self.estimator_ is None:
             return np.ones((len(inputs), 1))
-        return self.estimator_.predict_proba(inputs)
+        probabilities = self.estimator_.predict_proba(inputs)
+        if self.chosen_ != "logistic_regression":
+            return probabilities
+        weighted = probabilities * self.class_prior_
+        return weighted / weighted.sum(axis=1, keepdims=True)
 
     def predict(self, inputs: pd.DataFrame) -> np.ndarray:
-        """Most probable class of each customer, shape (n_customers,)."""
-        return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
+        """Class of each customer the chosen model picks, shape (n_customers,).
+
+        The model's own pick, the one its macro-F1 was measured on: with balanced class weights a
+        rarer class is picked more often than its chance alone would make it.
+        """
+        check_is_fitted(self, "classes_")
+        if self.estimator_ is None:
+            return np.repeat(self.classes_, len(inputs))
+        return np.asarray(self.estimator_.predict(inputs))
 
 
 def _scores(truth: pd.Series, predicted) -> ClassifierScores:
@@ -547,9 +569,11 @@ def predict_batch(
         inputs = model_inputs(early.iloc[rows], categories)
         for target, by_orders in models.items():
             model = by_orders[str(orders)]
-            probabilities = model.predict_proba(inputs)
-            predicted[target][rows] = model.classes_[probabilities.argmax(axis=1)]
-            probability[target][rows] = probabilities.max(axis=1).round(4)
+            picked = model.predict(inputs)
+            chances = model.predict_proba(inputs)
+            column = {value: i for i, value in enumerate(model.classes_)}
+            predicted[target][rows] = picked
+            probability[target][rows] = chances[np.arange(len(rows)), [column[p] for p in picked]].round(4)
     early_orders = pd.array(n_orders, dtype="Int64")
     early_orders[~np.isin(n_orders, list(usable))] = pd.NA
     columns = {"customer_id": early.customer_id.to_numpy(), "early_orders": early_orders}
