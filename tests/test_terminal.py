@@ -107,6 +107,8 @@ def test_the_real_data_run_prints_its_summary_in_a_terminal(uci_run):
     assert shown.index("What to do now") > shown.index("Early prediction")
     for listed in (uci_run.out_dir / "lists").glob("*.csv"):
         assert "Expected Revenue 90 Days (GBP)" in listed.read_text(encoding="utf-8").splitlines()[0]
+        # Every list is named, those outside the brief's table too.
+        assert listed.name in shown, listed.name
     assert "£" in (uci_run.out_dir / "report.html").read_text(encoding="utf-8")
 
 

@@ -243,6 +243,7 @@ def print_run(console: Console, record: RunRecord, out_dir: Path) -> None:
 
 def _print_brief(console: Console, record: RunRecord, out_dir: Path) -> None:
     """Print what to do now, last, where a terminal leaves the reader: the report's brief (`brief_actions`)."""
+    from custseg.lists import list_file_name
     from custseg.report.brief import brief_actions
 
     segments_file = out_dir / "segments.csv"
@@ -257,7 +258,7 @@ def _print_brief(console: Console, record: RunRecord, out_dir: Path) -> None:
     console.print(f"[bold]Follow the {kind}[/bold]: {escape(recommendation.reason)}.")
     unit = f" ({currency})" if currency else ""
     shown_actions = table(
-        "What to do now",
+        f"What to do now: the {len(actions)} segments expected to bring the most",
         (("with whom", "left"), ("what to do", "left"), ("when", "left"), (f"worth{unit}", "right")),
     )
     for action in actions:
@@ -266,8 +267,12 @@ def _print_brief(console: Console, record: RunRecord, out_dir: Path) -> None:
     console.print(f"Their lists, to load into an email tool, in {out_dir / 'lists'}:")
     for action in actions:
         console.print(f"  {escape(action.list_file)}  ({action.customers:,} customers)")
-    if len(shown) > len(actions):
-        console.print(f"  and {len(shown) - len(actions)} more, one per segment (custseg export writes them again)")
+    listed = {action.list_file for action in actions}
+    for row in shown.itertuples():
+        list_file = list_file_name(str(row.segment), str(row.name))
+        if list_file not in listed:
+            # Expected to bring less in the next days: its action is in the report.
+            console.print(f"  {escape(list_file)}  ({int(row.customers):,} customers; its action is in the report)")
 
 
 def print_course(console: Console, course: dict[str, Any]) -> None:
