@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from custseg.cluster import Segmentation
     from custseg.value import ValueModel
 
-MODEL_VERSION = 10
+MODEL_VERSION = 11
 """Layout version of the model folder (7: learned segments as rules, custseg.rules.RuleTree and
 custseg.spaces.RuleSpace; 8: the value model's links rise above their range, IndexLink.end_slope_;
-10: product categories from product types, and the interest groups in model.json ``interests``)."""
+10: product categories from product types, and the interest groups in model.json ``interests``;
+11: the early models' chances, custseg.early.EarlyClassifier.class_prior_)."""
 MODEL_FILE = "model.json"
 SEGMENTATION_FILE = "segmentation.skops"
 EARLY_FILE = "early.skops"
