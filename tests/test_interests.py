@@ -198,6 +198,13 @@ def test_a_segments_action_leads_with_its_members_groups_and_contacts_a_seasonal
     # A group holding as many of the members as of everyone says nothing about them.
     assert interest_lead(pd.DataFrame({"interest_group": ["I1"] * 7 + ["I2"] * 2 + ["I3"]}), groups) is None
     assert interest_lead(members, None) is None
+    # A group whose name says its season is not told it twice.
+    named = groups.assign(
+        interest_group_name=["A bit of everything", "Decorations, buy mostly October to December", "Bags"]
+    )
+    assert "in I2 Decorations, buy mostly October to December (contact them from September)" in interest_lead(
+        members, named
+    )
 
 
 def test_a_shop_without_product_text_says_so_and_has_no_interest_groups(tmp_path):

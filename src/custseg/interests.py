@@ -480,10 +480,11 @@ def interest_lead(members: pd.DataFrame, groups: pd.DataFrame | None) -> str | N
         share, row = shares[group], described.loc[group]
         if share < MIN_GROUP_SHARE or lift[group] <= 1 or not row.lead or len(parts) == 2:
             continue
-        timing = (
-            f" (they buy mostly {QUARTER_MONTHS[row.season]}: contact them from {CONTACT_FROM[row.season]})"
-            if row.season
-            else ""
-        )
+        timing = ""
+        if row.season:
+            season = f"they buy mostly {QUARTER_MONTHS[row.season]}: "
+            # A group named for its season ("..., buy mostly January to March") needs only the month.
+            said = f"buy mostly {QUARTER_MONTHS[row.season]}" in row.interest_group_name
+            timing = f" ({'' if said else season}contact them from {CONTACT_FROM[row.season]})"
         parts.append(f"{row.lead} for the {share:.0%} in {group} {row.interest_group_name}{timing}")
     return f"Lead with {' and with '.join(parts)}." if parts else None
