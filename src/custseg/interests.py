@@ -465,9 +465,8 @@ def interest_lead(members: pd.DataFrame, groups: pd.DataFrame | None) -> str | N
     Of the groups holding `MIN_GROUP_SHARE` of the members, buying some categories more than the
     shop and over-represented among the members against all customers (``customers_now`` of
     ``groups``), the (at most two) most over-represented, so that segments lead with what sets
-    them apart; a group
-    that buys mostly in one quarter is contacted the month before it (`CONTACT_FROM`). None when
-    no group qualifies or the members have no groups.
+    them apart; a group that buys mostly in one quarter is contacted the month before it
+    (`CONTACT_FROM`). None when no group qualifies or the members have no groups.
     """
     if groups is None or "interest_group" not in members or members.interest_group.isna().all():
         return None

@@ -102,8 +102,10 @@ def learn_interests(
         return Interests(table=with_interests(rfm.table, None, {}, store), interests=Skipped(reason=reason))
     # Named by today's members, who get the names (a sample of them on a large log).
     most = min(settings.cluster.max_fit_customers, settings.engine.max_driver_customers)
-    today, _ = rows_at_most(rfm.table.select("customer_id", *columns), most, settings.seed)
-    today = today.merge(buying_habits(clean.lines, features.as_of).execute(), on="customer_id", how="left")
+    habits = buying_habits(clean.lines, features.as_of)
+    today, _ = rows_at_most(
+        with_customer_columns(rfm.table.select("customer_id", *columns), habits), most, settings.seed
+    )
     full_year = features.as_of - clean.span.first_invoiced_at >= datetime.timedelta(days=365)
     groups = describe_groups(today, model.predict(today), products.labels, model.n_groups, full_year=full_year)
     names = dict(zip(groups.interest_group, groups.interest_group_name, strict=True))
